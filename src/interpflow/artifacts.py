@@ -1,0 +1,142 @@
+"""Writing artifacts: atomic files, parquet tables and provenance sidecars.
+
+Every stage writes its declared output through :func:`atomic_path` so a killed job never
+leaves a half-written file under the final name, and writes a ``<output>.provenance.json``
+sidecar with :func:`write_provenance`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+#: Packages whose versions go into every provenance sidecar.
+TRACKED_PACKAGES = (
+    "interpflow",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "polars",
+    "pyarrow",
+    "numpy",
+    "scikit-learn",
+    "openai",
+    "anthropic",
+    "snakemake",
+)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` to ``path`` atomically (zstd, statistics on)."""
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp, compression="zstd", statistics=True)
+    return Path(path)
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` as indented, key-sorted JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return Path(path)
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (None where a package is not installed)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def provenance_path(output: str | Path) -> Path:
+    """The sidecar path of an artifact: ``<output>.provenance.json``."""
+    output = Path(output)
+    return output.with_name(output.name + ".provenance.json")
+
+
+def write_provenance(path: str | Path, **fields: Any) -> Path:
+    """Write a provenance sidecar: the given fields plus package versions and the platform.
+
+    ``path`` is the sidecar's own path. Never pass secrets: the sidecar is an artifact.
+    """
+    record = {
+        **fields,
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return write_json(record, path)
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hex sha256 of the canonical JSON of ``obj`` (sorted keys), cut to ``length``."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy of ``mapping`` with values of secret-looking keys replaced by ``"<redacted>"``."""
+    secret = ("key", "token", "secret", "password")
+    return {
+        k: (
+            "<redacted>"
+            if any(s in k.lower() for s in secret) and not k.lower().endswith("_env")
+            else redact(v)
+            if isinstance(v, Mapping)
+            else v
+        )
+        for k, v in mapping.items()
+    }
+
+
+@contextlib.contextmanager
+def log_to(path: str | Path | None) -> Iterator[None]:
+    """Send stdout and stderr (including Python warnings and tracebacks) to ``path``."""
+    if path is None:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as fh:
+        old = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = fh
+        try:
+            yield
+        except BaseException:
+            import traceback
+
+            traceback.print_exc(file=fh)
+            raise
+        finally:
+            sys.stdout, sys.stderr = old

@@ -1,0 +1,270 @@
+"""A small, real HTTP server that speaks enough OpenAI and Anthropic API for tests and benchmarks.
+
+It binds 127.0.0.1 on a free port and serves, each request in its own thread:
+
+* ``POST .../chat/completions`` — OpenAI Chat Completions, with ``logprobs.content[0]
+  .top_logprobs`` in the real OpenAI shape when the request asks for ``logprobs``;
+* ``POST .../messages`` — Anthropic Messages.
+
+Routing is by path suffix, so ``url`` (``http://127.0.0.1:PORT/v1``, what the OpenAI SDK
+wants) and ``root_url`` (what the Anthropic SDK wants; it appends ``/v1/messages``) both work.
+
+Per-call behaviour comes from ``plan``: a string for every call, a list consumed in arrival
+order (``"ok"`` once exhausted), or a callable ``(call_index, request_json) -> str``:
+
+==============  ================================================================================
+``ok``          a normal reply whose text is ``responder(request_json)``
+``500``         HTTP 500 with an API-shaped error body
+``429``         HTTP 429 with ``retry-after: 0``
+``timeout``     sleeps ``timeout_sleep_s`` (set it above the client timeout), then answers ok
+``malformed``   HTTP 200, ``application/json`` content type, body not JSON
+``nochoices``   HTTP 200, valid JSON without ``choices`` (OpenAI) / ``content`` (Anthropic)
+==============  ================================================================================
+
+Errors (``500``/``429``) also carry ``retry-after-ms`` (default 1): the OpenAI and Anthropic
+SDKs treat ``retry-after: 0`` as "not given" and fall back to exponential backoff (0.5 s, 1 s,
+...), but honour a positive ``retry-after-ms``, which keeps retry tests fast.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+Plan = str | Sequence[str] | Callable[[int, dict[str, Any]], str] | None
+BEHAVIOURS = ("ok", "500", "429", "timeout", "malformed", "nochoices")
+
+
+def _default_responder(request_json: dict[str, Any]) -> str:
+    return "5"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # listen backlog: many concurrent clients connect at once
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out close the socket under a sleeping handler: not an error here.
+        pass
+
+
+class FakeAPIServer:
+    """Local OpenAI/Anthropic-compatible server. Use as a context manager or call :meth:`close`.
+
+    ``responder(request_json) -> str`` gives the reply text. ``top_logprobs(request_json)``
+    gives the first token's alternatives as ``{token: logprob}`` (or ``[(token, logprob)]``);
+    without it, the reply text is the only alternative, with logprob 0. ``delay_s`` is slept
+    before every answer.
+    """
+
+    def __init__(
+        self,
+        responder: Callable[[dict[str, Any]], str] = _default_responder,
+        *,
+        top_logprobs: Callable[[dict[str, Any]], Any] | None = None,
+        delay_s: float = 0.0,
+        plan: Plan = None,
+        timeout_sleep_s: float = 2.0,
+        retry_after_ms: int | None = 1,
+    ) -> None:
+        self.responder = responder
+        self.top_logprobs = top_logprobs
+        self.delay_s = delay_s
+        self.plan = plan
+        self.timeout_sleep_s = timeout_sleep_s
+        self.retry_after_ms = retry_after_ms
+        self._lock = threading.Lock()
+        self._n = 0
+        self.requests: list[dict[str, Any]] = []
+        self.behaviours: list[str] = []
+        self._httpd = _Server(("127.0.0.1", 0), self._make_handler())
+        self.port = self._httpd.server_address[1]
+        self.root_url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.root_url}/v1"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def n_requests(self) -> int:
+        """POST requests received so far (every attempt, retries included)."""
+        with self._lock:
+            return self._n
+
+    def reset(self) -> None:
+        with self._lock:
+            self._n = 0
+            self.requests.clear()
+            self.behaviours.clear()
+
+    def _next_behaviour(self, body: dict[str, Any]) -> str:
+        with self._lock:
+            i = self._n
+            self._n += 1
+            self.requests.append(body)
+            plan = self.plan
+            if plan is None:
+                b = "ok"
+            elif isinstance(plan, str):
+                b = plan
+            elif callable(plan):
+                b = None  # called outside the lock below
+            else:
+                b = plan[i] if i < len(plan) else "ok"
+        if b is None:
+            b = plan(i, body)  # type: ignore[operator]
+        if b not in BEHAVIOURS:
+            raise ValueError(f"unknown fake-API behaviour {b!r}; choose one of {BEHAVIOURS}")
+        with self._lock:
+            self.behaviours.append(b)
+        return b
+
+    # -- response bodies -------------------------------------------------------------------
+
+    def _openai_body(self, req: dict[str, Any], text: str) -> dict[str, Any]:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+        if req.get("logprobs"):
+            k = int(req.get("top_logprobs") or 0)
+            alts = self.top_logprobs(req) if self.top_logprobs else {text: 0.0}
+            items = list(alts.items()) if isinstance(alts, dict) else list(alts)
+            items.sort(key=lambda kv: -kv[1])
+            top = [
+                {"token": t, "logprob": float(lp), "bytes": list(t.encode("utf-8"))}
+                for t, lp in items[:k]
+            ]
+            first = items[0] if items else (text, 0.0)
+            choice["logprobs"] = {
+                "content": [
+                    {
+                        "token": first[0],
+                        "logprob": float(first[1]),
+                        "bytes": list(first[0].encode("utf-8")),
+                        "top_logprobs": top,
+                    }
+                ],
+                "refusal": None,
+            }
+        return {
+            "id": f"chatcmpl-fake{self.port}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": req.get("model", "fake"),
+            "choices": [choice],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+
+    def _anthropic_body(self, req: dict[str, Any], text: str) -> dict[str, Any]:
+        return {
+            "id": f"msg_fake{self.port}",
+            "type": "message",
+            "role": "assistant",
+            "model": req.get("model", "fake"),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }
+
+    def _make_handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # silent; never echo headers (they carry the API key)
+
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str] | None = None
+            ) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                try:
+                    req = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    req = {}
+                path = self.path.split("?", 1)[0].rstrip("/")
+                is_openai = path.endswith("/chat/completions")
+                if not (is_openai or path.endswith("/messages")):
+                    self._send(404, b'{"error": {"message": "not found", "type": "not_found"}}')
+                    return
+                behaviour = server._next_behaviour(req)
+                if server.delay_s:
+                    time.sleep(server.delay_s)
+                try:
+                    self._answer(behaviour, req, is_openai)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout) and closed the socket
+
+            def _answer(self, behaviour: str, req: dict[str, Any], is_openai: bool) -> None:
+                if behaviour in ("500", "429"):
+                    status = int(behaviour)
+                    kind = "rate_limit_error" if status == 429 else "api_error"
+                    if is_openai:
+                        err = {"error": {"message": f"fake {status}", "type": kind, "code": None}}
+                    else:
+                        err = {
+                            "type": "error",
+                            "error": {"type": kind, "message": f"fake {status}"},
+                        }
+                    headers: dict[str, str] = {}
+                    if status == 429:
+                        headers["retry-after"] = "0"
+                    if server.retry_after_ms is not None:
+                        headers["retry-after-ms"] = str(server.retry_after_ms)
+                    self._send(status, json.dumps(err).encode(), headers)
+                    return
+                if behaviour == "malformed":
+                    self._send(200, b"<html>this is not json")
+                    return
+                if behaviour == "timeout":
+                    time.sleep(server.timeout_sleep_s)
+                if behaviour == "nochoices":
+                    body: dict[str, Any] = {"id": "x", "object": "chat.completion", "model": "fake"}
+                    if not is_openai:
+                        body = {"id": "msg_x", "type": "message", "role": "assistant"}
+                else:
+                    text = server.responder(req)
+                    body = (
+                        server._openai_body(req, text)
+                        if is_openai
+                        else server._anthropic_body(req, text)
+                    )
+                self._send(200, json.dumps(body).encode())
+
+        return Handler
+
+    def close(self) -> None:
+        """Stop serving and release the port (handler threads are daemons)."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["BEHAVIOURS", "FakeAPIServer"]

@@ -1,0 +1,434 @@
+"""Batched generation with residual-stream capture, sharded and resumable.
+
+For each batch of prompts: sample responses with ``model.generate`` (chat template, left
+padding), then run ONE teacher-forced forward pass over prompt+response with forward hooks on
+the requested decoder layers (hooks during ``generate`` would miss the last token) and read
+the configured positions (:mod:`interpflow.positions`). The pass stops after the deepest
+requested layer and never computes logits.
+
+Work is written in shards of ``shard_size`` prompts beside the declared output
+(``<generations>.shards/``). A rerun after a kill resumes from the finished shards; each
+shard's sampling is seeded from (seed, shard index), so the final files equal those of an
+uninterrupted run. The shard folder is removed once the outputs are written.
+
+Output schemas
+--------------
+``generations`` parquet, one row per prompt:
+
+================  =======  ==================================================
+prompt_id         str      id from the prompt table
+category          str      prompt category (bank)
+prompt            str      the user prompt
+chat_prompt       str      the prompt after the chat template
+response          str      decoded response (special tokens skipped)
+prompt_tokens     int32    real (unpadded) prompt length in tokens
+response_tokens   int32    response length in tokens, up to (excluding) EOS
+finished          bool     the response ended with an EOS token
+================  =======  ==================================================
+
+``activations`` parquet, one row per prompt x layer x position:
+
+============  ==================================  ======================================
+prompt_id     str                                 joins to generations / labels
+layer         int16                               decoder block index (0-based); the
+                                                  value is that block's output, i.e.
+                                                  ``hidden_states[layer + 1]``
+position      str                                 position name (``last_prompt``, …)
+token_index   int32                               absolute index in prompt+response,
+                                                  -1 for mean positions
+activation    fixed_size_list<float16>[d_model]   the residual-stream vector
+============  ==================================  ======================================
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from interpflow.artifacts import atomic_path, stable_hash, write_parquet, write_provenance
+from interpflow.models import ModelSpec, chat_prompt, decoder_layers, eos_token_ids, load_model
+from interpflow.positions import Position, parse_positions
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How responses are sampled (``do_sample=False`` = greedy)."""
+
+    max_new_tokens: int = 96
+    temperature: float = 0.7
+    top_p: float = 0.9
+    do_sample: bool = True
+    seed: int = 0
+    system_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Which residual-stream vectors to keep. Empty ``layers`` = generation only."""
+
+    layers: tuple[int, ...] = ()
+    positions: tuple[str, ...] = ("last_prompt",)
+    store_dtype: Literal["float16", "float32"] = "float16"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    batch_size: int = 32
+    shard_size: int = 256
+
+
+@dataclass
+class BatchResult:
+    """One batch: generation rows plus captured vectors ``{(layer, position): [B, d]}``."""
+
+    rows: list[dict]
+    vectors: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
+    token_index: dict[str, np.ndarray] = field(default_factory=dict)  # position -> [B], -1 = none
+
+
+class _StopForward(Exception):
+    """Raised by the deepest hook: later layers, the final norm and logits are not needed."""
+
+
+def sample_batch(model, tokenizer, chats: list[str], sampling: SamplingConfig, eos_ids: list[int]):
+    """Generate for already-templated prompts. Returns (sequences, attention_mask, P, p_lens, r_lens, finished)."""
+    import torch
+
+    enc = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(
+        model.device
+    )
+    kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=sampling.do_sample)
+    if sampling.do_sample:
+        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        seqs = model.generate(
+            **enc, **kwargs, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids
+        )
+    width = enc["input_ids"].shape[1]
+    gen = seqs[:, width:]
+    is_eos = torch.isin(gen, torch.tensor(eos_ids, device=gen.device))
+    has_eos = is_eos.any(dim=1)
+    first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), gen.shape[1])
+    p_lens = enc["attention_mask"].sum(dim=1)
+    return seqs, enc["attention_mask"], width, p_lens, first_eos, has_eos
+
+
+def capture_batch(
+    model,
+    seqs,
+    prompt_mask,
+    width: int,
+    p_lens,
+    r_lens,
+    layers: tuple[int, ...],
+    positions: list[Position],
+) -> tuple[dict[tuple[int, str], np.ndarray], dict[str, np.ndarray]]:
+    """Teacher-forced pass over prompt+response; read ``positions`` at ``layers``.
+
+    Returns vectors ``{(layer, name): float32 [B, d]}`` (NaN rows where a position does not
+    exist for that sequence) and ``{name: int [B]}`` absolute token indices (-1 for means or
+    missing).
+    """
+    import torch
+
+    decoder, blocks = decoder_layers(model)
+    n_layers = len(blocks)
+    for layer in layers:
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"capture layer {layer} out of range: the model has {n_layers} layers")
+    dev = seqs.device
+    bsz = seqs.shape[0]
+    total = width + int(r_lens.max().item()) if bsz else width
+    ids = seqs[:, :total]
+    ar = torch.arange(total - width, device=dev)
+    mask = torch.cat([prompt_mask, (ar[None, :] < r_lens[:, None]).to(prompt_mask.dtype)], dim=1)
+    pos_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+    # Padded absolute indices / averaging weights for every position.
+    pad_left = width - p_lens  # [B]
+    idx_names = [p.name for p in positions if p.kind == "index"]
+    mean_pos = [p for p in positions if p.kind == "mean"]
+    idx = torch.full((bsz, len(idx_names)), -1, dtype=torch.long)
+    for j, p in enumerate(p for p in positions if p.kind == "index"):
+        for b in range(bsz):
+            t = p.token_index(int(p_lens[b]), int(r_lens[b]))
+            if t is not None:
+                idx[b, j] = t
+    weights = torch.zeros((bsz, len(mean_pos), total))
+    for j, p in enumerate(mean_pos):
+        for b in range(bsz):
+            span = p.span(int(p_lens[b]), int(r_lens[b]))
+            if span is not None:
+                s, e = span
+                off = int(pad_left[b])
+                weights[b, j, off + s : off + e] = 1.0 / (e - s)
+    padded_idx = torch.where(idx >= 0, idx + pad_left.cpu()[:, None], 0).to(dev)
+    weights = weights.to(dev)
+
+    got: dict[int, torch.Tensor] = {}
+    deepest = max(layers)
+
+    def hook_for(layer):
+        def hook(_module, _args, out):
+            h = out[0] if isinstance(out, tuple) else out  # transformers 5 returns a tensor
+            h = h.float()
+            parts = []
+            if idx_names:
+                parts.append(h.gather(1, padded_idx[:, :, None].expand(-1, -1, h.shape[-1])))
+            if mean_pos:
+                parts.append(torch.einsum("bms,bsd->bmd", weights, h))
+            got[layer] = torch.cat(parts, dim=1).cpu()
+            if layer == deepest:
+                raise _StopForward
+
+        return hook
+
+    handles = [blocks[layer].register_forward_hook(hook_for(layer)) for layer in layers]
+    try:
+        with torch.inference_mode():
+            decoder(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+
+    names = idx_names + [p.name for p in mean_pos]
+    exists = torch.cat([idx >= 0, (weights.sum(-1) > 0).cpu()], dim=1).numpy()  # [B, n_pos]
+    vectors = {}
+    for layer in layers:
+        arr = got[layer].numpy()
+        for j, name in enumerate(names):
+            v = arr[:, j, :].copy()
+            v[~exists[:, j]] = np.nan
+            vectors[(layer, name)] = v
+    token_index = {name: idx[:, j].numpy() for j, name in enumerate(idx_names)}
+    token_index.update({p.name: np.full(bsz, -1) for p in mean_pos})
+    return vectors, token_index
+
+
+def _activation_table(
+    prompt_ids: list[str],
+    vectors: dict[tuple[int, str], np.ndarray],
+    token_index: dict[str, np.ndarray],
+    store_dtype: str,
+) -> pa.Table:
+    """Long table of the (prompt, layer, position) vectors that exist (NaN rows skipped)."""
+    pids, layers, names, tix, vecs = [], [], [], [], []
+    for (layer, name), arr in vectors.items():
+        ok = ~np.isnan(arr).any(axis=1)
+        for b in np.flatnonzero(ok):
+            pids.append(prompt_ids[b])
+            layers.append(layer)
+            names.append(name)
+            tix.append(int(token_index[name][b]))
+            vecs.append(arr[b])
+    d = next(iter(vectors.values())).shape[1] if vectors else 0
+    flat = np.asarray(vecs, dtype=np.dtype(store_dtype)).reshape(-1)
+    table = pa.table(
+        {
+            "prompt_id": pa.array(pids, pa.string()),
+            "layer": pa.array(layers, pa.int16()),
+            "position": pa.array(names, pa.string()),
+            "token_index": pa.array(tix, pa.int32()),
+            "activation": pa.FixedSizeListArray.from_arrays(pa.array(flat), d),
+        }
+    )
+    return table
+
+
+def _empty_activation_table(store_dtype: str, d: int) -> pa.Table:
+    value = pa.float16() if store_dtype == "float16" else pa.float32()
+    return pa.table(
+        {
+            "prompt_id": pa.array([], pa.string()),
+            "layer": pa.array([], pa.int16()),
+            "position": pa.array([], pa.string()),
+            "token_index": pa.array([], pa.int32()),
+            "activation": pa.array([], pa.list_(value, d)),
+        }
+    )
+
+
+def run_batch(model, tokenizer, batch: pl.DataFrame, sampling, capture, positions, eos_ids):
+    """Generate and capture one batch of prompt rows (``prompt_id, category, prompt``)."""
+    chats = [chat_prompt(tokenizer, p, sampling.system_prompt) for p in batch["prompt"]]
+    seqs, pmask, width, p_lens, r_lens, finished = sample_batch(
+        model, tokenizer, chats, sampling, eos_ids
+    )
+    responses = tokenizer.batch_decode(
+        [seqs[b, width : width + int(r_lens[b])] for b in range(len(chats))],
+        skip_special_tokens=True,
+    )
+    rows = [
+        {
+            "prompt_id": pid,
+            "category": cat,
+            "prompt": prompt,
+            "chat_prompt": chat,
+            "response": resp,
+            "prompt_tokens": int(p_lens[b]),
+            "response_tokens": int(r_lens[b]),
+            "finished": bool(finished[b]),
+        }
+        for b, (pid, cat, prompt, chat, resp) in enumerate(
+            zip(batch["prompt_id"], batch["category"], batch["prompt"], chats, responses)
+        )
+    ]
+    result = BatchResult(rows)
+    if capture.layers:
+        result.vectors, result.token_index = capture_batch(
+            model, seqs, pmask, width, p_lens, r_lens, capture.layers, positions
+        )
+    return result
+
+
+GENERATION_SCHEMA = {
+    "prompt_id": pl.String,
+    "category": pl.String,
+    "prompt": pl.String,
+    "chat_prompt": pl.String,
+    "response": pl.String,
+    "prompt_tokens": pl.Int32,
+    "response_tokens": pl.Int32,
+    "finished": pl.Boolean,
+}
+
+
+def shard_dir_for(generations_path: str | Path) -> Path:
+    p = Path(generations_path)
+    return p.with_name(p.name + ".shards")
+
+
+def _shard_seed(seed: int, shard: int) -> int:
+    return int(stable_hash([seed, shard], 8), 16) % (2**31 - 1)
+
+
+def generate_and_capture(
+    prompts_path: str | Path,
+    generations_path: str | Path,
+    activations_path: str | Path,
+    provenance_path: str | Path,
+    model: ModelSpec,
+    sampling: SamplingConfig,
+    capture: CaptureConfig,
+    run: RunConfig,
+    model_id: str | None = None,
+    log=print,
+) -> dict:
+    """Generate responses (and capture activations) for every prompt of ``prompts_path``.
+
+    Resumable: finished shards under ``<generations>.shards/`` are reused when their
+    fingerprint (model, sampling, capture, sizes, prompt ids) matches this run's.
+    """
+    import torch
+
+    positions = parse_positions(list(capture.positions))
+    prompts = pl.read_parquet(prompts_path).select("prompt_id", "category", "prompt")
+    if prompts.height == 0:
+        raise ValueError(f"{prompts_path} has no prompts")
+    fingerprint = stable_hash(
+        {
+            "model": asdict(model) | {"device": None},
+            "sampling": asdict(sampling),
+            "capture": asdict(capture),
+            "run": asdict(run),
+            "prompt_ids": prompts["prompt_id"].to_list(),
+        }
+    )
+    shards = shard_dir_for(generations_path)
+    manifest = shards / "manifest.json"
+    if shards.exists():
+        old = json.loads(manifest.read_text()).get("fingerprint") if manifest.exists() else None
+        if old != fingerprint:
+            log(f"discarding stale shards in {shards} (fingerprint {old} != {fingerprint})")
+            shutil.rmtree(shards)
+    shards.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+
+    n_shards = (prompts.height + run.shard_size - 1) // run.shard_size
+    done = [i for i in range(n_shards) if (shards / f"{i:05d}.generations.parquet").exists()]
+    if done:
+        log(f"resuming: {len(done)}/{n_shards} shards already done in {shards}")
+    lm, tokenizer = None, None
+    t0 = time.perf_counter()
+    for i in range(n_shards):
+        gen_file = shards / f"{i:05d}.generations.parquet"
+        act_file = shards / f"{i:05d}.activations.parquet"
+        if gen_file.exists():
+            continue
+        if lm is None:
+            lm, tokenizer = load_model(model)
+            eos_ids = eos_token_ids(lm, tokenizer)
+        ts = time.perf_counter()
+        torch.manual_seed(_shard_seed(sampling.seed, i))
+        shard = prompts.slice(i * run.shard_size, run.shard_size)
+        rows, tables = [], []
+        for start in range(0, shard.height, run.batch_size):
+            res = run_batch(
+                lm, tokenizer, shard.slice(start, run.batch_size), sampling, capture, positions, eos_ids
+            )
+            rows.extend(res.rows)
+            if capture.layers:
+                tables.append(
+                    _activation_table(
+                        [r["prompt_id"] for r in res.rows],
+                        res.vectors,
+                        res.token_index,
+                        capture.store_dtype,
+                    )
+                )
+        if capture.layers:
+            with atomic_path(act_file) as tmp:
+                pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
+        write_parquet(pl.DataFrame(rows, schema=GENERATION_SCHEMA), gen_file)
+        log(f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s")
+
+    generations = pl.concat(
+        [pl.read_parquet(shards / f"{i:05d}.generations.parquet") for i in range(n_shards)]
+    )
+    write_parquet(generations, generations_path)
+    n_rows = 0
+    with atomic_path(activations_path) as tmp:
+        if capture.layers:
+            table = pa.concat_tables(
+                [pq.read_table(shards / f"{i:05d}.activations.parquet") for i in range(n_shards)]
+            )
+        else:
+            table = _empty_activation_table(capture.store_dtype, 0)
+        n_rows = table.num_rows
+        pq.write_table(table, tmp, compression="zstd")
+    summary = {
+        "model_id": model_id or model.name_or_path,
+        "model_path": model.name_or_path,
+        "revision": model.revision,
+        "dtype": model.dtype,
+        "device": model.device,
+        "trust_remote_code": model.trust_remote_code,
+        "sampling": asdict(sampling),
+        "capture": asdict(capture) | {"positions_expanded": [p.name for p in positions]},
+        "run": asdict(run),
+        "seed": sampling.seed,
+        "fingerprint": fingerprint,
+        "n_prompts": generations.height,
+        "n_activation_rows": n_rows,
+        "n_missing_positions": generations.height * len(capture.layers) * len(positions) - n_rows,
+        "n_finished": int(generations["finished"].sum()),
+        "mean_response_tokens": float(generations["response_tokens"].mean()),
+        "seconds_this_run": round(time.perf_counter() - t0, 3),
+        "shards_resumed": len(done),
+    }
+    write_provenance(provenance_path, **summary)
+    shutil.rmtree(shards)
+    return summary

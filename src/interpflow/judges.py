@@ -1,0 +1,583 @@
+"""LLM judges: one interface over offline, OpenAI, Anthropic and local HF backends.
+
+A :class:`Judge` answers a batch of :class:`JudgeRequest` with one :class:`JudgeReply` each,
+in request order. Around every backend it puts the same machinery:
+
+* **cache** — one sqlite file (WAL mode), key = sha256 of the canonical JSON of the backend,
+  model, base_url, temperature and the request fields. Only successful replies are stored, so
+  failures are retried on the next run, and a warm rerun makes zero backend calls. The cache is
+  also what makes a long labelling job resumable: a killed job loses only calls in flight.
+  The API key is never part of the key and never stored.
+* **bounded concurrency** — a ``ThreadPoolExecutor(cfg.concurrency)``; duplicate requests in a
+  batch are called once.
+* **retries** — left to the SDKs' own ``max_retries`` (exponential backoff, honours
+  ``retry-after``/``retry-after-ms``); there is no second retry layer.
+* **failures** — a call that still fails gives ``JudgeReply(text=None, error=...)`` and is counted
+  in :class:`JudgeStats`; it is never turned into a sentinel string. Downstream scores are NaN.
+
+This module imports no heavy or optional package at import time (Snakemake's planning code
+imports it to call :func:`require_api_key`); each backend imports its SDK lazily.
+
+Scores from logprobs: :func:`digit_expected_value` turns the first token's top-k logprobs into an
+expected value over the digit tokens ``"0".."9"``, on a 0-100 scale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Self, get_args
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["offline", "openai", "anthropic", "hf"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+
+#: Environment variable read for the API key when ``JudgeConfig.api_key_env`` is None.
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+#: Bumped when the cache key or the stored reply format changes.
+CACHE_VERSION = 1
+
+#: OpenAI's Chat Completions API accepts at most 20 top logprobs.
+MAX_TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Which model judges, and how it is called. Holds no secret: only the key's variable name."""
+
+    backend: Backend
+    """``offline`` (a deterministic Python callable, no network; the CI default), ``openai``
+    (Chat Completions, also any compatible server through ``base_url``), ``anthropic``
+    (Messages API; no logprobs) or ``hf`` (a local transformers causal LM, greedy)."""
+    model: str = ""
+    """API model id; for ``hf`` a local path or hub id; for ``offline`` a free-form name that
+    goes into the cache key (name your offline rule so two rules never share cached replies)."""
+    base_url: str | None = None
+    """Server URL, e.g. ``http://127.0.0.1:PORT/v1`` for OpenAI-compatible local servers. For
+    ``anthropic`` it is the root without ``/v1`` (the SDK appends ``/v1/messages``). None: the
+    SDK default (or its ``OPENAI_BASE_URL``/``ANTHROPIC_BASE_URL`` variable)."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the key; None: ``OPENAI_API_KEY`` /
+    ``ANTHROPIC_API_KEY``. The key itself is never stored in a config, cache, log or error."""
+    concurrency: int = 16
+    """Calls in flight at once (threads). ``hf`` calls always run one at a time."""
+    max_retries: int = 4
+    """The SDK's own ``max_retries``: retries after the first attempt, on connection errors,
+    timeouts, 408/409/429/5xx, with exponential backoff that honours ``retry-after``."""
+    timeout_s: float = 60.0
+    """Per-attempt HTTP timeout in seconds."""
+    temperature: float = 0.0
+    """Sampling temperature, sent to ``openai`` only. ``hf`` decodes greedily and requires 0;
+    ``anthropic`` (2.x Messages API) has no temperature parameter and requires 0 here."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown judge backend {self.backend!r}; choose one of {BACKENDS}")
+        if self.backend in ("openai", "anthropic", "hf") and not self.model:
+            raise ValueError(f"judge backend {self.backend!r} needs a model (got model='')")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+            raise TypeError(f"judge concurrency must be an int, got {self.concurrency!r}")
+        if self.concurrency < 1:
+            raise ValueError(f"judge concurrency must be >= 1, got {self.concurrency}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise TypeError(f"judge max_retries must be an int, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise ValueError(f"judge max_retries must be >= 0, got {self.max_retries}")
+        if not (self.timeout_s > 0 and math.isfinite(self.timeout_s)):
+            raise ValueError(f"judge timeout_s must be a positive number, got {self.timeout_s}")
+        if not (0.0 <= self.temperature <= 2.0):
+            raise ValueError(f"judge temperature must be in [0, 2], got {self.temperature}")
+        if self.backend == "hf" and self.temperature != 0.0:
+            raise ValueError("judge backend 'hf' decodes greedily; set temperature to 0")
+        if self.backend == "anthropic" and self.temperature != 0.0:
+            raise ValueError(
+                "judge backend 'anthropic': the Messages API of anthropic 2.x has no temperature "
+                "parameter (the model's own sampling is used); leave temperature at 0"
+            )
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"judge base_url must start with http:// or https://, got {self.base_url!r}"
+            )
+        if self.api_key_env is not None and not self.api_key_env:
+            raise ValueError("judge api_key_env must be a variable name or None, got ''")
+
+    @property
+    def key_env(self) -> str | None:
+        """The environment variable read for the API key (None for offline/hf)."""
+        if self.backend not in DEFAULT_KEY_ENV:
+            return None
+        return self.api_key_env or DEFAULT_KEY_ENV[self.backend]
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """One prompt to a judge."""
+
+    system: str
+    user: str
+    max_tokens: int = 16
+    top_logprobs: int = 0
+    """> 0: also return the first generated token's top-k logprobs (openai, hf; at most 20).
+    The anthropic backend has none and returns None."""
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"JudgeRequest.max_tokens must be >= 1, got {self.max_tokens}")
+        if not (0 <= self.top_logprobs <= MAX_TOP_LOGPROBS):
+            raise ValueError(
+                f"JudgeRequest.top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {self.top_logprobs}"
+            )
+
+
+@dataclass(frozen=True)
+class JudgeReply:
+    """A judge's answer. ``text is None`` means the call failed after the SDK's retries."""
+
+    text: str | None
+    top_logprobs: dict[str, float] | None = None
+    """First generated token's top-k: decoded token string -> natural-log probability."""
+    error: str | None = None
+    """Short ``ExceptionClass: message`` of a failed call; never contains the API key."""
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+@dataclass
+class JudgeStats:
+    """Counts for one :meth:`Judge.run`. Request counts are per position in the batch."""
+
+    n_requests: int = 0
+    n_unique: int = 0
+    """Distinct requests in the batch (duplicates are called once)."""
+    n_cache_hits: int = 0
+    n_calls: int = 0
+    """Backend calls actually made: HTTP attempts including the SDK's retries for the API
+    backends, generate calls for ``hf``, callable calls for ``offline``."""
+    n_failed: int = 0
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def require_api_key(cfg: JudgeConfig) -> None:
+    """Raise ``ValueError`` naming the variable when an API backend has no key; else no-op.
+
+    Meant for DAG planning, so a missing key fails before any GPU job starts.
+    """
+    env = cfg.key_env
+    if env is None:
+        return
+    if not os.environ.get(env):
+        raise ValueError(
+            f"judge backend {cfg.backend!r} needs the environment variable {env} to hold an "
+            f"API key, but it is unset or empty; export it, or use the 'offline' judge backend"
+        )
+
+
+def digit_expected_value(top_logprobs: dict[str, float] | None, min_mass: float = 0.25) -> float:
+    """Expected value of the first token over the digits ``"0".."9"``, on a 0-100 scale.
+
+    Keys are stripped of whitespace (``" 7"`` counts as ``"7"``) and duplicates are merged by
+    summing probabilities. The digit probabilities are renormalised to sum to 1, and digit ``d``
+    maps to ``d / 9 * 100``: all mass on "0" gives 0.0, all on "9" gives 100.0, uniform gives
+    50.0. Returns NaN when ``top_logprobs`` is None or the digits hold less than ``min_mass`` of
+    the probability (the judge did not answer with a digit).
+    """
+    if top_logprobs is None:
+        return math.nan
+    probs = [0.0] * 10
+    for token, logprob in top_logprobs.items():
+        s = token.strip()
+        if len(s) == 1 and "0" <= s <= "9":
+            probs[int(s)] += math.exp(logprob)
+    mass = sum(probs)
+    if mass <= 0.0 or mass < min_mass:
+        return math.nan
+    ev = sum(d * p for d, p in enumerate(probs)) / mass
+    return ev / 9.0 * 100.0
+
+
+def request_key(cfg: JudgeConfig, req: JudgeRequest, judge_id: str = "") -> str:
+    """sha256 of the canonical JSON of what determines a reply (never the API key)."""
+    payload = {
+        "v": CACHE_VERSION,
+        "backend": cfg.backend,
+        "model": cfg.model,
+        "base_url": cfg.base_url,
+        "temperature": cfg.temperature,
+        "judge_id": judge_id,
+        "request": asdict(req),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class _Cache:
+    """Successful replies in one sqlite table; one connection shared under a lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS replies ("
+                " key TEXT PRIMARY KEY, text TEXT NOT NULL, top_logprobs TEXT, created REAL)"
+            )
+            self._conn.commit()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, JudgeReply]:
+        out: dict[str, JudgeReply] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT key, text, top_logprobs FROM replies WHERE key IN ({marks})", chunk
+                ).fetchall()
+                for key, text, tlp in rows:
+                    out[key] = JudgeReply(text=text, top_logprobs=json.loads(tlp) if tlp else None)
+        return out
+
+    def put(self, key: str, reply: JudgeReply) -> None:
+        if reply.text is None:
+            return
+        tlp = None if reply.top_logprobs is None else json.dumps(reply.top_logprobs)
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO replies (key, text, top_logprobs, created) VALUES (?,?,?,?)",
+                (key, reply.text, tlp, time.time()),
+            )
+            self._conn.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _MalformedResponse(ValueError):
+    """The server answered, but not with a usable completion."""
+
+
+def _merge_logprob(out: dict[str, float], token: str, logprob: float) -> None:
+    """Add probability mass under ``token`` (two ids may decode to the same string)."""
+    if token in out:
+        out[token] = float(math.log(math.exp(out[token]) + math.exp(logprob)))
+    else:
+        out[token] = float(logprob)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def incr(self, *_: Any) -> None:
+        with self._lock:
+            self.value += 1
+
+
+def _read_key(cfg: JudgeConfig) -> str:
+    require_api_key(cfg)
+    return os.environ[cfg.key_env]  # type: ignore[index]
+
+
+class _OpenAIBackend:
+    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+        import openai
+
+        # Failures that become failed replies; anything else (a bug) propagates.
+        # ValueError covers non-JSON bodies and pydantic validation errors.
+        self.failures = (openai.APIError, ValueError)
+
+        self.cfg = cfg
+        self.secret = _read_key(cfg)
+        self.client = openai.OpenAI(
+            api_key=self.secret,
+            base_url=cfg.base_url,
+            max_retries=cfg.max_retries,
+            timeout=cfg.timeout_s,
+            # SDK defaults (limits, timeouts) plus a hook that counts every attempt, retries too.
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [counter.incr]}),
+        )
+
+    def __call__(self, req: JudgeRequest) -> JudgeReply:
+        kwargs: dict[str, Any] = {}
+        if req.top_logprobs > 0:
+            kwargs.update(logprobs=True, top_logprobs=req.top_logprobs)
+        resp = self.client.chat.completions.create(
+            model=self.cfg.model,
+            messages=[
+                {"role": "system", "content": req.system},
+                {"role": "user", "content": req.user},
+            ],
+            max_tokens=req.max_tokens,
+            temperature=self.cfg.temperature,
+            **kwargs,
+        )
+        choices = getattr(resp, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise _MalformedResponse(f"response has no choices ({type(resp).__name__})")
+        message = getattr(choices[0], "message", None)
+        text = getattr(message, "content", None)
+        if not isinstance(text, str):
+            raise _MalformedResponse("first choice has no message content")
+        top = None
+        if req.top_logprobs > 0:
+            content = getattr(getattr(choices[0], "logprobs", None), "content", None)
+            if content:
+                top = {}
+                for alt in content[0].top_logprobs or []:
+                    _merge_logprob(top, alt.token, alt.logprob)
+            # A server that ignores logprobs still gives text; the digit score is then NaN.
+        return JudgeReply(text=text, top_logprobs=top)
+
+
+class _AnthropicBackend:
+    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+        import anthropic
+
+        self.failures = (anthropic.APIError, ValueError)
+
+        self.cfg = cfg
+        self.secret = _read_key(cfg)
+        self.client = anthropic.Anthropic(
+            api_key=self.secret,
+            base_url=cfg.base_url,
+            max_retries=cfg.max_retries,
+            timeout=cfg.timeout_s,
+            http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [counter.incr]}),
+        )
+
+    def __call__(self, req: JudgeRequest) -> JudgeReply:
+        resp = self.client.messages.create(
+            model=self.cfg.model,
+            system=req.system,
+            messages=[{"role": "user", "content": req.user}],
+            max_tokens=req.max_tokens,
+        )
+        for block in getattr(resp, "content", None) or []:
+            if getattr(block, "type", None) == "text" and isinstance(block.text, str):
+                return JudgeReply(text=block.text, top_logprobs=None)
+        raise _MalformedResponse("response has no text content block")
+
+
+class _HFBackend:
+    """A local causal LM: greedy decode for the text, first-step log-softmax for top-k."""
+
+    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.counter = counter
+        self.lock = threading.Lock()
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.tok = AutoTokenizer.from_pretrained(cfg.model)
+        self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
+        self.model.to(self.device).eval()
+        pad = self.tok.pad_token_id
+        self.pad_id = pad if pad is not None else self.tok.eos_token_id
+
+    def __call__(self, req: JudgeRequest) -> JudgeReply:
+        torch = self.torch
+        messages = [
+            {"role": "system", "content": req.system},
+            {"role": "user", "content": req.user},
+        ]
+        prompt = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        enc = self.tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        with self.lock, torch.inference_mode():
+            self.counter.incr()
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=req.max_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                output_logits=True,  # raw logits: no repetition penalty etc. in the top-k
+                return_dict_in_generate=True,
+                pad_token_id=self.pad_id,
+            )
+        new_ids = out.sequences[0, enc["input_ids"].shape[1] :]
+        text = self.tok.decode(new_ids, skip_special_tokens=True)
+        top = None
+        if req.top_logprobs > 0:
+            logp = torch.log_softmax(out.logits[0][0].float(), dim=-1)
+            values, ids = torch.topk(logp, req.top_logprobs)
+            top = {}
+            for v, i in zip(values.tolist(), ids.tolist(), strict=True):
+                _merge_logprob(top, self.tok.decode([i]), v)
+        return JudgeReply(text=text, top_logprobs=top)
+
+
+class _OfflineBackend:
+    def __init__(self, fn: Callable[[JudgeRequest], str], counter: _Counter) -> None:
+        self.fn = fn
+        self.counter = counter
+
+    def __call__(self, req: JudgeRequest) -> JudgeReply:
+        self.counter.incr()
+        text = self.fn(req)
+        if not isinstance(text, str):
+            raise TypeError(f"offline judge returned {type(text).__name__}, expected str")
+        return JudgeReply(text=text)
+
+
+class Judge:
+    """Answers batches of requests through one backend, a cache and a thread pool.
+
+    ``cache_path`` None disables the cache. ``offline`` is the callable used by the
+    ``offline`` backend (required there, ignored otherwise); its module and qualified name go
+    into the cache key beside ``cfg.model``.
+    """
+
+    def __init__(
+        self,
+        cfg: JudgeConfig,
+        cache_path: str | Path | None,
+        offline: Callable[[JudgeRequest], str] | None = None,
+    ) -> None:
+        if cfg.backend == "offline" and offline is None:
+            raise ValueError(
+                "judge backend 'offline' needs a callable: Judge(cfg, cache_path, offline=fn), "
+                "where fn(JudgeRequest) -> str is deterministic"
+            )
+        self.cfg = cfg
+        self._offline = offline
+        self._judge_id = ""
+        if cfg.backend == "offline":
+            fn: Any = offline
+            self._judge_id = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}"
+        self._cache = _Cache(cache_path) if cache_path is not None else None
+        self._counter = _Counter()
+        self._backend: Callable[[JudgeRequest], JudgeReply] | None = None
+        self._backend_lock = threading.Lock()
+
+    def _get_backend(self) -> Callable[[JudgeRequest], JudgeReply]:
+        with self._backend_lock:
+            if self._backend is None:
+                b = self.cfg.backend
+                if b == "offline":
+                    self._backend = _OfflineBackend(self._offline, self._counter)  # type: ignore[arg-type]
+                elif b == "openai":
+                    self._backend = _OpenAIBackend(self.cfg, self._counter)
+                elif b == "anthropic":
+                    self._backend = _AnthropicBackend(self.cfg, self._counter)
+                else:
+                    self._backend = _HFBackend(self.cfg, self._counter)
+            return self._backend
+
+    def _error_text(self, exc: BaseException) -> str:
+        msg = f"{type(exc).__name__}: {exc}"
+        secret = getattr(self._backend, "secret", None)
+        if secret:
+            msg = msg.replace(secret, "<redacted>")
+        return msg if len(msg) <= 300 else msg[:297] + "..."
+
+    def _call(self, req: JudgeRequest) -> JudgeReply:
+        backend = self._get_backend()
+        # API errors (after the SDK's retries) and malformed responses become counted failed
+        # replies; other exceptions (bugs in a backend or in an offline callable) propagate.
+        failures = getattr(backend, "failures", ())
+        try:
+            return backend(req)
+        except failures as exc:
+            return JudgeReply(text=None, error=self._error_text(exc))
+
+    def run(
+        self, requests: Sequence[JudgeRequest], progress: bool = False
+    ) -> tuple[list[JudgeReply], JudgeStats]:
+        """Answer ``requests`` in order. Failed calls give ``text=None``; nothing raises per call."""
+        t0 = time.perf_counter()
+        calls0 = self._counter.value
+        keys = [request_key(self.cfg, r, self._judge_id) for r in requests]
+        unique: dict[str, JudgeRequest] = {}
+        for k, r in zip(keys, requests, strict=True):
+            unique.setdefault(k, r)
+        cached = self._cache.get_many(list(unique)) if self._cache is not None else {}
+        todo = [k for k in unique if k not in cached]
+        fresh: dict[str, JudgeReply] = {}
+        if todo:
+            self._get_backend()  # config errors (no key, bad model path) raise here, once
+            workers = 1 if self.cfg.backend == "hf" else min(self.cfg.concurrency, len(todo))
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(todo), desc=f"judge[{self.cfg.backend}]", mininterval=10)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") as pool:
+                futures = {pool.submit(self._call, unique[k]): k for k in todo}
+                for fut in as_completed(futures):
+                    k = futures[fut]
+                    reply = fut.result()
+                    fresh[k] = reply
+                    if self._cache is not None:
+                        self._cache.put(k, reply)
+                    if bar is not None:
+                        bar.update(1)
+            if bar is not None:
+                bar.close()
+        replies = [cached[k] if k in cached else fresh[k] for k in keys]
+        stats = JudgeStats(
+            n_requests=len(requests),
+            n_unique=len(unique),
+            n_cache_hits=sum(k in cached for k in keys),
+            n_calls=self._counter.value - calls0,
+            n_failed=sum(r.text is None for r in replies),
+            elapsed_s=time.perf_counter() - t0,
+        )
+        if stats.n_failed:
+            first = next(r.error for r in replies if r.text is None)
+            log.warning(
+                "judge: %d of %d requests failed; first error: %s",
+                stats.n_failed,
+                len(replies),
+                first,
+            )
+        log.info("judge[%s %s]: %s", self.cfg.backend, self.cfg.model, stats.as_dict())
+        return replies, stats
+
+    def close(self) -> None:
+        """Close the cache connection (the Judge is unusable afterwards)."""
+        if self._cache is not None:
+            self._cache.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = [
+    "BACKENDS",
+    "Judge",
+    "JudgeConfig",
+    "JudgeReply",
+    "JudgeRequest",
+    "JudgeStats",
+    "digit_expected_value",
+    "request_key",
+    "require_api_key",
+]

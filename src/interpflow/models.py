@@ -1,0 +1,98 @@
+"""Loading models and tokenizers, and formatting chats: one code path for every stage.
+
+A model is named by a hub id (``Qwen/Qwen2.5-7B-Instruct``) or a local directory (the stub).
+``dtype="auto"`` means bf16 on a GPU and fp32 on a CPU. ``trust_remote_code`` stays off
+unless the config turns it on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to load and how."""
+
+    name_or_path: str
+    revision: str | None = None
+    dtype: DType = "auto"
+    device: str = "auto"  # "auto" = cuda if available, else cpu
+    trust_remote_code: bool = False
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: DType, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_tokenizer(spec: ModelSpec, padding_side: str = "left"):
+    """Tokenizer with a pad token and the given padding side (left for generation)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(
+        spec.name_or_path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+    )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_model(spec: ModelSpec):
+    """``(model, tokenizer)`` in eval mode on the resolved device and dtype."""
+    from transformers import AutoModelForCausalLM
+
+    device = resolve_device(spec.device)
+    model = AutoModelForCausalLM.from_pretrained(
+        spec.name_or_path,
+        revision=spec.revision,
+        dtype=resolve_dtype(spec.dtype, device),
+        trust_remote_code=spec.trust_remote_code,
+    ).to(device)
+    model.eval()
+    return model, load_tokenizer(spec)
+
+
+def chat_prompt(tokenizer, user: str, system: str | None = None) -> str:
+    """The model's chat template applied to one user turn, ending in the assistant header."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"tokenizer {tokenizer.name_or_path!r} has no chat template; use an instruct model"
+        )
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": user}
+    ]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def decoder_layers(model):
+    """The list of decoder blocks whose outputs form the residual stream."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise ValueError(f"cannot find decoder layers on {type(model).__name__}")
+    return decoder, layers
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every token id that ends a response (generation config's eos list + tokenizer eos)."""
+    ids = model.generation_config.eos_token_id
+    ids = [ids] if isinstance(ids, int) else list(ids or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids

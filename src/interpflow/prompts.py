@@ -1,0 +1,97 @@
+"""Prompt banks: one prompt per line, one file per category.
+
+The stage reads every bank, drops blank and ``#`` comment lines, deduplicates (seed 000 lost
+1200 → 444 prompts to duplicates without noticing; here the count is reported), gives each
+prompt a stable content-hash id and writes one parquet table.
+
+Schema of ``results/prompts/<bank>.parquet``:
+
+=============  ======  ==============================================
+prompt_id      str     sha256 of the normalised prompt text, 16 hex
+category       str     the bank file's stem (e.g. ``deceptive``)
+prompt         str     the prompt text (whitespace-normalised)
+source         str     ``<file>:<line>`` of its first occurrence
+=============  ======  ==============================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import polars as pl
+
+from interpflow.artifacts import write_json, write_parquet
+
+
+def prompt_id(text: str) -> str:
+    """Stable id of a prompt: the first 16 hex digits of sha256 of its normalised text."""
+    return hashlib.sha256(normalise(text).encode()).hexdigest()[:16]
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def read_bank(path: Path) -> list[tuple[int, str]]:
+    """``(line_number, prompt)`` for every non-blank, non-comment line of a bank file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"prompt bank {path} does not exist") from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        line = normalise(line)
+        if line and not line.startswith("#"):
+            rows.append((i, line))
+    if not rows:
+        raise ValueError(f"prompt bank {path} has no prompts")
+    return rows
+
+
+def build_prompt_table(bank_files: list[str | Path], out_path: str | Path, summary_path: str | Path):
+    """Read, deduplicate and id the banks; write the table and a JSON summary of the counts.
+
+    A prompt repeated inside a category is kept once. A prompt that appears in two categories
+    would be label noise: it is dropped from both and listed in the summary.
+    """
+    seen: dict[str, tuple[str, str]] = {}  # id -> (category, source)
+    rows: list[dict] = []
+    per_cat: dict[str, dict[str, int]] = {}
+    conflicts: dict[str, list[str]] = {}
+    for path in map(Path, bank_files):
+        cat = path.stem
+        counts = per_cat.setdefault(cat, {"lines": 0, "duplicates": 0, "unique": 0})
+        for line_no, text in read_bank(path):
+            counts["lines"] += 1
+            pid = prompt_id(text)
+            source = f"{path}:{line_no}"
+            if pid in seen:
+                first_cat, first_src = seen[pid]
+                if first_cat == cat:
+                    counts["duplicates"] += 1
+                else:
+                    conflicts.setdefault(pid, [first_src]).append(source)
+                continue
+            seen[pid] = (cat, source)
+            rows.append({"prompt_id": pid, "category": cat, "prompt": text, "source": source})
+    rows = [r for r in rows if r["prompt_id"] not in conflicts]
+    for cat, counts in per_cat.items():
+        counts["unique"] = sum(r["category"] == cat for r in rows)
+    df = pl.DataFrame(
+        rows, schema={"prompt_id": pl.String, "category": pl.String, "prompt": pl.String, "source": pl.String}
+    )
+    write_parquet(df, out_path)
+    summary = {
+        "n_lines": sum(c["lines"] for c in per_cat.values()),
+        "n_duplicates_removed": sum(c["duplicates"] for c in per_cat.values()),
+        "n_cross_category_conflicts": len(conflicts),
+        "n_prompts": df.height,
+        "per_category": per_cat,
+        "conflicts": conflicts,
+    }
+    write_json(summary, summary_path)
+    return summary

@@ -1,0 +1,363 @@
+"""Tests of the judge layer against a real local HTTP server (interpflow.fakeapi)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+
+import pytest
+
+from interpflow.fakeapi import FakeAPIServer
+from interpflow.judges import (
+    Judge,
+    JudgeConfig,
+    JudgeRequest,
+    digit_expected_value,
+    request_key,
+    require_api_key,
+)
+
+SECRET = "sk-test-SECRET123"
+
+
+@pytest.fixture(autouse=True)
+def _keys(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+
+
+def openai_cfg(server: FakeAPIServer, **kw) -> JudgeConfig:
+    kw.setdefault("max_retries", 2)
+    kw.setdefault("timeout_s", 0.5)
+    return JudgeConfig(backend="openai", model="gpt-fake", base_url=server.url, **kw)
+
+
+def reqs(n: int, **kw) -> list[JudgeRequest]:
+    return [JudgeRequest(system="Rate it.", user=f"item {i}", **kw) for i in range(n)]
+
+
+def echo(request_json: dict) -> str:
+    return "echo:" + request_json["messages"][-1]["content"]
+
+
+# -- config, keys, import hygiene ----------------------------------------------------------
+
+
+def test_module_import_is_light():
+    code = (
+        "import sys, interpflow.judges, interpflow.fakeapi; "
+        "heavy = [m for m in ('torch', 'transformers', 'openai', 'anthropic') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"backend": "nope"}, "unknown judge backend"),
+        ({"backend": "offline", "concurrency": 0}, "concurrency must be >= 1"),
+        ({"backend": "openai"}, "needs a model"),
+        ({"backend": "offline", "max_retries": -1}, "max_retries"),
+        ({"backend": "offline", "timeout_s": 0}, "timeout_s"),
+        ({"backend": "hf", "model": "x", "temperature": 0.7}, "greedily"),
+        ({"backend": "anthropic", "model": "x", "temperature": 0.7}, "no temperature"),
+        ({"backend": "openai", "model": "x", "base_url": "localhost:1"}, "base_url"),
+    ],
+)
+def test_config_validation(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        JudgeConfig(**kw)
+
+
+def test_request_validation():
+    with pytest.raises(ValueError, match="top_logprobs"):
+        JudgeRequest("s", "u", top_logprobs=21)
+    with pytest.raises(ValueError, match="max_tokens"):
+        JudgeRequest("s", "u", max_tokens=0)
+
+
+def test_require_api_key(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        require_api_key(JudgeConfig(backend="openai", model="m"))
+    with pytest.raises(ValueError, match="MY_JUDGE_KEY"):
+        require_api_key(JudgeConfig(backend="anthropic", model="m", api_key_env="MY_JUDGE_KEY"))
+    require_api_key(JudgeConfig(backend="anthropic", model="m"))  # set by the fixture
+    require_api_key(JudgeConfig(backend="offline"))
+    require_api_key(JudgeConfig(backend="hf", model="some/path"))
+
+
+def test_missing_key_raises_at_run_not_per_row(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with FakeAPIServer() as server:
+        judge = Judge(openai_cfg(server), tmp_path / "c.sqlite")
+        with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+            judge.run(reqs(2))
+        assert server.n_requests == 0
+
+
+def test_offline_needs_callable():
+    with pytest.raises(ValueError, match="needs a callable"):
+        Judge(JudgeConfig(backend="offline"), None)
+
+
+# -- offline backend, cache, dedup ------------------------------------------------------
+
+
+def offline_len(req: JudgeRequest) -> str:
+    return str(len(req.user) % 10)
+
+
+def test_offline_deterministic_and_cached(tmp_path):
+    cfg = JudgeConfig(backend="offline", model="len-judge")
+    batch = reqs(12) + reqs(3)  # three duplicates
+    r1, s1 = Judge(cfg, tmp_path / "a.sqlite", offline=offline_len).run(batch)
+    r2, _ = Judge(cfg, None, offline=offline_len).run(batch)
+    assert [r.text for r in r1] == [r.text for r in r2] == [offline_len(r) for r in batch]
+    assert s1.n_requests == 15 and s1.n_unique == 12 and s1.n_calls == 12 and s1.n_failed == 0
+    r3, s3 = Judge(cfg, tmp_path / "a.sqlite", offline=offline_len).run(batch)
+    assert r3 == r1
+    assert s3.n_calls == 0 and s3.n_cache_hits == 15
+    assert set(s3.as_dict()) == {
+        "n_requests", "n_unique", "n_cache_hits", "n_calls", "n_failed", "elapsed_s",
+    }  # fmt: skip
+
+
+def test_cache_key_ignores_key_and_separates_models(monkeypatch):
+    req = JudgeRequest("s", "u")
+    a = JudgeConfig(backend="openai", model="m1")
+    k1 = request_key(a, req)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-other")
+    assert request_key(a, req) == k1
+    assert request_key(JudgeConfig(backend="openai", model="m2"), req) != k1
+    assert request_key(a, JudgeRequest("s", "u", top_logprobs=5)) != k1
+
+
+def test_offline_bug_propagates(tmp_path):
+    def broken(req):
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        Judge(JudgeConfig(backend="offline"), tmp_path / "c.sqlite", offline=broken).run(reqs(1))
+
+
+# -- openai backend against the fake server ------------------------------------------------
+
+
+def test_openai_ok_order_and_warm_cache(tmp_path):
+    with FakeAPIServer(echo) as server:
+        batch = reqs(20) + reqs(5)
+        judge = Judge(openai_cfg(server), tmp_path / "c.sqlite")
+        replies, stats = judge.run(batch)
+        assert [r.text for r in replies] == [f"echo:{r.user}" for r in batch]
+        assert server.n_requests == 20 and stats.n_calls == 20 and stats.n_failed == 0
+        sent = server.requests[0]
+        assert sent["model"] == "gpt-fake" and sent["max_tokens"] == 16
+        assert sent["temperature"] == 0.0 and "top_logprobs" not in sent
+        assert [m["role"] for m in sent["messages"]] == ["system", "user"]
+        # a new Judge on the same cache file: zero server requests
+        replies2, stats2 = Judge(openai_cfg(server), tmp_path / "c.sqlite").run(batch)
+        assert replies2 == replies
+        assert server.n_requests == 20 and stats2.n_calls == 0 and stats2.n_cache_hits == 25
+
+
+def test_concurrency_is_parallel(tmp_path):
+    with FakeAPIServer(echo, delay_s=0.2) as server:
+        judge = Judge(openai_cfg(server, timeout_s=5.0, concurrency=16), None)
+        judge.run([JudgeRequest("s", "warm-up")])  # SDK import and client setup
+        t0 = time.perf_counter()
+        replies, stats = judge.run(reqs(16))
+        elapsed = time.perf_counter() - t0
+        assert stats.n_failed == 0 and all(r.text for r in replies)
+        assert elapsed < 1.6, elapsed  # serial would take 16 * 0.2 = 3.2 s
+
+
+@pytest.mark.parametrize("first", ["500", "429"])
+def test_retry_then_ok(tmp_path, first):
+    with FakeAPIServer(echo, plan=[first, "ok"]) as server:
+        replies, stats = Judge(openai_cfg(server), tmp_path / "c.sqlite").run(reqs(1))
+        assert replies[0].text == "echo:item 0" and replies[0].error is None
+        assert server.n_requests == 2 and stats.n_calls == 2 and stats.n_failed == 0
+
+
+def test_persistent_500_not_cached_then_recovers(tmp_path):
+    cache = tmp_path / "c.sqlite"
+    with FakeAPIServer(echo, plan="500") as server:
+        replies, stats = Judge(openai_cfg(server, max_retries=2), cache).run(reqs(2))
+        assert [r.text for r in replies] == [None, None]
+        assert all("500" in r.error for r in replies)
+        assert stats.n_failed == 2 and stats.n_calls == 6 and server.n_requests == 6
+        server.plan = None  # the server heals
+        replies, stats = Judge(openai_cfg(server), cache).run(reqs(2))
+        assert [r.text for r in replies] == ["echo:item 0", "echo:item 1"]
+        assert stats.n_cache_hits == 0 and stats.n_calls == 2 and stats.n_failed == 0
+
+
+def test_timeout_fails_after_retries(tmp_path):
+    with FakeAPIServer(echo, plan="timeout", timeout_sleep_s=1.5) as server:
+        cfg = openai_cfg(server, max_retries=1, timeout_s=0.3)
+        replies, stats = Judge(cfg, tmp_path / "c.sqlite").run(reqs(1))
+        assert replies[0].text is None and "Timeout" in replies[0].error
+        assert stats.n_failed == 1 and stats.n_calls == 2 and server.n_requests == 2
+
+
+@pytest.mark.parametrize("behaviour", ["malformed", "nochoices"])
+def test_malformed_fails_cleanly(tmp_path, behaviour):
+    with FakeAPIServer(echo, plan=behaviour) as server:
+        replies, stats = Judge(openai_cfg(server), tmp_path / "c.sqlite").run(reqs(2))
+        assert [r.text for r in replies] == [None, None]
+        assert all(r.error for r in replies) and stats.n_failed == 2
+        # not cached: the next run calls the server again
+        server.plan = None
+        replies, stats = Judge(openai_cfg(server), tmp_path / "c.sqlite").run(reqs(2))
+        assert stats.n_failed == 0 and stats.n_calls == 2
+
+
+def test_top_logprobs_and_digit_ev(tmp_path):
+    alts = {"7": math.log(0.5), " 3": math.log(0.25), "3": math.log(0.125), "x": math.log(0.125)}
+    with FakeAPIServer(lambda r: "7", top_logprobs=lambda r: alts) as server:
+        replies, _ = Judge(openai_cfg(server), tmp_path / "c.sqlite").run(
+            [JudgeRequest("s", "u", max_tokens=1, top_logprobs=5)]
+        )
+        sent = server.requests[0]
+        assert sent["logprobs"] is True and sent["top_logprobs"] == 5
+    top = replies[0].top_logprobs
+    assert replies[0].text == "7"
+    assert top == pytest.approx(alts)
+    # digits: 7 with p=.5, 3 with p=.25+.125=.375 -> EV = (7*.5 + 3*.375)/.875 on 0..9
+    expected = (7 * 0.5 + 3 * 0.375) / 0.875 / 9 * 100
+    assert digit_expected_value(top) == pytest.approx(expected)
+    # survives the cache round trip
+    replies2, stats2 = Judge(openai_cfg(server), tmp_path / "c.sqlite").run(
+        [JudgeRequest("s", "u", max_tokens=1, top_logprobs=5)]
+    )
+    assert stats2.n_calls == 0 and replies2[0].top_logprobs == pytest.approx(alts)
+
+
+def test_digit_expected_value_edges():
+    assert digit_expected_value({"0": 0.0}) == 0.0
+    assert digit_expected_value({"9": 0.0}) == 100.0
+    uniform = {str(d): math.log(0.1) for d in range(10)}
+    assert digit_expected_value(uniform) == pytest.approx(50.0)
+    assert math.isnan(digit_expected_value(None))
+    low = {"5": math.log(0.2), "no": math.log(0.8)}
+    assert math.isnan(digit_expected_value(low))
+    assert digit_expected_value(low, min_mass=0.1) == pytest.approx(5 / 9 * 100)
+    assert math.isnan(digit_expected_value({"10": 0.0, "a": -1.0}))
+
+
+def test_anthropic_backend(tmp_path):
+    with FakeAPIServer(echo, plan=["429", "ok"]) as server:
+        cfg = JudgeConfig(
+            backend="anthropic",
+            model="claude-fake",
+            base_url=server.root_url,  # the Anthropic SDK appends /v1/messages itself
+            max_retries=2,
+            timeout_s=0.5,
+        )
+        replies, stats = Judge(cfg, tmp_path / "c.sqlite").run(
+            [JudgeRequest("Be terse.", "hello", max_tokens=8, top_logprobs=3)]
+        )
+        assert replies[0].text == "echo:hello" and replies[0].top_logprobs is None
+        assert stats.n_calls == 2 and server.n_requests == 2
+        sent = server.requests[-1]
+        assert sent["system"] == "Be terse." and sent["max_tokens"] == 8
+        assert sent["messages"] == [{"role": "user", "content": "hello"}]
+
+
+def test_secret_never_in_cache_or_errors(tmp_path, caplog):
+    cache = tmp_path / "c.sqlite"
+    caplog.set_level("DEBUG")
+    with FakeAPIServer(echo, plan=["ok", "ok", "500", "500", "500", "malformed"]) as server:
+        cfg = openai_cfg(server, max_retries=1, concurrency=1)
+        replies, stats = Judge(cfg, cache).run(reqs(2) + reqs(4)[2:] + [JudgeRequest("s", "z")])
+    assert stats.n_failed >= 1
+    for r in replies:
+        assert SECRET not in (r.error or "")
+    # the sqlite file and its WAL/SHM companions
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("c.sqlite"))
+    assert b"echo:item 0" in blob  # the cache does hold the successful replies
+    assert SECRET.encode() not in blob
+    assert b"SECRET123" not in blob
+    assert "SECRET123" not in caplog.text
+
+
+def test_error_text_redacts_key(tmp_path):
+    with FakeAPIServer() as server:
+        judge = Judge(openai_cfg(server), None)
+        judge.run(reqs(1))  # builds the backend
+        assert judge._error_text(RuntimeError(f"bad key {SECRET}")) == (
+            "RuntimeError: bad key <redacted>"
+        )
+
+
+# -- hf backend on a tiny random model ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    # Byte-level BPE with no merges: one token per byte, so the Qwen2Tokenizer that
+    # AutoTokenizer rebuilds for model_type=qwen2 tokenizes exactly like this one.
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tk.add_special_tokens(specials)
+    template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        chat_template=template,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
+    n_vocab = tk.get_vocab_size()
+    torch.manual_seed(0)
+    cfg = Qwen2Config(
+        vocab_size=n_vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(cfg)
+    path = tmp_path_factory.mktemp("tiny-judge")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_hf_backend(tiny_hf_model, tmp_path):
+    cfg = JudgeConfig(backend="hf", model=str(tiny_hf_model))
+    batch = [
+        JudgeRequest("rate it", "yes 7", max_tokens=4, top_logprobs=5),
+        JudgeRequest("rate it", "no", max_tokens=3),
+    ]
+    judge = Judge(cfg, tmp_path / "c.sqlite")
+    replies, stats = judge.run(batch)
+    assert stats.n_failed == 0 and stats.n_calls == 2
+    assert all(isinstance(r.text, str) for r in replies)
+    top = replies[0].top_logprobs
+    assert top is not None and 1 <= len(top) <= 5
+    assert all(v <= 0.0 for v in top.values())
+    assert sum(math.exp(v) for v in top.values()) <= 1.0 + 1e-5
+    assert replies[1].top_logprobs is None
+    # greedy: a fresh run without cache reproduces the text; the warm cache makes no call
+    again, _ = Judge(cfg, None).run(batch)
+    assert [r.text for r in again] == [r.text for r in replies]
+    _, warm = Judge(cfg, tmp_path / "c.sqlite").run(batch)
+    assert warm.n_calls == 0

@@ -1,0 +1,357 @@
+"""Unit tests of interpflow.probes on synthetic activations with a known signal layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from interpflow import probes
+from interpflow.probes import MLPProbe
+
+CLASSES = ("deceptive", "eval_aware", "normal")
+POSITIONS = ("last_prompt", "response[0]", "response[1]")
+SIGNAL_LAYER, NOISE_LAYER = 2, 0
+D = 16
+
+
+def write_activations(
+    path: Path,
+    n_prompts: int = 60,
+    layers: tuple[int, ...] = (NOISE_LAYER, SIGNAL_LAYER),
+    positions: tuple[str, ...] = POSITIONS,
+    d: int = D,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Write an activations parquet with the capture stage's exact schema; return its labels.
+
+    At ``SIGNAL_LAYER`` class ``c`` is shifted by 3 along basis direction ``c``; every other
+    layer is pure noise. Each prompt also gets a shared random offset (a group effect).
+    """
+    rng = np.random.default_rng(seed)
+    pids = [f"p{i:03d}" for i in range(n_prompts)]
+    cls = np.arange(n_prompts) % len(CLASSES)
+    rows: dict[str, list] = {k: [] for k in probes.ACTIVATION_COLUMNS}
+    acts = []
+    for layer in layers:
+        for i, pid in enumerate(pids):
+            offset = rng.normal(0, 0.3, d)
+            for j, pos in enumerate(positions):
+                x = rng.normal(0, 1, d) + offset
+                if layer == SIGNAL_LAYER:
+                    x[cls[i]] += 3.0
+                rows["prompt_id"].append(pid)
+                rows["layer"].append(layer)
+                rows["position"].append(pos)
+                rows["token_index"].append(10 + j)
+                acts.append(x.astype(np.float16))
+    flat = pa.array(np.concatenate(acts), type=pa.float16())
+    table = pa.table(
+        {
+            "prompt_id": pa.array(rows["prompt_id"], pa.string()),
+            "layer": pa.array(rows["layer"], pa.int16()),
+            "position": pa.array(rows["position"], pa.string()),
+            "token_index": pa.array(rows["token_index"], pa.int32()),
+            "activation": pa.FixedSizeListArray.from_arrays(flat, d),
+        }
+    )
+    # shuffle row order on disk: the loader must not rely on it
+    table = table.take(pa.array(rng.permutation(table.num_rows)))
+    pq.write_table(table, path)
+    return pl.DataFrame({"prompt_id": pids, "category": [CLASSES[c] for c in cls]})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, pl.DataFrame]:
+    path = tmp_path_factory.mktemp("acts") / "activations.parquet"
+    labels = write_activations(path)
+    return path, labels
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    path, labels = data
+    ds = probes.load_probe_dataset(path, labels, "category", SIGNAL_LAYER, None)
+    out = tmp_path_factory.mktemp("probes")
+    metrics = probes.train_probes(
+        ds, out, test_size=0.25, seed=0, n_bootstrap=200, mlp_params={"epochs": 30}
+    )
+    return ds, out, metrics
+
+
+# ---------------------------------------------------------------------------- dataset
+
+
+def test_schema_is_fixed_size_float16(data):
+    schema = pq.read_schema(data[0])
+    assert schema.field("activation").type == pa.list_(pa.float16(), D)
+    assert schema.field("layer").type == pa.int16()
+
+
+def test_load_dataset_shapes_and_order(data):
+    path, labels = data
+    ds = probes.load_probe_dataset(path, labels, "category", SIGNAL_LAYER, ["last_prompt"])
+    assert ds.X.dtype == np.float32 and ds.X.shape == (60, D)
+    assert list(ds.groups) == sorted(ds.groups)
+    assert set(ds.positions) == {"last_prompt"} and ds.position_names == ["last_prompt"]
+    full = probes.load_probe_dataset(path, labels, "category", SIGNAL_LAYER, None)
+    assert full.X.shape == (60 * len(POSITIONS), D)
+    keys = list(zip(full.groups, full.positions, strict=True))
+    assert keys == sorted(keys)
+    again = probes.load_probe_dataset(path, labels, "category", SIGNAL_LAYER, None)
+    np.testing.assert_array_equal(full.X, again.X)
+    # the activation of a row matches the label's class direction at the signal layer
+    cls_idx = np.array([CLASSES.index(c) for c in full.y])
+    assert (full.X.argmax(axis=1) == cls_idx).mean() > 0.8
+
+
+def test_null_labels_dropped_and_counted(data):
+    path, labels = data
+    nulled = labels.with_columns(
+        pl.when(pl.col("prompt_id").is_in(["p000", "p001", "p002"]))
+        .then(None)
+        .otherwise(pl.col("category"))
+        .alias("category")
+    ).filter(pl.col("prompt_id") != "p003")
+    ds = probes.load_probe_dataset(path, nulled, "category", SIGNAL_LAYER, None)
+    assert ds.n_dropped_null == 3 * len(POSITIONS)
+    assert ds.n_dropped_unlabeled == len(POSITIONS)
+    assert ds.n_prompts == 56
+    assert not {"p000", "p001", "p002", "p003"} & set(ds.groups)
+
+
+def test_clear_errors(data):
+    path, labels = data
+    with pytest.raises(ValueError, match=r"layer 7 .*available layers: \[0, 2\]"):
+        probes.load_probe_dataset(path, labels, "category", 7, None)
+    with pytest.raises(ValueError, match=r"target column 'judge_label'.*category"):
+        probes.load_probe_dataset(path, labels, "judge_label", SIGNAL_LAYER, None)
+    with pytest.raises(ValueError, match=r"positions \['first_response'\].*last_prompt"):
+        probes.load_probe_dataset(path, labels, "category", SIGNAL_LAYER, ["first_response"])
+
+
+# ---------------------------------------------------------------------------- split
+
+
+def test_group_split_no_leakage_all_classes_in_train():
+    rng = np.random.default_rng(1)
+    groups = np.repeat([f"g{i}" for i in range(40)], 5)
+    glab = np.array(["a"] * 20 + ["b"] * 15 + ["c"] * 4 + ["rare"])
+    y = np.repeat(glab, 5)
+    for seed in range(5):
+        tr, te = probes.group_split(groups, y, 0.3, seed)
+        assert not set(groups[tr]) & set(groups[te])
+        assert set(y[tr]) == set(y)
+        assert tr.size + te.size == y.size and te.size > 0
+        # stratified: test class shares follow the train ones roughly
+        assert set(y[te]) >= {"a", "b", "c"}
+    np.testing.assert_array_equal(probes.group_split(groups, y, 0.3, 3)[1], probes.group_split(groups, y, 0.3, 3)[1])
+    assert not np.array_equal(probes.group_split(groups, y, 0.3, 0)[1], probes.group_split(groups, y, 0.3, 1)[1])
+    with pytest.raises(ValueError):
+        probes.group_split(np.array(["g"] * 3), rng.choice(["a", "b"], 3), 0.3, 0)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_ece_perfectly_calibrated_is_zero():
+    # in each bin the accuracy equals the confidence exactly
+    conf = np.repeat([0.55, 0.75, 0.95], 20)
+    correct = np.concatenate([np.arange(20) < 11, np.arange(20) < 15, np.arange(20) < 19])
+    assert probes.expected_calibration_error(correct, conf) == pytest.approx(0.0, abs=1e-12)
+    # overconfident: always 0.95 but right half the time
+    assert probes.expected_calibration_error(np.arange(40) % 2 == 0, np.full(40, 0.95)) == pytest.approx(0.45)
+
+
+def test_group_bootstrap_resamples_whole_groups():
+    groups = np.repeat(["a", "b", "c", "d"], [1, 2, 3, 4])
+    for idx in probes.group_bootstrap_indices(groups, 50, seed=0):
+        drawn = groups[idx]
+        for g in np.unique(drawn):
+            # each draw of a group brings all of its rows
+            assert (drawn == g).sum() % (groups == g).sum() == 0
+
+
+def _ci_width(m, key="accuracy_ci"):
+    lo, hi = m[key]
+    return hi - lo
+
+
+def _toy_predictions(n_groups: int, rows_per_group: int, seed: int = 0):
+    """Binary predictions where correctness is decided per group (70% of groups right)."""
+    rng = np.random.default_rng(seed)
+    y_g = rng.choice(["neg", "pos"], n_groups)
+    right_g = rng.random(n_groups) < 0.7
+    y = np.repeat(y_g, rows_per_group)
+    right = np.repeat(right_g, rows_per_group)
+    p_pos = np.where((y == "pos") == right, 0.8, 0.2) + rng.normal(0, 0.05, y.size)
+    proba = np.column_stack([1 - p_pos, p_pos])
+    groups = np.repeat([f"g{i}" for i in range(n_groups)], rows_per_group)
+    return y, proba, groups
+
+
+def test_ci_contains_point_and_narrows_with_more_prompts():
+    def metrics(n_groups):
+        y, proba, groups = _toy_predictions(n_groups, 1)
+        return probes.classification_metrics(y, proba, ["neg", "pos"], groups, n_bootstrap=300, seed=0)
+
+    small, large = metrics(30), metrics(600)
+    for m in (small, large):
+        for key in ("accuracy", "macro_f1", "auroc"):
+            lo, hi = m[f"{key}_ci"]
+            assert lo <= m[key] <= hi
+    assert _ci_width(large) < _ci_width(small) / 2
+    assert _ci_width(large, "auroc_ci") < _ci_width(small, "auroc_ci")
+
+
+def test_duplicating_rows_within_groups_does_not_shrink_ci():
+    y, proba, groups = _toy_predictions(40, 1)
+    one = probes.classification_metrics(y, proba, ["neg", "pos"], groups, n_bootstrap=400, seed=0)
+    k = 10  # each prompt now has 10 identical rows: no new information
+    dup = probes.classification_metrics(
+        np.repeat(y, k), np.repeat(proba, k, axis=0), ["neg", "pos"], np.repeat(groups, k), n_bootstrap=400, seed=0
+    )
+    rowwise = probes.classification_metrics(
+        np.repeat(y, k),
+        np.repeat(proba, k, axis=0),
+        ["neg", "pos"],
+        np.arange(y.size * k).astype(str),  # every row its own group = row resampling
+        n_bootstrap=400,
+        seed=0,
+    )
+    assert dup["accuracy"] == one["accuracy"]
+    assert _ci_width(dup) == pytest.approx(_ci_width(one), rel=0.25)
+    assert _ci_width(rowwise) < _ci_width(one) / 2
+
+
+def test_metrics_structure_and_auroc_guard():
+    y = np.array(["a", "a", "b", "c", "c", "b"])
+    proba = np.eye(3)[[0, 0, 1, 2, 1, 1]] * 0.8 + 0.2 / 3
+    groups = np.array(["g1", "g1", "g2", "g3", "g4", "g5"])
+    m = probes.classification_metrics(y, proba, ["a", "b", "c"], groups, n_bootstrap=100, seed=0)
+    assert m["accuracy"] == pytest.approx(5 / 6)
+    assert m["confusion"] == [[2, 0, 0], [0, 2, 0], [0, 1, 1]]
+    assert m["per_class"]["c"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    # with 5 prompts many resamples miss a class; those are skipped for AUROC
+    assert 0 < m["n_bootstrap_auroc"] < 100
+    assert m["auroc"] is not None and 0.5 < m["auroc"] <= 1.0
+    # binary: macro OvR equals the plain AUROC
+    yb = np.array(["n", "p", "p", "n"])
+    pb = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]])
+    mb = probes.classification_metrics(yb, pb, ["n", "p"], np.arange(4).astype(str), n_bootstrap=10)
+    assert mb["auroc"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- probes
+
+
+def test_train_probes_beats_baselines(trained):
+    ds, out, metrics = trained
+    majority = metrics["baselines"]["majority"]["accuracy"]
+    for name in ("logreg", "mlp"):
+        m = metrics["probes"][name]
+        assert m["accuracy"] > majority + 0.3
+        assert m["accuracy_ci"][0] > majority
+        assert m["auroc"] > 0.9
+        shuffled = m["shuffled_label"]
+        assert abs(shuffled["accuracy"] - 1 / 3) < 0.2
+        assert abs(shuffled["auroc"] - 0.5) < 0.2
+    assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == 60
+    assert metrics["n_train_rows"] + metrics["n_test_rows"] == ds.X.shape[0]
+    assert metrics["layer"] == SIGNAL_LAYER and metrics["target"] == "category"
+    assert metrics["positions"] == sorted(POSITIONS) and metrics["n_dropped_null"] == 0
+
+
+def test_train_probes_artifacts(trained):
+    ds, out, metrics = trained
+    expected = [
+        "logreg.joblib", "logreg.safetensors", "logreg.json", "mlp.safetensors", "mlp.json",
+        "label_classes.txt", "train_indices.npy", "test_indices.npy", "metrics.json",
+        "confusion_logreg.png", "confusion_logreg.csv", "confusion_mlp.png", "confusion_mlp.csv",
+    ]  # fmt: skip
+    for name in expected:
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "label_classes.txt").read_text().split() == list(CLASSES)
+    tr, te = np.load(out / "train_indices.npy"), np.load(out / "test_indices.npy")
+    assert not set(ds.groups[tr]) & set(ds.groups[te])
+    assert json.loads((out / "metrics.json").read_text())["probes"]["logreg"]["accuracy"] == (
+        metrics["probes"]["logreg"]["accuracy"]
+    )
+    cm = pl.read_csv(out / "confusion_logreg.csv")
+    assert cm.columns == ["true", *CLASSES]
+    assert cm.drop("true").to_numpy().tolist() == metrics["probes"]["logreg"]["confusion"]
+
+    # joblib, the pickle-free logreg export and the MLP export reproduce predictions exactly
+    X_test = ds.X[te]
+    logreg = joblib.load(out / "logreg.joblib")
+    exported = probes.load_logreg_export(out)
+    np.testing.assert_array_equal(exported.predict_proba(X_test), logreg.predict_proba(X_test))
+    np.testing.assert_array_equal(exported.predict(X_test), logreg.predict(X_test))
+    mlp = MLPProbe.load(out)
+    assert list(mlp.classes_) == list(CLASSES)
+    assert json.loads((out / "mlp.json").read_text())["params"]["epochs"] == 30
+
+
+def test_mlp_save_load_and_joblib_roundtrip(tmp_path, data):
+    path, labels = data
+    ds = probes.load_probe_dataset(path, labels, "category", SIGNAL_LAYER, ["last_prompt"])
+    mlp = MLPProbe(hidden_size=32, epochs=20, random_state=3).fit(ds.X, ds.y)
+    mlp.save(tmp_path)
+    loaded = MLPProbe.load(tmp_path)
+    np.testing.assert_array_equal(loaded.predict_proba(ds.X), mlp.predict_proba(ds.X))
+    assert loaded.get_params() == mlp.get_params()
+    joblib.dump(mlp, tmp_path / "mlp.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "mlp.joblib").predict_proba(ds.X), mlp.predict_proba(ds.X))
+    # deterministic given random_state; a different seed gives different weights
+    again = MLPProbe(hidden_size=32, epochs=20, random_state=3).fit(ds.X, ds.y)
+    np.testing.assert_array_equal(again.W1_, mlp.W1_)
+    other = MLPProbe(hidden_size=32, epochs=20, random_state=4).fit(ds.X, ds.y)
+    assert not np.array_equal(other.W1_, mlp.W1_)
+
+
+def test_mlp_leaves_global_torch_rng_alone():
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    MLPProbe(hidden_size=8, epochs=2).fit(np.random.default_rng(0).normal(size=(20, 4)), np.arange(20) % 2)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+# All sklearn estimator checks run on MLPProbe with default hyperparameters; none is
+# expected to fail. (check_array_api_input skips itself unless SCIPY_ARRAY_API=1 is set:
+# MLPProbe converts inputs to numpy and makes no array-API claim.)
+@parametrize_with_checks([MLPProbe()], expected_failed_checks=lambda est: {})
+def test_mlp_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+# ---------------------------------------------------------------------------- layer sweep
+
+
+def test_layer_sweep_picks_signal_layer(data, tmp_path):
+    path, labels = data
+    df = probes.layer_sweep(
+        path, labels, "category", [NOISE_LAYER, SIGNAL_LAYER], ["last_prompt", "response[0]"],
+        test_size=0.25, seed=0, n_bootstrap=100,
+        out_png=tmp_path / "sweep.png", out_csv=tmp_path / "sweep.csv",
+    )  # fmt: skip
+    csv = pl.read_csv(tmp_path / "sweep.csv")
+    assert csv.columns == ["layer", "metric", "value", "ci_low", "ci_high"]
+    assert set(csv["metric"]) == {"accuracy", "auroc", "majority_accuracy"}
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    acc = df.filter(pl.col("metric") == "accuracy").sort("value")
+    assert acc["layer"][-1] == SIGNAL_LAYER
+    noise = acc.filter(pl.col("layer") == NOISE_LAYER)
+    signal = acc.filter(pl.col("layer") == SIGNAL_LAYER)
+    assert signal["ci_low"][0] > noise["ci_high"][0]
+    maj = df.filter(pl.col("metric") == "majority_accuracy")["value"]
+    assert maj.n_unique() == 1  # the same prompt split at every layer
