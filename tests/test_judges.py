@@ -136,12 +136,18 @@ def test_cache_key_ignores_key_and_separates_models(monkeypatch):
     assert request_key(a, JudgeRequest("s", "u", top_logprobs=5)) != k1
 
 
-def test_offline_bug_propagates(tmp_path):
+def test_offline_bug_propagates_and_stops_early(tmp_path):
+    calls = []
+
     def broken(req):
+        calls.append(req)
+        time.sleep(0.01)
         raise KeyError("bug")
 
+    judge = Judge(JudgeConfig(backend="offline", concurrency=2), tmp_path / "c.sqlite", broken)
     with pytest.raises(KeyError):
-        Judge(JudgeConfig(backend="offline"), tmp_path / "c.sqlite", offline=broken).run(reqs(1))
+        judge.run(reqs(200))
+    assert len(calls) < 50  # pending calls were cancelled, not run before raising
 
 
 # -- openai backend against the fake server ------------------------------------------------
@@ -361,3 +367,21 @@ def test_hf_backend(tiny_hf_model, tmp_path):
     assert [r.text for r in again] == [r.text for r in replies]
     _, warm = Judge(cfg, tmp_path / "c.sqlite").run(batch)
     assert warm.n_calls == 0
+
+
+def test_fakeapi_headers_and_stats():
+    import json
+    import urllib.error
+    import urllib.request
+
+    with FakeAPIServer(plan=["429"]) as server:
+        body = json.dumps({"model": "m", "messages": []}).encode()
+        post = urllib.request.Request(f"{server.url}/chat/completions", data=body, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(post, timeout=5)
+        assert err.value.code == 429 and err.value.headers["retry-after"] == "0"
+        with urllib.request.urlopen(post, timeout=5) as resp:
+            assert json.load(resp)["choices"][0]["message"]["content"] == "5"
+        with urllib.request.urlopen(f"{server.url}/_stats", timeout=5) as resp:
+            assert json.load(resp) == {"n_requests": 2}
+        assert server.behaviours == ["429", "ok"]

@@ -8,6 +8,8 @@ It binds 127.0.0.1 on a free port and serves, each request in its own thread:
 
 Routing is by path suffix, so ``url`` (``http://127.0.0.1:PORT/v1``, what the OpenAI SDK
 wants) and ``root_url`` (what the Anthropic SDK wants; it appends ``/v1/messages``) both work.
+``GET .../_stats`` returns ``{"n_requests": N}``; ``python -m interpflow.fakeapi`` serves in
+the foreground (a separate process keeps the server off the client's GIL in benchmarks).
 
 Per-call behaviour comes from ``plan``: a string for every call, a list consumed in arrival
 order (``"ok"`` once exhausted), or a callable ``(call_index, request_json) -> str``:
@@ -181,6 +183,9 @@ class FakeAPIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
+            # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
+            # algorithm meets the client's delayed ACK and adds ~40 ms to every response.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # silent; never echo headers (they carry the API key)
@@ -195,6 +200,12 @@ class FakeAPIServer:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/_stats"):
+                    self._send(200, json.dumps({"n_requests": server.n_requests}).encode())
+                else:
+                    self._send(404, b'{"error": {"message": "not found", "type": "not_found"}}')
 
             def do_POST(self) -> None:
                 n = int(self.headers.get("content-length") or 0)
@@ -267,4 +278,26 @@ class FakeAPIServer:
         self.close()
 
 
-__all__ = ["BEHAVIOURS", "FakeAPIServer"]
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve in the foreground (e.g. in a separate process for benchmarks) until stdin closes.
+
+    Prints the base URL (with ``/v1``) as the first line of stdout. ``GET /v1/_stats``
+    returns ``{"n_requests": N}``.
+    """
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="fake OpenAI/Anthropic API server")
+    ap.add_argument("--reply", default="5", help="reply text of every call")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds slept before each answer")
+    args = ap.parse_args(argv)
+    with FakeAPIServer(lambda _req: args.reply, delay_s=args.delay) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()  # returns when the parent closes our stdin or exits
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["BEHAVIOURS", "FakeAPIServer", "main"]

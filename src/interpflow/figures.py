@@ -19,12 +19,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-from interpflow.artifacts import atomic_path, write_parquet  # noqa: E402
+from interpflow.artifacts import atomic_path, write_parquet
 
 #: Columns of the long-format table behind :func:`metric_by_layer`.
 METRIC_BY_LAYER_COLUMNS = ("layer", "metric", "value", "ci_low", "ci_high")
@@ -49,7 +50,9 @@ def confusion_table(matrix: np.ndarray, classes: Sequence[str]) -> pl.DataFrame:
     matrix = np.asarray(matrix)
     classes = [str(c) for c in classes]
     if matrix.shape != (len(classes), len(classes)):
-        raise ValueError(f"confusion matrix shape {matrix.shape} does not match {len(classes)} classes")
+        raise ValueError(
+            f"confusion matrix shape {matrix.shape} does not match {len(classes)} classes"
+        )
     cols = {"true": classes}
     cols.update({c: matrix[:, j].astype(np.int64) for j, c in enumerate(classes)})
     return pl.DataFrame(cols)
@@ -105,7 +108,9 @@ def metric_by_layer(
     """
     missing = [c for c in METRIC_BY_LAYER_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"metric_by_layer needs columns {METRIC_BY_LAYER_COLUMNS}; missing {missing}")
+        raise ValueError(
+            f"metric_by_layer needs columns {METRIC_BY_LAYER_COLUMNS}; missing {missing}"
+        )
     df = df.select(METRIC_BY_LAYER_COLUMNS).sort("metric", "layer")
     present = df["metric"].unique(maintain_order=True).to_list()
     if metrics is None:
@@ -130,6 +135,7 @@ def metric_by_layer(
         color = palette[len(metrics) + j]
         x = sub["layer"].to_numpy()
         ax.plot(x, sub["value"].cast(pl.Float64).to_numpy(), ls="--", color=color, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)
     if title:

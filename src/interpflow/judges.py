@@ -526,18 +526,24 @@ class Judge:
                 from tqdm import tqdm
 
                 bar = tqdm(total=len(todo), desc=f"judge[{self.cfg.backend}]", mininterval=10)
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") as pool:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge")
+            try:
                 futures = {pool.submit(self._call, unique[k]): k for k in todo}
                 for fut in as_completed(futures):
                     k = futures[fut]
-                    reply = fut.result()
+                    reply = fut.result()  # a bug (not an API failure) raises here
                     fresh[k] = reply
                     if self._cache is not None:
-                        self._cache.put(k, reply)
+                        self._cache.put(k, reply)  # committed at once: a killed job resumes
                     if bar is not None:
                         bar.update(1)
-            if bar is not None:
-                bar.close()
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # don't run the rest first
+                raise
+            finally:
+                pool.shutdown(wait=True)
+                if bar is not None:
+                    bar.close()
         replies = [cached[k] if k in cached else fresh[k] for k in keys]
         stats = JudgeStats(
             n_requests=len(requests),

@@ -33,9 +33,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from safetensors.numpy import load_file, save_file
+from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
@@ -195,7 +196,7 @@ def group_split(
     is_test = np.zeros(uniq.size, dtype=bool)
     for c in np.unique(glabel):
         members = np.flatnonzero(glabel == c)
-        n_test = min(int(round(test_size * members.size)), members.size - 1)
+        n_test = min(round(test_size * members.size), members.size - 1)
         if n_test > 0:
             is_test[rng.permutation(members)[:n_test]] = True
     if not is_test.any():  # tiny data: move one group of the largest class to test
@@ -408,7 +409,9 @@ _MLP_TENSORS = ("mean", "scale", "W1", "b1", "W2", "b2")
 # --------------------------------------------------------------------------------------------
 
 
-def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, n_bins: int = 15) -> float:
+def expected_calibration_error(
+    correct: np.ndarray, confidence: np.ndarray, n_bins: int = 15
+) -> float:
     """ECE over ``n_bins`` equal-width confidence bins on [0, 1]: Σ |B|/n · |acc(B) − conf(B)|."""
     correct = np.asarray(correct, dtype=np.float64)
     confidence = np.asarray(confidence, dtype=np.float64)
@@ -423,6 +426,21 @@ def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, n_bi
     return float(np.abs(acc[nz] - conf[nz]).sum() / correct.size)
 
 
+def binary_auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    """AUROC of ``score`` for the boolean ``positive`` (Mann–Whitney U, ties count half).
+
+    Same value as ``sklearn.metrics.roc_auc_score`` but cheap enough for thousands of
+    bootstrap resamples. NaN when one side is empty.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def macro_auroc(y_idx: np.ndarray, proba: np.ndarray, required: np.ndarray | None = None) -> float:
     """Macro one-vs-rest AUROC over the classes present in ``y_idx`` (binary included).
 
@@ -432,10 +450,12 @@ def macro_auroc(y_idx: np.ndarray, proba: np.ndarray, required: np.ndarray | Non
     present = np.unique(y_idx)
     if present.size < 2 or (required is not None and not np.isin(required, present).all()):
         return float("nan")
-    return float(np.mean([roc_auc_score(y_idx == c, proba[:, c]) for c in present]))
+    return float(np.mean([binary_auroc(y_idx == c, proba[:, c]) for c in present]))
 
 
-def group_bootstrap_indices(groups: np.ndarray, n_bootstrap: int, seed: int = 0) -> list[np.ndarray]:
+def group_bootstrap_indices(
+    groups: np.ndarray, n_bootstrap: int, seed: int = 0
+) -> list[np.ndarray]:
     """``n_bootstrap`` row-index resamples that draw *groups* with replacement, keeping all rows.
 
     Each resample draws as many groups as there are, so rows that share a prompt rise and fall
@@ -467,9 +487,11 @@ def _nan_to_none(x: float) -> float | None:
 
 
 def _macro_f1(y_idx: np.ndarray, pred_idx: np.ndarray, k: int) -> float:
-    _, _, f1, _ = precision_recall_fscore_support(
-        y_idx, pred_idx, labels=np.arange(k), zero_division=0
-    )
+    """Macro F1 over all ``k`` classes from a bincount confusion matrix (0 where undefined)."""
+    cm = np.bincount(y_idx * k + pred_idx, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(axis=0) + cm.sum(axis=1)  # 2·tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
     return float(f1.mean())
 
 
@@ -492,7 +514,11 @@ def classification_metrics(
     ``n_bootstrap_auroc`` says how many were used. NaNs are reported as None.
     """
     classes = np.asarray(classes)
-    y_true, proba, groups = np.asarray(y_true), np.asarray(proba, dtype=np.float64), np.asarray(groups)
+    y_true, proba, groups = (
+        np.asarray(y_true),
+        np.asarray(proba, dtype=np.float64),
+        np.asarray(groups),
+    )
     k = classes.size
     if proba.shape != (y_true.size, k):
         raise ValueError(f"proba shape {proba.shape} != ({y_true.size}, {k})")
@@ -546,7 +572,11 @@ def classification_metrics(
 
 
 def majority_baseline(
-    y_train: np.ndarray, y_test: np.ndarray, groups_test: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    groups_test: np.ndarray,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Accuracy on test of always predicting the train set's most frequent class (with a CI)."""
     values, counts = np.unique(np.asarray(y_train), return_counts=True)
@@ -561,7 +591,7 @@ def permute_labels(y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
     groups (rows of a prompt keep a shared label); otherwise rows are permuted."""
     y, groups = np.asarray(y), np.asarray(groups)
     rng = np.random.default_rng(seed)
-    uniq, glabel, row_group = _group_labels(groups, y)
+    _, glabel, row_group = _group_labels(groups, y)
     if (glabel[row_group] == y).all():
         return rng.permutation(glabel)[row_group]
     return rng.permutation(y)
@@ -576,19 +606,32 @@ def shuffled_label_baseline(
     y_test: np.ndarray,
     groups_test: np.ndarray,
     seed: int = 0,
-    n_bootstrap: int = 1000,
+    n_permutations: int = 3,
 ) -> dict[str, Any]:
-    """Fit a clone of ``estimator`` on permuted train labels; score it on the true test labels.
+    """Fit clones of ``estimator`` on permuted train labels; score them on the true test labels.
 
-    A probe that only memorises noise should land here (near chance); the real probe must not.
+    A probe that only fits noise lands near chance. One permutation is a noisy null: when the
+    activations cluster by class, a permutation that happens to agree with the truth on a few
+    extra prompts gets amplified, so ``n_permutations`` (seeds ``seed``, ``seed+1``, …) are fit
+    and their mean is reported beside each run's score.
     """
-    y_perm = permute_labels(y_train, groups_train, seed)
-    model = clone(estimator).fit(X_train, y_perm)
-    m = classification_metrics(
-        y_test, _proba_for(model, X_test, np.unique(y_train)), np.unique(y_train), groups_test, n_bootstrap, seed
-    )
-    keep = ("accuracy", "accuracy_ci", "auroc", "auroc_ci", "macro_f1", "macro_f1_ci")
-    return {k: m[k] for k in keep}
+    classes = np.unique(y_train)
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    y_idx = np.array([lookup.get(c, -1) for c in np.asarray(y_test).tolist()])
+    accs, aucs = [], []
+    for i in range(n_permutations):
+        y_perm = permute_labels(y_train, groups_train, seed + i)
+        proba = _proba_for(clone(estimator).fit(X_train, y_perm), X_test, classes)
+        accs.append(float((proba.argmax(axis=1) == y_idx).mean()))
+        aucs.append(macro_auroc(y_idx[y_idx >= 0], proba[y_idx >= 0]))
+    return {
+        "accuracy": float(np.mean(accs)),
+        "auroc": _nan_to_none(float(np.nanmean(aucs)) if np.isfinite(aucs).any() else np.nan),
+        "accuracy_runs": accs,
+        "auroc_runs": [_nan_to_none(a) for a in aucs],
+        "n_permutations": int(n_permutations),
+        "seeds": [seed + i for i in range(n_permutations)],
+    }
 
 
 def _proba_for(model: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -607,7 +650,6 @@ def _proba_for(model: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def _fit_and_score(
-    name: str,
     estimator: Any,
     ds: ProbeDataset,
     train_idx: np.ndarray,
@@ -615,12 +657,14 @@ def _fit_and_score(
     classes: np.ndarray,
     seed: int,
     n_bootstrap: int,
-    shuffled: bool = True,
+    n_permutations: int = 3,
 ) -> tuple[Any, dict[str, Any]]:
     model = clone(estimator).fit(ds.X[train_idx], ds.y[train_idx])
     proba = _proba_for(model, ds.X[test_idx], classes)
-    m = classification_metrics(ds.y[test_idx], proba, classes, ds.groups[test_idx], n_bootstrap, seed)
-    if shuffled:
+    m = classification_metrics(
+        ds.y[test_idx], proba, classes, ds.groups[test_idx], n_bootstrap, seed
+    )
+    if n_permutations > 0:
         m["shuffled_label"] = shuffled_label_baseline(
             estimator,
             ds.X[train_idx],
@@ -630,7 +674,7 @@ def _fit_and_score(
             ds.y[test_idx],
             ds.groups[test_idx],
             seed=seed,
-            n_bootstrap=n_bootstrap,
+            n_permutations=n_permutations,
         )
     return model, m
 
@@ -642,13 +686,15 @@ def train_probes(
     seed: int = 0,
     n_bootstrap: int = 1000,
     mlp_params: dict[str, Any] | None = None,
+    n_permutations: int = 3,
 ) -> dict[str, Any]:
     """Fit logreg and MLP probes on a group split of ``dataset``; write every artifact to ``out_dir``.
 
     Writes ``logreg.joblib``, ``logreg.safetensors``/``.json``, ``mlp.safetensors``/``.json``,
     ``label_classes.txt``, ``train_indices.npy``/``test_indices.npy`` (rows of ``dataset``),
     ``metrics.json`` (+ provenance sidecar), and ``confusion_{logreg,mlp}.{png,csv}``.
-    Returns the metrics dict written to ``metrics.json``.
+    Each probe's metrics carry a ``shuffled_label`` baseline (``n_permutations`` refits of the
+    same estimator on permuted train labels). Returns the metrics dict written to ``metrics.json``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -656,9 +702,9 @@ def train_probes(
     train_idx, test_idx = group_split(ds.groups, ds.y, test_size, seed)
     classes = np.unique(ds.y[train_idx])  # every class is in train by construction
 
-    logreg, m_log = _fit_and_score("logreg", make_logreg(seed), ds, train_idx, test_idx, classes, seed, n_bootstrap)
-    mlp_est = MLPProbe(**{"random_state": seed, **(mlp_params or {})})
-    mlp, m_mlp = _fit_and_score("mlp", mlp_est, ds, train_idx, test_idx, classes, seed, n_bootstrap)
+    fit = (ds, train_idx, test_idx, classes, seed, n_bootstrap, n_permutations)
+    logreg, m_log = _fit_and_score(make_logreg(seed), *fit)
+    mlp, m_mlp = _fit_and_score(MLPProbe(**{"random_state": seed, **(mlp_params or {})}), *fit)
 
     with atomic_path(out_dir / "logreg.joblib") as tmp:
         joblib.dump(logreg, tmp)
@@ -686,6 +732,7 @@ def train_probes(
         "seed": seed,
         "test_size": test_size,
         "n_bootstrap": n_bootstrap,
+        "n_permutations": n_permutations,
         "n_dropped_null": ds.n_dropped_null,
         "n_dropped_unlabeled": ds.n_dropped_unlabeled,
         "n_train_rows": int(train_idx.size),
@@ -749,20 +796,41 @@ def layer_sweep(
             raise ValueError(f"layer {layer}: the shared prompt split leaves an empty side")
         classes = np.unique(ds.y[train_idx])
         _, m = _fit_and_score(
-            "sweep", estimator_factory(seed), ds, train_idx, test_idx, classes, seed, n_bootstrap, shuffled=False
+            estimator_factory(seed),
+            ds,
+            train_idx,
+            test_idx,
+            classes,
+            seed,
+            n_bootstrap,
+            n_permutations=0,
         )
-        base = majority_baseline(ds.y[train_idx], ds.y[test_idx], ds.groups[test_idx], n_bootstrap, seed)
+        base = majority_baseline(
+            ds.y[train_idx], ds.y[test_idx], ds.groups[test_idx], n_bootstrap, seed
+        )
         for metric, value, ci in (
             ("accuracy", m["accuracy"], m["accuracy_ci"]),
             ("auroc", m["auroc"], m["auroc_ci"]),
             ("majority_accuracy", base["accuracy"], base["accuracy_ci"]),
         ):
             records.append(
-                {"layer": int(layer), "metric": metric, "value": value, "ci_low": ci[0], "ci_high": ci[1]}
+                {
+                    "layer": int(layer),
+                    "metric": metric,
+                    "value": value,
+                    "ci_low": ci[0],
+                    "ci_high": ci[1],
+                }
             )
     df = pl.DataFrame(
         records,
-        schema={"layer": pl.Int64, "metric": pl.String, "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64},
+        schema={
+            "layer": pl.Int64,
+            "metric": pl.String,
+            "value": pl.Float64,
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+        },
     )
     figures.metric_by_layer(
         df,

@@ -2,6 +2,7 @@
 # Every SLURM job re-parses this file: no torch imports, no big file reads here.
 
 import hashlib
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -14,13 +15,14 @@ validate(config, schema="../schemas/config.schema.yaml")
 STUB_DIR = "results/models/stub"
 LIB = Path(workflow.basedir) / "src" / "interpflow"
 
-
-wildcard_constraints:
-    bank="[A-Za-z0-9_]+",
+# Jobs import the library from this checkout, in any env (conda, SLURM), installed or not.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join([str(LIB.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+)
 
 
 def code_hash(*modules):
-    """Hash of library modules a rule runs: `script:` rules rerun when it changes."""
+    """Hash of the library modules behind a script, passed as a param so jobs rerun on code changes."""
     h = hashlib.sha256()
     for m in modules:
         h.update((LIB / f"{m}.py").read_bytes())

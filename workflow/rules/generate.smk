@@ -19,5 +19,7 @@ rule generate_deception:
     threads: config["model"]["threads"]
     resources:
         gpu=1,
+    conda:
+        "../../envs/gpu.yaml"
     script:
         "../../scripts/generate.py"

@@ -16,6 +16,8 @@ rule labels_deception:
         classes=config["deception"]["banks"],
         cache=JUDGE_CACHE,
         code=code_hash("labels", "judges"),
+    conda:
+        "../../envs/judge.yaml"
     script:
         "../../scripts/label.py"
 
@@ -36,5 +38,7 @@ rule verbalize_deception:
         classes=config["deception"]["banks"],
         cache=JUDGE_CACHE,
         code=code_hash("labels", "judges"),
+    conda:
+        "../../envs/judge.yaml"
     script:
         "../../scripts/verbalize.py"

@@ -29,6 +29,8 @@ rule probes_deception:
     params:
         probes=config["deception"]["probes"],
         code=code_hash("probes", "figures"),
+    conda:
+        "../../envs/cpu.yaml"
     script:
         "../../scripts/train_probes.py"
 
@@ -50,5 +52,7 @@ rule layer_sweep_deception:
         probes=config["deception"]["probes"],
         layers=config["deception"]["capture"]["layers"],
         code=code_hash("probes", "figures"),
+    conda:
+        "../../envs/cpu.yaml"
     script:
         "../../scripts/layer_sweep.py"

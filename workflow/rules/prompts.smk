@@ -13,5 +13,7 @@ rule prompts_deception:
     params:
         code=code_hash("prompts"),
     localrule: True
+    conda:
+        "../../envs/cpu.yaml"
     script:
         "../../scripts/prompts.py"

@@ -8,5 +8,7 @@ rule stub_model:
     params:
         stub=config["stub"],
         code=code_hash("stub"),
+    conda:
+        "../../envs/gpu.yaml"
     script:
         "../../scripts/build_stub.py"

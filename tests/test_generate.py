@@ -1,0 +1,131 @@
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+import interpflow.generate as G
+from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
+from interpflow.models import ModelSpec, chat_prompt, load_model
+from interpflow.positions import parse_positions
+from interpflow.prompts import build_prompt_table
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    bank_a = tmp_path / "alpha.txt"
+    bank_b = tmp_path / "beta.txt"
+    bank_a.write_text("\n".join(f"Tell me about topic {i} in detail" for i in range(11)))
+    bank_b.write_text("\n".join(f"Short question {i}?" for i in range(9)))
+    out = tmp_path / "prompts.parquet"
+    build_prompt_table([bank_a, bank_b], out, tmp_path / "prompts.json")
+    return out
+
+
+def test_capture_matches_unpadded_hidden_states(stub_dir):
+    """Batched, left-padded capture equals a single unpadded forward's hidden_states."""
+    model, tok = load_model(ModelSpec(str(stub_dir)))
+    chats = [chat_prompt(tok, "Hi"), chat_prompt(tok, "A much longer prompt about the weather today")]
+    sampling = SamplingConfig(max_new_tokens=6, do_sample=False)
+    seqs, pmask, width, p_lens, r_lens, _ = G.sample_batch(model, tok, chats, sampling, [-1])
+    positions = parse_positions(["last_prompt", "response[0..1]", "response_mean", "prompt_mean"])
+    vectors, token_index = G.capture_batch(
+        model, seqs, pmask, width, p_lens, r_lens, (0, 2), positions
+    )
+    for b in range(2):
+        p, r = int(p_lens[b]), int(r_lens[b])
+        ids = seqs[b, width - p : width + r][None]
+        with torch.no_grad():
+            hs = model(ids, output_hidden_states=True).hidden_states
+        for layer in (0, 2):
+            ref = hs[layer + 1][0]  # block `layer`'s output (not the final norm: layer < L-1)
+            np.testing.assert_allclose(vectors[(layer, "last_prompt")][b], ref[p - 1], atol=1e-4)
+            np.testing.assert_allclose(vectors[(layer, "response[1]")][b], ref[p + 1], atol=1e-4)
+            np.testing.assert_allclose(
+                vectors[(layer, "response_mean")][b], ref[p : p + r].mean(0), atol=1e-4
+            )
+            np.testing.assert_allclose(vectors[(layer, "prompt_mean")][b], ref[:p].mean(0), atol=1e-4)
+        assert token_index["last_prompt"][b] == p - 1
+        assert token_index["response_mean"][b] == -1
+
+
+def test_layer_out_of_range(stub_dir):
+    model, tok = load_model(ModelSpec(str(stub_dir)))
+    seqs, pmask, width, p_lens, r_lens, _ = G.sample_batch(
+        model, tok, [chat_prompt(tok, "Hi")], SamplingConfig(max_new_tokens=2), [-1]
+    )
+    with pytest.raises(ValueError, match="capture layer 9 out of range: the model has 4 layers"):
+        G.capture_batch(model, seqs, pmask, width, p_lens, r_lens, (9,), parse_positions(["last_prompt"]))
+
+
+def _run(prompts, stub_dir, out, **kw):
+    return generate_and_capture(
+        prompts,
+        out / "gen.parquet",
+        out / "act.parquet",
+        out / "prov.json",
+        model=ModelSpec(str(stub_dir)),
+        sampling=SamplingConfig(max_new_tokens=8, seed=3),
+        capture=kw.pop("capture", CaptureConfig(layers=(1, 3), positions=("last_prompt", "response[0..2]"))),
+        run=RunConfig(batch_size=3, shard_size=5),
+        log=lambda *_: None,
+        **kw,
+    )
+
+
+def test_outputs_schema_and_provenance(prompts, stub_dir, tmp_path):
+    summary = _run(prompts, stub_dir, tmp_path)
+    gen = pl.read_parquet(tmp_path / "gen.parquet")
+    act = pl.read_parquet(tmp_path / "act.parquet")
+    assert gen.height == 20 and gen.columns == list(G.GENERATION_SCHEMA)
+    assert act.schema["activation"] == pl.Array(pl.Float16, 64)
+    assert set(act["layer"].unique()) == {1, 3}
+    assert act.height + summary["n_missing_positions"] == 20 * 2 * 4
+    assert not (tmp_path / "gen.parquet.shards").exists()  # shards removed after success
+    prov = (tmp_path / "prov.json").read_text()
+    assert '"torch"' in prov and '"seed": 3' in prov and '"layers"' in prov
+
+
+def test_interrupted_run_resumes_to_identical_output(prompts, stub_dir, tmp_path, monkeypatch):
+    full, part = tmp_path / "full", tmp_path / "part"
+    _run(prompts, stub_dir, full)
+
+    calls = {"n": 0}
+    real = G.run_batch
+
+    def dying(*a, **k):  # die in the middle of shard 3 (batches of 3, shards of 5)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(G, "run_batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _run(prompts, stub_dir, part)
+    shards = sorted((part / "gen.parquet.shards").glob("*.generations.parquet"))
+    assert len(shards) == 2 and not (part / "gen.parquet").exists()
+
+    monkeypatch.setattr(G, "run_batch", real)
+    summary = _run(prompts, stub_dir, part)
+    assert summary["shards_resumed"] == 2
+    for name in ("gen.parquet", "act.parquet"):
+        assert pl.read_parquet(full / name).equals(pl.read_parquet(part / name)), name
+
+
+def test_stale_shards_are_discarded(prompts, stub_dir, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = G.run_batch
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(G, "run_batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _run(prompts, stub_dir, tmp_path)
+    monkeypatch.setattr(G, "run_batch", real)
+    # A different capture config must not reuse the old shards.
+    summary = _run(prompts, stub_dir, tmp_path, capture=CaptureConfig(layers=(0,), positions=("last_prompt",)))
+    assert summary["shards_resumed"] == 0
+    assert set(pl.read_parquet(tmp_path / "act.parquet")["layer"].unique()) == {0}

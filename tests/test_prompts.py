@@ -1,0 +1,48 @@
+import json
+
+import polars as pl
+import pytest
+
+from interpflow.prompts import build_prompt_table, prompt_id
+
+from conftest import REPO
+
+
+def test_dedup_ids_and_conflicts(tmp_path):
+    (tmp_path / "a.txt").write_text("# comment\nHow are you?\n\nhow  are you?\nHow are you?\nShared one\n")
+    (tmp_path / "b.txt").write_text("Tell a lie.\nShared one\n")
+    out, summ = tmp_path / "p.parquet", tmp_path / "s.json"
+    summary = build_prompt_table([tmp_path / "a.txt", tmp_path / "b.txt"], out, summ)
+    df = pl.read_parquet(out)
+    # "How are you?" x2 (one duplicate); "how  are you?" differs in case -> distinct.
+    assert summary["n_duplicates_removed"] == 1
+    assert summary["n_cross_category_conflicts"] == 1
+    assert "Shared one" not in df["prompt"].to_list()
+    assert df["prompt"].to_list() == ["How are you?", "how are you?", "Tell a lie."]
+    assert df["prompt_id"].to_list()[0] == prompt_id("How   are you?")
+    assert df["source"][0].endswith("a.txt:2")
+    assert json.loads(summ.read_text())["n_prompts"] == 3
+
+
+def test_bad_utf8_names_file_and_line(tmp_path):
+    (tmp_path / "x.txt").write_bytes(b"fine\nalso fine\nbroken \xff here\n")
+    with pytest.raises(ValueError, match=r"x\.txt:3: not valid UTF-8"):
+        build_prompt_table([tmp_path / "x.txt"], tmp_path / "p.parquet", tmp_path / "s.json")
+    assert not (tmp_path / "p.parquet").exists()
+
+
+def test_empty_bank(tmp_path):
+    (tmp_path / "x.txt").write_text("# only a comment\n\n")
+    with pytest.raises(ValueError, match="has no prompts"):
+        build_prompt_table([tmp_path / "x.txt"], tmp_path / "p.parquet", tmp_path / "s.json")
+
+
+def test_shipped_banks_are_big_and_distinct(tmp_path):
+    banks = sorted((REPO / "resources/prompt_banks/deception").glob("*.txt"))
+    assert {b.stem for b in banks} == {"normal", "eval_aware", "deceptive"}
+    summary = build_prompt_table(banks, tmp_path / "p.parquet", tmp_path / "s.json")
+    for cat, counts in summary["per_category"].items():
+        assert counts["unique"] >= 60, cat
+    df = pl.read_parquet(tmp_path / "p.parquet")
+    assert not df["prompt"].str.contains(r"(?i)variant \d").any()
+    assert summary["n_cross_category_conflicts"] == 0

@@ -1,0 +1,199 @@
+"""End-to-end runs of the DAG on the stub model (real snakemake, real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from conftest import SNAKEMAKE, copy_repo, snakemake
+from interpflow.fakeapi import FakeAPIServer
+
+pytestmark = pytest.mark.e2e
+NO_KEYS = {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}
+
+
+def _env_without_keys():
+    return {k: v for k, v in os.environ.items() if k not in NO_KEYS}
+
+
+def _write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """`snakemake all` on the default config, once for this module."""
+    work = copy_repo(tmp_path_factory.mktemp("all"))
+    t0 = time.perf_counter()
+    proc = snakemake(work, "all")
+    return work, proc, time.perf_counter() - t0
+
+
+def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
+    work = copy_repo(tmp_path)
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "all"], cwd=work, env=_env_without_keys(), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    for rule in ("stub_model", "generate_deception", "labels_deception", "probes_deception"):
+        assert rule in proc.stdout
+
+
+def test_all_on_stub(full_run):
+    work, proc, seconds = full_run
+    res = work / "results"
+    prompts = json.loads((res / "prompts/deception.summary.json").read_text())
+    assert prompts["n_duplicates_removed"] == 5 and prompts["n_prompts"] == 268
+    gens = pl.read_parquet(res / "generations/deception.parquet")
+    assert gens.height == prompts["n_prompts"]
+    prov = json.loads((res / "activations/deception.parquet.provenance.json").read_text())
+    assert prov["capture"]["layers"] == [1, 2, 3] and prov["packages"]["transformers"]
+    metrics = json.loads((res / "probes/metrics.json").read_text())
+    for probe in ("logreg", "mlp"):
+        m = metrics["probes"][probe]
+        assert 0 <= m["accuracy"] <= 1 and m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+        assert set(m["per_class"]) == {"normal", "eval_aware", "deceptive"}
+    assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == prompts["n_prompts"]
+    assert "majority" in metrics["baselines"]
+    sweep = pl.read_csv(res / "probes/layer_sweep.csv")
+    assert sorted(sweep["layer"].unique().to_list()) == [1, 2, 3]
+    for f in ("logreg.joblib", "mlp.safetensors", "mlp.json", "label_classes.txt",
+              "train_indices.npy", "test_indices.npy", "confusion_logreg.png",
+              "confusion_logreg.csv", "confusion_mlp.png", "layer_sweep.png"):
+        assert (res / "probes" / f).stat().st_size > 0, f
+    for log in ("stub_model", "prompts/deception", "generate/deception", "labels/deception",
+                "probes/deception", "probes/deception_layer_sweep"):
+        assert (work / "logs" / f"{log}.log").exists(), log
+    print(f"all on stub: {seconds:.1f}s")
+
+
+def test_single_target_builds_only_its_upstream(tmp_path):
+    work = copy_repo(tmp_path)
+    snakemake(work, "results/probes/logreg.joblib")
+    assert (work / "results/probes/logreg.joblib").exists()
+    assert not (work / "results/probes/layer_sweep.png").exists()
+
+
+def test_generation_killed_midway_resumes_identically(full_run, tmp_path):
+    """SIGKILL the generation job, rerun: same final files, at most one shard of work lost."""
+    cfg = {"deception": {"generation": {"batch_size": 4, "shard_size": 16}}}
+    target = "results/generations/deception.parquet"
+    ref = copy_repo(tmp_path / "ref")
+    _write_config(ref / "over.yaml", cfg)
+    snakemake(ref, target, "--configfile", "over.yaml")
+
+    work = copy_repo(tmp_path / "killed")
+    _write_config(work / "over.yaml", cfg)
+    shards = work / "results/generations/deception.parquet.shards"
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "--cores", "2", target, "--configfile", "over.yaml"],
+        cwd=work, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(shards.glob("*.generations.parquet"))) < 3:
+        assert proc.poll() is None, "generation finished before it could be killed"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = len(list(shards.glob("*.generations.parquet")))
+    assert 3 <= done_at_kill < 17 and not (work / target).exists()
+
+    snakemake(work, target, "--unlock", "--configfile", "over.yaml")  # the kill left a lock
+    snakemake(work, target, "--rerun-incomplete", "--configfile", "over.yaml")
+    log = (work / "logs/generate/deception.log").read_text()
+    resumed = int(log.split("resuming: ")[1].split("/")[0])
+    assert resumed >= done_at_kill  # nothing finished before the kill is redone
+    for name in ("generations", "activations"):
+        a = pl.read_parquet(ref / f"results/{name}/deception.parquet")
+        b = pl.read_parquet(work / f"results/{name}/deception.parquet")
+        assert a.equals(b), name
+
+
+def test_unknown_key_and_wrong_type_fail_at_parse_time_with_the_key(tmp_path):
+    work = copy_repo(tmp_path)
+    _write_config(work / "typo.yaml", {"deception": {"generation": {"max_new_tokenz": 5}}})
+    proc = snakemake(work, "-n", "all", "--configfile", "typo.yaml", check=False)
+    assert proc.returncode != 0 and "max_new_tokenz" in proc.stderr + proc.stdout
+    _write_config(work / "type.yaml", {"deception": {"probes": {"layer": "twenty"}}})
+    proc = snakemake(work, "-n", "all", "--configfile", "type.yaml", check=False)
+    out = proc.stderr + proc.stdout
+    assert proc.returncode != 0 and "'twenty' is not of type 'integer'" in out and "layer" in out
+
+
+def test_missing_api_key_fails_at_planning(tmp_path):
+    work = copy_repo(tmp_path)
+    _write_config(
+        work / "gpt.yaml",
+        {"judges": {"gpt": {"backend": "openai", "model": "gpt-4o-mini"}},
+         "deception": {"labels": {"judge": "gpt"}}},
+    )
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "all", "--configfile", "gpt.yaml"],
+        cwd=work, env=_env_without_keys(), capture_output=True, text=True,
+    )
+    assert proc.returncode != 0 and "OPENAI_API_KEY" in proc.stderr + proc.stdout
+    _write_config(work / "nope.yaml", {"deception": {"labels": {"judge": "nope"}}})
+    proc = snakemake(work, "-n", "all", "--configfile", "nope.yaml", check=False)
+    assert "deception.labels.judge" in proc.stderr + proc.stdout
+
+
+def test_openai_judge_stage_against_local_server(full_run, tmp_path):
+    """Labels through the official OpenAI client: failures give NaN and are counted; a warm
+    rerun makes zero calls; the key never lands in logs or artifacts."""
+    src, _, _ = full_run
+    work = copy_repo(tmp_path)
+    (work / "results/generations").mkdir(parents=True)
+    for f in ("deception.parquet",):
+        (work / "results/generations" / f).write_bytes((src / "results/generations" / f).read_bytes())
+    secret = "sk-test-SECRET-4242"
+
+    def responder(req):
+        text = req["messages"][-1]["content"]
+        if "topic" in text.lower():
+            return "I cannot decide"  # unparseable: counted, not guessed
+        return "deceptive" if "lie" in text.lower() else "normal"
+
+    def plan(i, req):  # every request about "cat" fails on every attempt
+        return "500" if " cat" in req["messages"][-1]["content"].lower() else "ok"
+
+    with FakeAPIServer(responder, plan=plan) as server:
+        _write_config(
+            work / "gpt.yaml",
+            {"judges": {"gpt": {"backend": "openai", "model": "gpt-test", "base_url": server.url,
+                                "max_retries": 1, "timeout_s": 5}},
+             "deception": {"labels": {"judge": "gpt"}}},
+        )
+        env = {"OPENAI_API_KEY": secret}
+        snakemake(work, "results/labels/deception.parquet", "--configfile", "gpt.yaml", env=env)
+        first = server.n_requests
+        summary = json.loads((work / "results/labels/deception.summary.json").read_text())
+        labels = pl.read_parquet(work / "results/labels/deception.parquet")
+        assert summary["n_failed_calls"] >= 1
+        assert labels["judge_label"].null_count() == summary["n_failed_calls"] + summary["n_unparseable"]
+        assert first == summary["judge_stats"]["n_calls"] > 0
+        snakemake(work, "results/labels/deception.parquet", "--forcerun", "labels_deception",
+                  "--configfile", "gpt.yaml", env=env)
+        summary2 = json.loads((work / "results/labels/deception.summary.json").read_text())
+        # only the failed requests are retried: successes come from the cache
+        assert summary2["judge_stats"]["n_cache_hits"] == labels.height - summary["n_failed_calls"]
+        assert server.n_requests - first == summary2["judge_stats"]["n_calls"]
+        assert summary2["judge_stats"]["n_unique"] - summary2["judge_stats"]["n_cache_hits"] == summary["n_failed_calls"]
+    for path in list((work / "results").rglob("*")) + list((work / "logs").rglob("*")):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_lint_is_clean(tmp_path):
+    work = copy_repo(tmp_path)
+    proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
