@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-COPY = ("Snakefile", "workflow", "config", "scripts", "resources", "src")
+COPY = ("Snakefile", "workflow", "config", "envs", "scripts", "resources", "src")
 
 
 @pytest.fixture(scope="session")
