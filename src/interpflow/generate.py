@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -326,11 +327,19 @@ def generate_and_capture(
     run: RunConfig,
     model_id: str | None = None,
     log=print,
+    stop_when: Callable[[pl.DataFrame], bool] | None = None,
 ) -> dict:
     """Generate responses (and capture activations) for every prompt of ``prompts_path``.
 
     Resumable: finished shards under ``<generations>.shards/`` are reused when their
     fingerprint (model, sampling, capture, sizes, prompt ids) matches this run's.
+
+    ``stop_when`` (optional) is called after each shard, in shard order, with the generation
+    rows of every shard so far; once it returns True no further shard is generated and the
+    outputs hold only the shards done. It must be a deterministic function of those rows:
+    shards are seeded by index, so a rerun (or a resumed run) stops at the same shard and
+    writes the same files. It is not part of the fingerprint because it does not change any
+    shard's content, only how many are kept.
     """
     import torch
 
@@ -363,47 +372,54 @@ def generate_and_capture(
         log(f"resuming: {len(done)}/{n_shards} shards already done in {shards}")
     lm, tokenizer = None, None
     t0 = time.perf_counter()
+    n_used, so_far = n_shards, []
     for i in range(n_shards):
         gen_file = shards / f"{i:05d}.generations.parquet"
         act_file = shards / f"{i:05d}.activations.parquet"
-        if gen_file.exists():
-            continue
-        if lm is None:
-            lm, tokenizer = load_model(model)
-            eos_ids = eos_token_ids(lm, tokenizer)
-        ts = time.perf_counter()
-        torch.manual_seed(_shard_seed(sampling.seed, i))
-        shard = prompts.slice(i * run.shard_size, run.shard_size)
-        rows, tables = [], []
-        for start in range(0, shard.height, run.batch_size):
-            res = run_batch(
-                lm, tokenizer, shard.slice(start, run.batch_size), sampling, capture, positions, eos_ids
-            )
-            rows.extend(res.rows)
-            if capture.layers:
-                tables.append(
-                    _activation_table(
-                        [r["prompt_id"] for r in res.rows],
-                        res.vectors,
-                        res.token_index,
-                        capture.store_dtype,
-                    )
+        if not gen_file.exists():
+            if lm is None:
+                lm, tokenizer = load_model(model)
+                eos_ids = eos_token_ids(lm, tokenizer)
+            ts = time.perf_counter()
+            torch.manual_seed(_shard_seed(sampling.seed, i))
+            shard = prompts.slice(i * run.shard_size, run.shard_size)
+            rows, tables = [], []
+            for start in range(0, shard.height, run.batch_size):
+                res = run_batch(
+                    lm, tokenizer, shard.slice(start, run.batch_size), sampling, capture, positions, eos_ids
                 )
-        if capture.layers:
-            with atomic_path(act_file) as tmp:
-                pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
-        write_parquet(pl.DataFrame(rows, schema=GENERATION_SCHEMA), gen_file)
-        log(f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s")
+                rows.extend(res.rows)
+                if capture.layers:
+                    tables.append(
+                        _activation_table(
+                            [r["prompt_id"] for r in res.rows],
+                            res.vectors,
+                            res.token_index,
+                            capture.store_dtype,
+                        )
+                    )
+            if capture.layers:
+                with atomic_path(act_file) as tmp:
+                    pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
+            write_parquet(pl.DataFrame(rows, schema=GENERATION_SCHEMA), gen_file)
+            log(f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s")
+
+        if stop_when is not None:
+            so_far.append(pl.read_parquet(gen_file))
+            if stop_when(pl.concat(so_far)):
+                n_used = i + 1
+                log(f"stop_when satisfied after shard {n_used}/{n_shards}: stopping")
+                break
 
     generations = pl.concat(
-        [pl.read_parquet(shards / f"{i:05d}.generations.parquet") for i in range(n_shards)]
+        [pl.read_parquet(shards / f"{i:05d}.generations.parquet") for i in range(n_used)]
     )
     write_parquet(generations, generations_path)
     n_rows = 0
     with atomic_path(activations_path) as tmp:
         if capture.layers:
             table = pa.concat_tables(
-                [pq.read_table(shards / f"{i:05d}.activations.parquet") for i in range(n_shards)]
+                [pq.read_table(shards / f"{i:05d}.activations.parquet") for i in range(n_used)]
             )
         else:
             table = _empty_activation_table(capture.store_dtype, 0)
@@ -428,6 +444,9 @@ def generate_and_capture(
         "mean_response_tokens": float(generations["response_tokens"].mean()),
         "seconds_this_run": round(time.perf_counter() - t0, 3),
         "shards_resumed": len(done),
+        "n_shards": n_shards,
+        "n_shards_used": n_used,
+        "stopped_early": n_used < n_shards,
     }
     write_provenance(provenance_path, **summary)
     shutil.rmtree(shards)
