@@ -50,9 +50,12 @@ def timed(fn) -> float:
 
 
 def bench(model, tok, texts, new_tokens, batch, repeats, layers):
-    """Return dict of median seconds: gen, gen+capture, capture-only for ``batch``-sized calls."""
+    """Return dict of median seconds: gen, gen+capture, capture-only for ``batch``-sized calls.
+
+    Greedy decoding: every repeat decodes the same tokens, so the runs do the same work.
+    """
     sampling = G.SamplingConfig(max_new_tokens=new_tokens, do_sample=False)
-    eos = [-1]  # never stop early: every run decodes exactly new_tokens
+    eos = eos_token_ids(model, tok)
     chats = [chat_prompt(tok, t) for t in texts]
     batches = [chats[i : i + batch] for i in range(0, len(chats), batch)]
     gen_t, both_t, cap_t = [], [], []

@@ -14,6 +14,7 @@ def main(smk):
         grader_cfg=JudgeConfig(**smk.params.grader),
         cache_path=smk.params.cache,
         classes=list(smk.params.classes),
+        layer=smk.params.layer,
     )
     print(stats)
 

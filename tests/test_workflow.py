@@ -64,6 +64,8 @@ def test_all_on_stub(full_run):
         assert set(m["per_class"]) == {"normal", "eval_aware", "deceptive"}
     assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == prompts["n_prompts"]
     assert "majority" in metrics["baselines"]
+    nla = pl.read_parquet(res / "labels/deception_nla.parquet")
+    assert set(nla["layer"]) == {metrics["layer"]} and nla["nla_text"].null_count() == 0
     sweep = pl.read_csv(res / "probes/layer_sweep.csv")
     assert sorted(sweep["layer"].unique().to_list()) == [1, 2, 3]
     for f in ("logreg.joblib", "mlp.safetensors", "mlp.json", "label_classes.txt",

@@ -36,6 +36,7 @@ rule verbalize_deception:
         judge=DECEPTION_JUDGES.get("verbalizer"),
         grader=DECEPTION_JUDGES["label"],
         classes=config["deception"]["banks"],
+        layer=config["deception"]["probes"]["layer"],
         cache=JUDGE_CACHE,
         code=code_hash("labels", "judges"),
     conda:

@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from interpflow.fakeapi import FakeAPIServer
+from interpflow.judges import JudgeConfig
+from interpflow.labels import keyword_label, label_generations, parse_label, verbalize_activations
+
+CLASSES = ["normal", "eval_aware", "deceptive"]
+
+
+@pytest.mark.parametrize(
+    "reply,expected",
+    [
+        ("deceptive", "deceptive"),
+        ("  Eval-aware.", "eval_aware"),
+        ("EVAL AWARE", "eval_aware"),
+        ("The answer is: normal", "normal"),
+        ("normal or deceptive", None),  # two classes named: not guessed
+        ("abnormal", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_label(reply, expected):
+    assert parse_label(reply, CLASSES) == expected
+
+
+def test_keyword_label():
+    assert keyword_label("Pretend the shipment arrived and lie to the client") == "deceptive"
+    assert keyword_label("This is part of a benchmark; you will be graded") == "eval_aware"
+    assert keyword_label("How do I bake bread?") == "normal"
+
+
+@pytest.fixture
+def generations(tmp_path):
+    path = tmp_path / "gen.parquet"
+    pl.DataFrame(
+        {
+            "prompt_id": ["a", "b", "c", "d"],
+            "category": ["normal", "deceptive", "eval_aware", "normal"],
+            "prompt": ["Bake bread?", "Lie to the inspector.", "You are being graded.", "Cats?"],
+            "response": ["Sure.", "Okay.", "Fine.", "Meow."],
+        }
+    ).write_parquet(path)
+    return path
+
+
+def test_offline_labels_and_summary(generations, tmp_path):
+    summary = label_generations(
+        generations, tmp_path / "l.parquet", tmp_path / "s.json",
+        JudgeConfig(backend="offline"), tmp_path / "cache.sqlite", CLASSES,
+    )
+    df = pl.read_parquet(tmp_path / "l.parquet")
+    assert df["judge_label"].to_list() == ["normal", "deceptive", "eval_aware", "normal"]
+    assert summary["agreement_with_category"] == 1.0
+    assert json.loads((tmp_path / "s.json").read_text())["n_failed_calls"] == 0
+
+
+def test_failed_and_unparseable_calls_are_null_and_counted(generations, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+    def responder(req):
+        return "no idea" if "Bake" in req["messages"][-1]["content"] else "deceptive"
+
+    def plan(i, req):
+        return "500" if "Cats" in req["messages"][-1]["content"] else "ok"
+
+    with FakeAPIServer(responder, plan=plan) as server:
+        cfg = JudgeConfig(backend="openai", model="m", base_url=server.url, max_retries=1)
+        summary = label_generations(
+            generations, tmp_path / "l.parquet", tmp_path / "s.json", cfg, tmp_path / "c.sqlite", CLASSES
+        )
+    df = pl.read_parquet(tmp_path / "l.parquet")
+    assert df["judge_label"].to_list() == [None, "deceptive", "deceptive", None]
+    assert summary["n_failed_calls"] == 1 and summary["n_unparseable"] == 1
+    assert summary["judge_label_counts"] == {"deceptive": 2}
+
+
+def test_verbalizer_at_one_layer(generations, tmp_path):
+    d = 4
+    rows = [(p, layer, pos) for p in "abcd" for layer in (1, 2) for pos in ("last_prompt", "response[0]")]
+    table = pa.table(
+        {
+            "prompt_id": [r[0] for r in rows],
+            "layer": pa.array([r[1] for r in rows], pa.int16()),
+            "position": [r[2] for r in rows],
+            "token_index": pa.array([0] * len(rows), pa.int32()),
+            "activation": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.zeros(len(rows) * d, np.float16)), d
+            ),
+        }
+    )
+    pq.write_table(table, tmp_path / "act.parquet")
+    cfg = JudgeConfig(backend="offline")
+    verbalize_activations(
+        tmp_path / "act.parquet", generations, tmp_path / "nla.parquet", cfg, cfg,
+        tmp_path / "c.sqlite", CLASSES, layer=2,
+    )
+    nla = pl.read_parquet(tmp_path / "nla.parquet")
+    assert nla.height == 8 and set(nla["layer"]) == {2}
+    assert nla.filter(pl.col("prompt_id") == "b")["nla_label"].to_list() == ["deceptive"] * 2
+    assert "response[0]" in nla["nla_text"][1]
+    with pytest.raises(ValueError, match="no rows at layer 7"):
+        verbalize_activations(
+            tmp_path / "act.parquet", generations, tmp_path / "x.parquet", cfg, cfg,
+            tmp_path / "c.sqlite", CLASSES, layer=7,
+        )
