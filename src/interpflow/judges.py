@@ -385,27 +385,20 @@ class _HFBackend:
 
     def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from interpflow.models import ModelSpec, load_model
 
         self.torch = torch
         self.counter = counter
         self.lock = threading.Lock()
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.tok = AutoTokenizer.from_pretrained(cfg.model)
-        self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
-        self.model.to(self.device).eval()
-        pad = self.tok.pad_token_id
-        self.pad_id = pad if pad is not None else self.tok.eos_token_id
+        self.model, self.tok = load_model(ModelSpec(cfg.model))
 
     def __call__(self, req: JudgeRequest) -> JudgeReply:
+        from interpflow.models import chat_prompt
+
         torch = self.torch
-        messages = [
-            {"role": "system", "content": req.system},
-            {"role": "user", "content": req.user},
-        ]
-        prompt = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        enc = self.tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        prompt = chat_prompt(self.tok, req.user, system=req.system)
+        enc = self.tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
         with self.lock, torch.inference_mode():
             self.counter.incr()
             out = self.model.generate(
@@ -417,7 +410,7 @@ class _HFBackend:
                 top_k=None,
                 output_logits=True,  # raw logits: no repetition penalty etc. in the top-k
                 return_dict_in_generate=True,
-                pad_token_id=self.pad_id,
+                pad_token_id=self.tok.pad_token_id,
             )
         new_ids = out.sequences[0, enc["input_ids"].shape[1] :]
         text = self.tok.decode(new_ids, skip_special_tokens=True)
