@@ -1,0 +1,108 @@
+"""SIGUSR1/SIGTERM in generation: stop at a batch boundary, resume to the same output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import polars as pl
+import pytest
+
+import interpflow.generate as G
+from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
+from interpflow.models import ModelSpec
+from interpflow.prompts import build_prompt_table
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prompts")
+    (d / "a.txt").write_text("\n".join(f"Describe thing number {i}" for i in range(7)))
+    (d / "b.txt").write_text("\n".join(f"Why is {i} odd or even?" for i in range(7)))
+    out = d / "prompts.parquet"
+    build_prompt_table([d / "a.txt", d / "b.txt"], out, d / "prompts.json")
+    return out
+
+
+def _run(prompts, stub_dir, out, logs=None):
+    return generate_and_capture(
+        prompts,
+        out / "gen.parquet",
+        out / "act.parquet",
+        out / "prov.json",
+        model=ModelSpec(str(stub_dir)),
+        sampling=SamplingConfig(max_new_tokens=6, seed=1),
+        capture=CaptureConfig(layers=(2,), positions=("last_prompt",)),
+        run=RunConfig(batch_size=2, shard_size=6),  # 14 prompts: shards of 6, 6, 2
+        log=(logs.append if logs is not None else lambda *_: None),
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prompts, stub_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    _run(prompts, stub_dir, out)
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_signal_stops_at_batch_boundary_and_resumes(
+    sig, prompts, stub_dir, uninterrupted, tmp_path, monkeypatch
+):
+    calls = {"n": 0}
+    real = G.run_batch
+
+    def signalled(*a, **k):  # the signal arrives during batch 5 = 2nd batch of shard 2
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), sig)
+        return real(*a, **k)
+
+    before = signal.getsignal(sig)
+    monkeypatch.setattr(G, "run_batch", signalled)
+    logs: list[str] = []
+    with pytest.raises(G.Interrupted, match=signal.Signals(sig).name):
+        _run(prompts, stub_dir, tmp_path, logs)
+    assert signal.getsignal(sig) == before  # the caller's handler is back
+    assert calls["n"] == 5  # batch 5 finished, batch 6 never started
+    shards = tmp_path / "gen.parquet.shards"
+    assert len(list(shards.glob("*.generations.parquet"))) == 1
+    assert not (tmp_path / "gen.parquet").exists()
+    assert any("4 prompts discarded" in line for line in logs), logs
+
+    monkeypatch.setattr(G, "run_batch", real)
+    summary = _run(prompts, stub_dir, tmp_path)
+    assert summary["shards_resumed"] == 1
+    assert summary["interruptions"] == [
+        {"signal": signal.Signals(sig).name, "shard": 1, "prompts_discarded": 4}
+    ]
+    prov = json.loads((tmp_path / "prov.json").read_text())
+    assert prov["interruptions"] == summary["interruptions"]
+    for name in ("gen.parquet", "act.parquet"):
+        assert pl.read_parquet(uninterrupted / name).equals(pl.read_parquet(tmp_path / name)), name
+
+
+def test_handlers_restored_after_other_errors(prompts, stub_dir, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("out of memory")
+
+    before = {s: signal.getsignal(s) for s in G.StopSignals.SIGNALS}
+    monkeypatch.setattr(G, "run_batch", boom)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _run(prompts, stub_dir, tmp_path)
+    assert {s: signal.getsignal(s) for s in G.StopSignals.SIGNALS} == before
+
+
+def test_second_signal_takes_the_previous_action():
+    seen = []
+    previous = signal.signal(signal.SIGUSR1, lambda s, f: seen.append(s))
+    try:
+        stop = G.StopSignals()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.received == [signal.SIGUSR1] and seen == []
+        os.kill(os.getpid(), signal.SIGUSR1)  # now the previous handler runs
+        assert seen == [signal.SIGUSR1]
+        stop.restore()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
