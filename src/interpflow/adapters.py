@@ -1,0 +1,529 @@
+"""Adapter training: one SFT trainer for LoRA, DoRA, PiSSA, DeLoRA, OFT and IA3 through PEFT.
+
+:func:`train_adapter` fits one adapter on a parquet of chat examples (columns ``system``
+(nullable str), ``user``, ``assistant``) with a plain torch loop: AdamW, linear warmup then
+linear decay, gradient accumulation, and a loss on the assistant tokens only (the prompt is
+rendered by the model's chat template and masked out).
+
+Families (:class:`AdapterConfig.family`) map onto PEFT 0.21 configs:
+
+========  ======================================================================
+lora      ``LoraConfig(r=rank, lora_alpha=alpha, use_rslora=rslora)``
+dora      ``LoraConfig(..., use_dora=True)``
+pissa     ``LoraConfig(..., init_lora_weights="pissa")`` (exact SVD). PiSSA rewrites
+          the base weights; the saved adapter is converted to a plain LoRA of rank
+          ``2·rank`` relative to the *original* base (PEFT's
+          ``path_initial_model_for_weight_conversion``), so it loads on a fresh base.
+delora    ``DeloraConfig(r=rank, delora_lambda=delora_lambda)``
+oft       ``OFTConfig(r=0, oft_block_size=oft_block_size or rank)``
+ia3       ``IA3Config`` (no rank/alpha); PEFT's IA3 has no ``layers_to_transform``,
+          so a layer slice becomes a regex over module names.
+========  ======================================================================
+
+The layer slice ``(lo, hi)`` keeps decoder layers ``round(lo·L) .. round(hi·L) - 1``
+(30%–80% of Qwen3-0.6B's 28 layers = layers 8..21).
+
+Outputs of ``train_adapter(..., out_dir)``: a PEFT ``save_pretrained`` directory at
+``out_dir`` (loadable with ``PeftModel.from_pretrained`` on a fresh base),
+``out_dir/checkpoints/step-<N>/`` (PEFT dirs at ``save_steps`` and the last step),
+``out_dir/train_log.parquet`` (``step`` int32, ``loss`` float64, ``lr`` float64, ``tokens``
+int64) and ``out_dir/provenance.json``. The directory appears atomically (built beside, then
+renamed).
+
+Resumable: every ``resume_every`` optimizer steps the training state (trainable weights as
+safetensors, optimizer + scheduler + RNG state, step, log so far) is written to
+``<out_dir>.resume/``; a rerun with the same configuration picks it up and ends with the same
+adapter as an uninterrupted run. The folder is removed when done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from interpflow.artifacts import stable_hash, write_parquet, write_provenance
+from interpflow.models import ModelSpec, load_model
+
+Family = Literal["lora", "dora", "pissa", "delora", "oft", "ia3"]
+FAMILIES: tuple[str, ...] = ("lora", "dora", "pissa", "delora", "oft", "ia3")
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: Modules IA3 treats as feed-forward (scales their input instead of their output).
+IA3_FEEDFORWARD = ("down_proj",)
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Which adapter to train. Validated on construction."""
+
+    family: Family = "lora"
+    #: LoRA/DoRA/PiSSA/DeLoRA rank; OFT block size (unless ``oft_block_size`` is set); unused by IA3.
+    rank: int = 32
+    #: LoRA-family scaling numerator (``lora_alpha``); scaling = alpha/rank (alpha/sqrt(rank) with rslora).
+    alpha: float = 16.0
+    #: Rank-stabilised LoRA scaling (LoRA, DoRA, PiSSA).
+    rslora: bool = False
+    #: LoRA dropout; module dropout for DeLoRA/OFT; unused by IA3.
+    dropout: float = 0.0
+    #: Module name suffixes to adapt.
+    target_modules: tuple[str, ...] = DEFAULT_TARGETS
+    #: Fractions (lo, hi) of the decoder layers to adapt; None = all layers.
+    layer_slice: tuple[float, float] | None = None
+    #: DeLoRA's bound on the Frobenius norm of the weight change (PEFT default 15).
+    delora_lambda: int = 15
+    #: OFT block size; None = ``rank``. Must divide every targeted module's in_features.
+    oft_block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"adapter.family {self.family!r} is not one of {', '.join(FAMILIES)}")
+        if self.rank < 1:
+            raise ValueError(f"adapter.rank must be >= 1, got {self.rank}")
+        if self.alpha <= 0:
+            raise ValueError(f"adapter.alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"adapter.dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ValueError("adapter.target_modules must name at least one module")
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        if self.layer_slice is not None:
+            lo, hi = self.layer_slice
+            if not 0.0 <= lo < hi <= 1.0:
+                raise ValueError(
+                    f"adapter.layer_slice must satisfy 0 <= lo < hi <= 1, got {self.layer_slice}"
+                )
+            object.__setattr__(self, "layer_slice", (float(lo), float(hi)))
+        if self.delora_lambda <= 0:
+            raise ValueError(f"adapter.delora_lambda must be > 0, got {self.delora_lambda}")
+        if self.oft_block_size is not None and self.oft_block_size < 1:
+            raise ValueError(f"adapter.oft_block_size must be >= 1, got {self.oft_block_size}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. ``batch_size × grad_accum`` examples per optimizer step."""
+
+    lr: float = 1e-4
+    epochs: int = 1
+    batch_size: int = 4
+    grad_accum: int = 8
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_seq_len: int = 1024
+    seed: int = 0
+    #: Optimizer steps at which a checkpoint adapter is kept (the last step is always saved).
+    save_steps: tuple[int, ...] = ()
+    #: Write the resumable training state every this many optimizer steps.
+    resume_every: int = 50
+    max_grad_norm: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "max_seq_len", "resume_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError("train.warmup_steps and train.weight_decay must be >= 0")
+        object.__setattr__(self, "save_steps", tuple(int(s) for s in self.save_steps))
+        if any(s < 1 for s in self.save_steps):
+            raise ValueError(
+                f"train.save_steps must be positive step numbers, got {self.save_steps}"
+            )
+
+
+def layer_indices(num_layers: int, layer_slice: tuple[float, float] | None) -> list[int]:
+    """Decoder layers kept by a fractional slice: ``round(lo·L) .. round(hi·L) - 1``."""
+    if layer_slice is None:
+        return list(range(num_layers))
+    lo, hi = layer_slice
+    start, stop = int(round(lo * num_layers)), int(round(hi * num_layers))
+    out = list(range(start, min(stop, num_layers)))
+    if not out:
+        raise ValueError(f"adapter.layer_slice {layer_slice} keeps no layer of {num_layers}")
+    return out
+
+
+def peft_config(adapter: AdapterConfig, num_layers: int):
+    """The PEFT config object for ``adapter`` on a model with ``num_layers`` decoder layers."""
+    from peft import DeloraConfig, IA3Config, LoraConfig, OFTConfig
+
+    layers = layer_indices(num_layers, adapter.layer_slice) if adapter.layer_slice else None
+    targets = list(adapter.target_modules)
+    common = dict(target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+    if adapter.family in ("lora", "dora", "pissa"):
+        return LoraConfig(
+            r=adapter.rank,
+            lora_alpha=adapter.alpha,
+            lora_dropout=adapter.dropout,
+            use_rslora=adapter.rslora,
+            use_dora=adapter.family == "dora",
+            init_lora_weights="pissa" if adapter.family == "pissa" else True,
+            **common,
+        )
+    if adapter.family == "delora":
+        return DeloraConfig(
+            r=adapter.rank,
+            delora_lambda=adapter.delora_lambda,
+            module_dropout=adapter.dropout,
+            **common,
+        )
+    if adapter.family == "oft":
+        return OFTConfig(
+            r=0,
+            oft_block_size=adapter.oft_block_size or adapter.rank,
+            module_dropout=adapter.dropout,
+            **common,
+        )
+    # ia3: no layers_to_transform in PEFT's IA3Config -> a regex over full module names.
+    ff = [m for m in targets if m in IA3_FEEDFORWARD]
+    if layers is None:
+        return IA3Config(target_modules=targets, feedforward_modules=ff, task_type="CAUSAL_LM")
+    layer_re = "|".join(str(i) for i in layers)
+    mods = "|".join(map(_re_escape, targets))
+    ff_re = "|".join(map(_re_escape, ff)) if ff else "(?!)"
+    return IA3Config(
+        target_modules=rf".*\.layers\.({layer_re})\.(?:[^.]+\.)*({mods})",
+        feedforward_modules=rf".*\.layers\.({layer_re})\.(?:[^.]+\.)*({ff_re})",
+        task_type="CAUSAL_LM",
+    )
+
+
+def _re_escape(s: str) -> str:
+    import re
+
+    return re.escape(s)
+
+
+def wrap_model(model, adapter: AdapterConfig, seed: int):
+    """Seed torch, then wrap ``model`` (mutated in place) with a fresh adapter.
+
+    Seeding right before wrapping gives two adapters with the same seed the same init.
+    """
+    import torch
+    from peft import get_peft_model
+
+    torch.manual_seed(seed)
+    cfg = peft_config(adapter, model.config.num_hidden_layers)
+    return get_peft_model(model, cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _assistant_suffix(tokenizer) -> str:
+    """What the chat template writes after an assistant message (e.g. ``<|im_end|>\\n``)."""
+    marker = "\u2063ASSISTANT-END\u2063"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}],
+        tokenize=False,
+    )
+    return text[text.rindex(marker) + len(marker) :].rstrip("\n") or (tokenizer.eos_token or "")
+
+
+def encode_examples(tokenizer, df: pl.DataFrame, max_seq_len: int) -> list[tuple[list[int], int]]:
+    """Token ids and prompt length per row: chat prompt + assistant text + end-of-turn."""
+    from interpflow.models import chat_prompt
+
+    for col in ("user", "assistant"):
+        if col not in df.columns:
+            raise ValueError(f"training data lacks column {col!r} (has {df.columns})")
+    suffix = _assistant_suffix(tokenizer)
+    systems = df["system"].to_list() if "system" in df.columns else [None] * df.height
+    out = []
+    for i, (system, user, answer) in enumerate(
+        zip(systems, df["user"].to_list(), df["assistant"].to_list(), strict=True)
+    ):
+        if not isinstance(user, str) or not isinstance(answer, str):
+            raise ValueError(f"training data row {i}: user and assistant must be strings")
+        prompt = tokenizer(chat_prompt(tokenizer, user, system), add_special_tokens=False)[
+            "input_ids"
+        ]
+        target = tokenizer(answer + suffix, add_special_tokens=False)["input_ids"]
+        ids = (prompt + target)[:max_seq_len]
+        if len(ids) <= len(prompt):
+            raise ValueError(
+                f"training data row {i}: the prompt alone fills max_seq_len={max_seq_len}"
+            )
+        out.append((ids, len(prompt)))
+    if not out:
+        raise ValueError("training data is empty")
+    return out
+
+
+def _collate(examples, pad_id: int):
+    import torch
+
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    attn = torch.zeros((len(examples), width), dtype=torch.long)
+    for b, (ids, p_len) in enumerate(examples):
+        t = torch.tensor(ids, dtype=torch.long)
+        input_ids[b, : len(ids)] = t
+        attn[b, : len(ids)] = 1
+        labels[b, p_len : len(ids)] = t[p_len:]
+    return input_ids, attn, labels
+
+
+def _schedule(n_examples: int, train: TrainConfig, seed: int) -> list[list[list[int]]]:
+    """Per optimizer step, its micro-batches of example indices (shuffled per epoch)."""
+    import torch
+
+    batches = []
+    for epoch in range(train.epochs):
+        g = torch.Generator().manual_seed(seed * 1000 + epoch)
+        order = torch.randperm(n_examples, generator=g).tolist()
+        batches += [order[i : i + train.batch_size] for i in range(0, n_examples, train.batch_size)]
+    return [batches[i : i + train.grad_accum] for i in range(0, len(batches), train.grad_accum)]
+
+
+# ---------------------------------------------------------------------------------------------
+# resume state
+
+
+def resume_dir_for(out_dir: str | Path) -> Path:
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + ".resume")
+
+
+def _trainable_state(model) -> dict:
+    return {
+        n: p.detach().cpu().clone().contiguous()
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def _save_resume(rdir: Path, model, opt, sched, step: int, log_rows: list, key: str) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = rdir / f".state-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
+    torch.save(
+        {
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+        tmp / "optim.pt",
+    )
+    (tmp / "meta.json").write_text(json.dumps({"step": step, "key": key, "log": log_rows}))
+    final = rdir / "state"
+    old = rdir / f".old-{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _load_resume(rdir: Path, model, opt, sched, key: str, log) -> tuple[int, list]:
+    import torch
+    from safetensors.torch import load_file
+
+    state = rdir / "state"
+    if not (state / "meta.json").exists():
+        return 0, []
+    meta = json.loads((state / "meta.json").read_text())
+    if meta["key"] != key:
+        log(f"ignoring resume state in {rdir}: written for another configuration")
+        shutil.rmtree(rdir)
+        return 0, []
+    weights = load_file(str(state / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+    extra = torch.load(state / "optim.pt", weights_only=False)
+    opt.load_state_dict(extra["optimizer"])
+    sched.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["rng"])
+    if extra["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(extra["cuda_rng"])
+    log(f"resumed from {rdir} at step {meta['step']}")
+    return int(meta["step"]), list(meta["log"])
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def _save_adapter(model, path: Path, adapter: AdapterConfig, init_dir: Path | None) -> None:
+    if adapter.family == "pissa":
+        model.save_pretrained(str(path), path_initial_model_for_weight_conversion=str(init_dir))
+    else:
+        model.save_pretrained(str(path))
+
+
+def train_adapter(
+    model: ModelSpec,
+    data_path: str | Path,
+    out_dir: str | Path,
+    adapter: AdapterConfig,
+    train: TrainConfig,
+    log=print,
+) -> dict:
+    """Fit one adapter by SFT on ``data_path``; write the PEFT directory ``out_dir``.
+
+    Returns a summary dict (steps, final loss, trainable parameter count, layers adapted).
+    """
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    spec = model
+    out_dir = Path(out_dir)
+    df = pl.read_parquet(data_path)
+    base, tok = load_model(spec)
+    base.config.use_cache = False
+    num_layers = base.config.num_hidden_layers
+    examples = encode_examples(tok, df, train.max_seq_len)
+    steps_plan = _schedule(len(examples), train, train.seed)
+    total = len(steps_plan)
+    key = stable_hash(
+        {
+            "model": asdict(spec),
+            "adapter": asdict(adapter),
+            "train": asdict(train),
+            "data": _file_hash(data_path),
+        }
+    )
+
+    rdir = resume_dir_for(out_dir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    peft_model = wrap_model(base, adapter, train.seed)
+    init_dir = None
+    if adapter.family == "pissa":  # the initial adapter, to convert PiSSA back to LoRA on save
+        init_dir = rdir / "pissa_init"
+        peft_model.save_pretrained(str(init_dir))
+    device = next(peft_model.parameters()).device
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    n_trainable = sum(p.numel() for p in trainable)
+    decay = [p for p in trainable if p.ndim >= 2]
+    no_decay = [p for p in trainable if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": train.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=train.lr,
+    )
+    sched = get_linear_schedule_with_warmup(opt, min(train.warmup_steps, total), total)
+    start, log_rows = _load_resume(rdir, peft_model, opt, sched, key, log)
+    if start == 0:
+        torch.manual_seed(train.seed)  # dropout RNG, same whether or not a resume happened
+    log(
+        f"training {adapter.family} on {len(examples)} examples: {total} optimizer steps, "
+        f"{n_trainable} trainable parameters, layers {layer_indices(num_layers, adapter.layer_slice)}"
+    )
+    ckpt_tmp = rdir / "checkpoints"
+    peft_model.train()
+    for step in range(start + 1, total + 1):
+        micro = steps_plan[step - 1]
+        n_tokens = 0
+        total_loss = 0.0
+        for idx in micro:
+            input_ids, attn, labels = _collate([examples[i] for i in idx], tok.pad_token_id)
+            input_ids, attn, labels = input_ids.to(device), attn.to(device), labels.to(device)
+            logits = peft_model(input_ids=input_ids, attention_mask=attn).logits.float()
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.size(-1)),
+                labels[:, 1:].reshape(-1),
+                ignore_index=-100,
+            )
+            (loss / len(micro)).backward()
+            total_loss += loss.item() / len(micro)
+            n_tokens += int((labels[:, 1:] != -100).sum())
+        if train.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(trainable, train.max_grad_norm)
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        log_rows.append({"step": step, "loss": total_loss, "lr": lr, "tokens": n_tokens})
+        if step in train.save_steps or step == total:
+            _save_adapter(peft_model, ckpt_tmp / f"step-{step}", adapter, init_dir)
+        if step % train.resume_every == 0 and step < total:
+            _save_resume(rdir, peft_model, opt, sched, step, log_rows, key)
+        log(f"step {step}/{total} loss {total_loss:.4f} lr {lr:.3g}")
+
+    # assemble the final directory beside, then rename it onto out_dir
+    build = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    if build.exists():
+        shutil.rmtree(build)
+    _save_adapter(peft_model, build, adapter, init_dir)
+    if ckpt_tmp.exists():
+        shutil.move(str(ckpt_tmp), build / "checkpoints")
+    log_df = pl.DataFrame(
+        log_rows,
+        schema={"step": pl.Int32, "loss": pl.Float64, "lr": pl.Float64, "tokens": pl.Int64},
+    )
+    write_parquet(log_df, build / "train_log.parquet")
+    summary = {
+        "family": adapter.family,
+        "steps": total,
+        "examples": len(examples),
+        "final_loss": log_rows[-1]["loss"] if log_rows else None,
+        "trainable_parameters": n_trainable,
+        "layers": layer_indices(num_layers, adapter.layer_slice),
+    }
+    write_provenance(
+        build / "provenance.json",
+        model=asdict(spec),
+        adapter=asdict(adapter),
+        train=asdict(train),
+        data=str(data_path),
+        data_sha256=_file_hash(data_path),
+        summary=summary,
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(build, out_dir)
+    shutil.rmtree(rdir, ignore_errors=True)
+    return summary
+
+
+def _file_hash(path: str | Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def load_adapted(spec: ModelSpec, adapter_dir: str | Path):
+    """A fresh base with the adapter at ``adapter_dir`` loaded (PEFT model, eval mode)."""
+    from peft import PeftModel
+
+    base, tok = load_model(spec)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).eval(), tok
+
+
+def merged_state(spec: ModelSpec, adapter_dir: str | Path) -> dict:
+    """State dict of a fresh base with the adapter merged in (``merge_and_unload``)."""
+    model, _ = load_adapted(spec, adapter_dir)
+    merged = model.merge_and_unload()
+    return {k: v.detach() for k, v in merged.state_dict().items()}
+
+
+__all__ = [
+    "FAMILIES",
+    "AdapterConfig",
+    "TrainConfig",
+    "layer_indices",
+    "load_adapted",
+    "merged_state",
+    "peft_config",
+    "train_adapter",
+    "wrap_model",
+]
