@@ -19,8 +19,8 @@ from interpflow.adapters import (
 )
 from interpflow.models import ModelSpec, load_model
 
-SMALL = dict(rank=4, alpha=8.0, layer_slice=(0.3, 0.8))
-FAST = dict(lr=1e-2, batch_size=2, grad_accum=2, resume_every=1)
+SMALL = {"rank": 4, "alpha": 8.0, "layer_slice": (0.3, 0.8)}
+FAST = {"lr": 1e-2, "batch_size": 2, "grad_accum": 2, "resume_every": 1}
 
 
 @pytest.fixture(scope="module")

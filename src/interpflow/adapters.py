@@ -39,7 +39,6 @@ adapter as an uninterrupted run. The folder is removed when done.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -143,7 +142,7 @@ def layer_indices(num_layers: int, layer_slice: tuple[float, float] | None) -> l
     if layer_slice is None:
         return list(range(num_layers))
     lo, hi = layer_slice
-    start, stop = int(round(lo * num_layers)), int(round(hi * num_layers))
+    start, stop = round(lo * num_layers), round(hi * num_layers)
     out = list(range(start, min(stop, num_layers)))
     if not out:
         raise ValueError(f"adapter.layer_slice {layer_slice} keeps no layer of {num_layers}")
@@ -156,7 +155,7 @@ def peft_config(adapter: AdapterConfig, num_layers: int):
 
     layers = layer_indices(num_layers, adapter.layer_slice) if adapter.layer_slice else None
     targets = list(adapter.target_modules)
-    common = dict(target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+    common = {"target_modules": targets, "layers_to_transform": layers, "task_type": "CAUSAL_LM"}
     if adapter.family in ("lora", "dora", "pissa"):
         return LoraConfig(
             r=adapter.rank,
@@ -242,7 +241,7 @@ def encode_examples(tokenizer, df: pl.DataFrame, max_seq_len: int) -> list[tuple
         zip(systems, df["user"].to_list(), df["assistant"].to_list(), strict=True)
     ):
         if not isinstance(user, str) or not isinstance(answer, str):
-            raise ValueError(f"training data row {i}: user and assistant must be strings")
+            raise TypeError(f"training data row {i}: user and assistant must be strings")
         prompt = tokenizer(chat_prompt(tokenizer, user, system), add_special_tokens=False)[
             "input_ids"
         ]
