@@ -16,6 +16,7 @@ include: "workflow/rules/prompts.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/probes.smk"
+include: "workflow/rules/tribunal.smk"
 
 
 rule all:

@@ -716,6 +716,7 @@ def plot_probe_results(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     if reason is not None:
         fig, ax = plt.subplots(figsize=(7, 2.5))
@@ -760,6 +761,7 @@ def plot_probe_results(
                         label=f"majority ({agg})",
                     )
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("layer")
             ax.set_ylabel(f"test {metric} (95% CI)")
             ax.set_ylim(0, 1.02)

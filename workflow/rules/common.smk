@@ -92,5 +92,22 @@ def deception_targets():
     return out
 
 
+def tribunal_problems_input(wildcards=None):
+    """The local problems file (a missing one fails at planning); nothing for a hub dataset id."""
+    source = config["tribunal"]["problems"]["source"]
+    local = Path(source).exists() or source.endswith((".jsonl", ".json", ".parquet"))
+    return [source] if local else []
+
+
+def tribunal_targets():
+    out = "results/tribunal"
+    return [
+        f"{out}/labels.summary.json",
+        f"{out}/metrics.json",
+        f"{out}/probe_results.png",
+        f"{out}/implicit_value_directions.json",
+    ]
+
+
 def all_targets():
-    return deception_targets()
+    return deception_targets() + tribunal_targets()

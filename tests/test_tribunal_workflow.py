@@ -1,0 +1,212 @@
+"""End-to-end runs of the tribunal study (seed 002) through real snakemake on the stub model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import polars as pl
+import pytest
+import yaml
+from conftest import SNAKEMAKE, copy_repo, snakemake
+from safetensors.numpy import load_file
+
+pytestmark = pytest.mark.e2e
+OUT = "results/tribunal"
+TARGETS = (
+    f"{OUT}/labels.summary.json",
+    f"{OUT}/metrics.json",
+    f"{OUT}/probe_results.png",
+    f"{OUT}/implicit_value_directions.json",
+)
+
+
+def _env_offline():
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
+    return env | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def _job_counts(stdout: str) -> dict[str, int]:
+    block = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in block.strip().splitlines()[2:]]
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2}
+
+
+@pytest.fixture(scope="module")
+def tribunal_run(tmp_path_factory):
+    """The study's targets on the default config (stub model), once for this module."""
+    work = copy_repo(tmp_path_factory.mktemp("tribunal"))
+    t0 = time.perf_counter()
+    snakemake(work, *TARGETS)
+    return work, time.perf_counter() - t0
+
+
+def test_default_config_plans_tribunal_in_all(tmp_path):
+    work = copy_repo(tmp_path)
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "all"],
+        cwd=work,
+        env=_env_offline(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    counts = _job_counts(proc.stdout)
+    for rule in ("tribunal_prompts", "generate_tribunal", "label_tribunal", "probes_tribunal"):
+        assert counts[rule] == 1, rule
+
+
+def test_stub_run_labels_honestly_and_skips_the_probe(tribunal_run):
+    """The random stub never answers: every trace is unparseable (counted), the probe stage
+    writes all its files with status 'skipped' and the reason."""
+    work, seconds = tribunal_run
+    res = work / OUT
+    prompts = pl.read_parquet(res / "prompts.parquet")
+    assert prompts.height == 24 and prompts["problem_id"].n_unique() == 12  # 2 samples x 12
+    gens = pl.read_parquet(res / "generations.parquet")
+    assert gens["prompt_id"].to_list() == prompts["prompt_id"].to_list()
+    acts = pl.read_parquet(res / "activations.parquet")
+    assert sorted(acts["layer"].unique().to_list()) == [1, 2, 3]
+    assert set(acts["position"]) == {"response_mean", "last_response"}
+    prov = json.loads((res / "activations.parquet.provenance.json").read_text())
+    assert prov["n_shards"] == 3 and prov["n_shards_used"] == 3 and not prov["stopped_early"]
+    assert prov["sampling"]["temperature"] == 1.0
+
+    summary = json.loads((res / "labels.summary.json").read_text())
+    counts = summary["counts"]
+    assert summary["n_traces"] == 24
+    assert counts["correct"] + counts["incorrect"] + counts["unparseable"] == 24
+    labels = pl.read_parquet(res / "labels.parquet")
+    assert labels.height == 24 and set(labels["label"]) <= {"correct", "incorrect", "unparseable"}
+
+    metrics = json.loads((res / "metrics.json").read_text())
+    if counts["correct"] == 0 or counts["incorrect"] == 0:  # what the random stub gives
+        assert metrics["status"] == "skipped" and metrics["probes"] is None
+        assert "traces to train on" in metrics["reason"]
+        directions = json.loads((res / "implicit_value_directions.json").read_text())
+        assert directions["directions"] == {} and directions["status"] == "skipped"
+        assert load_file(str(res / "implicit_value_directions.safetensors")) == {}
+        assert pl.read_csv(res / "probe_results.csv").height == 0
+    assert (res / "probe_results.png").stat().st_size > 0
+    for log in ("prompts", "generate", "labels", "probes"):
+        assert (work / "logs/tribunal" / f"{log}.log").exists(), log
+    print(f"tribunal on stub: {seconds:.1f}s")
+
+
+def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal_run):
+    """A hand-made generations table (answers written from the gold: both classes plus one
+    unparseable trace) replaces the stub's; snakemake relabels and refits without sampling
+    again. The activations stay the stub's, so the scores mean nothing; the code paths run."""
+    work, _ = tribunal_run
+    res = work / OUT
+    prompts = pl.read_parquet(res / "prompts.parquet")
+    gens = pl.read_parquet(res / "generations.parquet")
+    problems = sorted(prompts["problem_id"].unique().to_list())
+    right = {p: i % 2 == 0 for i, p in enumerate(problems)}
+    responses = []
+    for i, row in enumerate(prompts.iter_rows(named=True)):
+        if i == 5:
+            responses.append("<think>hmm, I am not sure</think> I cannot tell.")
+        elif right[row["problem_id"]]:
+            responses.append(f"<think>compute</think>\nThe answer is \\boxed{{{row['gold']}}}.")
+        else:
+            responses.append(f"Step 1 ...\n#### {row['gold']}1")  # e.g. 29 -> 291: wrong
+    hand = gens.with_columns(pl.Series("response", responses))
+    hand.write_parquet(res / "generations.parquet")
+
+    proc = snakemake(work, *TARGETS, "--rerun-triggers", "mtime")
+    ran = proc.stdout + proc.stderr
+    assert "label_tribunal" in ran and "probes_tribunal" in ran
+    assert "generate_tribunal" not in ran  # the hand-made traces are not resampled
+
+    summary = json.loads((res / "labels.summary.json").read_text())
+    assert summary["counts"]["unparseable"] == 1 and summary["counts"]["probe_dropped"] == 1
+    assert summary["counts"]["correct"] + summary["counts"]["incorrect"] == 23
+    assert summary["counts"]["correct"] >= 10 and summary["counts"]["incorrect"] >= 10
+    by = summary["by_method"]
+    assert by["none"] == 1 and by["boxed"] == summary["counts"]["correct"]
+    assert by["hashes"] == summary["counts"]["incorrect"]
+
+    metrics = json.loads((res / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["reason"] is None
+    keys = {f"L{layer}.{agg}" for layer in (1, 2, 3) for agg in ("response_mean", "last_response")}
+    assert set(metrics["probes"]) == keys
+    for p in metrics["probes"].values():
+        m = p["metrics"]
+        assert (
+            0 <= m["accuracy"] <= 1 and m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+        )
+        assert p["majority"]["accuracy"] is not None
+    assert metrics["n_train_problems"] + metrics["n_test_problems"] == 12
+
+    tensors = load_file(str(res / "implicit_value_directions.safetensors"))
+    assert set(tensors) == {
+        f"{k}.{t}" for k in keys for t in ("direction", "mean_correct", "mean_incorrect")
+    }
+    assert all(abs(float((tensors[f"{k}.direction"] ** 2).sum()) - 1) < 1e-4 for k in keys)
+    directions = json.loads((res / "implicit_value_directions.json").read_text())
+    assert len(directions["directions"]["2"]["response_mean"]["direction"]) == 64  # stub d_model
+
+    table = pl.read_csv(res / "probe_results.csv")
+    assert table.height == 3 * 2 * 3
+    logits = pl.read_parquet(res / "probe_logits.parquet")
+    assert (
+        logits.height == 23 * 6
+        and logits.group_by("problem_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    )
+    assert (res / "probe_results.png").stat().st_size > 10_000
+
+
+def test_preset_dry_runs_offline(tmp_path):
+    work = copy_repo(tmp_path)
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "all", "--configfile", "config/studies/tribunal_r1.yaml"],
+        cwd=work,
+        env=_env_offline(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = _job_counts(proc.stdout)
+    assert "stub_model" not in counts  # a hub model: nothing to build
+    for rule in ("tribunal_prompts", "generate_tribunal", "label_tribunal", "probes_tribunal"):
+        assert counts[rule] == 1, rule
+    print("preset jobs:", counts)
+
+
+def test_missing_problems_file_fails_at_planning(tmp_path):
+    work = copy_repo(tmp_path)
+    cfg = work / "bad.yaml"
+    cfg.write_text(
+        yaml.safe_dump({"tribunal": {"problems": {"source": "resources/tribunal/nope.jsonl"}}})
+    )
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", *TARGETS, "--configfile", str(cfg)],
+        cwd=work,
+        env=_env_offline(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "resources/tribunal/nope.jsonl" in proc.stdout + proc.stderr
+
+
+def test_unknown_tribunal_key_is_rejected(tmp_path):
+    work = copy_repo(tmp_path)
+    cfg = work / "bad.yaml"
+    cfg.write_text(yaml.safe_dump({"tribunal": {"stopping": {"max_attempt": 3}}}))
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", *TARGETS, "--configfile", str(cfg)],
+        cwd=work,
+        env=_env_offline(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0 and "max_attempt" in proc.stdout + proc.stderr
