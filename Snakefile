@@ -17,6 +17,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/labels.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/tribunal.smk"
+include: "workflow/rules/inoculation.smk"
 
 
 rule all:

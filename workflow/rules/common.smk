@@ -109,5 +109,80 @@ def tribunal_targets():
     ]
 
 
+# Inoculation study (seed 003).
+INOC = config["inoculation"]
+
+
+def inoc_prompts():
+    """Inoculation prompts as plain dicts, validated at planning (a bad trait/key fails here)."""
+    from dataclasses import asdict
+
+    from interpflow.inoculation import parse_prompts
+
+    parsed = parse_prompts(INOC["prompts"], list(INOC["traits"]))
+    return {k: asdict(p) for k, p in parsed.items()}
+
+
+INOC_PROMPTS = inoc_prompts()
+
+
+def inoc_runs():
+    from interpflow.inoculation import run_names
+
+    keys = INOC["training"]["prompts"]
+    if keys is None:
+        keys = list(INOC_PROMPTS)
+    unknown = [k for k in keys if k not in INOC_PROMPTS]
+    if unknown:
+        raise ValueError(f"config key inoculation.training.prompts: unknown prompt keys {unknown}")
+    return run_names(keys, INOC["training"]["conditions"])
+
+
+INOC_RUNS = inoc_runs()
+INOC_DATASETS = ["train", "neutral"] + [f"trait_{t}" for t in INOC["traits"]]
+INOC_JUDGES = {
+    "trait": judge(INOC["judges"]["trait"], "inoculation.judges.trait"),
+    "em": judge(INOC["judges"]["em"], "inoculation.judges.em") if INOC["judges"]["em"] else None,
+    "rephrase": judge(INOC["rephrasings"]["judge"], "inoculation.rephrasings.judge"),
+}
+
+
+def inoc_data_params(wildcards):
+    """How one data table is made: an external JSONL, or datagen under a system prompt."""
+    d, ds = INOC["data"], wildcards.dataset
+    if ds == "neutral":
+        return dict(external=d["neutral_completions"], n=d["n_neutral"], system_prompt=None)
+    if ds == "train":
+        return dict(external=d["external_train_jsonl"], n=d["n_train"], system_prompt=INOC["datagen"]["system_prompt"])
+    trait = INOC["traits"][ds.removeprefix("trait_")]
+    if not trait.get("external_jsonl") and not trait.get("datagen_system_prompt"):
+        raise ValueError(f"config key inoculation.traits.{ds[6:]}: set datagen_system_prompt or external_jsonl")
+    return dict(external=trait.get("external_jsonl"), n=d["n_trait"], system_prompt=trait.get("datagen_system_prompt"))
+
+
+def inoc_data_input(wildcards):
+    p = inoc_data_params(wildcards)
+    if p["external"]:
+        return [p["external"]]
+    return [INOC["data"]["train_instructions"]] + model_input()
+
+
+def inoc_eval_sets():
+    d = INOC["data"]
+    out = {"trait": d["eval_instructions"]}
+    if INOC["judges"]["em"] and d["em_questions"]:
+        out["em"] = d["em_questions"]
+    return out
+
+
+def inoculation_targets():
+    o = "results/inoculation"
+    figs = ["trait_vs_step", "elicitation_vs_suppression", "ph_vs_suppression", "embeddings", "angle_heatmap", "em_rates"]
+    return [f"{o}/figures/{f}.png" for f in figs] + [
+        f"{o}/figures/heuristic_correlations.csv",
+        f"{o}/heuristics/W.safetensors",
+    ]
+
+
 def all_targets():
-    return deception_targets() + tribunal_targets()
+    return deception_targets() + tribunal_targets() + inoculation_targets()
