@@ -1,0 +1,188 @@
+"""The SLURM profile against a real single-node SLURM (tests/slurm_harness.py).
+
+One run of the probe target through ``snakemake --profile profiles/slurm --profile
+profiles/ci``; while it runs, its generation job gets SIGTERM (what SLURM sends at a time
+limit or on preemption) once some shards are done. The tests then read the scheduler's own
+record of every job (``scontrol show job``) and compare the outputs with a local,
+uninterrupted run of the same config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from conftest import REPO, SNAKEMAKE, copy_repo
+from slurm_harness import LocalSlurm, SlurmUnavailable
+
+pytestmark = pytest.mark.e2e
+TARGET = "results/probes/logreg.joblib"
+PROFILES = ("--profile", str(REPO / "profiles/slurm"), "--profile", str(REPO / "profiles/ci"))
+# Generation slow enough (17 shards of 16 prompts) to be signalled between shards.
+SHARD_SIZE = 16
+CONFIG = {
+    "deception": {"generation": {"max_new_tokens": 24, "batch_size": 8, "shard_size": SHARD_SIZE}}
+}
+SHARDS = Path("results/generations/deception.parquet.shards")
+COMPARED = (
+    "results/generations/deception.parquet",
+    "results/activations/deception.parquet",
+    "results/labels/deception.parquet",
+)
+
+
+def _env():
+    return {**os.environ, "PATH": f"{Path(SNAKEMAKE).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _snakemake(work: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [SNAKEMAKE, TARGET, "--configfile", "test.yaml", "--show-failed-logs", *args],
+        cwd=work,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> str:
+    """Wait; past the timeout, SIGINT (the plugin then scancels its jobs), then kill."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        raise AssertionError(f"snakemake timed out after {timeout}s:\n{out[-5000:]}") from None
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{out[-8000:]}")
+    return out
+
+
+def _rule(job: dict) -> str:
+    """The plugin puts the rule name in the job comment: rule_<name>[_wildcards_...]."""
+    return re.sub(r"_wildcards_.*$", "", job.get("Comment", "")).removeprefix("rule_")
+
+
+def _interrupt_generation(work: Path, deadline: float) -> dict:
+    """Once generation has finished a shard, SIGTERM its job step (time limit / preemption)."""
+    while time.monotonic() < deadline:
+        done = sorted((work / SHARDS).glob("*.generations.parquet"))
+        if done:
+            out = subprocess.run(
+                ["squeue", "-h", "-t", "R", "-o", "%i %k"], capture_output=True, text=True
+            ).stdout
+            ids = [ln.split()[0] for ln in out.splitlines() if "rule_generate_deception" in ln]
+            if ids:
+                subprocess.run(["scancel", "--signal=TERM", ids[0]], check=True)
+                return {"job": ids[0], "shards_done": len(done)}
+        time.sleep(0.1)
+    raise AssertionError("generation never ran on SLURM with a finished shard")
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    harness = LocalSlurm()
+    try:
+        harness.__enter__()
+    except SlurmUnavailable as e:
+        harness.__exit__(None, None, None)
+        pytest.skip(f"SLURM cannot start on this machine: {e}")
+    yield harness
+    harness.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def runs(slurm, tmp_path_factory):
+    """The same target locally (uninterrupted) and on SLURM (generation signalled once)."""
+    local = copy_repo(tmp_path_factory.mktemp("local"))
+    remote = copy_repo(tmp_path_factory.mktemp("slurm"))
+    for work in (local, remote):
+        (work / "test.yaml").write_text(yaml.safe_dump(CONFIG))
+    before = {j["JobId"] for j in slurm.jobs()}
+    t0 = time.perf_counter()
+    local_proc = _snakemake(local, "--cores", "1")
+    slurm_proc = _snakemake(remote, *PROFILES)
+    try:
+        interrupt = _interrupt_generation(remote, time.monotonic() + 240)
+    except AssertionError:
+        slurm_proc.send_signal(signal.SIGINT)
+        raise
+    slurm_log = _finish(slurm_proc, timeout=420)
+    seconds = time.perf_counter() - t0
+    _finish(local_proc, timeout=300)
+    jobs = [j for j in slurm.jobs() if j["JobId"] not in before]
+    print(f"\nSLURM run of {TARGET}: {seconds:.1f}s wall, {len(jobs)} SLURM jobs")
+    return {"local": local, "slurm": remote, "jobs": jobs, "log": slurm_log, "interrupt": interrupt}
+
+
+def _gpu_rules(work: Path) -> dict[str, bool]:
+    """Rule name -> whether the rule declares a `gpu` resource, from snakemake's own plan."""
+    proc = subprocess.run(
+        [SNAKEMAKE, "-n", "--forceall", TARGET, *PROFILES],
+        cwd=work, env=_env(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    out = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if m and res:
+            out[m.group(1)] = bool(re.search(r"(^|, )gpu=[1-9]", res.group(1)))
+    return out
+
+
+def test_gpu_rules_get_a_gpu_partition_and_request_cpu_rules_neither(runs):
+    gpu = _gpu_rules(runs["slurm"])
+    assert gpu["generate_deception"] and not gpu["probes_deception"]
+    jobs = runs["jobs"]
+    seen = {_rule(j) for j in jobs}
+    assert {"stub_model", "generate_deception", "labels_deception", "probes_deception"} <= seen
+    assert "prompts_deception" not in seen  # a localrule stays on the submit host
+    for job in jobs:
+        rule, tres = _rule(job), job.get("TresPerJob", "") + job.get("TresPerNode", "")
+        if gpu[rule]:
+            assert job["Partition"] == "gpu" and "gpu:1" in tres, job
+        else:
+            assert job["Partition"] == "cpu" and "gpu" not in tres, job
+
+
+def test_slurm_outputs_equal_local_run(runs):
+    for rel in COMPARED:
+        a, b = pl.read_parquet(runs["local"] / rel), pl.read_parquet(runs["slurm"] / rel)
+        assert a.height > 0 and a.equals(b), rel
+    metrics = [
+        json.loads((runs[k] / "results/probes/metrics.json").read_text())
+        for k in ("local", "slurm")
+    ]
+    assert metrics[0]["probes"] == metrics[1]["probes"]
+
+
+def test_preempted_generation_resumes_and_redoes_less_than_a_shard(runs):
+    gen = [j for j in runs["jobs"] if _rule(j) == "generate_deception"]
+    assert [j["JobState"] for j in gen] == ["FAILED", "COMPLETED"], gen  # signalled, retried
+    assert gen[0]["JobId"] == runs["interrupt"]["job"]
+    prov = json.loads(
+        (runs["slurm"] / "results/activations/deception.parquet.provenance.json").read_text()
+    )
+    (stop,) = prov["interruptions"]
+    assert stop["signal"] == "SIGTERM"
+    # Every shard finished before the signal was reused; only the shard in progress is redone.
+    assert prov["shards_resumed"] == stop["shard"] >= runs["interrupt"]["shards_done"]
+    assert 0 <= stop["prompts_discarded"] < SHARD_SIZE
+    print(
+        f"\npreemption: {stop['shard']}/{prov['n_shards']} shards kept, "
+        f"{stop['prompts_discarded']} prompts ({stop['prompts_discarded'] / SHARD_SIZE:.2f} shard) redone"
+    )
