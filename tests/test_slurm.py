@@ -20,7 +20,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, copy_repo
 from slurm_harness import LocalSlurm, SlurmUnavailable
 
@@ -83,7 +82,10 @@ def _interrupt_generation(work: Path, deadline: float) -> dict:
         done = sorted((work / SHARDS).glob("*.generations.parquet"))
         if done:
             out = subprocess.run(
-                ["squeue", "-h", "-t", "R", "-o", "%i %k"], capture_output=True, text=True
+                ["squeue", "-h", "-t", "R", "-o", "%i %k"],
+                check=False,
+                capture_output=True,
+                text=True,
             ).stdout
             ids = [ln.split()[0] for ln in out.splitlines() if "rule_generate_deception" in ln]
             if ids:
@@ -138,7 +140,7 @@ def _gpu_rules(work: Path) -> dict[str, bool]:
     out = {}
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
         m = re.match(r"(?:local)?rule (\w+):", block)
-        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        res = re.search(r"^\s+resources: (.*)$", block, re.MULTILINE)
         if m and res:
             out[m.group(1)] = bool(re.search(r"(^|, )gpu=[1-9]", res.group(1)))
     return out
