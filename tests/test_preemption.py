@@ -1,4 +1,5 @@
-"""SIGUSR1/SIGTERM in generation: stop at a batch boundary, resume to the same output."""
+"""SIGUSR1/SIGTERM stop generation at a batch boundary and adapter training at a step
+boundary; the rerun resumes to the same output as an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import polars as pl
 import pytest
 
 import interpflow.generate as G
+from interpflow.adapters import AdapterConfig, TrainConfig, resume_dir_for, train_adapter
 from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
 from interpflow.models import ModelSpec
 from interpflow.prompts import build_prompt_table
+from interpflow.signals import Interrupted, StopSignals
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +65,14 @@ def test_signal_stops_at_batch_boundary_and_resumes(
     before = signal.getsignal(sig)
     monkeypatch.setattr(G, "run_batch", signalled)
     logs: list[str] = []
-    with pytest.raises(G.Interrupted, match=signal.Signals(sig).name):
+    with pytest.raises(Interrupted, match=signal.Signals(sig).name):
         _run(prompts, stub_dir, tmp_path, logs)
     assert signal.getsignal(sig) == before  # the caller's handler is back
     assert calls["n"] == 5  # batch 5 finished, batch 6 never started
     shards = tmp_path / "gen.parquet.shards"
     assert len(list(shards.glob("*.generations.parquet"))) == 1
     assert not (tmp_path / "gen.parquet").exists()
-    assert any("4 prompts discarded" in line for line in logs), logs
+    assert any("4 prompts of this one discarded" in line for line in logs), logs
 
     monkeypatch.setattr(G, "run_batch", real)
     summary = _run(prompts, stub_dir, tmp_path)
@@ -87,18 +90,18 @@ def test_handlers_restored_after_other_errors(prompts, stub_dir, tmp_path, monke
     def boom(*a, **k):
         raise RuntimeError("out of memory")
 
-    before = {s: signal.getsignal(s) for s in G.StopSignals.SIGNALS}
+    before = {s: signal.getsignal(s) for s in StopSignals.SIGNALS}
     monkeypatch.setattr(G, "run_batch", boom)
     with pytest.raises(RuntimeError, match="out of memory"):
         _run(prompts, stub_dir, tmp_path)
-    assert {s: signal.getsignal(s) for s in G.StopSignals.SIGNALS} == before
+    assert {s: signal.getsignal(s) for s in StopSignals.SIGNALS} == before
 
 
 def test_second_signal_takes_the_previous_action():
     seen = []
     previous = signal.signal(signal.SIGUSR1, lambda s, f: seen.append(s))
     try:
-        stop = G.StopSignals()
+        stop = StopSignals()
         os.kill(os.getpid(), signal.SIGUSR1)
         assert stop.received == [signal.SIGUSR1] and seen == []
         os.kill(os.getpid(), signal.SIGUSR1)  # now the previous handler runs
@@ -106,3 +109,38 @@ def test_second_signal_takes_the_previous_action():
         stop.restore()
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_signal_saves_training_state_at_the_step_boundary(stub_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    data = tmp_path / "sft.parquet"
+    pl.DataFrame(
+        {
+            "user": [f"Is item {i} what it seems?" for i in range(10)],
+            "assistant": [f"Item {i} is exactly what it seems." for i in range(10)],
+        }
+    ).write_parquet(data)
+    spec = ModelSpec(str(stub_dir))
+    adapter = AdapterConfig(rank=4, alpha=8.0)
+    # 10 examples, 2 per micro-batch, 2 micro-batches per step: 3 steps; no periodic state.
+    train = TrainConfig(lr=1e-2, batch_size=2, grad_accum=2, resume_every=100)
+    full, out = tmp_path / "full", tmp_path / "out"
+    train_adapter(spec, data, full, adapter, train, log=lambda m: None)
+
+    def term_after_step_2(msg):
+        if msg.startswith("step 2/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted, match="before step 3/3"):
+        train_adapter(spec, data, out, adapter, train, log=term_after_step_2)
+    assert not out.exists() and (resume_dir_for(out) / "state/meta.json").exists()
+    logs: list[str] = []
+    train_adapter(spec, data, out, adapter, train, log=logs.append)
+    assert any(m.startswith("resumed from") and m.endswith("at step 2") for m in logs), logs
+    assert [m for m in logs if m.startswith("step ")] == [m for m in logs if "step 3/3" in m]
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["interruptions"] == [{"signal": "SIGTERM", "step": 2}]
+    a = load_file(str(full / "adapter_model.safetensors"))
+    b = load_file(str(out / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)

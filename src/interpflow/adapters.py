@@ -33,7 +33,9 @@ renamed).
 Resumable: every ``resume_every`` optimizer steps the training state (trainable weights as
 safetensors, optimizer + scheduler + RNG state, step, log so far) is written to
 ``<out_dir>.resume/``; a rerun with the same configuration picks it up and ends with the same
-adapter as an uninterrupted run. The folder is removed when done.
+adapter as an uninterrupted run. The folder is removed when done. SIGUSR1/SIGTERM (a SLURM
+time limit or preemption) save that state at the next optimizer-step boundary and stop with
+:class:`interpflow.signals.Interrupted`, so a rerun redoes no finished step.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import polars as pl
 
 from interpflow.artifacts import stable_hash, write_parquet, write_provenance
 from interpflow.models import ModelSpec, load_model
+from interpflow.signals import StopSignals, interruptions, restores_signals
 
 Family = Literal["lora", "dora", "pissa", "delora", "oft", "ia3"]
 FAMILIES: tuple[str, ...] = ("lora", "dora", "pissa", "delora", "oft", "ia3")
@@ -367,6 +370,7 @@ def _save_adapter(model, path: Path, adapter: AdapterConfig, init_dir: Path | No
         model.save_pretrained(str(path))
 
 
+@restores_signals
 def train_adapter(
     model: ModelSpec,
     data_path: str | Path,
@@ -429,7 +433,16 @@ def train_adapter(
     )
     ckpt_tmp = rdir / "checkpoints"
     peft_model.train()
+    stop = StopSignals()  # SIGUSR1/SIGTERM: save the state at the next step boundary, exit
     for step in range(start + 1, total + 1):
+        if stop.received:
+            _save_resume(rdir, peft_model, opt, sched, step - 1, log_rows, key)
+        stop.check(
+            rdir / "interruptions.jsonl",
+            log,
+            f"before step {step}/{total}: training state saved in {rdir}",
+            step=step - 1,
+        )
         micro = steps_plan[step - 1]
         n_tokens = 0
         total_loss = 0.0
@@ -486,6 +499,7 @@ def train_adapter(
         data=str(data_path),
         data_sha256=_file_hash(data_path),
         summary=summary,
+        interruptions=interruptions(rdir / "interruptions.jsonl"),
     )
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -11,7 +11,7 @@ Work is written in shards of ``shard_size`` prompts beside the declared output
 shard's sampling is seeded from (seed, shard index), so the final files equal those of an
 uninterrupted run. The shard folder is removed once the outputs are written.
 SIGUSR1/SIGTERM (a SLURM time limit or preemption) stop the run at the next batch boundary
-with :class:`Interrupted`: at most the unfinished shard is redone by the rerun, and the
+(:mod:`interpflow.signals`): at most the unfinished shard is redone by the rerun, and the
 provenance lists the interruptions.
 
 Output schemas
@@ -45,11 +45,8 @@ activation    fixed_size_list<float16>[d_model]   the residual-stream vector
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -64,6 +61,7 @@ import pyarrow.parquet as pq
 from interpflow.artifacts import atomic_path, stable_hash, write_parquet, write_provenance
 from interpflow.models import ModelSpec, chat_prompt, decoder_layers, eos_token_ids, load_model
 from interpflow.positions import Position, parse_positions
+from interpflow.signals import StopSignals, interruptions, restores_signals
 
 
 @dataclass(frozen=True)
@@ -322,75 +320,7 @@ def _shard_seed(seed: int, shard: int) -> int:
     return int(stable_hash([seed, shard], 8), 16) % (2**31 - 1)
 
 
-class Interrupted(RuntimeError):
-    """A stop signal arrived; the finished shards stay beside the output for the rerun."""
-
-
-class StopSignals:
-    """SIGUSR1/SIGTERM (SLURM time limit, preemption, ``--signal``): stop at a batch boundary.
-
-    The handler only records the signal; :meth:`check`, called before each batch, then
-    appends what the stop discards to ``<shards>/interruptions.jsonl`` and raises
-    :class:`Interrupted` (a non-zero exit, so SLURM requeues / snakemake retries). A second
-    signal before that takes the previous action (dies at once). No-op off the main thread.
-    ``generate_and_capture`` gives the caller's handlers back however it ends.
-    """
-
-    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: list[int] = []
-        self._old = {}
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-
-    def _handle(self, signum, _frame):
-        self.received.append(signum)
-        signal.signal(signum, self._old.get(signum) or signal.SIG_DFL)
-
-    def restore(self) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler or signal.SIG_DFL)
-        self._old = {}
-
-    def check(self, shards: Path, shard: int, n_shards: int, done_in_shard: int, log) -> None:
-        if not self.received:
-            return
-        self.restore()
-        name = signal.Signals(self.received[0]).name
-        record = {"signal": name, "shard": shard, "prompts_discarded": done_in_shard}
-        with open(shards / "interruptions.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        msg = (
-            f"{name}: stopped before prompt {done_in_shard} of shard {shard + 1}/{n_shards}; "
-            f"{shard} finished shards kept in {shards}, {done_in_shard} prompts discarded"
-        )
-        log(msg)
-        raise Interrupted(msg)
-
-
-def _restores_signals(fn):
-    """Whatever ``fn`` raises, the SIGUSR1/SIGTERM handlers are the caller's again after it."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        main = threading.current_thread() is threading.main_thread()
-        old = {s: signal.getsignal(s) for s in StopSignals.SIGNALS} if main else {}
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler or signal.SIG_DFL)
-
-    return wrapper
-
-
-def _interruptions(shards: Path) -> list[dict]:
-    f = shards / "interruptions.jsonl"
-    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
-
-
-@_restores_signals
+@restores_signals
 def generate_and_capture(
     prompts_path: str | Path,
     generations_path: str | Path,
@@ -461,7 +391,14 @@ def generate_and_capture(
             shard = prompts.slice(i * run.shard_size, run.shard_size)
             rows, tables = [], []
             for start in range(0, shard.height, run.batch_size):
-                stop.check(shards, i, n_shards, start, log)
+                stop.check(
+                    shards / "interruptions.jsonl",
+                    log,
+                    f"before prompt {start} of shard {i + 1}/{n_shards}: {i} finished shards "
+                    f"kept in {shards}, {start} prompts of this one discarded",
+                    shard=i,
+                    prompts_discarded=start,
+                )
                 res = run_batch(
                     lm, tokenizer, shard.slice(start, run.batch_size), sampling, capture, positions, eos_ids
                 )
@@ -525,7 +462,7 @@ def generate_and_capture(
         "n_shards": n_shards,
         "n_shards_used": n_used,
         "stopped_early": n_used < n_shards,
-        "interruptions": _interruptions(shards),
+        "interruptions": interruptions(shards / "interruptions.jsonl"),
     }
     write_provenance(provenance_path, **summary)
     shutil.rmtree(shards)

@@ -1,0 +1,81 @@
+"""Stop long jobs cleanly on SIGUSR1/SIGTERM (SLURM time limit, preemption, ``--signal``).
+
+The pattern shared by generation (shards) and adapter training (resume state): install
+:class:`StopSignals` at the start, call :meth:`StopSignals.check` at each safe point (a batch
+or an optimizer-step boundary), after saving whatever the rerun needs. When a signal has
+arrived, ``check`` appends a record of it to a JSON-lines file beside the output and raises
+:class:`Interrupted`: the job exits non-zero, so SLURM requeues it or snakemake's
+``--retries`` reruns it, and the rerun resumes. Wrap the function with
+:func:`restores_signals` so the caller's handlers come back however it ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import threading
+from pathlib import Path
+
+
+class Interrupted(RuntimeError):
+    """A stop signal arrived; the saved work stays beside the output for the rerun."""
+
+
+class StopSignals:
+    """Record SIGUSR1/SIGTERM instead of dying; :meth:`check` turns them into a clean stop.
+
+    A second signal before the next ``check`` takes the previous action (dies at once).
+    No-op off the main thread (Python only delivers signals there).
+    """
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: list[int] = []
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def _handle(self, signum, _frame):
+        self.received.append(signum)
+        signal.signal(signum, self._old.get(signum) or signal.SIG_DFL)
+
+    def restore(self) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler or signal.SIG_DFL)
+        self._old = {}
+
+    def check(self, record_file: Path, log, where: str, **record) -> None:
+        """Raise :class:`Interrupted` (after logging and recording it) if a signal arrived."""
+        if not self.received:
+            return
+        self.restore()
+        name = signal.Signals(self.received[0]).name
+        with open(record_file, "a") as f:
+            f.write(json.dumps({"signal": name, **record}) + "\n")
+        msg = f"{name}: stopped {where}"
+        log(msg)
+        raise Interrupted(msg)
+
+
+def restores_signals(fn):
+    """Whatever ``fn`` raises, the SIGUSR1/SIGTERM handlers are the caller's again after it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        main = threading.current_thread() is threading.main_thread()
+        old = {s: signal.getsignal(s) for s in StopSignals.SIGNALS} if main else {}
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler or signal.SIG_DFL)
+
+    return wrapper
+
+
+def interruptions(record_file: Path) -> list[dict]:
+    """The records :meth:`StopSignals.check` wrote, oldest first."""
+    f = Path(record_file)
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
