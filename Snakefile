@@ -18,6 +18,7 @@ include: "workflow/rules/labels.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/tribunal.smk"
 include: "workflow/rules/inoculation.smk"
+include: "workflow/rules/steering.smk"
 
 
 rule all:

@@ -184,5 +184,53 @@ def inoculation_targets():
     ]
 
 
+# --- weight steering (seed 004) ---
+STEER = config["steering"]
+
+
+def steering_personas_path():
+    return f"{STEER['resource_dir']}/personas/{STEER['axis']}.json"
+
+
+def steering_eval_sets():
+    """{eval set name: path}; null paths are skipped."""
+    out = {k: v for k, v in STEER["eval"]["sets"].items() if v}
+    if not out:
+        raise ValueError("config key steering.eval.sets: name at least one eval set")
+    return out
+
+
+def steering_eval_inputs():
+    return list(steering_eval_sets().values())
+
+
+def steering_eval_params():
+    e = STEER["eval"]
+    return dict(alphas=STEER["alphas"], answer_prefix=e["answer_prefix"], batch_size=e["batch_size"], n_rows=e["n_rows"])
+
+
+def steering_adapter_config(wildcards):
+    """Keyword arguments of interpflow.adapters.AdapterConfig for one family."""
+    return dict(STEER["adapter"], family=wildcards.family)
+
+
+def steering_report_evals():
+    fams = STEER["families"]
+    return (
+        [f"results/steering/evals/weight_{f}.parquet" for f in fams]
+        + [f"results/steering/diagnostics/{f}_projection.parquet" for f in fams]
+        + ["results/steering/evals/repe.parquet", "results/steering/evals/prompts.parquet"]
+    )
+
+
+def steering_report_overlaps():
+    return [f"results/steering/diagnostics/{f}_overlap.parquet" for f in STEER["families"]]
+
+
+def steering_targets():
+    r = "results/steering/report"
+    return [f"{r}/{n}" for n in ("summary.json", "alpha_vs_score.png", "baselines_vs_weight.png", "pmass.png", "diagnostics.csv")]
+
+
 def all_targets():
-    return deception_targets() + tribunal_targets() + inoculation_targets()
+    return deception_targets() + tribunal_targets() + inoculation_targets() + steering_targets()
