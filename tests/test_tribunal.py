@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from fractions import Fraction
 from pathlib import Path
 
@@ -287,8 +288,13 @@ def test_stop_when_stops_after_shard_and_reruns_identically(tmp_path, stub_dir):
     def die_after_first(gens):
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        _collect(tmp_path / "c", pp, stub_dir, die_after_first)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _collect(tmp_path / "c", pp, stub_dir, die_after_first)
+    finally:  # the kill skipped generate's own cleanup: give the handlers back
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert (shard_dir / "00000.generations.parquet").exists()
     _, s3 = _collect(tmp_path / "c", pp, stub_dir, stop_after_six)
     assert s3["shards_resumed"] == 1 and s3["n_shards_used"] == 2
@@ -359,6 +365,8 @@ def test_fit_tribunal_probes_recovers_direction(tmp_path):
         act, labels, [1, 2], ["response_mean", "last_response"], out, n_bootstrap=50
     )
     assert m["status"] == "ok" and m["reason"] is None
+    assert m["best"]["accuracy_above_0.70"] and m["best"]["ci_low_above_majority"]
+    assert m["best"]["probe"] in m["probes"]
     assert m["counts"]["unparseable"] == 1 and m["counts"]["probe_dropped"] == 1
     assert set(m["probes"]) == {
         "L1.response_mean",
@@ -429,7 +437,7 @@ def test_fit_tribunal_probes_skips_when_a_class_is_absent(tmp_path):
     )
     out = tmp_path / "probes"
     m = T.fit_tribunal_probes(act, only_unparseable, [1, 2], ["response_mean"], out, n_bootstrap=10)
-    assert m["status"] == "skipped" and m["probes"] is None
+    assert m["status"] == "skipped" and m["probes"] is None and m["best"] is None
     assert "no correct and no incorrect traces" in m["reason"] and "48 unparseable" in m["reason"]
     assert pl.read_csv(out / "probe_results.csv").height == 0
     assert load_file(str(out / "implicit_value_directions.safetensors")) == {}

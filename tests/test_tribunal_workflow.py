@@ -141,6 +141,7 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
         )
         assert p["majority"]["accuracy"] is not None
     assert metrics["n_train_problems"] + metrics["n_test_problems"] == 12
+    assert metrics["best"]["probe"] in keys
 
     tensors = load_file(str(res / "implicit_value_directions.safetensors"))
     assert set(tensors) == {

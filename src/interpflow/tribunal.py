@@ -697,12 +697,31 @@ def fit_tribunal_probes(
     write_json(
         base | status | {"directions": directions}, out_dir / "implicit_value_directions.json"
     )
-    metrics = base | status | {"probes": probes if reason is None else None}
+    metrics = base | status | {"probes": probes if reason is None else None, "best": _best(probes)}
     write_json(metrics, out_dir / "metrics.json")
     write_provenance(
         out_dir / "metrics.json.provenance.json", stage="tribunal_probes", **base, **status
     )
     return metrics
+
+
+def _best(probes: dict[str, Any]) -> dict[str, Any] | None:
+    """The probe with the highest test accuracy, judged by seed 002's bar (accuracy > 0.70)
+    and by whether its 95% CI clears the majority baseline."""
+    if not probes:
+        return None
+    key, p = max(probes.items(), key=lambda kv: (kv[1]["metrics"]["accuracy"], kv[0]))
+    m, lo = p["metrics"], p["metrics"]["accuracy_ci"][0]
+    return {
+        "probe": key,
+        "accuracy": m["accuracy"],
+        "accuracy_ci": m["accuracy_ci"],
+        "auroc": m["auroc"],
+        "majority_accuracy": p["majority"]["accuracy"],
+        "accuracy_above_0.70": m["accuracy"] > 0.70,
+        "ci_low_above_majority": lo is not None and lo > p["majority"]["accuracy"],
+        "note": "best of several probes chosen on the test set: optimistic",
+    }
 
 
 def plot_probe_results(
