@@ -448,3 +448,24 @@ def test_fit_tribunal_probes_skips_when_a_class_is_absent(tmp_path):
         act, all_incorrect, [1], ["response_mean"], tmp_path / "p2", n_bootstrap=10
     )
     assert m2["status"] == "skipped" and m2["reason"].startswith("no correct traces")
+
+
+def test_probe_with_a_class_missing_at_one_position_is_skipped_alone(tmp_path):
+    """Rows absent at one layer × position (empty responses) skip that probe, not the stage."""
+    act, labels, _ = _synthetic(tmp_path)
+    correct = set(labels.filter(pl.col("label") == "correct")["prompt_id"])
+    df = pl.read_parquet(act)
+    gone = (pl.col("layer") == 2) & (pl.col("position") == "last_response")
+    df.filter(~(gone & pl.col("prompt_id").is_in(list(correct)))).write_parquet(act)
+    m = T.fit_tribunal_probes(
+        act, labels, [1, 2], ["last_response"], tmp_path / "p", n_bootstrap=10
+    )
+    assert m["status"] == "ok"
+    assert (
+        "skipped" in m["probes"]["L2.last_response"]
+        and "metrics" in m["probes"]["L1.last_response"]
+    )
+    assert m["best"]["probe"] == "L1.last_response"
+    tensors = load_file(str(tmp_path / "p/implicit_value_directions.safetensors"))
+    assert "L1.last_response.direction" in tensors and "L2.last_response.direction" not in tensors
+    assert set(pl.read_csv(tmp_path / "p/probe_results.csv")["layer"]) == {1}

@@ -624,6 +624,16 @@ def fit_tribunal_probes(
                 problems = np.array([problem_of[p] for p in ds.groups])
                 is_test = np.isin(problems, list(test_problems))
                 tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+                if np.unique(ds.y[tr]).size < 2 or te.size == 0:
+                    # rows missing at this position (e.g. empty responses) emptied a side
+                    probes[f"L{int(layer)}.{agg}"] = {
+                        "layer": int(layer),
+                        "aggregation": agg,
+                        "skipped": "a class is absent from train, or test is empty, here",
+                        "n_train": int(tr.size),
+                        "n_test": int(te.size),
+                    }
+                    continue
                 pipe = clone(make_logreg(seed, C=C)).fit(ds.X[tr], ds.y[tr])
                 classes = pipe.classes_
                 m = classification_metrics(
@@ -708,9 +718,10 @@ def fit_tribunal_probes(
 def _best(probes: dict[str, Any]) -> dict[str, Any] | None:
     """The probe with the highest test accuracy, judged by seed 002's bar (accuracy > 0.70)
     and by whether its 95% CI clears the majority baseline."""
-    if not probes:
+    fitted = {k: p for k, p in probes.items() if "metrics" in p}
+    if not fitted:
         return None
-    key, p = max(probes.items(), key=lambda kv: (kv[1]["metrics"]["accuracy"], kv[0]))
+    key, p = max(fitted.items(), key=lambda kv: (kv[1]["metrics"]["accuracy"], kv[0]))
     m, lo = p["metrics"], p["metrics"]["accuracy_ci"][0]
     return {
         "probe": key,
