@@ -25,6 +25,12 @@ opens ``<think>`` in the prompt, so the response is ``…</think> final answer``
 ``response_mean`` aggregation averages every response token (the thought and the short
 answer after it) and ``last_response`` is the last token before EOS. The final answer is
 parsed from the text after the last ``</think>`` when the response has one.
+
+Labels always come from the parser; there is no option to mark traces correct by fiat. On a
+model that never answers (the random stub) a class is empty, so the probe stage does not
+crash and does not invent a score: it writes every declared file with ``status: "skipped"``,
+the reason and the class counts. The fitting code paths are exercised end to end by feeding
+hand-made traces with both classes (``tests/test_tribunal_workflow.py``).
 """
 
 from __future__ import annotations
@@ -573,7 +579,11 @@ def fit_tribunal_probes(
     "correct" of every trace, train and test), ``implicit_value_directions.safetensors``
     (``L{layer}.{aggregation}.{direction,mean_correct,mean_incorrect}``) and
     ``implicit_value_directions.json``. The split is drawn once, grouped by problem and
-    stratified by the problem's majority label, and shared by every probe.
+    stratified by the problem's majority label, and shared by every probe. Directions are the
+    logistic-regression weights mapped to raw activation space (``coef / scaler.scale_``),
+    unit-normalised and signed towards "correct"; class means are over the train traces.
+    A single probe whose rows at its layer × position lost a class in train (e.g. empty
+    responses have no ``last_response``) is recorded as skipped, the others go on.
 
     When a probe cannot be fit (a class has no trace, one problem only), every file is still
     written: metrics with ``status: "skipped"``, the ``reason``, the class counts and null
