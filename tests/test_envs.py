@@ -4,6 +4,7 @@ test suite runs with, and it lists every third-party package its rules' code imp
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata as md
 import re
 import sys
@@ -96,8 +97,13 @@ def _module_level(tree: ast.Module):
             stack += [s for h in getattr(node, "handlers", []) for s in h.body]
 
 
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return md.packages_distributions()
+
+
 def _distributions(modules: set[str]) -> set[str]:
-    dists = md.packages_distributions()
+    dists = _packages_distributions()
     out = set()
     for mod in modules - set(sys.stdlib_module_names) - {"snakemake", "__future__"}:
         if mod in dists:

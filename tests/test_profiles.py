@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 import subprocess
 
@@ -40,9 +42,8 @@ def test_root_slurm_is_a_relative_link_to_the_profile():
     assert link.resolve() == (REPO / "profiles/slurm").resolve()
 
 
-@pytest.mark.parametrize("profile", ["slurm", "profiles/slurm"])
-def test_slurm_profile_plans_all(work, profile):
-    out = _dry_run(work, "--profile", profile)
+def test_slurm_profile_plans_all_from_the_root_by_name(work):
+    out = _dry_run(work, "--profile", "slurm")
     assert "generate_deception" in out and "probes_deception" in out
     # The profile's set-resources reached the GPU rule; the routing file was found.
     assert "runtime=240" in out and "mem_mb=64000" in out
@@ -67,3 +68,45 @@ def test_slurm_profile_entries_are_commented():
         assert commented or nested_parent, (
             f"profiles/slurm/config.yaml:{i + 1}: {key} has no comment"
         )
+
+
+class _Resources(dict):
+    __getattr__ = dict.__getitem__
+
+
+def _planned_jobs(out: str) -> list[tuple[str, _Resources, int]]:
+    """(rule, resources, threads) of every job in a dry run's output."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(local)?rule (\w+):", block)
+        res = re.search(r"^\s+resources: (.*)$", block, re.MULTILINE)
+        if not m or m.group(1) or not res:  # localrules never reach SLURM
+            continue
+        values = _Resources()
+        for item in res.group(1).split(", "):
+            key, _, value = item.partition("=")
+            values[key] = int(value) if value.isdigit() else value
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.MULTILINE)
+        jobs.append((m.group(2), values, int(threads.group(1)) if threads else 1))
+    return jobs
+
+
+def test_every_planned_job_is_routed_by_its_gpu_mark(work):
+    """The plugin's own partition choice and GPU flags for every job of `all` (every study,
+    whoever wrote its rules): a `gpu` resource means partition gpu + --gpus, else cpu."""
+    from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    partitions = read_partition_file(REPO / "profiles/slurm/partitions.yaml")
+    out = _dry_run(work, "--forceall", "--profile", "profiles/slurm")
+    assert "runtime=240" in out and "mem_mb=64000" in out  # its set-resources reached the plan
+    jobs = _planned_jobs(out)
+    assert len({rule for rule, _, _ in jobs}) >= 5
+    logger = logging.getLogger("slurm-routing-test")
+    for rule, resources, threads in jobs:
+        job = type("Job", (), {"name": rule, "resources": resources, "threads": threads})()
+        gpus = int(resources.get("gpu", 0) or 0)
+        partition = get_best_partition(partitions, job, logger)
+        assert partition == ("gpu" if gpus else "cpu"), (rule, resources)
+        assert set_gres_string(job).strip() == (f"--gpus={gpus}" if gpus else ""), rule
+    assert any(r.get("gpu") for _, r, _ in jobs), "no GPU rule in the plan"
