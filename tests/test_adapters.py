@@ -70,26 +70,9 @@ def test_family_trains_saves_and_loads(family, stub_dir, data, tmp_path):
     # only layers of the slice are adapted
     adapted = {n.split(".layers.")[1].split(".")[0] for n in _adapter_tensors(out)}
     assert adapted == {"1", "2"}
-
-
-def test_pissa_saved_as_lora_on_original_base(stub_dir, data, tmp_path):
-    cfg = json.loads(
-        (_train(stub_dir, data, tmp_path, "pissa") / "adapter_config.json").read_text()
-    )
-    assert cfg["r"] == 8 and cfg["init_lora_weights"] is True
-
-
-def _train(stub_dir, data, tmp_path, family, **kw):
-    out = tmp_path / family
-    train_adapter(
-        ModelSpec(str(stub_dir)),
-        data,
-        out,
-        AdapterConfig(family=family, **SMALL),
-        TrainConfig(**FAST, **kw),
-        log=lambda m: None,
-    )
-    return out
+    if family == "pissa":  # converted to a plain LoRA of rank 2r relative to the original base
+        cfg = json.loads((out / "adapter_config.json").read_text())
+        assert cfg["r"] == 2 * SMALL["rank"] and cfg["init_lora_weights"] is True
 
 
 @pytest.mark.parametrize("family", ["lora", "delora", "oft"])

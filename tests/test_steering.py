@@ -106,14 +106,20 @@ def pair(spec, tmp_path_factory):
     train = TrainConfig(lr=5e-2, batch_size=3, grad_accum=1)
     for b, answers in rows.items():
         pl.DataFrame(
-            {"system": [None] * 6, "user": [f"Would you be honest about {i}?" for i in range(6)], "assistant": answers}
+            {
+                "system": [None] * 6,
+                "user": [f"Would you be honest about {i}?" for i in range(6)],
+                "assistant": answers,
+            }
         ).write_parquet(tmp / f"{b}.parquet")
         train_adapter(spec, tmp / f"{b}.parquet", tmp / b, cfg, train, log=lambda m: None)
     return tmp
 
 
 def test_compute_dw_is_merged_difference_with_norms(spec, pair):
-    summary = compute_dw(spec, pair / "pos", pair / "neg", pair / "dw.safetensors", pair / "norms.json")
+    summary = compute_dw(
+        spec, pair / "pos", pair / "neg", pair / "dw.safetensors", pair / "norms.json"
+    )
     dw = load_file(str(pair / "dw.safetensors"))
     assert set(dw) == set(summary["modules"]) and len(dw) == 2 * 7  # 2 layers x 7 modules
     assert all(".layers.1." in k or ".layers.2." in k for k in dw)
@@ -127,18 +133,24 @@ def test_compute_dw_is_merged_difference_with_norms(spec, pair):
     for b in ("pos", "neg"):
         base, _ = load_model(spec)
         m = PeftModel.from_pretrained(base, str(pair / b))
-        deltas.append(m.base_model.model.model.layers[1].self_attn.q_proj.get_delta_weight("default"))
+        deltas.append(
+            m.base_model.model.model.layers[1].self_attn.q_proj.get_delta_weight("default")
+        )
     assert torch.allclose(dw[k], deltas[0] - deltas[1], atol=1e-6)
     # same adapter on both sides -> dW is exactly zero
     compute_dw(spec, pair / "pos", pair / "pos", pair / "zero.safetensors", pair / "zero.json")
-    assert all(float(v.abs().max()) == 0 for v in load_file(str(pair / "zero.safetensors")).values())
+    assert all(
+        float(v.abs().max()) == 0 for v in load_file(str(pair / "zero.safetensors")).values()
+    )
 
 
 def test_weight_sweep_alpha0_is_base_and_alpha_moves_scores(spec, pair):
     compute_dw(spec, pair / "pos", pair / "neg", pair / "dw.safetensors", pair / "norms.json")
     evals = {"id": f"{RES}/id_eval.jsonl"}
     cfg = EvalConfig(alphas=(-1.0, 0.0, 1.0), n_rows=6)
-    df = eval_weight_steering(spec, pair / "dw.safetensors", "lora", evals, pair / "ev.parquet", cfg)
+    df = eval_weight_steering(
+        spec, pair / "dw.safetensors", "lora", evals, pair / "ev.parquet", cfg
+    )
     assert df.schema == pl.Schema(EVAL_SCHEMA) and df.height == 18
     model, tok = load_model(spec)
     qs = load_eval_set("id", evals["id"], 6)["question"].to_list()
@@ -179,7 +191,12 @@ def test_summarize_deltas_are_paired_with_ci():
     df = pl.concat(
         [
             _rows("weight", "lora", 0.0, base),
-            _rows("weight", "lora", 1.0, [b + d for b, d in zip(base, [0.1, 0.3, 0.1, 0.3], strict=True)]),
+            _rows(
+                "weight",
+                "lora",
+                1.0,
+                [b + d for b, d in zip(base, [0.1, 0.3, 0.1, 0.3], strict=True)],
+            ),
             _rows("prompt", "none", 0.0, [5.0, 5.0, 5.0, 5.0]),
             _rows("prompt", "honest", 0.0, [6.0, 6.0, 6.0, 6.0]),
         ]
@@ -189,7 +206,9 @@ def test_summarize_deltas_are_paired_with_ci():
     diffs = np.array([0.1, 0.3, 0.1, 0.3])
     assert row["delta"] == pytest.approx(0.2)
     half = 1.96 * diffs.std(ddof=1) / 2
-    assert row["delta_lo"] == pytest.approx(0.2 - half) and row["delta_hi"] == pytest.approx(0.2 + half)
+    assert row["delta_lo"] == pytest.approx(0.2 - half) and row["delta_hi"] == pytest.approx(
+        0.2 + half
+    )
     prompt = s.filter(pl.col("variant") == "honest").row(0, named=True)
     assert prompt["delta"] == pytest.approx(1.0)  # vs the 'none' prompt, not vs weight rows
 
@@ -200,20 +219,30 @@ def test_report_writes_figures_tables_and_signs(tmp_path):
         for a in (-1.0, 0.0, 1.0):
             parts.append(_rows("weight", fam, a, [slope * a + x for x in (0.0, 0.2, 0.4)]))
     parts += [_rows("repe", "all_layers", a, [0.1 * a, 0.0, 0.1]) for a in (-1.0, 0.0, 1.0)]
-    parts += [_rows("prompt", p, 0.0, [v, v, v]) for p, v in (("none", 0.0), ("simple_honest", -0.3))]
+    parts += [
+        _rows("prompt", p, 0.0, [v, v, v]) for p, v in (("none", 0.0), ("simple_honest", -0.3))
+    ]
     paths = []
     for i, p in enumerate(parts):
         paths.append(tmp_path / f"{i}.parquet")
         p.write_parquet(paths[-1])
     res = steering_report(paths, tmp_path / "out")
     signs = res["deltas_at_alpha_pm1"]["dilemmas"]
-    assert signs["weight:lora"]["+1"]["delta"] == pytest.approx(0.5) and signs["weight:lora"]["+1"]["sign"] == 1
+    assert (
+        signs["weight:lora"]["+1"]["delta"] == pytest.approx(0.5)
+        and signs["weight:lora"]["+1"]["sign"] == 1
+    )
     assert signs["weight:delora"]["+1"]["sign"] == -1 and signs["weight:delora"]["-1"]["sign"] == 1
     for name in ("alpha_vs_score", "baselines_vs_weight", "pmass"):
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 1000
         assert (tmp_path / "out" / f"{name}.csv").exists()
     bars = pl.read_csv(tmp_path / "out/baselines_vs_weight.csv")
-    assert set(bars["label"]) == {"weight:lora", "weight:delora", "repe:all_layers", "prompt:simple_honest"}
+    assert set(bars["label"]) == {
+        "weight:lora",
+        "weight:delora",
+        "repe:all_layers",
+        "prompt:simple_honest",
+    }
 
 
 def test_overlap_bounds():

@@ -35,7 +35,7 @@ import itertools
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -242,11 +242,12 @@ def build_persona_data(
 
 
 def merged_modules(spec: ModelSpec, adapter_dir: str | Path) -> dict:
-    """``{param name: merged weight}`` for every module the adapter touches (fresh base)."""
+    """``{param name: merged fp32 weight}`` for every module the adapter touches (fresh fp32 base)."""
     from peft import PeftModel
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    base, _ = load_model(spec)
+    # fp32 merge: bf16 rounding of W0 + delta would swamp small adapter deltas in the difference
+    base, _ = load_model(replace(spec, dtype="float32"))
     model = PeftModel.from_pretrained(base, str(adapter_dir))
     names = [n for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
     prefix = "base_model.model."
@@ -372,23 +373,30 @@ class WeightSteerer:
     """Sets ``W = W₀ + α·dW`` in place on the given parameters; :meth:`restore` undoes it."""
 
     def __init__(self, model, dw: dict):
+        import torch
+
         params = dict(model.named_parameters())
         missing = [k for k in dw if k not in params]
         if missing:
             raise ValueError(f"dW names parameters the model lacks: {missing[:3]}")
         self.params = {k: params[k] for k in dw}
         self.orig = {k: p.detach().clone() for k, p in self.params.items()}
-        self.dw = {k: v.to(self.params[k].device, self.params[k].dtype) for k, v in dw.items()}
+        self.dw = {k: v.to(self.params[k].device, torch.float32) for k, v in dw.items()}
 
     def apply(self, alpha: float, dw: dict | None = None) -> None:
+        """``W = W₀ + α·dW`` computed in fp32, then cast to the model's dtype."""
         import torch
 
         dw = self.dw if dw is None else dw
         with torch.no_grad():
             for k, p in self.params.items():
-                p.copy_(self.orig[k])
-                if k in dw:
-                    p.add_(dw[k].to(p.device, p.dtype), alpha=alpha)
+                if k in dw and alpha != 0.0:
+                    delta = dw[k].to(p.device, torch.float32)
+                    p.copy_(
+                        torch.add(self.orig[k].float(), delta, alpha=alpha).to(p.dtype)
+                    )  # not in place: orig may be fp32
+                else:
+                    p.copy_(self.orig[k])
 
     def restore(self) -> None:
         self.apply(0.0, {})

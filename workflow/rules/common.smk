@@ -189,7 +189,11 @@ STEER = config["steering"]
 
 
 def steering_personas_path():
-    return f"{STEER['resource_dir']}/personas/{STEER['axis']}.json"
+    """The persona file of steering.axis; a missing file fails at planning, naming the key."""
+    path = f"{STEER['resource_dir']}/personas/{STEER['axis']}.json"
+    if not Path(path).exists():
+        raise ValueError(f"config key steering.axis: no persona file {path}")
+    return path
 
 
 def steering_eval_sets():
