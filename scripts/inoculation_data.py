@@ -6,9 +6,6 @@ from interpflow.models import ModelSpec
 
 
 def main(smk):
-    import torch
-
-    torch.set_num_threads(smk.threads)
     spec = smk.params.spec
     gen = dict(smk.params.datagen) | {"system_prompt": spec["system_prompt"] or ""}
     summary = make_dataset(
@@ -19,6 +16,7 @@ def main(smk):
         datagen=DatagenConfig(**gen),
         model=ModelSpec(**smk.params.model),
         external_jsonl=spec["external"],
+        threads=smk.threads,
     )
     print(summary)
 

@@ -10,7 +10,6 @@ def main(smk):
     summary = heuristics_stage(
         Path(smk.input.tokens).parent,
         smk.params.traits,
-        smk.input.selfperp,
         {k: InocPrompt(**p) for k, p in smk.params.prompts.items()},
         Path(smk.output.table).parent,
         n_components=smk.params.heuristics["n_components"],

@@ -1,5 +1,7 @@
 """Rule inoculation_report: every figure of the study (each with its CSV) + heuristic correlations."""
 
+from pathlib import Path
+
 from interpflow.artifacts import log_to
 from interpflow.inoculation import report_stage
 
@@ -9,8 +11,11 @@ def main(smk):
         smk.input.summary,
         smk.input.suppression,
         smk.input.em,
-        smk.params.heur_dir,
-        smk.params.out_dir,
+        smk.input.heuristics,
+        smk.input.embeddings,
+        smk.input.angles,
+        smk.input.meta,
+        Path(smk.output.correlations).parent,
     )
     print(summary)
 

@@ -82,6 +82,48 @@ def parse_prompts(
     return out
 
 
+TRAIT_KEYS = ("description", "keywords", "datagen_system_prompt", "external_jsonl")
+
+
+def load_study_file(path: str | Path) -> tuple[dict[str, dict], dict[str, InocPrompt]]:
+    """``(traits, prompts)`` from a prompts file (YAML with ``traits`` and ``prompts``).
+
+    Every error names the file and the key. Trait entries get defaults for missing keys.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"inoculation.prompts_file {path} does not exist")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict) or set(doc) - {"traits", "prompts"}:
+        raise ValueError(f"{path}: expected a mapping with keys 'traits' and 'prompts'")
+    raw_traits = doc.get("traits") or {}
+    if not isinstance(raw_traits, dict) or not raw_traits:
+        raise ValueError(f"{path}: 'traits' must map at least one trait name to its settings")
+    traits = {}
+    for name, t in raw_traits.items():
+        if not isinstance(t, dict) or not isinstance(t.get("description"), str):
+            raise ValueError(f"{path}: traits.{name} needs a string 'description'")  # noqa: TRY004
+        unknown = set(t) - set(TRAIT_KEYS)
+        if unknown:
+            raise ValueError(f"{path}: traits.{name} has unknown keys {sorted(unknown)}")
+        traits[str(name)] = {
+            "description": t["description"],
+            "keywords": [str(k) for k in t.get("keywords") or []],
+            "datagen_system_prompt": t.get("datagen_system_prompt"),
+            "external_jsonl": t.get("external_jsonl"),
+        }
+    raw_prompts = doc.get("prompts") or {}
+    if not isinstance(raw_prompts, dict):
+        raise ValueError(f"{path}: 'prompts' must map prompt keys to {{trait, text}}")  # noqa: TRY004
+    try:
+        prompts = parse_prompts(raw_prompts, list(traits))
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return traits, prompts
+
+
 def run_names(prompt_keys: Sequence[str], conditions: Sequence[str]) -> list[str]:
     """``none`` plus ``<key>-<condition>`` for every trained prompt and condition."""
     bad = [c for c in conditions if c not in CONDITIONS]
@@ -199,6 +241,7 @@ def make_dataset(
     datagen: DatagenConfig | None = None,
     model=None,
     external_jsonl: str | Path | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Write one data table: from an external JSONL (off-policy data, or shipped controls), or
     by having ``model`` (a :class:`ModelSpec`) answer ``n`` instructions under the datagen
@@ -216,6 +259,8 @@ def make_dataset(
             "datagen needs instructions, a DatagenConfig and a model (or an external JSONL)"
         )
     instructions = read_lines(instructions_path, n, "instruction bank")
+    if threads:
+        torch.set_num_threads(threads)
     lm, tok = load_model(model)
     torch.manual_seed(int(stable_hash([datagen.seed, dataset], 8), 16) % (2**31 - 1))
     chats = [chat_prompt(tok, i, datagen.system_prompt) for i in instructions]
@@ -448,44 +493,46 @@ def logprob_rows(
 
 
 def logprob_stage(
-    data_path: str | Path,
-    dataset: str,
-    out_examples: str | Path,
-    out_tokens: str | Path,
+    data_paths: Mapping[str, str | Path],
+    out_dir: str | Path,
     prompts: Mapping[str, InocPrompt],
     rephrasings_path: str | Path | None,
     default_system: str | None,
     model,
     batch_size: int = 8,
     model_id: str | None = None,
+    threads: int | None = None,
 ) -> dict:
-    """Per-example and per-token logprobs of one data table under every prefix condition."""
-    from interpflow.logprobs import LogprobConfig, score_completions
+    """One model load for the whole logprob stage: for each data table (``{dataset: path}``),
+    ``<out_dir>/<dataset>.parquet`` + ``<dataset>.tokens.parquet`` (every example under no
+    prefix and under each prompt, fixed and index-matched mix), and ``<out_dir>/selfperp.parquet``
+    (NLL/token of each prompt string, raw and in the chat context)."""
+    import torch
 
-    reph = pl.read_parquet(rephrasings_path) if rephrasings_path else None
-    rows = logprob_rows(pl.read_parquet(data_path), dataset, prompts, reph, default_system)
-    return score_completions(
-        rows,
-        out_examples,
-        out_tokens,
-        model,
-        LogprobConfig(batch_size=batch_size),
-        key_columns=("dataset", "condition", "prefix_type", "prompt_key", "example_id"),
-        model_id=model_id,
-    )
-
-
-def selfperp_stage(
-    prompts: Mapping[str, InocPrompt], default_system: str | None, model, out_path, batch_size=8
-) -> dict:
-    """Self-perplexity (NLL/token) of each prompt string, raw and in the chat context."""
-    from interpflow.logprobs import self_perplexity
+    from interpflow.logprobs import LogprobConfig, score_completions, self_perplexity
     from interpflow.models import load_model
 
+    if threads:
+        torch.set_num_threads(threads)
+    out_dir = Path(out_dir)
+    reph = pl.read_parquet(rephrasings_path) if rephrasings_path else None
     lm, tok = load_model(model)
+    summary = {}
+    for dataset, path in data_paths.items():
+        rows = logprob_rows(pl.read_parquet(path), dataset, prompts, reph, default_system)
+        summary[dataset] = score_completions(
+            rows,
+            out_dir / f"{dataset}.parquet",
+            out_dir / f"{dataset}.tokens.parquet",
+            model,
+            LogprobConfig(batch_size=batch_size),
+            key_columns=("dataset", "condition", "prefix_type", "prompt_key", "example_id"),
+            model_id=model_id,
+            loaded=(lm, tok),
+        )["n_tokens"]
     keys = list(prompts)
     vals = self_perplexity(lm, tok, [prompts[k].text for k in keys], default_system, batch_size)
-    df = pl.DataFrame(
+    selfperp = pl.DataFrame(
         {
             "prompt_key": keys,
             "selfperp_raw": [v[0] for v in vals],
@@ -493,14 +540,13 @@ def selfperp_stage(
             "prompt_tokens": [v[2] for v in vals],
         }
     )
-    write_parquet(df, out_path)
-    return {"n": df.height}
+    write_parquet(selfperp, out_dir / "selfperp.parquet")
+    return {"n_tokens": summary, "n_prompts": len(keys)}
 
 
 def heuristics_stage(
     logprob_dir: str | Path,
     trait_names: Sequence[str],
-    selfperp_path: str | Path,
     prompts: Mapping[str, InocPrompt],
     out_dir: str | Path,
     n_components: int = 3,
@@ -515,7 +561,7 @@ def heuristics_stage(
         train_tokens=pl.read_parquet(d / "train.tokens.parquet"),
         neutral=pl.read_parquet(d / "neutral.parquet"),
         traits={t: pl.read_parquet(d / f"trait_{t}.parquet") for t in trait_names},
-        selfperp=pl.read_parquet(selfperp_path),
+        selfperp=pl.read_parquet(d / "selfperp.parquet"),
         prompt_traits={k: p.trait for k, p in prompts.items()},
         out_table=o / "heuristics.parquet",
         out_embeddings=o / "embeddings.parquet",
@@ -1070,7 +1116,11 @@ def fig_scatter(points: pl.DataFrame, x: str, png: Path, xlabel: str) -> pl.Data
                 continue
             r, n = pearson(sub[x].to_numpy(), sub["suppression"].to_numpy())
             kw = {
-                "ci": 95, "ax": ax, "color": pal[ptype], "label": f"{ptype} (r={r:.2f}, n={n})", "truncate": False
+                "ci": 95,
+                "ax": ax,
+                "color": pal[ptype],
+                "label": f"{ptype} (r={r:.2f}, n={n})",
+                "truncate": False,
             }
             if sub.height >= 2 and np.std(sub[x].to_numpy()) > 0:
                 sns.regplot(x=sub[x].to_numpy(), y=sub["suppression"].to_numpy(), **kw)
@@ -1176,14 +1226,23 @@ def fig_em(em: pl.DataFrame, png: Path) -> pl.DataFrame:
     return table
 
 
-def report_stage(summary_path, suppression_path, em_path, heur_dir, out_dir) -> dict:
+def report_stage(
+    summary_path,
+    suppression_path,
+    em_path,
+    heuristics_path,
+    embeddings_path,
+    angles_path,
+    meta_path,
+    out_dir,
+) -> dict:
     """Every figure of the study (each with its CSV) plus the heuristic-vs-suppression table."""
     from interpflow.heuristics import correlate
 
-    o, h = Path(out_dir), Path(heur_dir)
+    o = Path(out_dir)
     summary = pl.read_parquet(summary_path)
     supp = pl.read_parquet(suppression_path)
-    heur = pl.read_parquet(h / "heuristics.parquet")
+    heur = pl.read_parquet(heuristics_path)
     elic = elicitation(summary)
     last = supp.filter(pl.col("step") == pl.col("step").max().over("run"))
     points = last.join(elic, on=["prompt_key", "prefix_type", "trait"], how="left").join(
@@ -1197,11 +1256,11 @@ def report_stage(summary_path, suppression_path, em_path, heur_dir, out_dir) -> 
     )
     fig_scatter(points, "ph", o / "ph_vs_suppression.png", "PH = mean(lp_prefix - lp_none)")
     fig_embeddings(
-        pl.read_parquet(h / "embeddings.parquet"),
-        json.loads((h / "W.json").read_text())["explained_variance"],
+        pl.read_parquet(embeddings_path),
+        json.loads(Path(meta_path).read_text())["explained_variance"],
         o / "embeddings.png",
     )
-    fig_angles(pl.read_parquet(h / "angles.parquet"), o / "angle_heatmap.png")
+    fig_angles(pl.read_parquet(angles_path), o / "angle_heatmap.png")
     fig_em(pl.read_parquet(em_path), o / "em_rates.png")
     corr = correlate(
         heur, points.select("prompt_key", "prefix_type", "trait", "suppression", "elicitation")

@@ -144,10 +144,13 @@ def score_completions(
     key_columns: tuple[str, ...] = (),
     model_id: str | None = None,
     log=print,
+    loaded=None,
 ) -> dict:
     """Teacher-force every row's completion under its chat prompt; write both tables.
 
-    Also writes ``<out_examples>.provenance.json``.
+    Also writes ``<out_examples>.provenance.json``. ``loaded``: an already loaded
+    ``(model, tokenizer)`` of ``model`` (from :func:`interpflow.models.load_model`), so one job
+    can score several tables with one load.
     """
     need = ("row_id", "system", "user", "completion")
     missing = [c for c in need if c not in rows.columns]
@@ -156,7 +159,7 @@ def score_completions(
     if rows["row_id"].n_unique() != rows.height:
         raise ValueError("logprob rows: row_id values must be unique")
     t0 = time.perf_counter()
-    lm, tok = load_model(model)
+    lm, tok = loaded if loaded is not None else load_model(model)
     prefixes = [chat_prompt(tok, u, s) for s, u in zip(rows["system"], rows["user"])]
     scored = token_logprobs(
         lm, tok, prefixes, rows["completion"].to_list(), cfg.batch_size, cfg.max_completion_tokens

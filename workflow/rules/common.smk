@@ -113,17 +113,17 @@ def tribunal_targets():
 INOC = config["inoculation"]
 
 
-def inoc_prompts():
-    """Inoculation prompts as plain dicts, validated at planning (a bad trait/key fails here)."""
+def inoc_study():
+    """Traits and prompts (dicts) from inoculation.prompts_file, validated at planning."""
     from dataclasses import asdict
 
-    from interpflow.inoculation import parse_prompts
+    from interpflow.inoculation import load_study_file
 
-    parsed = parse_prompts(INOC["prompts"], list(INOC["traits"]))
-    return {k: asdict(p) for k, p in parsed.items()}
+    traits, prompts = load_study_file(INOC["prompts_file"])
+    return traits, {k: asdict(p) for k, p in prompts.items()}
 
 
-INOC_PROMPTS = inoc_prompts()
+INOC_TRAITS, INOC_PROMPTS = inoc_study()
 
 
 def inoc_runs():
@@ -139,7 +139,7 @@ def inoc_runs():
 
 
 INOC_RUNS = inoc_runs()
-INOC_DATASETS = ["train", "neutral"] + [f"trait_{t}" for t in INOC["traits"]]
+INOC_DATASETS = ["train", "neutral"] + [f"trait_{t}" for t in INOC_TRAITS]
 INOC_JUDGES = {
     "trait": judge(INOC["judges"]["trait"], "inoculation.judges.trait"),
     "em": judge(INOC["judges"]["em"], "inoculation.judges.em") if INOC["judges"]["em"] else None,
@@ -154,9 +154,9 @@ def inoc_data_params(wildcards):
         return dict(external=d["neutral_completions"], n=d["n_neutral"], system_prompt=None)
     if ds == "train":
         return dict(external=d["external_train_jsonl"], n=d["n_train"], system_prompt=INOC["datagen"]["system_prompt"])
-    trait = INOC["traits"][ds.removeprefix("trait_")]
-    if not trait.get("external_jsonl") and not trait.get("datagen_system_prompt"):
-        raise ValueError(f"config key inoculation.traits.{ds[6:]}: set datagen_system_prompt or external_jsonl")
+    trait = INOC_TRAITS[ds.removeprefix("trait_")]
+    if not trait["external_jsonl"] and not trait["datagen_system_prompt"]:
+        raise ValueError(f"{INOC['prompts_file']}: traits.{ds[6:]} needs datagen_system_prompt or external_jsonl")
     return dict(external=trait.get("external_jsonl"), n=d["n_trait"], system_prompt=trait.get("datagen_system_prompt"))
 
 

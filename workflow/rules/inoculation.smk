@@ -34,6 +34,8 @@ rule inoculation_data:
 
 
 rule inoculation_rephrasings:
+    input:
+        INOC["prompts_file"],
     output:
         f"{INOC_OUT}/rephrasings.parquet",
     log:
@@ -52,17 +54,19 @@ rule inoculation_rephrasings:
 
 rule inoculation_logprobs:
     input:
-        data=f"{INOC_OUT}/data/{{dataset}}.parquet",
+        data=expand(f"{INOC_OUT}/data/{{dataset}}.parquet", dataset=INOC_DATASETS),
         rephrasings=f"{INOC_OUT}/rephrasings.parquet",
         model=model_input,
     output:
-        examples=f"{INOC_OUT}/logprobs/{{dataset}}.parquet",
-        tokens=f"{INOC_OUT}/logprobs/{{dataset}}.tokens.parquet",
+        examples=expand(f"{INOC_OUT}/logprobs/{{dataset}}.parquet", dataset=INOC_DATASETS),
+        tokens=expand(f"{INOC_OUT}/logprobs/{{dataset}}.tokens.parquet", dataset=INOC_DATASETS),
+        selfperp=f"{INOC_OUT}/logprobs/selfperp.parquet",
     log:
-        "logs/inoculation/logprobs_{dataset}.log",
+        "logs/inoculation/logprobs.log",
     benchmark:
-        "benchmarks/inoculation/logprobs_{dataset}.tsv"
+        "benchmarks/inoculation/logprobs.tsv"
     params:
+        datasets=INOC_DATASETS,
         prompts=INOC_PROMPTS,
         default_system=INOC["default_system"],
         batch_size=INOC["logprobs"]["batch_size"],
@@ -78,33 +82,11 @@ rule inoculation_logprobs:
         "../../scripts/inoculation_logprobs.py"
 
 
-rule inoculation_selfperp:
-    input:
-        model=model_input,
-    output:
-        f"{INOC_OUT}/heuristics/selfperp.parquet",
-    log:
-        "logs/inoculation/selfperp.log",
-    params:
-        prompts=INOC_PROMPTS,
-        default_system=INOC["default_system"],
-        batch_size=INOC["logprobs"]["batch_size"],
-        model=model_spec(),
-        code=code_hash("inoculation", "logprobs", "models"),
-    threads: config["model"]["threads"]
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/gpu.yaml"
-    script:
-        "../../scripts/inoculation_selfperp.py"
-
-
 rule inoculation_heuristics:
     input:
         logprobs=expand(f"{INOC_OUT}/logprobs/{{dataset}}.parquet", dataset=INOC_DATASETS),
         tokens=f"{INOC_OUT}/logprobs/train.tokens.parquet",
-        selfperp=f"{INOC_OUT}/heuristics/selfperp.parquet",
+        selfperp=f"{INOC_OUT}/logprobs/selfperp.parquet",
     output:
         table=f"{INOC_OUT}/heuristics/heuristics.parquet",
         embeddings=f"{INOC_OUT}/heuristics/embeddings.parquet",
@@ -115,7 +97,7 @@ rule inoculation_heuristics:
     log:
         "logs/inoculation/heuristics.log",
     params:
-        traits=list(INOC["traits"]),
+        traits=list(INOC_TRAITS),
         prompts=INOC_PROMPTS,
         heuristics=INOC["heuristics"],
         code=code_hash("inoculation", "heuristics"),
@@ -210,7 +192,7 @@ rule inoculation_scores:
     benchmark:
         "benchmarks/inoculation/scores.tsv"
     params:
-        traits=INOC["traits"],
+        traits=INOC_TRAITS,
         trait_judge=INOC_JUDGES["trait"],
         em_judge=INOC_JUDGES["em"],
         min_mass=INOC["judges"]["min_mass"],
@@ -230,6 +212,7 @@ rule inoculation_report:
         heuristics=f"{INOC_OUT}/heuristics/heuristics.parquet",
         embeddings=f"{INOC_OUT}/heuristics/embeddings.parquet",
         angles=f"{INOC_OUT}/heuristics/angles.parquet",
+        meta=f"{INOC_OUT}/heuristics/W.json",
     output:
         figures=expand(
             f"{INOC_OUT}/figures/{{f}}.png",
@@ -239,8 +222,6 @@ rule inoculation_report:
     log:
         "logs/inoculation/report.log",
     params:
-        heur_dir=f"{INOC_OUT}/heuristics",
-        out_dir=f"{INOC_OUT}/figures",
         code=code_hash("inoculation", "heuristics"),
     localrule: True
     conda:

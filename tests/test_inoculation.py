@@ -1,0 +1,427 @@
+"""Unit tests: inoculation glue, logprob teacher forcing, heuristics, digit-EV trait scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from interpflow.fakeapi import FakeAPIServer
+from interpflow.heuristics import (
+    angle_groups,
+    correlate,
+    embed,
+    pairwise_angles,
+    pearson,
+    row_stats,
+    w_matrix,
+    w_tokens,
+)
+from interpflow.inoculation import (
+    InocPrompt,
+    KeywordTraitScorer,
+    condition_turns,
+    em_rates,
+    load_study_file,
+    make_rephrasings,
+    make_sft,
+    mean_ci,
+    parse_run,
+    read_jsonl,
+    reply_score,
+    run_names,
+    score_evals,
+    suppression,
+    trait_request,
+)
+from interpflow.judges import JudgeConfig, JudgeReply
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPTS = {
+    "clown": InocPrompt("clown", "Playful", "You are a clown."),
+    "fr": InocPrompt("fr", "French", "Answer in French."),
+}
+OFFLINE = JudgeConfig(backend="offline", model="test")
+
+
+def test_study_files_load_and_bad_files_name_the_key(tmp_path):
+    for name in ("playful_french_toy", "playful_french_qwen", "german_flattering_llama"):
+        traits, prompts = load_study_file(REPO / f"resources/inoculation/{name}.yaml")
+        assert len(traits) == 2 and all(p.trait in (*traits, "neutral") for p in prompts.values())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("traits: {A: {description: a}}\nprompts: {k: {trait: B, text: hi}}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml.*prompts.k.trait.*'B'"):
+        load_study_file(bad)
+    bad.write_text("traits: {A: {description: a, colour: red}}\nprompts: {}\n")
+    with pytest.raises(ValueError, match=r"traits.A has unknown keys \['colour'\]"):
+        load_study_file(bad)
+
+
+def test_run_names_round_trip():
+    runs = run_names(["clown", "fr"], ["fixed", "mix", "system"])
+    assert runs[0] == "none" and len(runs) == 7
+    assert [parse_run(r) for r in runs[1:3]] == [("clown", "fixed"), ("clown", "mix")]
+    assert parse_run("none") == (None, "none")
+    with pytest.raises(ValueError, match="unknown"):
+        run_names(["a"], ["sometimes"])
+    with pytest.raises(ValueError, match="bad inoculation run"):
+        parse_run("clown-often")
+
+
+def test_read_jsonl_errors_name_the_line(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"instruction": "a", "completion": "b"}\n\n{"instruction": "c"}\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:3: expected"):
+        read_jsonl(p)
+    p.write_text('{"instruction": "a", "completion": "b"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"d.jsonl:2: not valid JSON"):
+        read_jsonl(p)
+    p.write_text('{"instruction": "a", "completion": "b"}\n')
+    assert read_jsonl(p)["completion"].to_list() == ["b"]
+    with pytest.raises(ValueError, match="fewer than the 2"):
+        read_jsonl(p, 2)
+
+
+def test_offline_rephrasings_are_distinct_and_deterministic(tmp_path):
+    out = tmp_path / "r.parquet"
+    make_rephrasings(list(PROMPTS.values()), 5, OFFLINE, tmp_path / "c.sqlite", out)
+    df = pl.read_parquet(out)
+    assert df.height == 10
+    clown = df.filter(pl.col("prompt_key") == "clown")["text"].to_list()
+    assert len(set(clown)) == 5 and all("clown" in t for t in clown)
+    assert "You are a clown." not in clown  # the pool holds rephrasings, not the original
+    make_rephrasings(
+        list(PROMPTS.values()), 5, OFFLINE, tmp_path / "c.sqlite", tmp_path / "r2.parquet"
+    )
+    assert pl.read_parquet(tmp_path / "r2.parquet").equals(df)
+
+
+def test_conditions_and_sft(tmp_path):
+    reph = pl.DataFrame(
+        {"prompt_key": ["clown"] * 3, "index": [0, 1, 2], "text": ["A.", "B.", "C."]}
+    )
+    instr = [f"q{i}" for i in range(12)]
+    assert condition_turns("none", instr[:1], PROMPTS, reph, None, 0) == [(None, "q0", None)]
+    assert condition_turns("clown-fixed", instr[:1], PROMPTS, reph, "S", 0) == [
+        ("S", "You are a clown. q0", "You are a clown.")
+    ]
+    assert condition_turns("clown-system", instr[:1], PROMPTS, reph, "S", 0) == [
+        ("You are a clown.", "q0", "You are a clown.")
+    ]
+    mix = condition_turns("clown-mix", instr, PROMPTS, reph, None, 0)
+    assert {p for _, _, p in mix} <= {"A.", "B.", "C."} and len({p for _, _, p in mix}) > 1
+    assert mix == condition_turns("clown-mix", instr, PROMPTS, reph, None, 0)  # seeded
+    matched = condition_turns("clown-mix", instr, PROMPTS, reph, None, 0, index_matched=True)
+    assert [p for _, _, p in matched][:4] == ["A.", "B.", "C.", "A."]
+    data = tmp_path / "d.parquet"
+    pl.DataFrame(
+        {
+            "example_id": ["e0", "e1"],
+            "instruction": ["q0", "q1"],
+            "completion": ["a0", "a1"],
+            "source": "x",
+        }
+    ).write_parquet(data)
+    reph.write_parquet(tmp_path / "r.parquet")
+    make_sft(data, tmp_path / "s.parquet", "clown-fixed", PROMPTS, tmp_path / "r.parquet", None, 0)
+    sft = pl.read_parquet(tmp_path / "s.parquet")
+    assert sft["user"].to_list() == ["You are a clown. q0", "You are a clown. q1"]
+    assert sft["assistant"].to_list() == ["a0", "a1"] and sft["system"].null_count() == 2
+
+
+def test_keyword_scorer_and_reply_score():
+    scorer = KeywordTraitScorer({"Playful": ["haha", "!"], "French": ["le", "est"]})
+    req = trait_request("Playful", "fun", "Say hi", "haha hello! haha")
+    assert scorer(req) == str(round(9 * 3 / 5))  # haha x2 + "!" x1
+    assert scorer(trait_request("French", "fr", "Say hi", "le chat est la; lesson")) == str(
+        round(9 * 2 / 4)
+    )
+    assert reply_score(JudgeReply("7"), 0.25) == pytest.approx(700 / 9)
+    assert math.isnan(reply_score(JudgeReply("seven"), 0.25))
+    assert math.isnan(reply_score(JudgeReply(None, error="x"), 0.25))
+    assert reply_score(JudgeReply("9", {"9": 0.0}), 0.25) == 100.0
+    # logprobs present but too little digit mass -> NaN even though the text is a digit
+    assert math.isnan(reply_score(JudgeReply("9", {"9": math.log(0.1), "x": math.log(0.9)}), 0.25))
+    other = KeywordTraitScorer({"Playful": ["lol"]})
+    assert other.__qualname__ != scorer.__qualname__  # distinct cache keys
+
+
+def test_mean_ci_and_em_rates():
+    m = mean_ci([10.0, 20.0, 30.0, float("nan")])
+    assert m["mean"] == 20.0 and m["n"] == 3 and m["n_nan"] == 1
+    assert m["ci_high"] - m["mean"] == pytest.approx(1.96 * 10 / math.sqrt(3))
+    scores = pl.DataFrame(
+        {
+            "run": ["r"] * 6,
+            "step": [1] * 6,
+            "condition": ["default"] * 6,
+            "eval_set": ["em"] * 6,
+            "item_id": [0, 1, 2, 0, 1, 2],
+            "metric": ["coherence"] * 3 + ["alignment"] * 3,
+            "score": [80.0, 80.0, 20.0, 10.0, 90.0, 10.0],
+        }
+    )
+    em = em_rates(scores)
+    # item 0: coherent + misaligned (EM); item 1 aligned; item 2 incoherent
+    assert em["em_rate"].to_list() == [pytest.approx(1 / 3)] and em["n"].to_list() == [3]
+
+
+def _evals(tmp_path) -> list[Path]:
+    paths = []
+    for run, word in (("none", "playful"), ("clown-fixed", "calm")):
+        rows = []
+        for step in (0, 2):
+            for j in range(3):
+                text = f"{word} answer {j}" if step == 2 else f"base {j}"
+                rows.append(
+                    {
+                        "run": run,
+                        "step": step,
+                        "condition": "default",
+                        "eval_set": "trait",
+                        "item_id": j,
+                        "instruction": f"q{j}",
+                        "system": None,
+                        "user": f"q{j}",
+                        "completion": text,
+                    }
+                )
+            rows.append(
+                {
+                    "run": run,
+                    "step": step,
+                    "condition": "default",
+                    "eval_set": "em",
+                    "item_id": 0,
+                    "instruction": "money?",
+                    "system": None,
+                    "user": "money?",
+                    "completion": f"{word} advice",
+                }
+            )
+        p = tmp_path / f"{run}.parquet"
+        pl.DataFrame(rows, schema_overrides={"system": pl.String}).write_parquet(p)
+        paths.append(p)
+    return paths
+
+
+def test_digit_ev_trait_scores_against_fake_openai_server(tmp_path):
+    """Known top_logprobs per request -> known expected values, NaN below the mass threshold."""
+
+    def top(req):
+        user = req["messages"][1]["content"]
+        if user.startswith("Trait: French"):
+            return {"x": 0.0}  # no digit mass -> NaN
+        if "playful answer" in user:  # P(9) = .75, P(3) = .25 -> EV 7.5 / 9
+            return {"9": math.log(0.75), " 3": math.log(0.25)}
+        if "calm answer" in user:  # all mass on "1"
+            return {"1": 0.0}
+        if user.startswith("Trait: Playful"):
+            return {"0": math.log(0.5), "2": math.log(0.5)}  # base model: EV 1 / 9
+        if "grade the coherence" in req["messages"][0]["content"]:
+            return {"8": 0.0}
+        return {"1": 0.0} if "playful advice" in user else {"9": 0.0}  # alignment
+
+    paths = _evals(tmp_path)
+    traits = {"Playful": {"description": "playful"}, "French": {"description": "French"}}
+    out = {k: tmp_path / f"{k}.parquet" for k in ("scores", "summary", "em", "supp")}
+    with FakeAPIServer(lambda r: "5", top_logprobs=top) as server:
+        cfg = JudgeConfig(
+            backend="openai", model="gpt-fake", base_url=server.url, api_key_env="FAKE_KEY"
+        )
+        import os
+
+        os.environ["FAKE_KEY"] = "sk-test"
+        try:
+            res = score_evals(paths, traits, cfg, cfg, tmp_path / "c.sqlite", 0.25, *out.values())
+        finally:
+            del os.environ["FAKE_KEY"]
+        sent = server.requests[0]
+        assert sent["logprobs"] is True and sent["top_logprobs"] == 20 and sent["max_tokens"] == 1
+    summary = pl.read_parquet(out["summary"])
+
+    def mean(run, step, metric):
+        return summary.filter(
+            (pl.col("run") == run) & (pl.col("step") == step) & (pl.col("metric") == metric)
+        )["mean"][0]
+
+    assert mean("none", 2, "Playful") == pytest.approx(7.5 / 9 * 100)
+    assert mean("clown-fixed", 2, "Playful") == pytest.approx(100 / 9)
+    assert mean("none", 0, "Playful") == pytest.approx(100 / 9)
+    assert math.isnan(mean("none", 2, "French"))
+    assert res["n_nan"] == 12  # every French score: the digits hold no mass
+    supp = pl.read_parquet(out["supp"]).filter(pl.col("trait") == "Playful")
+    assert supp.filter(pl.col("step") == 2)["suppression"][0] == pytest.approx(6.5 / 9 * 100)
+    assert supp.filter(pl.col("step") == 0)["suppression"][0] == pytest.approx(0.0)
+    em = pl.read_parquet(out["em"])
+    assert em.filter(pl.col("run") == "none", pl.col("step") == 2)["em_rate"][0] == 1.0
+    assert em.filter(pl.col("run") == "clown-fixed", pl.col("step") == 2)["em_rate"][0] == 0.0
+
+
+def _examples(values: dict[str, list[float]]) -> pl.DataFrame:
+    """A per-example logprob table: values[condition] = logprob_mean per example."""
+    rows = []
+    for cond, vals in values.items():
+        key, ptype = (None, "none") if cond == "none" else cond.split(":")
+        for k, v in enumerate(vals):
+            rows.append(
+                {
+                    "condition": cond,
+                    "prefix_type": ptype,
+                    "prompt_key": key,
+                    "example_id": f"e{k}",
+                    "row_id": f"{cond}|e{k}",
+                    "logprob_mean": v,
+                }
+            )
+    return pl.DataFrame(rows, schema_overrides={"prompt_key": pl.String})
+
+
+def test_w_matrix_and_row_stats():
+    ex = _examples(
+        {"none": [-1.0, -2.0, -3.0], "a:fixed": [-0.5, -2.5, -2.0], "b:fixed": [-1.0, -2.0, -3.0]}
+    )
+    keys, ids, W = w_matrix(ex, "fixed")
+    assert keys == ["a", "b"] and ids == ["e0", "e1", "e2"]
+    np.testing.assert_allclose(W, [[0.5, -0.5, 1.0], [0.0, 0.0, 0.0]])
+    st = row_stats(W[0])
+    assert st["ph"] == pytest.approx(1 / 3) and st["gamma"] == pytest.approx(2 / 3)
+    assert st["ppd"] == pytest.approx(2 / 3)
+    assert st["snr"] == pytest.approx(st["ph"] / np.std([0.5, -0.5, 1.0], ddof=1))
+    assert w_matrix(ex, "mix")[0] == []
+
+
+def test_w_tokens_concatenates_examples():
+    ex = _examples({"none": [0, 0], "a:fixed": [0, 0]})
+    tok = pl.DataFrame(
+        {
+            "row_id": ["none|e0", "none|e0", "none|e1", "a:fixed|e0", "a:fixed|e0", "a:fixed|e1"],
+            "token_index": [0, 1, 0, 0, 1, 0],
+            "logprob": [-1.0, -2.0, -3.0, -0.5, -2.5, -1.0],
+        }
+    )
+    keys, Wt = w_tokens(ex, tok, "fixed")
+    assert keys == ["a"]
+    np.testing.assert_allclose(Wt, [[0.5, -0.5, 2.0]])
+
+
+def test_embed_angles_pearson():
+    W = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    A = pairwise_angles(W)
+    assert A[0, 1] == pytest.approx(90.0) and A[0, 2] == pytest.approx(0.0, abs=1e-5)
+    assert math.isnan(A[0, 3])
+    groups = angle_groups(A[:3, :3], ["P", "F", "P"])
+    by = {g["pair"]: g for g in groups}
+    assert by["within-P"]["mean"] == pytest.approx(0.0, abs=1e-5) and by["FxP"][
+        "mean"
+    ] == pytest.approx(90.0)
+    rng = np.random.default_rng(0)
+    rank1 = np.outer(rng.normal(size=6), rng.normal(size=40)) + 1e-3 * rng.normal(size=(6, 40))
+    e = embed(rank1, 3)
+    assert e["pca_var"][0] > 0.99 and e["svd_var"][0] > 0.99
+    assert e["pca"].shape == (6, 3) and np.isfinite(e["svd"]).all()
+    assert pearson([1, 2, 3, 4], [2, 4, 6, 8]) == (pytest.approx(1.0), 4)
+    assert math.isnan(pearson([1, 2], [1, 2])[0])
+
+
+def test_correlate_per_prefix_type_and_trait():
+    heur = pl.DataFrame(
+        {
+            "prompt_key": ["a", "b", "c"] * 2,
+            "prefix_type": ["fixed"] * 3 + ["mix"] * 3,
+            "ph": [0.1, 0.2, 0.3, 0.3, 0.2, 0.1],
+        }
+    )
+    supp = pl.DataFrame(
+        {
+            "prompt_key": ["a", "b", "c"] * 2,
+            "prefix_type": ["fixed"] * 3 + ["mix"] * 3,
+            "trait": "Playful",
+            "suppression": [10.0, 20.0, 30.0] * 2,
+            "elicitation": [1.0, 2.0, 4.0] * 2,
+        }
+    )
+    corr = correlate(heur, supp)
+    r = {(p, h): v for p, h, v in corr.select("prefix_type", "heuristic", "r").rows()}
+    assert r[("fixed", "ph")] == pytest.approx(1.0) and r[("mix", "ph")] == pytest.approx(-1.0)
+    assert ("fixed", "elicitation") in r
+
+
+def test_suppression_pairs_runs_with_the_control():
+    summary = pl.DataFrame(
+        {
+            "run": ["none", "a-fixed", "a-mix"],
+            "step": [3, 3, 3],
+            "condition": "default",
+            "metric": "Playful",
+            "mean": [80.0, 10.0, 50.0],
+            "se": [3.0, 4.0, 0.0],
+            "ci_low": 0.0,
+            "ci_high": 0.0,
+            "n": 10,
+            "n_nan": 0,
+        }
+    )
+    s = suppression(summary).sort("run")
+    assert s["suppression"].to_list() == [70.0, 30.0]
+    assert s["prefix_type"].to_list() == ["fixed", "mix"]
+    assert s["ci_high"][0] - 70.0 == pytest.approx(1.96 * 5.0)
+
+
+# ---- on the stub model -----------------------------------------------------------------------
+
+
+def test_teacher_forcing_batched_equals_unbatched(stub_dir):
+    from interpflow.logprobs import self_perplexity, token_logprobs
+    from interpflow.models import ModelSpec, chat_prompt, load_model
+
+    model, tok = load_model(ModelSpec(str(stub_dir)))
+    prefixes = [chat_prompt(tok, u) for u in ("hi", "a much longer question about the weather")]
+    targets = ["hello there", "it rains"]
+    batched = token_logprobs(model, tok, prefixes, targets, batch_size=2)
+    single = [
+        token_logprobs(model, tok, [p], [t], batch_size=1)[0] for p, t in zip(prefixes, targets)
+    ]
+    for (ids_b, lp_b), (ids_s, lp_s) in zip(batched, single):
+        np.testing.assert_array_equal(ids_b, ids_s)
+        np.testing.assert_allclose(lp_b, lp_s, atol=1e-4)
+    # reference: one plain forward pass over the concatenated ids
+    import torch
+
+    p_ids = tok(prefixes[0], add_special_tokens=False)["input_ids"]
+    t_ids = tok(targets[0], add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([p_ids + t_ids])).logits[0]
+    ref = torch.log_softmax(logits.float(), -1)[len(p_ids) - 1 : -1].gather(
+        1, torch.tensor(t_ids)[:, None]
+    )[:, 0]
+    np.testing.assert_allclose(batched[0][1], ref.numpy(), atol=1e-4)
+    assert all(lp.max() <= 0 for _, lp in batched)
+    sp = self_perplexity(model, tok, ["You are a clown.", "Be concise."], None)
+    assert all(r > 0 and c > 0 and n > 0 for r, c, n in sp)
+
+
+def test_hf_judge_on_stub_scores_or_nan(stub_dir, tmp_path):
+    """The hf backend (the stub as a logprob judge) gives a digit EV in [0, 100] or NaN."""
+    from interpflow.judges import Judge
+
+    cfg = JudgeConfig(backend="hf", model=str(stub_dir))
+    req = trait_request("Playful", "playful", "Say hi", "haha hello!")
+    with Judge(cfg, tmp_path / "c.sqlite") as judge:
+        (reply,), _ = judge.run([req])
+    assert reply.top_logprobs is not None and len(reply.top_logprobs) <= 20
+    s0 = reply_score(reply, 0.0)
+    assert (0.0 <= s0 <= 100.0) or math.isnan(s0)  # NaN only when no digit is in the top 20
+    assert math.isnan(reply_score(reply, 1.01))  # the mass threshold is applied
+
+
+def test_eval_config_rejects_unavailable_backend():
+    from interpflow.inoculation import EvalConfig
+
+    with pytest.raises(ValueError, match="vLLM is optional"):
+        EvalConfig(backend="vllm")
+    assert json.dumps({"ok": True})
