@@ -255,3 +255,18 @@ def test_overlap_bounds():
     only_row0[1] = 1.0
     assert _overlap(e0, only_row0, "out") == pytest.approx(0.0)
     assert _overlap(torch.eye(4), mat, "in") == pytest.approx(1.0)
+
+
+def test_hub_eval_set_without_datasets_names_the_key(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_datasets(name, *a, **k):
+        if name == "datasets":
+            raise ImportError("no datasets")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    with pytest.raises(ImportError, match="steering.eval.sets.dilemmas"):
+        load_eval_set("dilemmas", "hf:wassname/daily_dilemmas-self-honesty:honesty_eval:train")

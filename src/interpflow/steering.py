@@ -102,17 +102,36 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def _hub_rows(name: str, spec: str) -> list[dict]:
+    """Rows of ``hf:<dataset id>[:<config>[:<split>]]`` through ``datasets`` (optional, online)."""
+    parts = spec[3:].split(":")
+    dataset_id, config, split = parts[0], (parts[1:2] or [None])[0], (parts[2:3] or ["train"])[0]
+    try:
+        import datasets  # lazy: optional, and it needs the network
+    except ImportError as e:
+        raise ImportError(
+            f"config key steering.eval.sets.{name}: {spec!r} needs the 'datasets' package and "
+            "network access; or export the set to a local JSONL/parquet in the same columns"
+        ) from e
+    return [dict(r) for r in datasets.load_dataset(dataset_id, config or None, split=split)]
+
+
 def load_eval_set(name: str, path: str | Path, limit: int | None = None) -> pl.DataFrame:
     """An eval set as ``row_id, eval_set, question, label``.
 
     ``dilemmas`` rows follow the daily-dilemmas format (``dilemma_idx``,
     ``dilemma_situation``, ``action_type``, ``action``, ``honesty_label`` ∈ {−1, +1}); other
-    sets have ``row_id``, ``question``, ``honesty_label``. JSONL or parquet.
+    sets have ``row_id``, ``question``, ``honesty_label``. JSONL or parquet, or
+    ``hf:<dataset id>[:<config>[:<split>]]`` (e.g. a hub copy of daily dilemmas with those
+    columns) loaded with the optional ``datasets`` package when online.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"eval set {name!r}: {path} not found")
-    rows = _read_rows(path)
+    if str(path).startswith("hf:"):
+        rows = _hub_rows(name, str(path))
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"eval set {name!r}: {path} not found")
+        rows = _read_rows(path)
     out = []
     for i, r in enumerate(rows, 1):
         label = r.get("honesty_label")

@@ -205,7 +205,8 @@ def steering_eval_sets():
 
 
 def steering_eval_inputs():
-    return list(steering_eval_sets().values())
+    """Local eval files (hub sets, `hf:<id>`, are loaded by the job)."""
+    return [p for p in steering_eval_sets().values() if not p.startswith("hf:")]
 
 
 def steering_eval_params():
