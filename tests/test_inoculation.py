@@ -419,9 +419,10 @@ def test_hf_judge_on_stub_scores_or_nan(stub_dir, tmp_path):
     assert math.isnan(reply_score(reply, 1.01))  # the mass threshold is applied
 
 
-def test_eval_config_rejects_unavailable_backend():
+def test_eval_config_rejects_unknown_backend():
     from interpflow.inoculation import EvalConfig
 
-    with pytest.raises(ValueError, match="vLLM is optional"):
-        EvalConfig(backend="vllm")
+    with pytest.raises(ValueError, match="'tgi' is not one of hf, vllm"):
+        EvalConfig(backend="tgi")
+    assert EvalConfig(backend="vllm").backend == "vllm"  # falls back to hf where not installed
     assert json.dumps({"ok": True})

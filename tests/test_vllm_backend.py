@@ -112,3 +112,20 @@ def test_vllm_matches_the_hf_path(stub_dir, tmp_path):
         for (ids_g, lp_g), (ids_w, lp_w) in zip(got, want):
             np.testing.assert_array_equal(ids_g, ids_w)
             np.testing.assert_allclose(lp_g, lp_w, atol=2e-2)
+
+
+def test_inoculation_eval_backend_falls_back_to_hf_and_says_so(stub_dir, monkeypatch):
+    from interpflow.inoculation import EvalConfig, HFEvalBackend, eval_backend
+    from interpflow.models import ModelSpec
+
+    monkeypatch.setattr(
+        V, "vllm_import_error", lambda: "ModuleNotFoundError: No module named 'vllm'"
+    )
+    logs: list[str] = []
+    backend = eval_backend(ModelSpec(str(stub_dir)), EvalConfig(backend="vllm"), logs.append)
+    assert isinstance(backend, HFEvalBackend)
+    want = (
+        "inoculation.eval.backend: vllm requested but not importable here "
+        "(ModuleNotFoundError: No module named 'vllm'); using the HF path"
+    )
+    assert logs == [want]

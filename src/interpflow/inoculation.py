@@ -587,15 +587,13 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 16
     backend: str = "hf"
-    """``hf`` (transformers + PEFT; what CI runs). A ``vllm`` backend (LoRARequest per
-    checkpoint) plugs in through :func:`eval_backend`; it is not installed here."""
+    """``hf`` (transformers + PEFT; what CI runs) or ``vllm`` (:mod:`interpflow.vllm_backend`,
+    a LoRARequest per checkpoint; falls back to ``hf`` with a logged reason where vLLM does
+    not import)."""
 
     def __post_init__(self) -> None:
-        if self.backend not in ("hf",):
-            raise ValueError(
-                f"inoculation.eval.backend {self.backend!r} is not available; only 'hf' is installed "
-                "(vLLM is optional, see issue 6)"
-            )
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"inoculation.eval.backend {self.backend!r} is not one of hf, vllm")
 
 
 class HFEvalBackend:
@@ -656,8 +654,12 @@ class HFEvalBackend:
             )
 
 
-def eval_backend(model, cfg: EvalConfig):
-    """The generation backend named by ``cfg.backend`` (the slot where vLLM goes)."""
+def eval_backend(model, cfg: EvalConfig, log=print):
+    """The generation backend named by ``cfg.backend``; ``vllm`` where it imports, else HF."""
+    from interpflow.vllm_backend import VLLMEvalBackend, resolve_backend
+
+    if resolve_backend(cfg.backend, log, "inoculation.eval.backend") == "vllm":
+        return VLLMEvalBackend(model)
     return HFEvalBackend(model)
 
 
