@@ -130,9 +130,9 @@ def test_presets_plan_the_full_job_set(tmp_path, preset, runs):
     proc = snakemake(
         work,
         "-n",
+        *TARGETS,
         "--configfile",
         f"config/studies/{preset}.yaml",
-        *TARGETS,
         env={"OPENAI_API_KEY": "sk-dry"},
     )
     counts = dict(re.findall(r"^(inoculation_\w+)\s+(\d+)$", proc.stdout, re.MULTILINE))
@@ -145,9 +145,9 @@ def test_missing_api_key_fails_at_planning(tmp_path):
     proc = snakemake(
         work,
         "-n",
+        *TARGETS,
         "--configfile",
         "config/studies/inoculation_llama3.1-8b.yaml",
-        *TARGETS,
         check=False,
         env={"OPENAI_API_KEY": ""},
     )
