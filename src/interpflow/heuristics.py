@@ -107,7 +107,7 @@ def row_stats(w: np.ndarray) -> dict[str, float]:
 def embed(W: np.ndarray, n_components: int = 3, seed: int = 0) -> dict:
     """PCA and TruncatedSVD of ``W``'s rows, with explained-variance ratios.
 
-    ``n_components`` is capped by the matrix rank limits (PCA: min(n_rows, n_cols);
+    ``n_components`` is capped by the matrix rank limits (PCA: min(n_rows - 1, n_cols);
     TruncatedSVD: min(n_rows, n_cols) - 1, at least 1). Missing components are NaN columns.
     """
     from sklearn.decomposition import PCA, TruncatedSVD
@@ -122,8 +122,8 @@ def embed(W: np.ndarray, n_components: int = 3, seed: int = 0) -> dict:
     }
     if n == 0 or d == 0:
         return out
-    k_pca = min(n_components, n, d)
-    if k_pca >= 1 and n >= 2:
+    k_pca = min(n_components, n - 1, d)  # centred rows span at most n - 1 directions
+    if k_pca >= 1:
         pca = PCA(n_components=k_pca, random_state=seed).fit(W)
         out["pca"][:, :k_pca] = pca.transform(W)
         out["pca_var"][:k_pca] = pca.explained_variance_ratio_.tolist()
