@@ -110,6 +110,13 @@ def _pid(path: Path) -> int | None:
         return None
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -118,17 +125,6 @@ def _alive(pid: int | None) -> bool:
         return True
     except OSError:
         return False
-
-
-def _stop_pid(pid: int | None, timeout: float = 10) -> None:
-    if not _alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < end:
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
 
 
 class LocalSlurm:
@@ -208,9 +204,20 @@ class LocalSlurm:
         self.stop()
         raise SlurmUnavailable(f"the node never became idle (sinfo: {last!r})\n{log}")
 
-    def stop(self) -> None:
-        for pidfile in self.pidfiles.values():
-            _stop_pid(_pid(pidfile))
+    def stop(self, timeout: float = 10) -> None:
+        # Only the daemons these PID files name (a stale file's PID may belong to another process).
+        pids = [
+            pid
+            for name, f in self.pidfiles.items()
+            if _alive(pid := _pid(f)) and _comm(pid) == name
+        ]
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + timeout
+        while any(map(_alive, pids)) and time.monotonic() < end:
+            time.sleep(0.1)
+        for pid in filter(_alive, pids):
+            os.kill(pid, signal.SIGKILL)
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job slurmctld still knows (finished ones for MinJobAge), as key=value dicts."""

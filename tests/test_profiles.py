@@ -42,8 +42,15 @@ def test_root_slurm_is_a_relative_link_to_the_profile():
     assert link.resolve() == (REPO / "profiles/slurm").resolve()
 
 
-def test_slurm_profile_plans_all_from_the_root_by_name(work):
-    out = _dry_run(work, "--profile", "slurm")
+@pytest.fixture(scope="module")
+def slurm_plan(work):
+    """`snakemake --profile slurm -n --forceall all` from the root: the lookup by name finds
+    the `slurm` link (profiles/slurm by path is what tests/test_slurm.py runs)."""
+    return _dry_run(work, "--forceall", "--profile", "slurm")
+
+
+def test_slurm_profile_plans_all_from_the_root_by_name(slurm_plan):
+    out = slurm_plan
     assert "generate_deception" in out and "probes_deception" in out
     # The profile's set-resources reached the GPU rule; the routing file was found.
     assert "runtime=240" in out and "mem_mb=64000" in out
@@ -91,16 +98,14 @@ def _planned_jobs(out: str) -> list[tuple[str, _Resources, int]]:
     return jobs
 
 
-def test_every_planned_job_is_routed_by_its_gpu_mark(work):
+def test_every_planned_job_is_routed_by_its_gpu_mark(slurm_plan):
     """The plugin's own partition choice and GPU flags for every job of `all` (every study,
     whoever wrote its rules): a `gpu` resource means partition gpu + --gpus, else cpu."""
     from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     partitions = read_partition_file(REPO / "profiles/slurm/partitions.yaml")
-    out = _dry_run(work, "--forceall", "--profile", "profiles/slurm")
-    assert "runtime=240" in out and "mem_mb=64000" in out  # its set-resources reached the plan
-    jobs = _planned_jobs(out)
+    jobs = _planned_jobs(slurm_plan)
     assert len({rule for rule, _, _ in jobs}) >= 5
     logger = logging.getLogger("slurm-routing-test")
     for rule, resources, threads in jobs:
