@@ -76,7 +76,6 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
 
 def test_bad_steering_config_fails_at_planning_with_the_key(run, tmp_path):
     for bad, needle in (
-        ({"steering": {"families": ["lora", "bogus"]}}, "bogus"),
         ({"steering": {"alphas": [-1.0, 1.0]}}, "alphas"),
         ({"steering": {"axis": "kindness"}}, "kindness.json"),
     ):
