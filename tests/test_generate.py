@@ -21,31 +21,57 @@ def prompts(tmp_path):
     return out
 
 
-def test_capture_matches_unpadded_hidden_states(stub_dir):
-    """Batched, left-padded capture equals a single unpadded forward's hidden_states."""
+@pytest.mark.parametrize("new_tokens", [1, 6])
+def test_capture_matches_unpadded_hidden_states(stub_dir, new_tokens):
+    """Both capture paths (during generation; teacher-forced) on a left-padded batch equal a
+    single unpadded forward's hidden_states."""
     model, tok = load_model(ModelSpec(str(stub_dir)))
-    chats = [chat_prompt(tok, "Hi"), chat_prompt(tok, "A much longer prompt about the weather today")]
-    sampling = SamplingConfig(max_new_tokens=6, do_sample=False)
-    seqs, pmask, width, p_lens, r_lens, _ = G.sample_batch(model, tok, chats, sampling, [-1])
+    chats = [
+        chat_prompt(tok, "Hi"),
+        chat_prompt(tok, "A much longer prompt about the weather today"),
+    ]
+    sampling = SamplingConfig(max_new_tokens=new_tokens, do_sample=True, temperature=1.5, top_p=1.0)
     positions = parse_positions(["last_prompt", "response[0..1]", "response_mean", "prompt_mean"])
-    vectors, token_index = G.capture_batch(
+    # Pick as EOS a token that only row 0 samples: row 0 stops early, row 1 runs to the limit
+    # (its last token then needs the extra decode step).
+    torch.manual_seed(1)
+    seqs, _, width, *_ = G.sample_batch(model, tok, chats, sampling, [-1])
+    only_row0 = [t for t in seqs[0, width:].tolist() if t not in seqs[1, width:].tolist()]
+    eos = only_row0[:1] or [-1]
+    torch.manual_seed(1)
+    seqs, pmask, width, p_lens, r_lens, _, during, during_ix = G.sample_and_capture(
+        model, tok, chats, sampling, eos, (0, 2), positions
+    )
+    if new_tokens > 1:
+        assert int(r_lens[0]) < new_tokens and int(r_lens[1]) == new_tokens
+    forced, forced_ix = G.capture_batch(
         model, seqs, pmask, width, p_lens, r_lens, (0, 2), positions
     )
+    assert during_ix.keys() == forced_ix.keys()
     for b in range(2):
         p, r = int(p_lens[b]), int(r_lens[b])
         ids = seqs[b, width - p : width + r][None]
         with torch.no_grad():
             hs = model(ids, output_hidden_states=True).hidden_states
-        for layer in (0, 2):
-            ref = hs[layer + 1][0]  # block `layer`'s output (not the final norm: layer < L-1)
-            np.testing.assert_allclose(vectors[(layer, "last_prompt")][b], ref[p - 1], atol=1e-4)
-            np.testing.assert_allclose(vectors[(layer, "response[1]")][b], ref[p + 1], atol=1e-4)
-            np.testing.assert_allclose(
-                vectors[(layer, "response_mean")][b], ref[p : p + r].mean(0), atol=1e-4
-            )
-            np.testing.assert_allclose(vectors[(layer, "prompt_mean")][b], ref[:p].mean(0), atol=1e-4)
-        assert token_index["last_prompt"][b] == p - 1
-        assert token_index["response_mean"][b] == -1
+        for vectors in (during, forced):
+            for layer in (0, 2):
+                ref = hs[layer + 1][0]  # block `layer`'s output (not the final norm: layer < L-1)
+                got = {name: vectors[(layer, name)][b] for name in during_ix}
+                np.testing.assert_allclose(got["last_prompt"], ref[p - 1], atol=1e-5)
+                np.testing.assert_allclose(got["prompt_mean"], ref[:p].mean(0), atol=1e-5)
+                for i in (0, 1):
+                    if i < r:
+                        np.testing.assert_allclose(got[f"response[{i}]"], ref[p + i], atol=1e-5)
+                    else:
+                        assert np.isnan(got[f"response[{i}]"]).all()
+                if r:
+                    np.testing.assert_allclose(
+                        got["response_mean"], ref[p : p + r].mean(0), atol=1e-5
+                    )
+                else:
+                    assert np.isnan(got["response_mean"]).all()
+        assert during_ix["last_prompt"][b] == forced_ix["last_prompt"][b] == p - 1
+        assert during_ix["response_mean"][b] == -1
 
 
 def test_layer_out_of_range(stub_dir):
@@ -54,7 +80,9 @@ def test_layer_out_of_range(stub_dir):
         model, tok, [chat_prompt(tok, "Hi")], SamplingConfig(max_new_tokens=2), [-1]
     )
     with pytest.raises(ValueError, match="capture layer 9 out of range: the model has 4 layers"):
-        G.capture_batch(model, seqs, pmask, width, p_lens, r_lens, (9,), parse_positions(["last_prompt"]))
+        G.capture_batch(
+            model, seqs, pmask, width, p_lens, r_lens, (9,), parse_positions(["last_prompt"])
+        )
 
 
 def _run(prompts, stub_dir, out, **kw):
@@ -65,7 +93,9 @@ def _run(prompts, stub_dir, out, **kw):
         out / "prov.json",
         model=ModelSpec(str(stub_dir)),
         sampling=SamplingConfig(max_new_tokens=8, seed=3),
-        capture=kw.pop("capture", CaptureConfig(layers=(1, 3), positions=("last_prompt", "response[0..2]"))),
+        capture=kw.pop(
+            "capture", CaptureConfig(layers=(1, 3), positions=("last_prompt", "response[0..2]"))
+        ),
         run=RunConfig(batch_size=3, shard_size=5),
         log=lambda *_: None,
         **kw,
@@ -126,6 +156,8 @@ def test_stale_shards_are_discarded(prompts, stub_dir, tmp_path, monkeypatch):
         _run(prompts, stub_dir, tmp_path)
     monkeypatch.setattr(G, "run_batch", real)
     # A different capture config must not reuse the old shards.
-    summary = _run(prompts, stub_dir, tmp_path, capture=CaptureConfig(layers=(0,), positions=("last_prompt",)))
+    summary = _run(
+        prompts, stub_dir, tmp_path, capture=CaptureConfig(layers=(0,), positions=("last_prompt",))
+    )
     assert summary["shards_resumed"] == 0
     assert set(pl.read_parquet(tmp_path / "act.parquet")["layer"].unique()) == {0}

@@ -1,10 +1,13 @@
 """Batched generation with residual-stream capture, sharded and resumable.
 
 For each batch of prompts: sample responses with ``model.generate`` (chat template, left
-padding), then run ONE teacher-forced forward pass over prompt+response with forward hooks on
-the requested decoder layers (hooks during ``generate`` would miss the last token) and read
-the configured positions (:mod:`interpflow.positions`). The pass stops after the deepest
-requested layer and never computes logits.
+padding) while forward hooks on the requested decoder layers keep the residual stream of
+every token ``generate`` feeds; the last sampled token, which ``generate`` never feeds back,
+gets one extra cached decode step. The configured positions (:mod:`interpflow.positions`) are
+read from that. This equals a teacher-forced pass over prompt + response (tested to 1e-6 in
+fp32) at the cost of about one decode step instead of a second forward pass
+(``benchmarks/capture_overhead.py``). :func:`capture_batch` is the teacher-forced pass, for
+completions that were not generated here.
 
 Work is written in shards of ``shard_size`` prompts beside the declared output
 (``<generations>.shards/``). A rerun after a kill resumes from the finished shards; each
@@ -104,29 +107,186 @@ class _StopForward(Exception):
     """Raised by the deepest hook: later layers, the final norm and logits are not needed."""
 
 
-def sample_batch(model, tokenizer, chats: list[str], sampling: SamplingConfig, eos_ids: list[int]):
-    """Generate for already-templated prompts. Returns (sequences, attention_mask, P, p_lens, r_lens, finished)."""
+def _tokenize(tokenizer, chats: list[str], device):
+    return tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+
+
+def _response_lengths(seqs, width: int, eos_ids: list[int]):
+    """(r_lens, finished): response length up to (excluding) the first EOS, and whether one came."""
     import torch
 
-    enc = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(
-        model.device
-    )
-    kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=sampling.do_sample)
+    gen = seqs[:, width:]
+    is_eos = torch.isin(gen, torch.tensor(eos_ids, device=gen.device))
+    has_eos = is_eos.any(dim=1)
+    return torch.where(has_eos, is_eos.int().argmax(dim=1), gen.shape[1]), has_eos
+
+
+def _generate_kwargs(sampling: SamplingConfig, tokenizer, eos_ids: list[int]) -> dict:
+    kwargs = {"max_new_tokens": sampling.max_new_tokens, "do_sample": sampling.do_sample}
     if sampling.do_sample:
         kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs | {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": eos_ids}
+
+
+def sample_batch(model, tokenizer, chats: list[str], sampling: SamplingConfig, eos_ids: list[int]):
+    """Generate for already-templated prompts. Returns (sequences, attention_mask, P, p_lens, r_lens, finished)."""
+    import torch
+
+    enc = _tokenize(tokenizer, chats, model.device)
     with torch.inference_mode():
-        seqs = model.generate(
-            **enc, **kwargs, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos_ids
-        )
+        seqs = model.generate(**enc, **_generate_kwargs(sampling, tokenizer, eos_ids))
     width = enc["input_ids"].shape[1]
-    gen = seqs[:, width:]
-    is_eos = torch.isin(gen, torch.tensor(eos_ids, device=gen.device))
-    has_eos = is_eos.any(dim=1)
-    first_eos = torch.where(has_eos, is_eos.int().argmax(dim=1), gen.shape[1])
+    r_lens, finished = _response_lengths(seqs, width, eos_ids)
+    return seqs, enc["attention_mask"], width, enc["attention_mask"].sum(dim=1), r_lens, finished
+
+
+def _check_layers(model, layers: tuple[int, ...]):
+    decoder, blocks = decoder_layers(model)
+    for layer in layers:
+        if not 0 <= layer < len(blocks):
+            raise ValueError(
+                f"capture layer {layer} out of range: the model has {len(blocks)} layers"
+            )
+    return decoder, blocks
+
+
+@dataclass
+class _PositionPlan:
+    """Where each position sits in the left-padded [B, total] layout of one batch."""
+
+    names: list[str]
+    padded_idx: object  # long [B, n_index] (0 where missing)
+    weights: object  # float [B, n_mean, total]
+    exists: np.ndarray  # bool [B, n_pos]
+    token_index: dict[str, np.ndarray]
+
+    @classmethod
+    def build(cls, positions: list[Position], width, p_lens, r_lens, total, device):
+        import torch
+
+        bsz = len(p_lens)
+        pad_left = (width - p_lens).cpu()
+        index_pos = [p for p in positions if p.kind == "index"]
+        mean_pos = [p for p in positions if p.kind == "mean"]
+        idx = torch.full((bsz, len(index_pos)), -1, dtype=torch.long)
+        weights = torch.zeros((bsz, len(mean_pos), total))
+        for b in range(bsz):
+            p_len, r_len, off = int(p_lens[b]), int(r_lens[b]), int(pad_left[b])
+            for j, p in enumerate(index_pos):
+                t = p.token_index(p_len, r_len)
+                if t is not None:
+                    idx[b, j] = t
+            for j, p in enumerate(mean_pos):
+                span = p.span(p_len, r_len)
+                if span is not None:
+                    weights[b, j, off + span[0] : off + span[1]] = 1.0 / (span[1] - span[0])
+        token_index = {p.name: idx[:, j].numpy() for j, p in enumerate(index_pos)}
+        token_index.update({p.name: np.full(bsz, -1) for p in mean_pos})
+        return cls(
+            names=[p.name for p in index_pos + mean_pos],
+            padded_idx=torch.where(idx >= 0, idx + pad_left[:, None], 0).to(device),
+            weights=weights.to(device),
+            exists=torch.cat([idx >= 0, weights.sum(-1) > 0], dim=1).numpy(),
+            token_index=token_index,
+        )
+
+    def read(self, h):
+        """float32 [B, n_pos, d] from one layer's hidden states [B, S >= used, d]."""
+        import torch
+
+        h = h.float()
+        parts = []
+        if self.padded_idx.shape[1]:
+            parts.append(h.gather(1, self.padded_idx[:, :, None].expand(-1, -1, h.shape[-1])))
+        if self.weights.shape[1]:
+            w = self.weights[:, :, : h.shape[1]]
+            parts.append(torch.einsum("bms,bsd->bmd", w, h[:, : w.shape[2]]))
+        return torch.cat(parts, dim=1).cpu()
+
+    def vectors(self, got: dict) -> dict[tuple[int, str], np.ndarray]:
+        """``{(layer, name): float32 [B, d]}`` with NaN rows where a position does not exist."""
+        out = {}
+        for layer, arr in got.items():
+            arr = arr.numpy()
+            for j, name in enumerate(self.names):
+                v = arr[:, j, :].copy()
+                v[~self.exists[:, j]] = np.nan
+                out[(layer, name)] = v
+        return out
+
+
+def sample_and_capture(
+    model,
+    tokenizer,
+    chats: list[str],
+    sampling: SamplingConfig,
+    eos_ids: list[int],
+    layers: tuple[int, ...],
+    positions: list[Position],
+):
+    """:func:`sample_batch` that also reads ``positions`` at ``layers`` while generating.
+
+    Forward hooks keep each requested block's output for every token ``generate`` feeds (the
+    prompt at prefill, then one token per decode step); the last sampled token, which
+    ``generate`` never feeds back, gets one more cached decode step when a row needs it. So
+    capture costs about one decode step instead of a second pass over prompt + response.
+    Returns ``(seqs, prompt_mask, width, p_lens, r_lens, finished, vectors, token_index)``.
+    """
+    import torch
+
+    _, blocks = _check_layers(model, layers)
+    seen: dict[int, list] = {layer: [] for layer in layers}
+
+    def hook_for(layer):
+        def hook(_module, _args, out):
+            seen[layer].append(out[0] if isinstance(out, tuple) else out)  # tensor in tf 5
+
+        return hook
+
+    enc = _tokenize(tokenizer, chats, model.device)
+    width = enc["input_ids"].shape[1]
+    handles = [blocks[layer].register_forward_hook(hook_for(layer)) for layer in layers]
+    try:
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                **_generate_kwargs(sampling, tokenizer, eos_ids),
+                return_dict_in_generate=True,
+            )
+            seqs = out.sequences
+            r_lens, finished = _response_lengths(seqs, width, eos_ids)
+            n_new = seqs.shape[1] - width
+            if bool((r_lens == n_new).any()):  # a row ended without EOS: feed its last token
+                mask = torch.cat([enc["attention_mask"], torch.ones_like(seqs[:, width:])], dim=1)
+                model(
+                    input_ids=seqs[:, -1:],
+                    attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1)[:, -1:],
+                    past_key_values=out.past_key_values,
+                    use_cache=True,
+                )
+    finally:
+        for h in handles:
+            h.remove()
     p_lens = enc["attention_mask"].sum(dim=1)
-    return seqs, enc["attention_mask"], width, p_lens, first_eos, has_eos
+    plan = _PositionPlan.build(positions, width, p_lens, r_lens, seqs.shape[1], seqs.device)
+    got = {layer: plan.read(torch.cat(seen[layer], dim=1)) for layer in layers}
+    return (
+        seqs,
+        enc["attention_mask"],
+        width,
+        p_lens,
+        r_lens,
+        finished,
+        plan.vectors(got),
+        plan.token_index,
+    )
+
+
+class _StopForward(Exception):
+    """Raised by the deepest hook: later layers, the final norm and logits are not needed."""
 
 
 def capture_batch(
@@ -139,61 +299,27 @@ def capture_batch(
     layers: tuple[int, ...],
     positions: list[Position],
 ) -> tuple[dict[tuple[int, str], np.ndarray], dict[str, np.ndarray]]:
-    """Teacher-forced pass over prompt+response; read ``positions`` at ``layers``.
+    """Teacher-forced pass over given prompt+response sequences; read ``positions`` at ``layers``.
 
-    Returns vectors ``{(layer, name): float32 [B, d]}`` (NaN rows where a position does not
-    exist for that sequence) and ``{name: int [B]}`` absolute token indices (-1 for means or
-    missing).
+    For completions that were not just generated (generation itself captures through
+    :func:`sample_and_capture`). The pass stops after the deepest requested layer and never
+    computes logits. Returns vectors ``{(layer, name): float32 [B, d]}`` (NaN rows where a
+    position does not exist) and ``{name: int [B]}`` absolute token indices (-1 for means).
     """
     import torch
 
-    decoder, blocks = decoder_layers(model)
-    n_layers = len(blocks)
-    for layer in layers:
-        if not 0 <= layer < n_layers:
-            raise ValueError(f"capture layer {layer} out of range: the model has {n_layers} layers")
+    decoder, blocks = _check_layers(model, layers)
     dev = seqs.device
-    bsz = seqs.shape[0]
-    total = width + int(r_lens.max().item()) if bsz else width
-    ids = seqs[:, :total]
+    total = width + int(r_lens.max().item()) if seqs.shape[0] else width
     ar = torch.arange(total - width, device=dev)
     mask = torch.cat([prompt_mask, (ar[None, :] < r_lens[:, None]).to(prompt_mask.dtype)], dim=1)
-    pos_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
-
-    # Padded absolute indices / averaging weights for every position.
-    pad_left = width - p_lens  # [B]
-    idx_names = [p.name for p in positions if p.kind == "index"]
-    mean_pos = [p for p in positions if p.kind == "mean"]
-    idx = torch.full((bsz, len(idx_names)), -1, dtype=torch.long)
-    for j, p in enumerate(p for p in positions if p.kind == "index"):
-        for b in range(bsz):
-            t = p.token_index(int(p_lens[b]), int(r_lens[b]))
-            if t is not None:
-                idx[b, j] = t
-    weights = torch.zeros((bsz, len(mean_pos), total))
-    for j, p in enumerate(mean_pos):
-        for b in range(bsz):
-            span = p.span(int(p_lens[b]), int(r_lens[b]))
-            if span is not None:
-                s, e = span
-                off = int(pad_left[b])
-                weights[b, j, off + s : off + e] = 1.0 / (e - s)
-    padded_idx = torch.where(idx >= 0, idx + pad_left.cpu()[:, None], 0).to(dev)
-    weights = weights.to(dev)
-
+    plan = _PositionPlan.build(positions, width, p_lens, r_lens, total, dev)
     got: dict[int, torch.Tensor] = {}
     deepest = max(layers)
 
     def hook_for(layer):
         def hook(_module, _args, out):
-            h = out[0] if isinstance(out, tuple) else out  # transformers 5 returns a tensor
-            h = h.float()
-            parts = []
-            if idx_names:
-                parts.append(h.gather(1, padded_idx[:, :, None].expand(-1, -1, h.shape[-1])))
-            if mean_pos:
-                parts.append(torch.einsum("bms,bsd->bmd", weights, h))
-            got[layer] = torch.cat(parts, dim=1).cpu()
+            got[layer] = plan.read(out[0] if isinstance(out, tuple) else out)
             if layer == deepest:
                 raise _StopForward
 
@@ -202,25 +328,18 @@ def capture_batch(
     handles = [blocks[layer].register_forward_hook(hook_for(layer)) for layer in layers]
     try:
         with torch.inference_mode():
-            decoder(input_ids=ids, attention_mask=mask, position_ids=pos_ids, use_cache=False)
+            decoder(
+                input_ids=seqs[:, :total],
+                attention_mask=mask,
+                position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+                use_cache=False,
+            )
     except _StopForward:
         pass
     finally:
         for h in handles:
             h.remove()
-
-    names = idx_names + [p.name for p in mean_pos]
-    exists = torch.cat([idx >= 0, (weights.sum(-1) > 0).cpu()], dim=1).numpy()  # [B, n_pos]
-    vectors = {}
-    for layer in layers:
-        arr = got[layer].numpy()
-        for j, name in enumerate(names):
-            v = arr[:, j, :].copy()
-            v[~exists[:, j]] = np.nan
-            vectors[(layer, name)] = v
-    token_index = {name: idx[:, j].numpy() for j, name in enumerate(idx_names)}
-    token_index.update({p.name: np.full(bsz, -1) for p in mean_pos})
-    return vectors, token_index
+    return plan.vectors({layer: got[layer] for layer in layers}), plan.token_index
 
 
 def _activation_table(
@@ -269,9 +388,15 @@ def _empty_activation_table(store_dtype: str, d: int) -> pa.Table:
 def run_batch(model, tokenizer, batch: pl.DataFrame, sampling, capture, positions, eos_ids):
     """Generate and capture one batch of prompt rows (``prompt_id, category, prompt``)."""
     chats = [chat_prompt(tokenizer, p, sampling.system_prompt) for p in batch["prompt"]]
-    seqs, pmask, width, p_lens, r_lens, finished = sample_batch(
-        model, tokenizer, chats, sampling, eos_ids
-    )
+    vectors, token_index = {}, {}
+    if capture.layers:
+        seqs, _, width, p_lens, r_lens, finished, vectors, token_index = sample_and_capture(
+            model, tokenizer, chats, sampling, eos_ids, capture.layers, positions
+        )
+    else:
+        seqs, _, width, p_lens, r_lens, finished = sample_batch(
+            model, tokenizer, chats, sampling, eos_ids
+        )
     responses = tokenizer.batch_decode(
         [seqs[b, width : width + int(r_lens[b])] for b in range(len(chats))],
         skip_special_tokens=True,
@@ -291,12 +416,7 @@ def run_batch(model, tokenizer, batch: pl.DataFrame, sampling, capture, position
             zip(batch["prompt_id"], batch["category"], batch["prompt"], chats, responses)
         )
     ]
-    result = BatchResult(rows)
-    if capture.layers:
-        result.vectors, result.token_index = capture_batch(
-            model, seqs, pmask, width, p_lens, r_lens, capture.layers, positions
-        )
-    return result
+    return BatchResult(rows, vectors, token_index)
 
 
 GENERATION_SCHEMA = {
@@ -400,7 +520,13 @@ def generate_and_capture(
                     prompts_discarded=start,
                 )
                 res = run_batch(
-                    lm, tokenizer, shard.slice(start, run.batch_size), sampling, capture, positions, eos_ids
+                    lm,
+                    tokenizer,
+                    shard.slice(start, run.batch_size),
+                    sampling,
+                    capture,
+                    positions,
+                    eos_ids,
                 )
                 rows.extend(res.rows)
                 if capture.layers:
@@ -416,7 +542,9 @@ def generate_and_capture(
                 with atomic_path(act_file) as tmp:
                     pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
             write_parquet(pl.DataFrame(rows, schema=GENERATION_SCHEMA), gen_file)
-            log(f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s")
+            log(
+                f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s"
+            )
 
         if stop_when is not None:
             so_far.append(pl.read_parquet(gen_file))
