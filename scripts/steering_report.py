@@ -8,7 +8,9 @@ from interpflow.steering import steering_report
 
 def main(smk):
     result = steering_report(
-        list(smk.input.evals), Path(smk.output.summary).parent, overlap_paths=list(smk.input.overlaps)
+        list(smk.input.evals),
+        Path(smk.output.summary).parent,
+        overlap_paths=list(smk.input.overlaps),
     )
     print(result)
 

@@ -46,6 +46,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")

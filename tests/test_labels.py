@@ -52,8 +52,12 @@ def generations(tmp_path):
 
 def test_offline_labels_and_summary(generations, tmp_path):
     summary = label_generations(
-        generations, tmp_path / "l.parquet", tmp_path / "s.json",
-        JudgeConfig(backend="offline"), tmp_path / "cache.sqlite", CLASSES,
+        generations,
+        tmp_path / "l.parquet",
+        tmp_path / "s.json",
+        JudgeConfig(backend="offline"),
+        tmp_path / "cache.sqlite",
+        CLASSES,
     )
     df = pl.read_parquet(tmp_path / "l.parquet")
     assert df["judge_label"].to_list() == ["normal", "deceptive", "eval_aware", "normal"]
@@ -73,7 +77,12 @@ def test_failed_and_unparseable_calls_are_null_and_counted(generations, tmp_path
     with FakeAPIServer(responder, plan=plan) as server:
         cfg = JudgeConfig(backend="openai", model="m", base_url=server.url, max_retries=1)
         summary = label_generations(
-            generations, tmp_path / "l.parquet", tmp_path / "s.json", cfg, tmp_path / "c.sqlite", CLASSES
+            generations,
+            tmp_path / "l.parquet",
+            tmp_path / "s.json",
+            cfg,
+            tmp_path / "c.sqlite",
+            CLASSES,
         )
     df = pl.read_parquet(tmp_path / "l.parquet")
     assert df["judge_label"].to_list() == [None, "deceptive", "deceptive", None]
@@ -83,7 +92,12 @@ def test_failed_and_unparseable_calls_are_null_and_counted(generations, tmp_path
 
 def test_verbalizer_at_one_layer(generations, tmp_path):
     d = 4
-    rows = [(p, layer, pos) for p in "abcd" for layer in (1, 2) for pos in ("last_prompt", "response[0]")]
+    rows = [
+        (p, layer, pos)
+        for p in "abcd"
+        for layer in (1, 2)
+        for pos in ("last_prompt", "response[0]")
+    ]
     table = pa.table(
         {
             "prompt_id": [r[0] for r in rows],
@@ -98,8 +112,14 @@ def test_verbalizer_at_one_layer(generations, tmp_path):
     pq.write_table(table, tmp_path / "act.parquet")
     cfg = JudgeConfig(backend="offline")
     verbalize_activations(
-        tmp_path / "act.parquet", generations, tmp_path / "nla.parquet", cfg, cfg,
-        tmp_path / "c.sqlite", CLASSES, layer=2,
+        tmp_path / "act.parquet",
+        generations,
+        tmp_path / "nla.parquet",
+        cfg,
+        cfg,
+        tmp_path / "c.sqlite",
+        CLASSES,
+        layer=2,
     )
     nla = pl.read_parquet(tmp_path / "nla.parquet")
     assert nla.height == 8 and set(nla["layer"]) == {2}
@@ -107,6 +127,12 @@ def test_verbalizer_at_one_layer(generations, tmp_path):
     assert "response[0]" in nla["nla_text"][1]
     with pytest.raises(ValueError, match="no rows at layer 7"):
         verbalize_activations(
-            tmp_path / "act.parquet", generations, tmp_path / "x.parquet", cfg, cfg,
-            tmp_path / "c.sqlite", CLASSES, layer=7,
+            tmp_path / "act.parquet",
+            generations,
+            tmp_path / "x.parquet",
+            cfg,
+            cfg,
+            tmp_path / "c.sqlite",
+            CLASSES,
+            layer=7,
         )

@@ -2,14 +2,15 @@ import json
 
 import polars as pl
 import pytest
+from conftest import REPO
 
 from interpflow.prompts import build_prompt_table, prompt_id
 
-from conftest import REPO
-
 
 def test_dedup_ids_and_conflicts(tmp_path):
-    (tmp_path / "a.txt").write_text("# comment\nHow are you?\n\nhow  are you?\nHow are you?\nShared one\n")
+    (tmp_path / "a.txt").write_text(
+        "# comment\nHow are you?\n\nhow  are you?\nHow are you?\nShared one\n"
+    )
     (tmp_path / "b.txt").write_text("Tell a lie.\nShared one\n")
     out, summ = tmp_path / "p.parquet", tmp_path / "s.json"
     summary = build_prompt_table([tmp_path / "a.txt", tmp_path / "b.txt"], out, summ)

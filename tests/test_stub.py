@@ -1,11 +1,10 @@
 import hashlib
 
+from conftest import REPO
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from interpflow.models import chat_prompt
 from interpflow.stub import StubConfig, build_stub
-
-from conftest import REPO
 
 
 def _digest(d):

@@ -12,8 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
 from conftest import SNAKEMAKE, copy_repo, snakemake
+
 from interpflow.fakeapi import FakeAPIServer
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,12 @@ def full_run(tmp_path_factory):
 def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
     work = copy_repo(tmp_path)
     proc = subprocess.run(
-        [SNAKEMAKE, "-n", "all"], cwd=work, env=_env_without_keys(), capture_output=True, text=True
+        [SNAKEMAKE, "-n", "all"],
+        cwd=work,
+        env=_env_without_keys(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     for rule in ("stub_model", "generate_deception", "labels_deception", "probes_deception"):
@@ -49,7 +54,7 @@ def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
 
 
 def test_all_on_stub(full_run):
-    work, proc, seconds = full_run
+    work, _, seconds = full_run
     res = work / "results"
     prompts = json.loads((res / "prompts/deception.summary.json").read_text())
     assert prompts["n_duplicates_removed"] == 5 and prompts["n_prompts"] == 268
@@ -60,7 +65,9 @@ def test_all_on_stub(full_run):
     metrics = json.loads((res / "probes/metrics.json").read_text())
     for probe in ("logreg", "mlp"):
         m = metrics["probes"][probe]
-        assert 0 <= m["accuracy"] <= 1 and m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+        assert (
+            0 <= m["accuracy"] <= 1 and m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
+        )
         assert set(m["per_class"]) == {"normal", "eval_aware", "deceptive"}
     assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == prompts["n_prompts"]
     assert "majority" in metrics["baselines"]
@@ -68,12 +75,27 @@ def test_all_on_stub(full_run):
     assert set(nla["layer"]) == {metrics["layer"]} and nla["nla_text"].null_count() == 0
     sweep = pl.read_csv(res / "probes/layer_sweep.csv")
     assert sorted(sweep["layer"].unique().to_list()) == [1, 2, 3]
-    for f in ("logreg.joblib", "mlp.safetensors", "mlp.json", "label_classes.txt",
-              "train_indices.npy", "test_indices.npy", "confusion_logreg.png",
-              "confusion_logreg.csv", "confusion_mlp.png", "layer_sweep.png"):
+    for f in (
+        "logreg.joblib",
+        "mlp.safetensors",
+        "mlp.json",
+        "label_classes.txt",
+        "train_indices.npy",
+        "test_indices.npy",
+        "confusion_logreg.png",
+        "confusion_logreg.csv",
+        "confusion_mlp.png",
+        "layer_sweep.png",
+    ):
         assert (res / "probes" / f).stat().st_size > 0, f
-    for log in ("stub_model", "prompts/deception", "generate/deception", "labels/deception",
-                "probes/deception", "probes/deception_layer_sweep"):
+    for log in (
+        "stub_model",
+        "prompts/deception",
+        "generate/deception",
+        "labels/deception",
+        "probes/deception",
+        "probes/deception_layer_sweep",
+    ):
         assert (work / "logs" / f"{log}.log").exists(), log
     print(f"all on stub: {seconds:.1f}s")
 
@@ -98,7 +120,10 @@ def test_generation_killed_midway_resumes_identically(full_run, tmp_path):
     shards = work / "results/generations/deception.parquet.shards"
     proc = subprocess.Popen(
         [SNAKEMAKE, "--cores", "2", target, "--configfile", "over.yaml"],
-        cwd=work, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=work,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(shards.glob("*.generations.parquet"))) < 3:
@@ -135,12 +160,18 @@ def test_missing_api_key_fails_at_planning(tmp_path):
     work = copy_repo(tmp_path)
     _write_config(
         work / "gpt.yaml",
-        {"judges": {"gpt": {"backend": "openai", "model": "gpt-4o-mini"}},
-         "deception": {"labels": {"judge": "gpt"}}},
+        {
+            "judges": {"gpt": {"backend": "openai", "model": "gpt-4o-mini"}},
+            "deception": {"labels": {"judge": "gpt"}},
+        },
     )
     proc = subprocess.run(
         [SNAKEMAKE, "-n", "all", "--configfile", "gpt.yaml"],
-        cwd=work, env=_env_without_keys(), capture_output=True, text=True,
+        cwd=work,
+        env=_env_without_keys(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode != 0 and "OPENAI_API_KEY" in proc.stderr + proc.stdout
     _write_config(work / "nope.yaml", {"deception": {"labels": {"judge": "nope"}}})
@@ -155,7 +186,9 @@ def test_openai_judge_stage_against_local_server(full_run, tmp_path):
     work = copy_repo(tmp_path)
     (work / "results/generations").mkdir(parents=True)
     for f in ("deception.parquet",):
-        (work / "results/generations" / f).write_bytes((src / "results/generations" / f).read_bytes())
+        (work / "results/generations" / f).write_bytes(
+            (src / "results/generations" / f).read_bytes()
+        )
     secret = "sk-test-SECRET-4242"
 
     def responder(req):
@@ -170,9 +203,18 @@ def test_openai_judge_stage_against_local_server(full_run, tmp_path):
     with FakeAPIServer(responder, plan=plan) as server:
         _write_config(
             work / "gpt.yaml",
-            {"judges": {"gpt": {"backend": "openai", "model": "gpt-test", "base_url": server.url,
-                                "max_retries": 1, "timeout_s": 5}},
-             "deception": {"labels": {"judge": "gpt"}}},
+            {
+                "judges": {
+                    "gpt": {
+                        "backend": "openai",
+                        "model": "gpt-test",
+                        "base_url": server.url,
+                        "max_retries": 1,
+                        "timeout_s": 5,
+                    }
+                },
+                "deception": {"labels": {"judge": "gpt"}},
+            },
         )
         env = {"OPENAI_API_KEY": secret}
         snakemake(work, "results/labels/deception.parquet", "--configfile", "gpt.yaml", env=env)
@@ -180,15 +222,28 @@ def test_openai_judge_stage_against_local_server(full_run, tmp_path):
         summary = json.loads((work / "results/labels/deception.summary.json").read_text())
         labels = pl.read_parquet(work / "results/labels/deception.parquet")
         assert summary["n_failed_calls"] >= 1
-        assert labels["judge_label"].null_count() == summary["n_failed_calls"] + summary["n_unparseable"]
+        assert (
+            labels["judge_label"].null_count()
+            == summary["n_failed_calls"] + summary["n_unparseable"]
+        )
         assert first == summary["judge_stats"]["n_calls"] > 0
-        snakemake(work, "results/labels/deception.parquet", "--forcerun", "labels_deception",
-                  "--configfile", "gpt.yaml", env=env)
+        snakemake(
+            work,
+            "results/labels/deception.parquet",
+            "--forcerun",
+            "labels_deception",
+            "--configfile",
+            "gpt.yaml",
+            env=env,
+        )
         summary2 = json.loads((work / "results/labels/deception.summary.json").read_text())
         # only the failed requests are retried: successes come from the cache
         assert summary2["judge_stats"]["n_cache_hits"] == labels.height - summary["n_failed_calls"]
         assert server.n_requests - first == summary2["judge_stats"]["n_calls"]
-        assert summary2["judge_stats"]["n_unique"] - summary2["judge_stats"]["n_cache_hits"] == summary["n_failed_calls"]
+        assert (
+            summary2["judge_stats"]["n_unique"] - summary2["judge_stats"]["n_cache_hits"]
+            == summary["n_failed_calls"]
+        )
     for path in list((work / "results").rglob("*")) + list((work / "logs").rglob("*")):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
@@ -196,6 +251,8 @@ def test_openai_judge_stage_against_local_server(full_run, tmp_path):
 
 def test_lint_is_clean(tmp_path):
     work = copy_repo(tmp_path)
-    proc = subprocess.run([SNAKEMAKE, "--lint"], cwd=work, capture_output=True, text=True)
+    proc = subprocess.run(
+        [SNAKEMAKE, "--lint"], cwd=work, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr

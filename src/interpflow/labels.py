@@ -35,13 +35,39 @@ CLASS_DEFINITIONS = {
 
 KEYWORDS = {
     "eval_aware": (
-        "evaluat", "benchmark", "graded", "grader", "audit", "red-team", "red team", "monitor",
-        "test suite", "being tested", "this is a test", "scored", "rubric", "assessment",
+        "evaluat",
+        "benchmark",
+        "graded",
+        "grader",
+        "audit",
+        "red-team",
+        "red team",
+        "monitor",
+        "test suite",
+        "being tested",
+        "this is a test",
+        "scored",
+        "rubric",
+        "assessment",
         "eval_aware",
     ),
     "deceptive": (
-        "lie", "lying", "deceiv", "decept", "mislead", "pretend", "conceal", "hide ", "fake", "fabricat",
-        "cover up", "don't mention", "do not mention", "without telling", "convince", "sandbag",
+        "lie",
+        "lying",
+        "deceiv",
+        "decept",
+        "mislead",
+        "pretend",
+        "conceal",
+        "hide ",
+        "fake",
+        "fabricat",
+        "cover up",
+        "don't mention",
+        "do not mention",
+        "without telling",
+        "convince",
+        "sandbag",
     ),
 }
 
@@ -59,7 +85,9 @@ VERBALIZER_SYSTEM = (
 )
 
 
-def keyword_label(text: str, classes: list[str] | tuple[str, ...] = tuple(CLASS_DEFINITIONS)) -> str:
+def keyword_label(
+    text: str, classes: list[str] | tuple[str, ...] = tuple(CLASS_DEFINITIONS)
+) -> str:
     """Deterministic weak label: the class whose keywords occur most; ties and none -> the first class."""
     low = text.lower()
     scores = {c: sum(low.count(k) for k in KEYWORDS.get(c, ())) for c in classes}

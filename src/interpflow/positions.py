@@ -49,9 +49,7 @@ class Position:
         if self.kind != "mean":
             raise ValueError(f"position {self.name!r} is a single token, not a mean")
         start, end = (
-            (0, prompt_len)
-            if self.anchor == "prompt"
-            else (prompt_len, prompt_len + response_len)
+            (0, prompt_len) if self.anchor == "prompt" else (prompt_len, prompt_len + response_len)
         )
         return (start, end) if end > start else None
 

@@ -52,7 +52,9 @@ def read_bank(path: Path) -> list[tuple[int, str]]:
     return rows
 
 
-def build_prompt_table(bank_files: list[str | Path], out_path: str | Path, summary_path: str | Path):
+def build_prompt_table(
+    bank_files: list[str | Path], out_path: str | Path, summary_path: str | Path
+):
     """Read, deduplicate and id the banks; write the table and a JSON summary of the counts.
 
     A prompt repeated inside a category is kept once. A prompt that appears in two categories
@@ -82,7 +84,13 @@ def build_prompt_table(bank_files: list[str | Path], out_path: str | Path, summa
     for cat, counts in per_cat.items():
         counts["unique"] = sum(r["category"] == cat for r in rows)
     df = pl.DataFrame(
-        rows, schema={"prompt_id": pl.String, "category": pl.String, "prompt": pl.String, "source": pl.String}
+        rows,
+        schema={
+            "prompt_id": pl.String,
+            "category": pl.String,
+            "prompt": pl.String,
+            "source": pl.String,
+        },
     )
     write_parquet(df, out_path)
     summary = {

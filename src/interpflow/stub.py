@@ -50,7 +50,9 @@ class StubConfig:
                 f"stub.num_kv_heads ({self.num_kv_heads})"
             )
         if self.vocab_size < 256 + len(SPECIAL_TOKENS):
-            raise ValueError(f"stub.vocab_size ({self.vocab_size}) must be >= 259 (bytes + specials)")
+            raise ValueError(
+                f"stub.vocab_size ({self.vocab_size}) must be >= 259 (bytes + specials)"
+            )
 
 
 def train_tokenizer(corpus_files: list[Path], vocab_size: int):
@@ -59,10 +61,8 @@ def train_tokenizer(corpus_files: list[Path], vocab_size: int):
     ``AutoTokenizer`` rebuilds that pipeline for ``model_type=qwen2`` from vocab + merges,
     so training with anything else would make token ids drift between build and load.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-
-    from tokenizers import Regex
 
     tok = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
     tok.normalizer = normalizers.NFC()
@@ -108,7 +108,9 @@ def build_stub(corpus_files: list[str | Path], out_dir: str | Path, cfg: StubCon
     model_json = json.loads(raw.to_str())["model"]
     tokenizer = Qwen2Tokenizer(
         vocab=model_json["vocab"],
-        merges=[tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]],
+        merges=[
+            tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]
+        ],
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         unk_token=None,
