@@ -219,6 +219,14 @@ class LocalSlurm:
         for pid in filter(_alive, pids):
             os.kill(pid, signal.SIGKILL)
 
+    def remove_config(self) -> None:
+        """Remove the config files this harness wrote. While /etc/slurm/slurm.conf names a
+        controller that is down, every snakemake start waits ~9 s: the slurm executor plugin
+        runs ``scontrol show config`` when it is imported, and scontrol retries the controller."""
+        for f in (CONF, GRES):
+            if f.exists() and MARKER in f.read_text():
+                f.unlink()
+
     def jobs(self) -> list[dict[str, str]]:
         """Every job slurmctld still knows (finished ones for MinJobAge), as key=value dicts."""
         proc = _run(["scontrol", "show", "job", "-o"], timeout=30)
@@ -238,6 +246,7 @@ class LocalSlurm:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        self.remove_config()
         if self._lock is not None:
             self._lock.close()
 
@@ -249,5 +258,6 @@ if __name__ == "__main__":
         print(_run(["sinfo"]).stdout)
     elif action == "down":
         LocalSlurm().stop()
+        LocalSlurm().remove_config()
     else:
         sys.exit(f"usage: {sys.argv[0]} up|down")
