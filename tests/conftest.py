@@ -24,6 +24,21 @@ def stub_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def all_run(tmp_path_factory) -> tuple[Path, float]:
+    """`snakemake all` on the default config (every study on the stub), once per session.
+
+    Read-only for the tests that share it; a test that changes files works on a copy.
+    Returns (workdir, seconds).
+    """
+    import time
+
+    work = copy_repo(tmp_path_factory.mktemp("all"))
+    t0 = time.perf_counter()
+    snakemake(work, "all")
+    return work, time.perf_counter() - t0
+
+
 def copy_repo(dest: Path) -> Path:
     """A working copy of the workflow (no results) to run snakemake in."""
     dest.mkdir(parents=True, exist_ok=True)

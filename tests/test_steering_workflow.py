@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 import yaml
-from conftest import copy_repo, snakemake
+from conftest import snakemake
 from peft import PeftModel
 from safetensors.torch import load_file
 
@@ -16,9 +16,12 @@ REPORT = "results/steering/report"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    work = copy_repo(tmp_path_factory.mktemp("steering"))
-    snakemake(work, f"{REPORT}/summary.json", f"{REPORT}/diagnostics.csv")
+def run(all_run):
+    """The study's outputs from the session's shared `snakemake all` run (they are in `all`)."""
+    work, _ = all_run
+    assert (work / REPORT / "summary.json").exists() and (
+        work / REPORT / "diagnostics.csv"
+    ).exists()
     return work
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
-import time
 
 import polars as pl
 import pytest
@@ -35,12 +35,13 @@ def _job_counts(stdout: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def tribunal_run(tmp_path_factory):
-    """The study's targets on the default config (stub model), once for this module."""
-    work = copy_repo(tmp_path_factory.mktemp("tribunal"))
-    t0 = time.perf_counter()
-    snakemake(work, *TARGETS)
-    return work, time.perf_counter() - t0
+def tribunal_run(all_run, tmp_path_factory):
+    """A copy of the session's shared `snakemake all` run (tribunal included): a test here
+    swaps in hand-made traces, so it must not change the shared workdir."""
+    src, seconds = all_run
+    work = tmp_path_factory.mktemp("tribunal") / "work"
+    shutil.copytree(src, work, symlinks=True)  # copy2: mtimes kept, nothing looks stale
+    return work, seconds
 
 
 def test_default_config_plans_tribunal_in_all(tmp_path):
@@ -93,7 +94,7 @@ def test_stub_run_labels_honestly_and_skips_the_probe(tribunal_run):
     assert (res / "probe_results.png").stat().st_size > 0
     for log in ("prompts", "generate", "labels", "probes"):
         assert (work / "logs/tribunal" / f"{log}.log").exists(), log
-    print(f"tribunal on stub: {seconds:.1f}s")
+    print(f"all (tribunal included) on stub: {seconds:.1f}s")
 
 
 def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal_run):

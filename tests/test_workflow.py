@@ -30,12 +30,8 @@ def _write_config(path: Path, cfg: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    """`snakemake all` on the default config, once for this module."""
-    work = copy_repo(tmp_path_factory.mktemp("all"))
-    t0 = time.perf_counter()
-    proc = snakemake(work, "all")
-    return work, proc, time.perf_counter() - t0
+def full_run(all_run):
+    return all_run
 
 
 def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
@@ -54,7 +50,7 @@ def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
 
 
 def test_all_on_stub(full_run):
-    work, _, seconds = full_run
+    work, seconds = full_run
     res = work / "results"
     prompts = json.loads((res / "prompts/deception.summary.json").read_text())
     assert prompts["n_duplicates_removed"] == 5 and prompts["n_prompts"] == 268
@@ -182,7 +178,7 @@ def test_missing_api_key_fails_at_planning(tmp_path):
 def test_openai_judge_stage_against_local_server(full_run, tmp_path):
     """Labels through the official OpenAI client: failures give NaN and are counted; a warm
     rerun makes zero calls; the key never lands in logs or artifacts."""
-    src, _, _ = full_run
+    src, _ = full_run
     work = copy_repo(tmp_path)
     (work / "results/generations").mkdir(parents=True)
     for f in ("deception.parquet",):
