@@ -95,6 +95,22 @@ def test_residual_steerer_shifts_first_block_by_alpha_d(spec):
     assert torch.allclose(last_token_states(model, tok, chats), h0)
 
 
+def test_last_token_states_match_unpadded_hidden_states(spec):
+    model, tok = load_model(spec)
+    chats = [
+        tok.apply_chat_template([{"role": "user", "content": c}], tokenize=False)
+        for c in ("hi", "a much longer question about honesty and lies")
+    ]
+    states = last_token_states(model, tok, chats)  # left-padded batch
+    n_layers = states.shape[1]
+    for b, chat in enumerate(chats):
+        ids = tok(chat, return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.no_grad():
+            hs = model(ids, output_hidden_states=True).hidden_states
+        for layer in range(n_layers - 1):  # the last entry of hidden_states is after the norm
+            assert torch.allclose(states[b, layer], hs[layer + 1][0, -1], atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def pair(spec, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pair")

@@ -470,40 +470,35 @@ def eval_weight_steering(
 
 
 def last_token_states(model, tok, chats: list[str], batch_size: int = 16):
-    """``[n, L, d]`` float32: every decoder block's output at the last prompt token."""
+    """``[n, L, d]`` float32: every decoder block's output at the last prompt token.
+
+    The position spec's ``last_prompt`` read by :func:`interpflow.generate.capture_batch`
+    (prompt only: zero-length responses).
+    """
     import torch
 
-    _, layers = decoder_layers(model)
-    store: dict[int, torch.Tensor] = {}
+    from interpflow.generate import capture_batch
+    from interpflow.positions import parse_positions
 
-    def hook_for(i):
-        def hook(_m, _a, out):
-            h = out[0] if isinstance(out, tuple) else out
-            store[i] = h[:, -1].detach().float().cpu()
-
-        return hook
-
-    handles = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
+    _, blocks = decoder_layers(model)
+    layers = tuple(range(len(blocks)))
+    last = parse_positions(["last_prompt"])
     out = []
-    try:
-        for start in range(0, len(chats), batch_size):
-            enc = tok(
-                chats[start : start + batch_size],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-            ).to(model.device)
-            mask = enc["attention_mask"]
-            with torch.inference_mode():
-                model(
-                    input_ids=enc["input_ids"],
-                    attention_mask=mask,
-                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                )
-            out.append(torch.stack([store[i] for i in range(len(layers))], dim=1))
-    finally:
-        for h in handles:
-            h.remove()
+    for start in range(0, len(chats), batch_size):
+        enc = tok(
+            chats[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=False,
+        ).to(model.device)
+        mask = enc["attention_mask"]
+        no_response = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+        vectors, _ = capture_batch(
+            model, enc["input_ids"], mask, mask.shape[1], mask.sum(1), no_response, layers, last
+        )
+        out.append(
+            torch.stack([torch.from_numpy(vectors[(i, "last_prompt")]) for i in layers], dim=1)
+        )
     return torch.cat(out)
 
 
