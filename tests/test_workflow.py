@@ -29,11 +29,6 @@ def _write_config(path: Path, cfg: dict) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def full_run(all_run):
-    return all_run
-
-
 def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
     work = copy_repo(tmp_path)
     proc = subprocess.run(
@@ -49,8 +44,8 @@ def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
         assert rule in proc.stdout
 
 
-def test_all_on_stub(full_run):
-    work, seconds = full_run
+def test_all_on_stub(all_run):
+    work, seconds = all_run
     res = work / "results"
     prompts = json.loads((res / "prompts/deception.summary.json").read_text())
     assert prompts["n_duplicates_removed"] == 5 and prompts["n_prompts"] == 268
@@ -103,7 +98,7 @@ def test_single_target_builds_only_its_upstream(tmp_path):
     assert not (work / "results/probes/layer_sweep.png").exists()
 
 
-def test_generation_killed_midway_resumes_identically(full_run, tmp_path):
+def test_generation_killed_midway_resumes_identically(all_run, tmp_path):
     """SIGKILL the generation job, rerun: same final files, at most one shard of work lost."""
     cfg = {"deception": {"generation": {"batch_size": 4, "shard_size": 16}}}
     target = "results/generations/deception.parquet"
@@ -175,10 +170,10 @@ def test_missing_api_key_fails_at_planning(tmp_path):
     assert "deception.labels.judge" in proc.stderr + proc.stdout
 
 
-def test_openai_judge_stage_against_local_server(full_run, tmp_path):
+def test_openai_judge_stage_against_local_server(all_run, tmp_path):
     """Labels through the official OpenAI client: failures give NaN and are counted; a warm
     rerun makes zero calls; the key never lands in logs or artifacts."""
-    src, _ = full_run
+    src, _ = all_run
     work = copy_repo(tmp_path)
     (work / "results/generations").mkdir(parents=True)
     for f in ("deception.parquet",):

@@ -107,8 +107,17 @@ class _StopForward(Exception):
     """Raised by the deepest hook: later layers, the final norm and logits are not needed."""
 
 
-def _tokenize(tokenizer, chats: list[str], device):
+def tokenize_chats(tokenizer, chats: list[str], device):
+    """Already-templated chats as one padded batch (the tokenizer's padding side; no extra specials)."""
     return tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+
+
+def decode_responses(tokenizer, seqs, width: int, r_lens) -> list[str]:
+    """The response text of each row: tokens after the prompt width, up to (excluding) EOS."""
+    return tokenizer.batch_decode(
+        [seqs[b, width : width + int(r_lens[b])] for b in range(seqs.shape[0])],
+        skip_special_tokens=True,
+    )
 
 
 def _response_lengths(seqs, width: int, eos_ids: list[int]):
@@ -134,7 +143,7 @@ def sample_batch(model, tokenizer, chats: list[str], sampling: SamplingConfig, e
     """Generate for already-templated prompts. Returns (sequences, attention_mask, P, p_lens, r_lens, finished)."""
     import torch
 
-    enc = _tokenize(tokenizer, chats, model.device)
+    enc = tokenize_chats(tokenizer, chats, model.device)
     with torch.inference_mode():
         seqs = model.generate(**enc, **_generate_kwargs(sampling, tokenizer, eos_ids))
     width = enc["input_ids"].shape[1]
@@ -245,7 +254,7 @@ def sample_and_capture(
 
         return hook
 
-    enc = _tokenize(tokenizer, chats, model.device)
+    enc = tokenize_chats(tokenizer, chats, model.device)
     width = enc["input_ids"].shape[1]
     handles = [blocks[layer].register_forward_hook(hook_for(layer)) for layer in layers]
     try:
@@ -397,10 +406,7 @@ def run_batch(model, tokenizer, batch: pl.DataFrame, sampling, capture, position
         seqs, _, width, p_lens, r_lens, finished = sample_batch(
             model, tokenizer, chats, sampling, eos_ids
         )
-    responses = tokenizer.batch_decode(
-        [seqs[b, width : width + int(r_lens[b])] for b in range(len(chats))],
-        skip_special_tokens=True,
-    )
+    responses = decode_responses(tokenizer, seqs, width, r_lens)
     rows = [
         {
             "prompt_id": pid,

@@ -216,7 +216,7 @@ def sample_completions(
     model, tokenizer, chats: list[str], max_new_tokens, temperature, top_p, batch_size, eos_ids
 ):
     """Decoded responses for templated prompts, through :func:`interpflow.generate.sample_batch`."""
-    from interpflow.generate import SamplingConfig, sample_batch
+    from interpflow.generate import SamplingConfig, decode_responses, sample_batch
 
     sampling = SamplingConfig(
         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, do_sample=True
@@ -226,10 +226,7 @@ def sample_completions(
         seqs, _, width, _, r_lens, _ = sample_batch(
             model, tokenizer, chats[s : s + batch_size], sampling, eos_ids
         )
-        out += tokenizer.batch_decode(
-            [seqs[b, width : width + int(r_lens[b])] for b in range(seqs.shape[0])],
-            skip_special_tokens=True,
-        )
+        out += decode_responses(tokenizer, seqs, width, r_lens)
     return out
 
 

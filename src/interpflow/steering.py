@@ -188,7 +188,7 @@ def build_persona_data(
     """Base-model answers under each persona: one SFT table per branch."""
     import torch
 
-    from interpflow.generate import SamplingConfig, sample_batch
+    from interpflow.generate import SamplingConfig, decode_responses, sample_batch
 
     pos, neg = load_personas(personas_path)
     questions = load_questions(questions_path, cfg.n_questions)
@@ -215,10 +215,7 @@ def build_persona_data(
             chats = [chat_prompt(tok, questions[qi], personas[pi]) for qi, pi, _ in chunk]
             torch.manual_seed(cfg.seed * 1_000_003 + b * 10_007 + start)
             seqs, _, width, _, r_lens, finished = sample_batch(model, tok, chats, sampling, eos)
-            texts = tok.batch_decode(
-                [seqs[i, width : width + int(r_lens[i])] for i in range(len(chunk))],
-                skip_special_tokens=True,
-            )
+            texts = decode_responses(tok, seqs, width, r_lens)
             for (qi, pi, s), text, fin in zip(chunk, texts, finished, strict=True):
                 rows.append(
                     {
@@ -477,7 +474,7 @@ def last_token_states(model, tok, chats: list[str], batch_size: int = 16):
     """
     import torch
 
-    from interpflow.generate import capture_batch
+    from interpflow.generate import capture_batch, tokenize_chats
     from interpflow.positions import parse_positions
 
     _, blocks = decoder_layers(model)
@@ -485,12 +482,7 @@ def last_token_states(model, tok, chats: list[str], batch_size: int = 16):
     last = parse_positions(["last_prompt"])
     out = []
     for start in range(0, len(chats), batch_size):
-        enc = tok(
-            chats[start : start + batch_size],
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=False,
-        ).to(model.device)
+        enc = tokenize_chats(tok, chats[start : start + batch_size], model.device)
         mask = enc["attention_mask"]
         no_response = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
         vectors, _ = capture_batch(
@@ -623,6 +615,8 @@ def activation_pca(model, tok, chats: list[str], k: int, batch_size: int = 16):
     """``{layer: [d, k]}``: top-k principal directions of every block's output over all prompt tokens."""
     import torch
 
+    from interpflow.generate import tokenize_chats
+
     _, layers = decoder_layers(model)
     acts: dict[int, list] = {i: [] for i in range(len(layers))}
     current_mask = {}
@@ -637,12 +631,7 @@ def activation_pca(model, tok, chats: list[str], k: int, batch_size: int = 16):
     handles = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
     try:
         for start in range(0, len(chats), batch_size):
-            enc = tok(
-                chats[start : start + batch_size],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-            ).to(model.device)
+            enc = tokenize_chats(tok, chats[start : start + batch_size], model.device)
             mask = enc["attention_mask"]
             current_mask["m"] = mask.bool()
             with torch.inference_mode():
