@@ -4,7 +4,11 @@ It binds 127.0.0.1 on a free port and serves, each request in its own thread:
 
 * ``POST .../chat/completions`` — OpenAI Chat Completions, with ``logprobs.content[0]
   .top_logprobs`` in the real OpenAI shape when the request asks for ``logprobs``;
-* ``POST .../messages`` — Anthropic Messages.
+* ``POST .../messages`` — Anthropic Messages;
+* ``POST .../embeddings`` — OpenAI Embeddings: one vector per input string from
+  ``embedder(text)`` (default: deterministic, seeded by the text's sha256, dimension
+  :data:`EMBED_DIM`), as float lists, or as base64 little-endian float32 when the request
+  says ``"encoding_format": "base64"`` (what the OpenAI SDK sends unless told otherwise).
 
 Routing is by path suffix, so ``url`` (``http://127.0.0.1:PORT/v1``, what the OpenAI SDK
 wants) and ``root_url`` (what the Anthropic SDK wants; it appends ``/v1/messages``) both work.
@@ -20,8 +24,14 @@ order (``"ok"`` once exhausted), or a callable ``(call_index, request_json) -> s
 ``429``         HTTP 429 with ``retry-after: 0``
 ``timeout``     sleeps ``timeout_sleep_s`` (set it above the client timeout), then answers ok
 ``malformed``   HTTP 200, ``application/json`` content type, body not JSON
-``nochoices``   HTTP 200, valid JSON without ``choices`` (OpenAI) / ``content`` (Anthropic)
+``nochoices``   HTTP 200, valid JSON without ``choices`` (chat) / ``content`` (Anthropic) /
+                ``data`` (embeddings)
+``short``       HTTP 200, a valid body one item short: embeddings one vector fewer than inputs,
+                chat an empty ``choices`` list, Anthropic an empty ``content`` list
 ==============  ================================================================================
+
+Every POST to a known path counts in ``n_requests`` and takes the next behaviour, whatever the
+endpoint.
 
 Errors (``500``/``429``) also carry ``retry-after-ms`` (default 1): the OpenAI and Anthropic
 SDKs treat ``retry-after: 0`` as "not given" and fall back to exponential backoff (0.5 s, 1 s,
@@ -30,7 +40,12 @@ SDKs treat ``retry-after: 0`` as "not given" and fall back to exponential backof
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
+import random
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,11 +53,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 Plan = str | Sequence[str] | Callable[[int, dict[str, Any]], str] | None
-BEHAVIOURS = ("ok", "500", "429", "timeout", "malformed", "nochoices")
+BEHAVIOURS = ("ok", "500", "429", "timeout", "malformed", "nochoices", "short")
+
+#: Dimension of the default embedder's vectors.
+EMBED_DIM = 32
 
 
 def _default_responder(request_json: dict[str, Any]) -> str:
     return "5"
+
+
+def default_embedder(text: str) -> list[float]:
+    """A unit vector of :data:`EMBED_DIM` Gaussians seeded by the text's sha256 (deterministic
+    across processes; unrelated to meaning)."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+    rng = random.Random(seed)
+    v = [rng.gauss(0.0, 1.0) for _ in range(EMBED_DIM)]
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
 
 
 class _Server(ThreadingHTTPServer):
@@ -61,7 +89,10 @@ class FakeAPIServer:
     ``responder(request_json) -> str`` gives the reply text. ``top_logprobs(request_json)``
     gives the first token's alternatives as ``{token: logprob}`` (or ``[(token, logprob)]``);
     without it, the reply text is the only alternative, with logprob 0. ``delay_s`` is slept
-    before every answer.
+    before every answer. ``embedder(text) -> list[float]`` gives each input's embedding
+    (it may return different lengths for different texts, to test clients' checks);
+    ``reverse_embeddings`` lists the ``data`` items last-first (each keeps its ``index``), to
+    test clients that must order by ``index``.
     """
 
     def __init__(
@@ -73,8 +104,12 @@ class FakeAPIServer:
         plan: Plan = None,
         timeout_sleep_s: float = 2.0,
         retry_after_ms: int | None = 1,
+        embedder: Callable[[str], Sequence[float]] = default_embedder,
+        reverse_embeddings: bool = False,
     ) -> None:
         self.responder = responder
+        self.embedder = embedder
+        self.reverse_embeddings = reverse_embeddings
         self.top_logprobs = top_logprobs
         self.delay_s = delay_s
         self.plan = plan
@@ -178,6 +213,31 @@ class FakeAPIServer:
             "usage": {"input_tokens": 1, "output_tokens": 1},
         }
 
+    def _embeddings_body(self, req: dict[str, Any], short: bool = False) -> dict[str, Any]:
+        inputs = req.get("input", [])
+        if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]  # one string, or one token array
+        texts = [t if isinstance(t, str) else json.dumps(t) for t in inputs]
+        as_b64 = req.get("encoding_format") == "base64"
+        data = []
+        for i, text in enumerate(texts):
+            vec = [float(x) for x in self.embedder(text)]
+            emb: Any = vec
+            if as_b64:
+                emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        if short:
+            data = data[:-1]
+        if self.reverse_embeddings:
+            data.reverse()
+        n_tokens = sum(len(t.split()) for t in texts)
+        return {
+            "object": "list",
+            "data": data,
+            "model": req.get("model", "fake"),
+            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+        }
+
     def _make_handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -215,19 +275,25 @@ class FakeAPIServer:
                 except json.JSONDecodeError:
                     req = {}
                 path = self.path.split("?", 1)[0].rstrip("/")
-                is_openai = path.endswith("/chat/completions")
-                if not (is_openai or path.endswith("/messages")):
+                if path.endswith("/chat/completions"):
+                    endpoint = "chat"
+                elif path.endswith("/embeddings"):
+                    endpoint = "embeddings"
+                elif path.endswith("/messages"):
+                    endpoint = "messages"
+                else:
                     self._send(404, b'{"error": {"message": "not found", "type": "not_found"}}')
                     return
                 behaviour = server._next_behaviour(req)
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 try:
-                    self._answer(behaviour, req, is_openai)
+                    self._answer(behaviour, req, endpoint)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout) and closed the socket
 
-            def _answer(self, behaviour: str, req: dict[str, Any], is_openai: bool) -> None:
+            def _answer(self, behaviour: str, req: dict[str, Any], endpoint: str) -> None:
+                is_openai = endpoint != "messages"
                 if behaviour in ("500", "429"):
                     status = int(behaviour)
                     kind = "rate_limit_error" if status == 429 else "api_error"
@@ -250,17 +316,26 @@ class FakeAPIServer:
                     return
                 if behaviour == "timeout":
                     time.sleep(server.timeout_sleep_s)
+                body: dict[str, Any]
                 if behaviour == "nochoices":
-                    body: dict[str, Any] = {"id": "x", "object": "chat.completion", "model": "fake"}
-                    if not is_openai:
+                    if endpoint == "chat":
+                        body = {"id": "x", "object": "chat.completion", "model": "fake"}
+                    elif endpoint == "embeddings":
+                        body = {"object": "list", "model": "fake"}
+                    else:
                         body = {"id": "msg_x", "type": "message", "role": "assistant"}
+                elif endpoint == "embeddings":
+                    body = server._embeddings_body(req, short=behaviour == "short")
                 else:
                     text = server.responder(req)
-                    body = (
-                        server._openai_body(req, text)
-                        if is_openai
-                        else server._anthropic_body(req, text)
-                    )
+                    if endpoint == "chat":
+                        body = server._openai_body(req, text)
+                        if behaviour == "short":
+                            body["choices"] = []
+                    else:
+                        body = server._anthropic_body(req, text)
+                        if behaviour == "short":
+                            body["content"] = []
                 self._send(200, json.dumps(body).encode())
 
         return Handler
@@ -300,4 +375,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["BEHAVIOURS", "FakeAPIServer", "main"]
+__all__ = ["BEHAVIOURS", "EMBED_DIM", "FakeAPIServer", "default_embedder", "main"]

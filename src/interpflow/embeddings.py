@@ -1,0 +1,515 @@
+"""Text embeddings: one function over offline, OpenAI-compatible and local HF backends.
+
+:func:`embed_texts` turns a list of texts into a float32 matrix, one row per text, in order.
+It is configured by the judges' :class:`~interpflow.judges.JudgeConfig` (backend, model,
+base_url, api_key_env, concurrency, max_retries, timeout_s; temperature is unused) and puts
+the same machinery as :class:`~interpflow.judges.Judge` around every backend:
+
+* **cache** — one sqlite file (WAL mode), table ``embeddings``; key = sha256 of the canonical
+  JSON of the cache version, backend, model, base_url and text; value = the vector's
+  little-endian float32 bytes and its dimension. Only successful vectors are stored, each batch
+  as soon as it arrives, so a warm rerun makes zero backend calls and a killed or failed job
+  resumes where it stopped. The API key is never part of the key and never stored.
+* **dedup and batching** — each distinct text is embedded once; the texts missing from the
+  cache go out in batches of ``batch_size`` (``openai``: concurrently, in a
+  ``ThreadPoolExecutor(cfg.concurrency)``; ``hf``: one batch at a time, texts sorted by length
+  so batches carry little padding).
+* **retries** — left to the OpenAI SDK's own ``max_retries``; there is no second layer.
+* **failures** — a batch that still fails (API error after the retries, a body that is not a
+  well-formed embeddings list: wrong count, bad index, vectors of different dimensions, or a
+  dimension unlike the model's other vectors) does not stop the others. When all batches are
+  done, the successes are already cached and :class:`EmbeddingError` (a ``RuntimeError``)
+  says how many texts failed, for which model, and the first error. Nothing is ever returned
+  with a placeholder row.
+
+Backends:
+
+* ``offline`` — deterministic, no network, no model: signed feature hashing (blake2b from
+  :mod:`hashlib`, so stable across processes, unlike ``hash()``) of lowercased word unigrams,
+  word bigrams and character 3-grams into :data:`OFFLINE_DIM` dimensions, L2-normalised.
+  Texts sharing words and spellings get a higher cosine similarity than unrelated ones; it
+  is a lexical baseline for CI, not a semantic model.
+* ``openai`` — ``client.embeddings.create(model=cfg.model, input=batch)`` of the official SDK
+  (also any OpenAI-compatible server through ``base_url``), vectors ordered by each item's
+  ``index``. The request asks for ``encoding_format="base64"`` explicitly (the SDK's own
+  default on the wire), which leaves the response to this module's checks.
+* ``hf`` — a local transformers model (:func:`interpflow.models.load_model`): the final
+  hidden layer (after the final norm) of the raw text — tokenizer special tokens as the
+  tokenizer adds them, no chat template — mean-pooled over the non-padding tokens, in
+  float32. Padding is on the right, so a text's real tokens keep positions ``0..n-1`` and,
+  under the causal mask, never see the padding: a text embeds the same alone or in a batch.
+* ``anthropic`` — Anthropic has no embeddings API; rejected with ``ValueError``.
+
+Empty strings are rejected up front for every backend (the OpenAI API refuses them, and
+they have no tokens to pool). This module imports no heavy or optional package at import
+time; numpy, the SDK and torch are imported when needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from interpflow.judges import JudgeConfig, _Counter, _MalformedResponse, _read_key
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Bumped when the cache key, the stored format or the offline featuriser changes.
+CACHE_VERSION = 1
+
+#: Dimension of the ``offline`` backend's vectors.
+OFFLINE_DIM = 256
+
+#: The OpenAI embeddings API takes at most this many inputs per request.
+MAX_OPENAI_BATCH = 2048
+
+EMBED_BACKENDS = ("offline", "openai", "hf")
+
+
+@dataclass
+class EmbedStats:
+    """Counts for one :func:`embed_texts` call. Text counts are per position in ``texts``."""
+
+    n_texts: int = 0
+    n_unique: int = 0
+    """Distinct texts (duplicates are embedded once)."""
+    n_cached: int = 0
+    """Texts served from the cache."""
+    n_called: int = 0
+    """Backend calls actually made: HTTP attempts including the SDK's retries for ``openai``,
+    forward passes for ``hf``, batches for ``offline``."""
+    n_failed: int = 0
+    """Texts without a vector (only ever non-zero on an :class:`EmbeddingError`)."""
+    elapsed_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EmbeddingError(RuntimeError):
+    """Some texts got no vector after the retries; the others are cached. ``stats`` has the
+    counts. The message never contains the API key."""
+
+    def __init__(self, message: str, stats: EmbedStats) -> None:
+        super().__init__(message)
+        self.stats = stats
+
+
+def embed_key(cfg: JudgeConfig, text: str) -> str:
+    """sha256 of the canonical JSON of what determines a vector (never the API key)."""
+    payload = {
+        "v": CACHE_VERSION,
+        "backend": cfg.backend,
+        "model": cfg.model,
+        "base_url": cfg.base_url,
+        "text": text,
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# -- offline featuriser -----------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=1 << 18)
+def _slot(feature: str) -> tuple[int, int]:
+    """Bucket and sign of one feature, from blake2b (stable across processes and platforms)."""
+    h = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
+    return h % OFFLINE_DIM, 1 if h >> 63 else -1
+
+
+def offline_embedding(text: str) -> np.ndarray:
+    """The ``offline`` backend's vector of one text: float32, shape ``(OFFLINE_DIM,)``, unit
+    norm (all zeros for a text with no features, e.g. only whitespace)."""
+    import numpy as np
+
+    low = " ".join(text.lower().split())
+    words = _WORD.findall(low)
+    feats = [f"w:{w}" for w in words]
+    feats += [f"b:{a} {b}" for a, b in pairwise(words)]
+    padded = f" {low} "
+    feats += [f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2)]
+    v = np.zeros(OFFLINE_DIM, dtype=np.float64)
+    for f in feats:
+        i, sign = _slot(f)
+        v[i] += sign
+    norm = float(np.linalg.norm(v))
+    if norm > 0:
+        v /= norm
+    return v.astype(np.float32)
+
+
+# -- cache -------------------------------------------------------------------------------------
+
+
+class _VectorCache:
+    """Successful vectors in one sqlite table; used from the calling thread only."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=60.0)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings ("
+            " key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL, created REAL)"
+        )
+        self._conn.commit()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        out: dict[str, np.ndarray] = {}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT key, dim, vec FROM embeddings WHERE key IN ({marks})", chunk
+            ).fetchall()
+            for key, dim, blob in rows:
+                vec = np.frombuffer(blob, dtype="<f4")
+                if vec.shape == (dim,):  # anything else is a damaged row: embed it again
+                    out[key] = vec.astype(np.float32)
+        return out
+
+    def put_many(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        import numpy as np
+
+        now = time.time()
+        rows = [
+            (key, int(vec.shape[0]), np.ascontiguousarray(vec, dtype="<f4").tobytes(), now)
+            for key, vec in items
+        ]
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO embeddings (key, dim, vec, created) VALUES (?,?,?,?)", rows
+        )
+        self._conn.commit()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+# -- backends: each maps a list of texts to an (n, d) float32 array -----------------------------
+
+
+class _OfflineEmbedder:
+    failures: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, counter: _Counter) -> None:
+        self.counter = counter
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        self.counter.incr()
+        return np.stack([offline_embedding(t) for t in texts])
+
+
+class _OpenAIEmbedder:
+    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+        import openai
+
+        # Failures that become failed batches; anything else (a bug) propagates.
+        # ValueError covers non-JSON bodies, bad base64 and pydantic validation errors.
+        self.failures = (openai.APIError, ValueError)
+
+        self.cfg = cfg
+        self.secret = _read_key(cfg)
+        self.client = openai.OpenAI(
+            api_key=self.secret,
+            base_url=cfg.base_url,
+            max_retries=cfg.max_retries,
+            timeout=cfg.timeout_s,
+            # SDK defaults (limits, timeouts) plus a hook that counts every attempt, retries too.
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [counter.incr]}),
+        )
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        resp = self.client.embeddings.create(
+            model=self.cfg.model, input=list(texts), encoding_format="base64"
+        )
+        data = getattr(resp, "data", None)
+        if not isinstance(data, list):
+            raise _MalformedResponse(f"response has no data list ({type(resp).__name__})")
+        n = len(texts)
+        if len(data) != n:
+            raise _MalformedResponse(f"response has {len(data)} vectors for {n} inputs")
+        rows: list[Any] = [None] * n
+        for item in data:
+            i = getattr(item, "index", None)
+            if (
+                not isinstance(i, int)
+                or isinstance(i, bool)
+                or not 0 <= i < n
+                or rows[i] is not None
+            ):
+                raise _MalformedResponse(f"response item has a bad or repeated index {i!r}")
+            emb = getattr(item, "embedding", None)
+            if isinstance(emb, str):  # base64 little-endian float32, as requested
+                vec = np.frombuffer(base64.b64decode(emb, validate=True), dtype="<f4")
+            elif isinstance(emb, list):  # a server that ignores encoding_format
+                try:
+                    vec = np.asarray(emb, dtype=np.float64)
+                except (TypeError, ValueError) as exc:
+                    raise _MalformedResponse(f"embedding {i} is not a list of numbers") from exc
+            else:
+                raise _MalformedResponse(f"embedding {i} is {type(emb).__name__}, not a vector")
+            if vec.ndim != 1:
+                raise _MalformedResponse(f"embedding {i} is not a flat vector")
+            rows[i] = vec.astype(np.float32)
+        dims = sorted({int(r.shape[0]) for r in rows})
+        if len(dims) != 1:
+            raise _MalformedResponse(f"response mixes vector dimensions {dims}")
+        return np.stack(rows)
+
+
+class _HFEmbedder:
+    """Mean of the final hidden layer over the non-padding tokens; padding on the right."""
+
+    failures: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+        import torch
+
+        from interpflow.models import ModelSpec, load_model
+
+        self.torch = torch
+        self.counter = counter
+        self.model, self.tok = load_model(ModelSpec(cfg.model))
+        # Right padding: real tokens keep positions 0..n-1 and (causal mask) never attend to
+        # the padding, so a text's vector does not depend on what it is batched with.
+        self.tok.padding_side = "right"
+        # The transformer without its LM head: no (batch, seq, vocab) logits are computed.
+        self.body = self.model.base_model
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        torch = self.torch
+        enc = self.tok(list(texts), padding=True, return_tensors="pt")
+        ids = enc["input_ids"].to(self.model.device)
+        mask = enc["attention_mask"].to(self.model.device)
+        with torch.inference_mode():
+            self.counter.incr()
+            out = self.body(input_ids=ids, attention_mask=mask, use_cache=False)
+            hidden = getattr(out, "last_hidden_state", None)
+            if hidden is None:
+                raise TypeError(
+                    f"{type(self.body).__name__} returns no last_hidden_state; "
+                    "the hf embedding backend needs a transformers decoder model"
+                )
+            m = mask.unsqueeze(-1).to(torch.float32)
+            pooled = (hidden.float() * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+        return pooled.cpu().numpy().astype("float32", copy=False)
+
+
+def _make_backend(cfg: JudgeConfig, counter: _Counter) -> Any:
+    if cfg.backend == "offline":
+        return _OfflineEmbedder(counter)
+    if cfg.backend == "openai":
+        return _OpenAIEmbedder(cfg, counter)
+    return _HFEmbedder(cfg, counter)
+
+
+def _check_vectors(vecs: Any, n: int) -> np.ndarray:
+    import numpy as np
+
+    if not isinstance(vecs, np.ndarray) or vecs.ndim != 2 or vecs.shape[0] != n:
+        shape = getattr(vecs, "shape", type(vecs).__name__)
+        raise _MalformedResponse(f"expected {n} vectors, got {shape}")
+    if vecs.shape[1] < 1:
+        raise _MalformedResponse("vectors of dimension 0")
+    if not np.isfinite(vecs).all():
+        raise _MalformedResponse("vectors hold NaN or infinite values")
+    return vecs.astype(np.float32, copy=False)
+
+
+def _error_text(exc: BaseException, secret: str | None) -> str:
+    msg = f"{type(exc).__name__}: {exc}"
+    if secret:
+        msg = msg.replace(secret, "<redacted>")
+    return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
+def _check_args(cfg: JudgeConfig, texts: Sequence[str], batch_size: int) -> list[str]:
+    if cfg.backend == "anthropic":
+        raise ValueError(
+            "embedding backend 'anthropic': Anthropic has no embeddings API; use 'openai' "
+            "(or any OpenAI-compatible server through base_url), 'hf' or 'offline'"
+        )
+    if cfg.backend not in EMBED_BACKENDS:
+        raise ValueError(
+            f"unknown embedding backend {cfg.backend!r}; choose one of {EMBED_BACKENDS}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"embedding batch_size must be an int, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"embedding batch_size must be >= 1, got {batch_size}")
+    if cfg.backend == "openai" and batch_size > MAX_OPENAI_BATCH:
+        raise ValueError(
+            f"embedding batch_size {batch_size} is above the OpenAI API's {MAX_OPENAI_BATCH} "
+            "inputs per request"
+        )
+    if isinstance(texts, str | bytes):
+        raise TypeError("embed_texts takes a sequence of texts, not one str; wrap it in a list")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+    empty = [i for i, t in enumerate(texts) if not t]
+    if empty:
+        raise ValueError(
+            f"{len(empty)} of {len(texts)} texts are empty strings (first: texts[{empty[0]}]); "
+            "the OpenAI API rejects them and they have no tokens to pool: drop or replace them"
+        )
+    return texts
+
+
+def embed_texts(
+    cfg: JudgeConfig,
+    texts: Sequence[str],
+    cache_path: str | Path | None,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, EmbedStats]:
+    """Embed ``texts`` with ``cfg``'s backend: float32 array of shape ``(len(texts), d)``.
+
+    Row ``i`` is the vector of ``texts[i]``. ``cache_path`` is a sqlite file (created if
+    missing; None: no cache). Empty ``texts`` gives shape ``(0, 0)`` and calls nothing.
+
+    Raises ``ValueError`` for the ``anthropic`` backend, an empty string among ``texts``, a
+    bad ``batch_size`` or (before any call) a missing API key; :class:`EmbeddingError`, a
+    ``RuntimeError``, when some texts still have no vector after the SDK's retries — the
+    others are cached by then, so a rerun calls only for the missing ones. Other exceptions
+    (a bug, a model that does not load, out of memory) propagate as they are.
+    """
+    import numpy as np
+
+    t0 = time.perf_counter()
+    texts = _check_args(cfg, texts, batch_size)
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32), EmbedStats(elapsed_s=time.perf_counter() - t0)
+
+    keys = [embed_key(cfg, t) for t in texts]
+    unique: dict[str, str] = {}
+    for k, t in zip(keys, texts, strict=True):
+        unique.setdefault(k, t)
+    cache = _VectorCache(cache_path) if cache_path is not None else None
+    try:
+        cached = cache.get_many(list(unique)) if cache is not None else {}
+        dims = sorted({int(v.shape[0]) for v in cached.values()})
+        if len(dims) > 1:
+            raise RuntimeError(
+                f"embedding cache {cache_path} holds vectors of dimensions {dims} for "
+                f"{cfg.backend} model {cfg.model!r}; delete it (or use another file) and rerun"
+            )
+        dim = dims[0] if dims else None
+        todo = [k for k in unique if k not in cached]
+        if cfg.backend == "hf":
+            todo.sort(key=lambda k: len(unique[k]))  # similar lengths: little padding
+        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        counter = _Counter()
+        fresh: dict[str, np.ndarray] = {}
+        errors: dict[int, str] = {}  # batch index -> first error of that batch
+
+        if batches:
+            backend = _make_backend(cfg, counter)  # config errors (no key, bad path) raise here
+            secret = getattr(backend, "secret", None)
+            failures = (_MalformedResponse, *backend.failures)
+
+            def call(batch: list[str]) -> np.ndarray | str:
+                # API errors (after the SDK's retries) and malformed responses become a failed
+                # batch; other exceptions (bugs) propagate.
+                try:
+                    return _check_vectors(backend([unique[k] for k in batch]), len(batch))
+                except failures as exc:
+                    return _error_text(exc, secret)
+
+            workers = min(cfg.concurrency, len(batches)) if cfg.backend == "openai" else 1
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed")
+            try:
+                futures = {pool.submit(call, b): bi for bi, b in enumerate(batches)}
+                for fut in as_completed(futures):
+                    bi = futures[fut]
+                    result = fut.result()  # a bug (not an API failure) raises here
+                    if isinstance(result, str):
+                        errors[bi] = result
+                        continue
+                    if dim is None:
+                        dim = int(result.shape[1])
+                    elif result.shape[1] != dim:
+                        errors[bi] = (
+                            f"_MalformedResponse: vectors of dimension {result.shape[1]}, but "
+                            f"this model's other vectors have dimension {dim}"
+                        )
+                        continue
+                    items = list(zip(batches[bi], result, strict=True))
+                    fresh.update(items)
+                    if cache is not None:
+                        cache.put_many(items)  # committed at once: a killed job resumes
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # don't run the rest first
+                raise
+            finally:
+                pool.shutdown(wait=True)
+    finally:
+        if cache is not None:
+            cache.close()
+
+    stats = EmbedStats(
+        n_texts=len(texts),
+        n_unique=len(unique),
+        n_cached=sum(k in cached for k in keys),
+        n_called=counter.value,
+        n_failed=sum(k not in cached and k not in fresh for k in keys),
+        elapsed_s=time.perf_counter() - t0,
+    )
+    if errors:
+        n_missing = sum(k not in fresh for k in todo)
+        saved = (
+            f"the {len(fresh)} new vectors are cached in {cache_path}, so a rerun calls only "
+            "for the missing texts"
+            if cache is not None
+            else "nothing is cached (cache_path=None)"
+        )
+        retries = f" after the SDK's {cfg.max_retries} retries" if cfg.backend == "openai" else ""
+        raise EmbeddingError(
+            f"embeddings[{cfg.backend} {cfg.model!r}]: {stats.n_failed} of {stats.n_texts} texts "
+            f"({n_missing} distinct, in {len(errors)} of {len(batches)} batches) have no vector"
+            f"{retries}; {saved}; first error: {errors[min(errors)]}",
+            stats,
+        )
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    for i, k in enumerate(keys):
+        out[i] = cached[k] if k in cached else fresh[k]
+    log.info("embed[%s %s]: %s", cfg.backend, cfg.model, stats.as_dict())
+    return out, stats
+
+
+__all__ = [
+    "CACHE_VERSION",
+    "EMBED_BACKENDS",
+    "OFFLINE_DIM",
+    "EmbedStats",
+    "EmbeddingError",
+    "embed_key",
+    "embed_texts",
+    "offline_embedding",
+]
