@@ -1,4 +1,4 @@
-"""Rule inoculation_heuristics: PH, PPD, cross-trait, gamma/sigma/SNR, W matrices, PCA/SVD, angles."""
+"""Rule inoculation_heuristics: PH, PPD, gamma/SNR, gradient and embedding heuristics, W, PCA/SVD, angles."""
 
 from pathlib import Path
 
@@ -12,6 +12,8 @@ def main(smk):
         smk.params.traits,
         {k: InocPrompt(**p) for k, p in smk.params.prompts.items()},
         Path(smk.output.table).parent,
+        text_embeddings_path=smk.input.get("text_embeddings"),
+        gradient=smk.params.heuristics["gradient"],
         n_components=smk.params.heuristics["n_components"],
         seed=smk.params.heuristics["seed"],
     )

@@ -12,12 +12,19 @@ import pytest
 
 from interpflow.fakeapi import FakeAPIServer
 from interpflow.heuristics import (
+    EMBEDDING_STATS,
+    GRADIENT_STATS,
+    GradientConfig,
     angle_groups,
+    compute_heuristics,
     correlate,
     embed,
+    embedding_stats,
+    gradient_stats,
     pairwise_angles,
     pearson,
     row_stats,
+    simulate_nll,
     w_matrix,
     w_tokens,
 )
@@ -349,6 +356,206 @@ def test_correlate_per_prefix_type_and_trait():
     r = {(p, h): v for p, h, v in corr.select("prefix_type", "heuristic", "r").rows()}
     assert r[("fixed", "ph")] == pytest.approx(1.0) and r[("mix", "ph")] == pytest.approx(-1.0)
     assert ("fixed", "elicitation") in r
+
+
+def _pairs(base: dict[str, list[float]], prefix: dict[str, list[float]]) -> pl.DataFrame:
+    rows = [
+        {"example_id": e, "token_index": i, "lp_base": b, "lp_prefix": prefix[e][i]}
+        for e, lps in base.items()
+        for i, b in enumerate(lps)
+    ]
+    return pl.DataFrame(rows)
+
+
+def test_gradient_stats_by_hand():
+    # deltas: e0 = [0.8, 0.0, 0.3], e1 = [-0.6, 0.05]
+    base = {"e0": [-1.0, -2.0, -3.0], "e1": [-1.0, -1.0]}
+    pre = {"e0": [-0.2, -2.0, -2.7], "e1": [-1.6, -0.95]}
+    st = gradient_stats(_pairs(base, pre))
+    assert set(st) == set(GRADIENT_STATS)
+    d = np.array([0.8, 0.0, 0.3, -0.6, 0.05])
+    assert st["mean_tok_diff"] == pytest.approx(d.mean())
+    assert st["filtered_tok_diff"] == pytest.approx((0.8 - 0.6) / 5)  # HA2: |d| > 0.5
+    assert st["top_tok_diff"] == pytest.approx((0.8 - 0.6) / 2)  # HA3: top ceil(25% of 5) = 2
+    mag = 1 - np.exp(-np.abs(d))
+    assert st["grad_magnitude"] == pytest.approx(mag.mean())  # HA4
+    assert st["filtered_grad_magnitude"] == pytest.approx((mag[0] + mag[3]) / 5)  # HA5
+    # positions 0 (2/2 affected) and 2 (1/1) persist, position 1 (0/2) does not
+    assert st["persistent_frac"] == pytest.approx(2 / 3)
+    # two examples: the centred matrix has rank 1
+    assert st["signal_coherence"] == pytest.approx(1.0) and st["effective_rank"] == 1
+    ph = (np.mean([0.8, 0.0, 0.3]) + np.mean([-0.6, 0.05])) / 2
+    assert st["strength_x_coherence"] == pytest.approx(ph)
+    # one simulated step: saved gradient = mean(p_prefix - p_base)
+    lb, lp = np.concatenate(list(base.values())), np.concatenate(list(pre.values()))
+    one = gradient_stats(_pairs(base, pre), GradientConfig(sim_steps=1, sim_lr=0.5))
+    assert one["sim_grad_saved"] == pytest.approx(np.mean(np.exp(lp) - np.exp(lb)))
+
+    def residual(lp_):
+        p = np.exp(lp_)
+        z = np.log(p / (1 - p)) + 0.5 * (1 - p)
+        return np.mean(np.log1p(np.exp(-z)))
+
+    assert one["sim_residual"] == pytest.approx(residual(lb) - residual(lp))
+
+
+def test_gradient_coherence_and_rank_of_a_noisy_matrix():
+    rng = np.random.default_rng(0)
+    n, t = 12, 10
+    lb = rng.normal(-2, 0.3, size=(n, t))
+    one_dim = lb + np.outer(rng.normal(size=n), np.linspace(0.2, 1.0, t))
+    noise = lb + rng.normal(scale=0.5, size=(n, t))
+
+    def frame(lp):
+        return _pairs(
+            {f"e{i:02d}": lb[i].tolist() for i in range(n)},
+            {f"e{i:02d}": lp[i].tolist() for i in range(n)},
+        )
+
+    a, b = gradient_stats(frame(one_dim)), gradient_stats(frame(noise))
+    assert a["signal_coherence"] > 0.99 and a["effective_rank"] == 1
+    assert b["signal_coherence"] < 0.5 and b["effective_rank"] > 1
+
+
+def test_simulated_training_saves_gradient_when_the_prefix_explains_tokens():
+    lp = np.log(np.array([0.1, 0.3, 0.5]))
+    g_low, l_low = simulate_nll(lp, 32, 1.0)
+    g_high, l_high = simulate_nll(lp + 0.5, 32, 1.0)
+    assert g_low > g_high > 0 and l_low > l_high > 0
+    st = gradient_stats(_pairs({"e": lp.tolist()}, {"e": (lp + 0.5).tolist()}))
+    assert st["sim_grad_saved"] == pytest.approx(g_low - g_high)
+    assert st["sim_residual"] == pytest.approx(l_low - l_high) and st["sim_residual"] > 0
+    assert math.isnan(st["signal_coherence"])  # one example: no variance across examples
+
+
+def test_embedding_stats_geometry():
+    vecs = {
+        "a": np.array([2.0, 0.0, 0.0]),  # norms do not matter
+        "b": np.array([0.8, 0.6, 0.0]),
+        "c": np.array([0.0, 1.0, 0.0]),
+        "n": np.array([0.0, 0.0, 3.0]),
+    }
+    reps = {"a": np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])}
+    traits = {"a": "Playful", "b": "Playful", "c": "French", "n": "neutral"}
+    df = embedding_stats(vecs, reps, traits)
+    assert df.columns == ["prompt_key", *EMBEDDING_STATS]
+    a = df.row(0, named=True)
+    assert a["emb_rephrase_mean_cos"] == pytest.approx(0.8)
+    assert a["emb_rephrase_min_cos"] == pytest.approx(0.6)
+    assert a["emb_rephrase_std_cos"] == pytest.approx(np.std([1.0, 0.6], ddof=1))
+    assert a["emb_rephrase_eff_rank"] == pytest.approx(1.0)  # two points: one direction
+    assert a["emb_dist_from_neutral"] == pytest.approx(math.sqrt(2))
+    assert a["emb_cos_own_trait"] == pytest.approx(0.8)
+    assert a["emb_cos_other_trait"] == pytest.approx(0.0)
+    c = df.row(2, named=True)
+    assert c["emb_cos_other_trait"] == pytest.approx(0.3 / np.hypot(0.9, 0.3))  # centroid of a, b
+    assert math.isnan(c["emb_cos_own_trait"]) and math.isnan(c["emb_rephrase_mean_cos"])
+    n = df.row(3, named=True)
+    assert math.isnan(n["emb_cos_other_trait"]) and math.isnan(n["emb_dist_from_neutral"])
+
+
+def test_composite_is_z_scored_sum():
+    keys = ["a", "b", "c", "d"]
+    heur = pl.DataFrame(
+        {
+            "prompt_key": keys,
+            "prefix_type": "fixed",
+            "sv1_tokens": [0.1, 0.4, 0.2, 0.9],
+            "emb_dist_from_neutral": [1.0, 1.2, 0.9, 1.1],
+            "emb_rephrase_std_cos": [0.05, 0.02, 0.04, 0.01],
+        }
+    )
+    supp = pl.DataFrame(
+        {
+            "prompt_key": keys,
+            "prefix_type": "fixed",
+            "trait": "Playful",
+            "suppression": [5.0, 30.0, 12.0, 60.0],
+            "elicitation": [2.0, 9.0, 1.0, 20.0],
+        }
+    )
+    corr = correlate(heur, supp)
+    r = dict(corr.select("heuristic", "r").rows())
+
+    def z(x):
+        x = np.asarray(x)
+        return (x - x.mean()) / x.std(ddof=1)
+
+    comp = (
+        z(supp["elicitation"])
+        + z(heur["sv1_tokens"])
+        + z(heur["emb_dist_from_neutral"])
+        - z(heur["emb_rephrase_std_cos"])
+    )
+    assert r["composite"] == pytest.approx(np.corrcoef(comp, supp["suppression"])[0, 1])
+
+
+def test_compute_heuristics_tables(tmp_path):
+    rng = np.random.default_rng(1)
+    n_ex, n_tok = 6, 4
+    conds = {"none": None, "a:fixed": 0.4, "b:fixed": 0.1, "n:fixed": 0.0, "a:mix": 0.3}
+    ex_rows, tok_rows = [], []
+    base = rng.normal(-2.0, 0.5, size=(n_ex, n_tok))
+    for cond, shift in conds.items():
+        key, ptype = cond.split(":") if ":" in cond else (None, "none")
+        for k in range(n_ex):
+            lp = base[k] + (0 if shift is None else shift + rng.normal(0, 0.05, n_tok))
+            rid = f"{cond}|e{k}"
+            ex_rows.append(
+                {
+                    "row_id": rid,
+                    "prefix_type": ptype,
+                    "prompt_key": key,
+                    "example_id": f"e{k}",
+                    "logprob_mean": float(lp.mean()),
+                }
+            )
+            tok_rows += [
+                {"row_id": rid, "token_index": i, "logprob": float(v)} for i, v in enumerate(lp)
+            ]
+    ex = pl.DataFrame(ex_rows, schema_overrides={"prompt_key": pl.String})
+    tok = pl.DataFrame(tok_rows, schema_overrides={"logprob": pl.Float32})
+    texts = pl.DataFrame(
+        [
+            {"prompt_key": k, "kind": kind, "index": i, "vector": v}
+            for k, v0 in {"a": [1.0, 0.0], "b": [0.0, 1.0], "n": [1.0, 1.0]}.items()
+            for kind, i, v in [("prompt", -1, v0), ("rephrasing", 0, v0), ("rephrasing", 1, [1, 0])]
+        ]
+    )
+    selfperp = pl.DataFrame({"prompt_key": ["a", "b", "n"], "selfperp_raw": [3.0, 4.0, 5.0]})
+    outs = {
+        name: tmp_path / f"{name}.parquet"
+        for name in ("table", "embeddings", "angles", "angle_summary")
+    }
+    compute_heuristics(
+        ex,
+        tok,
+        ex,
+        {"Playful": ex},
+        selfperp,
+        {"a": "Playful", "b": "French", "n": "neutral"},
+        out_table=outs["table"],
+        out_embeddings=outs["embeddings"],
+        out_angles=outs["angles"],
+        out_angle_summary=outs["angle_summary"],
+        out_matrices=tmp_path / "W.safetensors",
+        out_meta=tmp_path / "W.json",
+        text_embeddings=texts,
+    )
+    t = pl.read_parquet(outs["table"]).sort("prefix_type", "prompt_key")
+    assert t.select("prefix_type", "prompt_key").rows() == [
+        ("fixed", "a"),
+        ("fixed", "b"),
+        ("fixed", "n"),
+        ("mix", "a"),
+    ]
+    assert set(GRADIENT_STATS) | set(EMBEDDING_STATS) <= set(t.columns)
+    fixed = t.filter(pl.col("prefix_type") == "fixed")
+    # the larger the shift, the more gradient the prefix saves; the neutral prompt saves ~none
+    saved = fixed["sim_grad_saved"].to_list()
+    assert saved[0] > saved[1] > abs(saved[2])
+    assert fixed["mean_tok_diff"].to_list() == pytest.approx(fixed["ph"].to_list())
+    assert t["emb_rephrase_mean_cos"].to_list()[:2] == pytest.approx([1.0, 0.5])
 
 
 def test_suppression_pairs_runs_with_the_control():

@@ -10,6 +10,8 @@ import pytest
 from conftest import copy_repo, snakemake
 from safetensors.numpy import load_file
 
+from interpflow.heuristics import EMBEDDING_STATS, GRADIENT_STATS
+
 pytestmark = pytest.mark.e2e
 OUT = "results/inoculation"
 FIGURES = (
@@ -87,7 +89,15 @@ def test_study_outputs(study):
         "selfperp_raw",
         "pc1_tokens",
         "sv2",
+        *GRADIENT_STATS,
+        *EMBEDDING_STATS,
     } <= set(heur.columns)
+    fixed = heur.filter(pl.col("prefix_type") == "fixed")
+    for col in ("grad_magnitude", "sim_grad_saved", "persistent_frac", "emb_rephrase_mean_cos"):
+        assert fixed[col].is_finite().all(), col
+    texts = pl.read_parquet(res / "text_embeddings.parquet")
+    assert texts.height == 3 * (1 + 4)  # 3 prompts x (prompt + 4 rephrasings)
+    assert texts["vector"].list.len().unique().to_list() == [256]  # the offline embedder
     W = load_file(str(res / "heuristics/W.safetensors"))
     assert W["W_fixed"].shape == (3, 8) and W["W_mix_tokens"].shape == (3, tok.height // 7)
     assert (res / "data/trait_Playful.parquet").exists() and not (
@@ -100,7 +110,9 @@ def test_study_outputs(study):
         "Playful",
         "French",
     }
-    assert (corr["n"] == 1).all() and corr["r"].is_nan().all()  # toy: 1 trained prompt, r needs 3
+    # toy: 1 trained prompt (r needs 3); the own-trait cosine and the composite need 2 prompts
+    assert (corr["n"] <= 1).all() and corr["r"].is_nan().all()
+    assert set(corr.filter(pl.col("n") == 0)["heuristic"]) == {"emb_cos_own_trait", "composite"}
 
 
 def test_rerun_is_a_no_op(study):
@@ -135,6 +147,24 @@ def test_presets_plan_the_full_job_set(tmp_path, preset, runs):
     counts = dict(re.findall(r"^(inoculation_\w+)\s+(\d+)$", proc.stdout, re.MULTILINE))
     assert counts["inoculation_train"] == str(runs) and counts["inoculation_eval"] == str(runs)
     assert counts["inoculation_logprobs"] == "1" and counts["inoculation_report"] == "1"
+    assert counts["inoculation_text_embeddings"] == "1"
+
+
+def test_preset_without_its_data_names_the_config_key(tmp_path):
+    work = copy_repo(tmp_path)
+    proc = snakemake(
+        work,
+        "-n",
+        *TARGETS,
+        "--configfile",
+        "config/studies/inoculation_qwen2.5-7b.yaml",
+        check=False,
+        env={"OPENAI_API_KEY": "sk-dry"},
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config key inoculation.data." in out and "data/inoculation/" in out
+    assert "does not exist" in out
 
 
 def test_missing_api_key_fails_at_planning(tmp_path):

@@ -377,6 +377,41 @@ def rephrasing_pool(rephrasings: pl.DataFrame, key: str) -> list[str]:
     return pool
 
 
+def text_embeddings_stage(
+    prompts: Sequence[InocPrompt],
+    rephrasings_path: str | Path,
+    n_rephrasings: int | None,
+    embedder: JudgeConfig,
+    cache_path: str | Path | None,
+    out_path: str | Path,
+    batch_size: int = 64,
+) -> dict:
+    """Semantic embeddings of each prompt and its first ``n_rephrasings`` rephrasings.
+
+    Writes ``prompt_key, kind (prompt|rephrasing), index (-1 for the prompt), text, vector``
+    (float32 list) for :func:`interpflow.heuristics.embedding_stats`, plus a summary JSON.
+    """
+    from interpflow.embeddings import embed_texts
+
+    reph = pl.read_parquet(rephrasings_path)
+    rows = []
+    for p in prompts:
+        rows.append({"prompt_key": p.key, "kind": "prompt", "index": -1, "text": p.text})
+        pool = rephrasing_pool(reph, p.key)[:n_rephrasings]
+        rows += [
+            {"prompt_key": p.key, "kind": "rephrasing", "index": i, "text": t}
+            for i, t in enumerate(pool)
+        ]
+    df = pl.DataFrame(rows, schema_overrides={"index": pl.Int32})
+    cache = cache_path or Path(out_path).with_suffix(".cache.sqlite")
+    vectors, stats = embed_texts(embedder, df["text"].to_list(), cache, batch_size=batch_size)
+    df = df.with_columns(pl.Series("vector", vectors.tolist(), dtype=pl.List(pl.Float32)))
+    write_parquet(df, out_path)
+    summary = {"n_texts": df.height, "dim": int(vectors.shape[1]), "stats": stats.as_dict()}
+    write_json(summary, Path(str(out_path) + ".summary.json"))
+    return summary
+
+
 # --------------------------------------------------------------------------- conditions
 
 
@@ -546,11 +581,13 @@ def heuristics_stage(
     trait_names: Sequence[str],
     prompts: Mapping[str, InocPrompt],
     out_dir: str | Path,
+    text_embeddings_path: str | Path | None = None,
+    gradient: Mapping | None = None,
     n_components: int = 3,
     seed: int = 0,
 ) -> dict:
     """Read the logprob tables of train / neutral / trait_<T> and compute every heuristic."""
-    from interpflow.heuristics import compute_heuristics
+    from interpflow.heuristics import GradientConfig, compute_heuristics
 
     d, o = Path(logprob_dir), Path(out_dir)
     return compute_heuristics(
@@ -566,6 +603,8 @@ def heuristics_stage(
         out_angle_summary=o / "angle_summary.parquet",
         out_matrices=o / "W.safetensors",
         out_meta=o / "W.json",
+        text_embeddings=pl.read_parquet(text_embeddings_path) if text_embeddings_path else None,
+        gradient=GradientConfig(**(gradient or {})),
         n_components=n_components,
         seed=seed,
     )

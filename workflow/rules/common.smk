@@ -144,16 +144,39 @@ INOC_JUDGES = {
     "trait": judge(INOC["judges"]["trait"], "inoculation.judges.trait"),
     "em": judge(INOC["judges"]["em"], "inoculation.judges.em") if INOC["judges"]["em"] else None,
     "rephrase": judge(INOC["rephrasings"]["judge"], "inoculation.rephrasings.judge"),
+    "embedder": judge(INOC["embeddings"]["embedder"], "inoculation.embeddings.embedder")
+    if INOC["embeddings"]["embedder"]
+    else None,
 }
+EMBED_CACHE = "results/cache/embeddings.sqlite"
+
+
+def inoc_text_embeddings_input(wildcards):
+    """The text-embedding table, when inoculation.embeddings.embedder names a backend."""
+    if not INOC["embeddings"]["embedder"]:
+        return {}
+    return {"text_embeddings": "results/inoculation/text_embeddings.parquet"}
+
+
+def inoc_data_file(key):
+    """inoculation.data.<key>: a file the user provides; missing fails at planning, naming the key."""
+    path = INOC["data"][key]
+    if not Path(path).is_file():
+        raise ValueError(
+            f"config key inoculation.data.{key}: file {path} does not exist "
+            f"(see the comments in your --configfile for what it should hold)"
+        )
+    return path
 
 
 def inoc_data_params(wildcards):
     """How one data table is made: an external JSONL, or datagen under a system prompt."""
     d, ds = INOC["data"], wildcards.dataset
     if ds == "neutral":
-        return dict(external=d["neutral_completions"], n=d["n_neutral"], system_prompt=None)
+        return dict(external=inoc_data_file("neutral_completions"), n=d["n_neutral"], system_prompt=None)
     if ds == "train":
-        return dict(external=d["external_train_jsonl"], n=d["n_train"], system_prompt=INOC["datagen"]["system_prompt"])
+        external = inoc_data_file("external_train_jsonl") if d["external_train_jsonl"] else None
+        return dict(external=external, n=d["n_train"], system_prompt=INOC["datagen"]["system_prompt"])
     trait = INOC_TRAITS[ds.removeprefix("trait_")]
     if not trait["external_jsonl"] and not trait["datagen_system_prompt"]:
         raise ValueError(f"{INOC['prompts_file']}: traits.{ds[6:]} needs datagen_system_prompt or external_jsonl")
@@ -164,14 +187,14 @@ def inoc_data_input(wildcards):
     p = inoc_data_params(wildcards)
     if p["external"]:
         return [p["external"]]
-    return [INOC["data"]["train_instructions"]] + model_input()
+    return [inoc_data_file("train_instructions")] + model_input()
 
 
 def inoc_eval_sets():
     d = INOC["data"]
-    out = {"trait": d["eval_instructions"]}
+    out = {"trait": inoc_data_file("eval_instructions")}
     if INOC["judges"]["em"] and d["em_questions"]:
-        out["em"] = d["em_questions"]
+        out["em"] = inoc_data_file("em_questions")
     return out
 
 

@@ -82,8 +82,29 @@ rule inoculation_logprobs:
         "../../scripts/inoculation_logprobs.py"
 
 
+rule inoculation_text_embeddings:
+    input:
+        prompts=INOC["prompts_file"],
+        rephrasings=f"{INOC_OUT}/rephrasings.parquet",
+    output:
+        f"{INOC_OUT}/text_embeddings.parquet",
+    log:
+        "logs/inoculation/text_embeddings.log",
+    params:
+        prompts=INOC_PROMPTS,
+        embeddings=INOC["embeddings"],
+        embedder=INOC_JUDGES["embedder"],
+        cache=EMBED_CACHE,
+        code=code_hash("inoculation", "embeddings"),
+    conda:
+        "../../envs/judge.yaml"
+    script:
+        "../../scripts/inoculation_text_embeddings.py"
+
+
 rule inoculation_heuristics:
     input:
+        unpack(inoc_text_embeddings_input),
         logprobs=expand(f"{INOC_OUT}/logprobs/{{dataset}}.parquet", dataset=INOC_DATASETS),
         tokens=f"{INOC_OUT}/logprobs/train.tokens.parquet",
         selfperp=f"{INOC_OUT}/logprobs/selfperp.parquet",
@@ -154,7 +175,7 @@ rule inoculation_eval:
     input:
         adapter=f"{INOC_OUT}/adapters/{{run}}",
         rephrasings=f"{INOC_OUT}/rephrasings.parquet",
-        sets=list(inoc_eval_sets().values()),
+        sets=lambda wc: list(inoc_eval_sets().values()),
         model=model_input,
     output:
         f"{INOC_OUT}/evals/{{run}}.parquet",
@@ -163,7 +184,7 @@ rule inoculation_eval:
     benchmark:
         "benchmarks/inoculation/eval_{run}.tsv"
     params:
-        sets=inoc_eval_sets(),
+        sets=lambda wc: inoc_eval_sets(),
         n={"trait": INOC["data"]["n_eval"], "em": INOC["data"]["n_em"]},
         prompts=INOC_PROMPTS,
         default_system=INOC["default_system"],
