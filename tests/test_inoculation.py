@@ -356,6 +356,17 @@ def test_correlate_per_prefix_type_and_trait():
     r = {(p, h): v for p, h, v in corr.select("prefix_type", "heuristic", "r").rows()}
     assert r[("fixed", "ph")] == pytest.approx(1.0) and r[("mix", "ph")] == pytest.approx(-1.0)
     assert ("fixed", "elicitation") in r
+    # gap rows: mix heuristics vs fixed - mix suppression
+    gap = correlate(
+        heur,
+        supp.with_columns(
+            suppression=pl.when(pl.col("prefix_type") == "mix")
+            .then(pl.Series([0.0, 0.0, 0.0, 9.0, 5.0, 0.0]))
+            .otherwise(pl.col("suppression"))
+        ),
+    ).filter(pl.col("prefix_type") == "gap")
+    g = dict(gap.select("heuristic", "r").rows())
+    assert g["ph"] == pytest.approx(np.corrcoef([0.3, 0.2, 0.1], [1.0, 15.0, 30.0])[0, 1])
 
 
 def _pairs(base: dict[str, list[float]], prefix: dict[str, list[float]]) -> pl.DataFrame:
@@ -556,6 +567,8 @@ def test_compute_heuristics_tables(tmp_path):
     assert saved[0] > saved[1] > abs(saved[2])
     assert fixed["mean_tok_diff"].to_list() == pytest.approx(fixed["ph"].to_list())
     assert t["emb_rephrase_mean_cos"].to_list()[:2] == pytest.approx([1.0, 0.5])
+    mix = t.filter(pl.col("prefix_type") == "mix").row(0, named=True)
+    assert mix["ph_ratio"] == pytest.approx(0.75, abs=0.05) and mix["cos_fixed_mix"] > 0.99
 
 
 def test_suppression_pairs_runs_with_the_control():

@@ -106,13 +106,17 @@ def test_study_outputs(study):
     meta = json.loads((res / "heuristics/W.json").read_text())
     assert 0 < meta["explained_variance"]["W_fixed"]["pca"][0] <= 1
     corr = pl.read_csv(res / "figures/heuristic_correlations.csv")
-    assert set(corr["prefix_type"]) == {"fixed", "mix"} and set(corr["trait"]) == {
-        "Playful",
-        "French",
-    }
-    # toy: 1 trained prompt (r needs 3); the own-trait cosine and the composite need 2 prompts
+    assert set(corr["prefix_type"]) == {"fixed", "mix", "gap"}
+    assert set(corr["trait"]) == {"Playful", "French"}
+    # toy: 1 trained prompt (r needs 3); the own-trait cosine and the composite need 2 prompts,
+    # and the fixed-vs-mix columns exist on mix rows only
     assert (corr["n"] <= 1).all() and corr["r"].is_nan().all()
-    assert set(corr.filter(pl.col("n") == 0)["heuristic"]) == {"emb_cos_own_trait", "composite"}
+    assert set(corr.filter(pl.col("n") == 0)["heuristic"]) == {
+        "emb_cos_own_trait",
+        "composite",
+        "cos_fixed_mix",
+        "ph_ratio",
+    }
 
 
 def test_rerun_is_a_no_op(study):

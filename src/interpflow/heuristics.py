@@ -513,6 +513,7 @@ def compute_heuristics(
                     summary_rows.append({"matrix": matrix, "representation": rep, **g})
     if not rows:
         raise ValueError("no fixed or mix prefix rows in the training logprob table")
+    _fixed_vs_mix(rows, *(w_matrix(train, t)[::2] for t in ("fixed", "mix")))
     table = pl.DataFrame(rows).join(selfperp, on="prompt_key", how="left")
     if text_embeddings is not None:
         emb = text_embedding_vectors(text_embeddings)
@@ -525,6 +526,22 @@ def compute_heuristics(
         save_file(matrices, str(tmp))
     write_json(meta, out_meta)
     return {"n_rows": table.height, "matrices": {k: list(v.shape) for k, v in matrices.items()}}
+
+
+def _fixed_vs_mix(rows: list[dict], fixed: tuple, mix: tuple) -> None:
+    """Add ``cos_fixed_mix`` (cosine of a prompt's W_fixed and W_mix rows) and ``ph_ratio``
+    (PH_mix / PH_fixed) to its mix row: how close the rephrasings' signal is to the prompt's."""
+    (fkeys, Wf), (mkeys, Wm) = fixed, mix
+    ph = {(r["prompt_key"], r["prefix_type"]): r["ph"] for r in rows}
+    for rec in rows:
+        key = rec["prompt_key"]
+        if rec["prefix_type"] != "mix" or key not in fkeys:
+            continue
+        f, m = Wf[fkeys.index(key)], Wm[mkeys.index(key)]
+        ok = np.isfinite(f) & np.isfinite(m)
+        rec["cos_fixed_mix"] = _cos(f[ok], m[ok])
+        phf = ph[(key, "fixed")]
+        rec["ph_ratio"] = rec["ph"] / phf if phf else math.nan
 
 
 def text_embedding_vectors(
@@ -562,6 +579,8 @@ CORRELATED = (
     *GRADIENT_STATS,
     *EMBEDDING_STATS,
     "composite",
+    "cos_fixed_mix",
+    "ph_ratio",
     "ph",
     "gamma",
     "sigma",
@@ -591,14 +610,29 @@ def correlate(heuristics: pl.DataFrame, suppression: pl.DataFrame) -> pl.DataFra
     prefix_type, trait, suppression`` (final step, default condition), optionally with
     per-trait predictors such as ``elicitation``. Where elicitation, ``sv1_tokens`` and the
     embedding columns are all present, the H7 ``composite`` (:data:`COMPOSITE`, z-scored over
-    the prompts of each prefix type and trait) is correlated too.
+    the prompts of each prefix type and trait) is correlated too. Prompts trained both fixed
+    and mix also give ``prefix_type = "gap"`` rows: the mix heuristics vs the fixed-minus-mix
+    suppression gap.
     """
     joined = suppression.join(heuristics, on=["prompt_key", "prefix_type"], how="inner")
+    fixed = suppression.filter(pl.col("prefix_type") == "fixed").select(
+        "prompt_key", "trait", pl.col("suppression").alias("fixed")
+    )
+    gap = (
+        joined.filter(pl.col("prefix_type") == "mix")
+        .join(fixed, on=["prompt_key", "trait"])
+        .with_columns(
+            prefix_type=pl.lit("gap"), suppression=pl.col("fixed") - pl.col("suppression")
+        )
+        .drop("fixed")
+    )
     cols = [c for c in joined.columns if c in CORRELATED or c.startswith(("ph_", "ppd_"))]
-    out = []
     if all(c in joined.columns for c in COMPOSITE):
         cols.append("composite")
-    for (ptype, trait), sub in joined.group_by(["prefix_type", "trait"], maintain_order=True):
+    out = []
+    for (ptype, trait), sub in pl.concat([joined, gap], how="diagonal_relaxed").group_by(
+        ["prefix_type", "trait"], maintain_order=True
+    ):
         if "composite" in cols:
             parts = [w * _z(sub[c].cast(pl.Float64).to_numpy()) for c, w in COMPOSITE.items()]
             sub = sub.with_columns(composite=np.sum(parts, axis=0))
