@@ -21,6 +21,7 @@ FIGURES = (
     "embeddings",
     "angle_heatmap",
     "em_rates",
+    "heuristic_correlations",
 )
 TARGETS = [f"{OUT}/figures/{f}.png" for f in FIGURES] + [
     f"{OUT}/figures/heuristic_correlations.csv",

@@ -403,8 +403,7 @@ def text_embeddings_stage(
             for i, t in enumerate(pool)
         ]
     df = pl.DataFrame(rows, schema_overrides={"index": pl.Int32})
-    cache = cache_path or Path(out_path).with_suffix(".cache.sqlite")
-    vectors, stats = embed_texts(embedder, df["text"].to_list(), cache, batch_size=batch_size)
+    vectors, stats = embed_texts(embedder, df["text"].to_list(), cache_path, batch_size=batch_size)
     df = df.with_columns(pl.Series("vector", vectors.tolist(), dtype=pl.List(pl.Float32)))
     write_parquet(df, out_path)
     summary = {"n_texts": df.height, "dim": int(vectors.shape[1]), "stats": stats.as_dict()}
@@ -1239,6 +1238,36 @@ def fig_angles(angles: pl.DataFrame, png: Path) -> pl.DataFrame:
     return raw
 
 
+def fig_correlations(corr: pl.DataFrame, png: Path) -> pl.DataFrame:
+    """Heatmap of Pearson r: heuristic x (prefix type / suppressed trait); NaN cells blank."""
+    plt, sns = _plt()
+    t = corr.with_columns(target=pl.col("prefix_type") + " / " + pl.col("trait"))
+    targets = sorted(t["target"].unique().to_list())
+    heuristics = sorted(t["heuristic"].unique().to_list())
+    wide = (
+        t.pivot(on="target", index="heuristic", values="r")
+        .join(pl.DataFrame({"heuristic": heuristics}), on="heuristic", how="right")
+        .sort("heuristic")
+    )
+    fig, ax = plt.subplots(figsize=(1.3 * max(len(targets), 1) + 3, 0.22 * len(heuristics) + 1.5))
+    sns.heatmap(
+        wide.select(targets).to_numpy().astype(float) if targets else np.zeros((0, 0)),
+        vmin=-1,
+        vmax=1,
+        cmap="coolwarm",
+        annot=True,
+        fmt=".2f",
+        xticklabels=targets,
+        yticklabels=heuristics,
+        ax=ax,
+        annot_kws={"fontsize": 6},
+    )
+    ax.set_title("Pearson r, heuristic vs suppression (gap: fixed - mix)", fontsize=9)
+    ax.tick_params(labelsize=7)
+    _save(fig, png, corr)
+    return corr
+
+
 def fig_em(em: pl.DataFrame, png: Path) -> pl.DataFrame:
     """EM rate per run (last step) under each condition, with 95% CI error bars."""
     plt, _ = _plt()
@@ -1304,8 +1333,7 @@ def report_stage(
         heur, points.select("prompt_key", "prefix_type", "trait", "suppression", "elicitation")
     )
     write_parquet(corr, o / "heuristic_correlations.parquet")
-    with open(o / "heuristic_correlations.csv", "w") as fh:
-        corr.write_csv(fh)
+    fig_correlations(corr, o / "heuristic_correlations.png")  # + heuristic_correlations.csv
     return {"n_points": points.height, "n_correlations": corr.height}
 
 

@@ -198,10 +198,20 @@ def inoc_eval_sets():
     return out
 
 
+INOC_FIGURES = [
+    "trait_vs_step",
+    "elicitation_vs_suppression",
+    "ph_vs_suppression",
+    "embeddings",
+    "angle_heatmap",
+    "em_rates",
+    "heuristic_correlations",
+]
+
+
 def inoculation_targets():
     o = "results/inoculation"
-    figs = ["trait_vs_step", "elicitation_vs_suppression", "ph_vs_suppression", "embeddings", "angle_heatmap", "em_rates"]
-    return [f"{o}/figures/{f}.png" for f in figs] + [
+    return [f"{o}/figures/{f}.png" for f in INOC_FIGURES] + [
         f"{o}/figures/heuristic_correlations.csv",
         f"{o}/heuristics/W.safetensors",
     ]

@@ -235,10 +235,7 @@ rule inoculation_report:
         angles=f"{INOC_OUT}/heuristics/angles.parquet",
         meta=f"{INOC_OUT}/heuristics/W.json",
     output:
-        figures=expand(
-            f"{INOC_OUT}/figures/{{f}}.png",
-            f=["trait_vs_step", "elicitation_vs_suppression", "ph_vs_suppression", "embeddings", "angle_heatmap", "em_rates"],
-        ),
+        figures=expand(f"{INOC_OUT}/figures/{{f}}.png", f=INOC_FIGURES),
         correlations=f"{INOC_OUT}/figures/heuristic_correlations.csv",
     log:
         "logs/inoculation/report.log",
