@@ -221,17 +221,17 @@ def gradient_stats(pairs: pl.DataFrame, cfg: GradientConfig = GradientConfig()) 
         "grad_magnitude": float(mag.mean()),
         "filtered_grad_magnitude": float(np.where(keep, mag, 0.0).mean()),
     }
-    ex = pairs.with_columns(delta=pl.col("lp_prefix") - pl.col("lp_base"))
-    ids = ex["example_id"].unique(maintain_order=True).to_list()
-    row = {e: i for i, e in enumerate(ids)}
-    width = int(ex["token_index"].max()) + 1
-    M = np.zeros((len(ids), width))
-    reach = np.zeros((len(ids), width), dtype=bool)
-    r = np.array([row[e] for e in ex["example_id"]])
-    c = ex["token_index"].to_numpy()
+    ex = pairs.with_columns(
+        delta=pl.col("lp_prefix") - pl.col("lp_base"),
+        row=pl.col("example_id").rank("dense") - 1,
+    )
+    n_ex, width = ex["example_id"].n_unique(), int(ex["token_index"].max()) + 1
+    M = np.zeros((n_ex, width))
+    reach = np.zeros((n_ex, width), dtype=bool)
+    r, c = ex["row"].to_numpy(), ex["token_index"].to_numpy()
     M[r, c], reach[r, c] = ex["delta"].to_numpy(), True
     coherence, rank = math.nan, math.nan
-    if len(ids) >= 2:
+    if n_ex >= 2:
         sv = np.linalg.svd(M - M.mean(axis=0), compute_uv=False) ** 2
         if sv.sum() > 0:
             share = sv / sv.sum()
