@@ -62,7 +62,13 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from interpflow.judges import JudgeConfig, _Counter, _MalformedResponse, _read_key
+from interpflow.judges import (
+    JudgeConfig,
+    OpenAIClient,
+    _Counter,
+    _MalformedResponse,
+    error_text,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -223,25 +229,7 @@ class _OfflineEmbedder:
         return np.stack([offline_embedding(t) for t in texts])
 
 
-class _OpenAIEmbedder:
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
-        import openai
-
-        # Failures that become failed batches; anything else (a bug) propagates.
-        # ValueError covers non-JSON bodies, bad base64 and pydantic validation errors.
-        self.failures = (openai.APIError, ValueError)
-
-        self.cfg = cfg
-        self.secret = _read_key(cfg)
-        self.client = openai.OpenAI(
-            api_key=self.secret,
-            base_url=cfg.base_url,
-            max_retries=cfg.max_retries,
-            timeout=cfg.timeout_s,
-            # SDK defaults (limits, timeouts) plus a hook that counts every attempt, retries too.
-            http_client=openai.DefaultHttpxClient(event_hooks={"request": [counter.incr]}),
-        )
-
+class _OpenAIEmbedder(OpenAIClient):
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
 
@@ -342,13 +330,6 @@ def _check_vectors(vecs: Any, n: int) -> np.ndarray:
     return vecs.astype(np.float32, copy=False)
 
 
-def _error_text(exc: BaseException, secret: str | None) -> str:
-    msg = f"{type(exc).__name__}: {exc}"
-    if secret:
-        msg = msg.replace(secret, "<redacted>")
-    return msg if len(msg) <= 300 else msg[:297] + "..."
-
-
 def _check_args(cfg: JudgeConfig, texts: Sequence[str], batch_size: int) -> list[str]:
     if cfg.backend == "anthropic":
         raise ValueError(
@@ -440,7 +421,7 @@ def embed_texts(
                 try:
                     return _check_vectors(backend([unique[k] for k in batch]), len(batch))
                 except failures as exc:
-                    return _error_text(exc, secret)
+                    return error_text(exc, secret)
 
             workers = min(cfg.concurrency, len(batches)) if cfg.backend == "openai" else 1
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed")

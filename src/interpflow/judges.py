@@ -295,17 +295,28 @@ class _Counter:
             self.value += 1
 
 
+def error_text(exc: BaseException, secret: str | None) -> str:
+    """``"<Type>: <message>"`` cut to 300 characters, with the API key redacted."""
+    msg = f"{type(exc).__name__}: {exc}"
+    if secret:
+        msg = msg.replace(secret, "<redacted>")
+    return msg if len(msg) <= 300 else msg[:297] + "..."
+
+
 def _read_key(cfg: JudgeConfig) -> str:
     require_api_key(cfg)
     return os.environ[cfg.key_env]  # type: ignore[index]
 
 
-class _OpenAIBackend:
+class OpenAIClient:
+    """The official OpenAI client built from a :class:`JudgeConfig`; the judges' chat backend
+    and :mod:`interpflow.embeddings` subclass it and add their ``__call__``."""
+
     def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
         import openai
 
         # Failures that become failed replies; anything else (a bug) propagates.
-        # ValueError covers non-JSON bodies and pydantic validation errors.
+        # ValueError covers non-JSON bodies, bad base64 and pydantic validation errors.
         self.failures = (openai.APIError, ValueError)
 
         self.cfg = cfg
@@ -319,6 +330,8 @@ class _OpenAIBackend:
             http_client=openai.DefaultHttpxClient(event_hooks={"request": [counter.incr]}),
         )
 
+
+class _OpenAIBackend(OpenAIClient):
     def __call__(self, req: JudgeRequest) -> JudgeReply:
         kwargs: dict[str, Any] = {}
         if req.top_logprobs > 0:
@@ -482,11 +495,7 @@ class Judge:
             return self._backend
 
     def _error_text(self, exc: BaseException) -> str:
-        msg = f"{type(exc).__name__}: {exc}"
-        secret = getattr(self._backend, "secret", None)
-        if secret:
-            msg = msg.replace(secret, "<redacted>")
-        return msg if len(msg) <= 300 else msg[:297] + "..."
+        return error_text(exc, getattr(self._backend, "secret", None))
 
     def _call(self, req: JudgeRequest) -> JudgeReply:
         backend = self._get_backend()
