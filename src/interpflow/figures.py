@@ -1,6 +1,8 @@
 """Figures shared by every study; each function writes a PNG *and* the numbers behind it.
 
-Two helpers so far:
+Plotting helpers (modules that plot import this one inside their plotting functions, since
+it loads matplotlib; :func:`save_png` and :func:`write_csv` write a figure and its numbers
+atomically):
 
 - :func:`confusion_heatmap` — a confusion matrix (rows true, columns predicted) as a seaborn
   heatmap with counts, plus a CSV of the same matrix.
@@ -31,16 +33,18 @@ from interpflow.artifacts import atomic_path, write_parquet
 METRIC_BY_LAYER_COLUMNS = ("layer", "metric", "value", "ci_low", "ci_high")
 
 
-def _write_csv(df: pl.DataFrame, path: str | Path) -> Path:
+def write_csv(df: pl.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as CSV atomically (a figure's numbers)."""
     with atomic_path(path) as tmp:
         df.write_csv(tmp)
     return Path(path)
 
 
-def _save_fig(fig: plt.Figure, path: str | Path) -> Path:
+def save_png(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:
+    """Save ``fig`` as PNG atomically and close it."""
     # atomic_path's temp name has no ".png" suffix, so name the format explicitly.
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
@@ -87,7 +91,7 @@ def confusion_heatmap(
     ax.set_ylabel("true")
     if title:
         ax.set_title(title)
-    return _save_fig(fig, out_png), _write_csv(table, out_csv)
+    return save_png(fig, out_png), write_csv(table, out_csv)
 
 
 def metric_by_layer(
@@ -142,7 +146,7 @@ def metric_by_layer(
         ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
-    png = _save_fig(fig, out_png)
+    png = save_png(fig, out_png)
     if str(out_csv).endswith(".parquet"):
         return png, write_parquet(df, out_csv)
-    return png, _write_csv(df, out_csv)
+    return png, write_csv(df, out_csv)

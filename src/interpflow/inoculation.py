@@ -1070,31 +1070,33 @@ def elicitation(summary: pl.DataFrame) -> pl.DataFrame:
 # --------------------------------------------------------------------------- figures
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    return plt, sns
-
-
 def _save(fig, png: Path, table: pl.DataFrame) -> None:
     """Write the PNG and its numbers (``<png stem>.csv``) beside it."""
-    from interpflow.artifacts import atomic_path
+    from interpflow.figures import save_png, write_csv
 
-    plt, _ = _plt()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    with atomic_path(png.with_suffix(".csv")) as tmp:
-        table.write_csv(tmp)
+    save_png(fig, png, dpi=120)
+    write_csv(table, png.with_suffix(".csv"))
+
+
+def _heatmap(ax, wide: pl.DataFrame, index: str, columns: Sequence[str], **kw) -> None:
+    """Annotated heatmap of ``wide[columns]``, rows labelled by ``wide[index]`` (NaN blank)."""
+    from interpflow.figures import sns
+
+    sns.heatmap(
+        wide.select(columns).to_numpy().astype(float),
+        annot=True,
+        xticklabels=list(columns),
+        yticklabels=wide[index].to_list(),
+        ax=ax,
+        annot_kws={"fontsize": 6},
+        **kw,
+    )
 
 
 def fig_trait_vs_step(summary: pl.DataFrame, png: Path) -> pl.DataFrame:
     """Trait score vs step (symlog x: step 0 is the base model), CI bands; one panel per trait x condition."""
-    plt, sns = _plt()
+    from interpflow.figures import plt, sns
+
     t = summary.filter(~pl.col("metric").is_in(["coherence", "alignment"]))
     traits = t["metric"].unique(maintain_order=True).to_list()
     conds = ["default", "training"]
@@ -1136,7 +1138,7 @@ def fig_trait_vs_step(summary: pl.DataFrame, png: Path) -> pl.DataFrame:
 
 def fig_scatter(points: pl.DataFrame, x: str, png: Path, xlabel: str) -> pl.DataFrame:
     """Suppression vs ``x`` with a regression line and 95% band, one panel per trait, hue fixed vs mix."""
-    plt, sns = _plt()
+    from interpflow.figures import plt, sns
     from interpflow.heuristics import pearson
 
     traits = points["trait"].unique(maintain_order=True).to_list() or ["(none)"]
@@ -1179,7 +1181,8 @@ def fig_scatter(points: pl.DataFrame, x: str, png: Path, xlabel: str) -> pl.Data
 
 def fig_embeddings(emb: pl.DataFrame, var: Mapping, png: Path) -> pl.DataFrame:
     """2-D PCA and TruncatedSVD prompt embeddings of each W matrix, coloured by trait."""
-    plt, sns = _plt()
+    from interpflow.figures import plt, sns
+
     combos = emb.select("matrix", "method").unique(maintain_order=True).rows()
     fig, axes = plt.subplots(
         1, max(len(combos), 1), figsize=(4.2 * max(len(combos), 1), 4), squeeze=False
@@ -1208,7 +1211,8 @@ def fig_embeddings(emb: pl.DataFrame, var: Mapping, png: Path) -> pl.DataFrame:
 
 def fig_angles(angles: pl.DataFrame, png: Path) -> pl.DataFrame:
     """Pairwise angle heatmaps (raw W rows) for each W matrix."""
-    plt, sns = _plt()
+    from interpflow.figures import plt
+
     raw = angles.filter(pl.col("representation") == "raw")
     mats = raw["matrix"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(
@@ -1221,18 +1225,7 @@ def fig_angles(angles: pl.DataFrame, png: Path) -> pl.DataFrame:
             .sort("prompt_a")
         )
         keys = wide["prompt_a"].to_list()
-        sns.heatmap(
-            wide.select(keys).to_numpy(),
-            vmin=0,
-            vmax=180,
-            cmap="coolwarm_r",
-            annot=True,
-            fmt=".0f",
-            xticklabels=keys,
-            yticklabels=keys,
-            ax=ax,
-            annot_kws={"fontsize": 6},
-        )
+        _heatmap(ax, wide, "prompt_a", keys, vmin=0, vmax=180, cmap="coolwarm_r", fmt=".0f")
         ax.set_title(f"angles (deg), {m}", fontsize=9)
     _save(fig, png, raw)
     return raw
@@ -1240,28 +1233,17 @@ def fig_angles(angles: pl.DataFrame, png: Path) -> pl.DataFrame:
 
 def fig_correlations(corr: pl.DataFrame, png: Path) -> pl.DataFrame:
     """Heatmap of Pearson r: heuristic x (prefix type / suppressed trait); NaN cells blank."""
-    plt, sns = _plt()
-    t = corr.with_columns(target=pl.col("prefix_type") + " / " + pl.col("trait"))
-    targets = sorted(t["target"].unique().to_list())
-    heuristics = sorted(t["heuristic"].unique().to_list())
+    from interpflow.figures import plt
+
     wide = (
-        t.pivot(on="target", index="heuristic", values="r")
-        .join(pl.DataFrame({"heuristic": heuristics}), on="heuristic", how="right")
+        corr.with_columns(target=pl.col("prefix_type") + " / " + pl.col("trait"))
+        .pivot(on="target", index="heuristic", values="r", sort_columns=True)
         .sort("heuristic")
     )
-    fig, ax = plt.subplots(figsize=(1.3 * max(len(targets), 1) + 3, 0.22 * len(heuristics) + 1.5))
-    sns.heatmap(
-        wide.select(targets).to_numpy().astype(float) if targets else np.zeros((0, 0)),
-        vmin=-1,
-        vmax=1,
-        cmap="coolwarm",
-        annot=True,
-        fmt=".2f",
-        xticklabels=targets,
-        yticklabels=heuristics,
-        ax=ax,
-        annot_kws={"fontsize": 6},
-    )
+    targets = wide.columns[1:]
+    fig, ax = plt.subplots(figsize=(1.3 * max(len(targets), 1) + 3, 0.22 * wide.height + 1.5))
+    if wide.height:
+        _heatmap(ax, wide, "heuristic", targets, vmin=-1, vmax=1, cmap="coolwarm", fmt=".2f")
     ax.set_title("Pearson r, heuristic vs suppression (gap: fixed - mix)", fontsize=9)
     ax.tick_params(labelsize=7)
     _save(fig, png, corr)
@@ -1270,7 +1252,8 @@ def fig_correlations(corr: pl.DataFrame, png: Path) -> pl.DataFrame:
 
 def fig_em(em: pl.DataFrame, png: Path) -> pl.DataFrame:
     """EM rate per run (last step) under each condition, with 95% CI error bars."""
-    plt, _ = _plt()
+    from interpflow.figures import plt
+
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * em["run"].n_unique() + 2), 3.8))
     table = em.filter(pl.col("step") == pl.col("step").max().over("run")) if em.height else em
     runs = sorted(table["run"].unique().to_list()) if table.height else []

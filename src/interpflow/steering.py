@@ -820,27 +820,6 @@ def summarize(evals: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
-def _plots():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path):
-    plt = _plots()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _csv(df: pl.DataFrame, path) -> None:
-    with atomic_path(path) as tmp:
-        df.write_csv(tmp)
-
-
 def steering_report(
     eval_paths: Sequence[str | Path],
     out_dir: str | Path,
@@ -852,6 +831,8 @@ def steering_report(
     With ``overlap_paths``, also ``diagnostics.csv``: mean subspace overlaps per family and
     module kind beside their chance levels.
     """
+    from interpflow.figures import plt, save_png, write_csv
+
     out_dir = Path(out_dir)
     if overlap_paths:
         ov = pl.concat([pl.read_parquet(p) for p in overlap_paths])
@@ -873,17 +854,16 @@ def steering_report(
             )
             .sort("family", "kind")
         )
-        _csv(diag, out_dir / "diagnostics.csv")
+        write_csv(diag, out_dir / "diagnostics.csv")
     evals = pl.concat([pl.read_parquet(p).select(list(EVAL_SCHEMA)) for p in eval_paths])
     summary = summarize(evals)
     write_parquet(summary, out_dir / "summary.parquet")
-    _csv(summary, out_dir / "summary.csv")
-    plt = _plots()
+    write_csv(summary, out_dir / "summary.csv")
     sets = summary["eval_set"].unique().sort().to_list()
 
     # α vs delta per family (and RepE), CI bands, one panel per eval set
     curves = summary.filter(pl.col("method").is_in(["weight", "repe"]))
-    _csv(
+    write_csv(
         curves.select(
             "method",
             "variant",
@@ -921,7 +901,7 @@ def steering_report(
         ax.set_ylabel("Δ honesty log-ratio vs α=0 (95% CI)")
         ax.set_title(s)
     axes[0][-1].legend(fontsize=7, loc="best")
-    _save(fig, out_dir / "alpha_vs_score.png")
+    save_png(fig, out_dir / "alpha_vs_score.png", dpi=130)
 
     # baselines vs weight steering at α = +1 on the main set
     bars = summary.filter(
@@ -932,7 +912,7 @@ def steering_report(
         )
     ).with_columns(label=pl.col("method") + ":" + pl.col("variant"))
     bars = bars.sort("delta", descending=True)
-    _csv(
+    write_csv(
         bars.select(
             "label", "method", "variant", "alpha", "n", "delta", "delta_lo", "delta_hi", "ci_method"
         ),
@@ -946,11 +926,11 @@ def steering_report(
     ax.set_xticks(range(bars.height), bars["label"].to_list(), rotation=45, ha="right", fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_ylabel(f"Δ honesty log-ratio ({main_set}; weight/RepE at α=+1)")
-    _save(fig, out_dir / "baselines_vs_weight.png")
+    save_png(fig, out_dir / "baselines_vs_weight.png", dpi=130)
 
     # pmass sanity
     pm = summary.filter(pl.col("method").is_in(["weight", "repe"]))
-    _csv(pm.select("method", "variant", "eval_set", "alpha", "pmass"), out_dir / "pmass.csv")
+    write_csv(pm.select("method", "variant", "eval_set", "alpha", "pmass"), out_dir / "pmass.csv")
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
     for ax, s in zip(axes[0], sets, strict=True):
         for (method, variant), sub in pm.filter(pl.col("eval_set") == s).group_by(
@@ -968,7 +948,7 @@ def steering_report(
         ax.set_ylabel("p(Yes) + p(No)")
         ax.set_title(s)
     axes[0][-1].legend(fontsize=7, loc="best")
-    _save(fig, out_dir / "pmass.png")
+    save_png(fig, out_dir / "pmass.png", dpi=130)
 
     signs = {}
     for row in summary.filter(

@@ -592,6 +592,7 @@ def fit_tribunal_probes(
     from safetensors.numpy import save_file
     from sklearn.base import clone
 
+    from interpflow.figures import write_csv
     from interpflow.probes import (
         classification_metrics,
         group_split,
@@ -707,8 +708,7 @@ def fit_tribunal_probes(
     table = pl.DataFrame(records, schema=RESULT_COLUMNS)
     logits = pl.DataFrame(logit_rows, schema=LOGIT_COLUMNS)
     status = {"status": "ok" if reason is None else "skipped", "reason": reason}
-    with atomic_path(out_dir / "probe_results.csv") as tmp:
-        table.write_csv(tmp)
+    write_csv(table, out_dir / "probe_results.csv")
     write_parquet(logits, out_dir / "probe_logits.parquet")
     plot_probe_results(table, logits, out_dir / "probe_results.png", reason)
     meta = {"model_id": str(model_id), "positive_class": POSITIVE, "status": status["status"]}
@@ -751,12 +751,9 @@ def plot_probe_results(
     """Accuracy and AUROC by layer per aggregation (95% CI bands, majority dashed) and the
     test-set probe logits by true class per layer × aggregation. With ``reason`` set (no
     probe could be fit), a figure stating the reason."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
     from matplotlib.ticker import MaxNLocator
+
+    from interpflow.figures import plt, save_png, sns
 
     if reason is not None:
         fig, ax = plt.subplots(figsize=(7, 2.5))
@@ -825,10 +822,7 @@ def plot_probe_results(
         axes[2].set_ylabel("probe logit of 'correct' (test traces)")
         axes[2].tick_params(axis="x", rotation=60, labelsize="small")
         fig.suptitle("Implicit value probe: correct vs incorrect chains of thought")
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return Path(out_png)
+    return save_png(fig, out_png, dpi=130)
 
 
 def _wrap(text: str, width: int) -> list[str]:
