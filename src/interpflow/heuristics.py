@@ -441,10 +441,12 @@ def compute_heuristics(
     rows, emb_rows, angle_rows, summary_rows = [], [], [], []
     matrices: dict[str, np.ndarray] = {}
     meta: dict = {"explained_variance": {}, "row_keys": {}, "columns": {}}
+    Ws: dict[str, tuple[list[str], np.ndarray]] = {}
     for ptype in ("fixed", "mix"):
         keys, ids, W = w_matrix(train, ptype)
         if not keys:
             continue
+        Ws[ptype] = keys, W
         pairs = token_pairs(train, train_tokens, ptype)
         tkeys, Wt = _token_matrix(pairs)
         assert tkeys == keys
@@ -513,7 +515,8 @@ def compute_heuristics(
                     summary_rows.append({"matrix": matrix, "representation": rep, **g})
     if not rows:
         raise ValueError("no fixed or mix prefix rows in the training logprob table")
-    _fixed_vs_mix(rows, *(w_matrix(train, t)[::2] for t in ("fixed", "mix")))
+    if len(Ws) == 2:
+        _fixed_vs_mix(rows, Ws["fixed"], Ws["mix"])
     table = pl.DataFrame(rows).join(selfperp, on="prompt_key", how="left")
     if text_embeddings is not None:
         emb = text_embedding_vectors(text_embeddings)
@@ -528,7 +531,11 @@ def compute_heuristics(
     return {"n_rows": table.height, "matrices": {k: list(v.shape) for k, v in matrices.items()}}
 
 
-def _fixed_vs_mix(rows: list[dict], fixed: tuple, mix: tuple) -> None:
+def _fixed_vs_mix(
+    rows: list[dict],
+    fixed: tuple[list[str], np.ndarray],
+    mix: tuple[list[str], np.ndarray],
+) -> None:
     """Add ``cos_fixed_mix`` (cosine of a prompt's W_fixed and W_mix rows) and ``ph_ratio``
     (PH_mix / PH_fixed) to its mix row: how close the rephrasings' signal is to the prompt's."""
     (fkeys, Wf), (mkeys, Wm) = fixed, mix
