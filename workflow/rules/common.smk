@@ -29,6 +29,13 @@ def code_hash(*modules):
     return h.hexdigest()[:12]
 
 
+def existing_file(path, key):
+    """``path``, read from config key ``key``; a missing file fails at planning, naming the key."""
+    if not Path(path).is_file():
+        raise ValueError(f"config key {key}: file {path} does not exist")
+    return path
+
+
 def model_input(wildcards=None):
     """The stub's directory when the study runs on the stub; nothing for a hub model."""
     return [STUB_DIR] if config["model"]["name"] == "stub" else []
@@ -159,14 +166,8 @@ def inoc_text_embeddings_input(wildcards):
 
 
 def inoc_data_file(key):
-    """inoculation.data.<key>: a file the user provides; missing fails at planning, naming the key."""
-    path = INOC["data"][key]
-    if not Path(path).is_file():
-        raise ValueError(
-            f"config key inoculation.data.{key}: file {path} does not exist "
-            f"(see the comments in your --configfile for what it should hold)"
-        )
-    return path
+    """inoculation.data.<key>: a file the user provides (see the README's table)."""
+    return existing_file(INOC["data"][key], f"inoculation.data.{key}")
 
 
 def inoc_data_params(wildcards):
@@ -223,10 +224,7 @@ STEER = config["steering"]
 
 def steering_personas_path():
     """The persona file of steering.axis; a missing file fails at planning, naming the key."""
-    path = f"{STEER['resource_dir']}/personas/{STEER['axis']}.json"
-    if not Path(path).exists():
-        raise ValueError(f"config key steering.axis: no persona file {path}")
-    return path
+    return existing_file(f"{STEER['resource_dir']}/personas/{STEER['axis']}.json", "steering.axis")
 
 
 def steering_eval_sets():
