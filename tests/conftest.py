@@ -9,10 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 COPY = ("Snakefile", "workflow", "config", "envs", "scripts", "resources", "src")
+# `env` for snakemake(): no API keys (removed, not emptied) and the hub offline, so a plan
+# that needs a key or a download fails at planning instead of reaching out.
+OFFLINE_ENV = {
+    "OPENAI_API_KEY": None,
+    "ANTHROPIC_API_KEY": None,
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +60,24 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+def write_config(path: Path, cfg: dict) -> Path:
+    """Write ``cfg`` as YAML to ``path`` (a config file for ``--configfile``)."""
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None, timeout=900):
-    """Run snakemake in ``workdir``; on failure show its output and the failed logs."""
-    full_env = {**os.environ, **(env or {})}
+    """Run snakemake in ``workdir``; on failure show its output and the failed logs.
+
+    ``env`` is merged into ``os.environ``; a value of ``None`` removes that variable
+    (e.g. an API key), any other value sets it.
+    """
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     proc = subprocess.run(
         [SNAKEMAKE, "--cores", "2", "--show-failed-logs", *args],
         cwd=workdir,
@@ -66,3 +90,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """Rule -> number of jobs, from the "Job stats" table snakemake prints (``total`` too)."""
+    assert "Job stats:" in stdout, f"no job stats in the output:\n{stdout}"
+    block = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in block.strip().splitlines()[2:]]
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 
 import polars as pl
 import pytest
-from conftest import copy_repo, snakemake
+from conftest import copy_repo, job_counts, snakemake
 from safetensors.numpy import load_file
 
 from interpflow.heuristics import EMBEDDING_STATS, GRADIENT_STATS
@@ -149,10 +148,10 @@ def test_presets_plan_the_full_job_set(tmp_path, preset, runs):
         f"config/studies/{preset}.yaml",
         env={"OPENAI_API_KEY": "sk-dry"},
     )
-    counts = dict(re.findall(r"^(inoculation_\w+)\s+(\d+)$", proc.stdout, re.MULTILINE))
-    assert counts["inoculation_train"] == str(runs) and counts["inoculation_eval"] == str(runs)
-    assert counts["inoculation_logprobs"] == "1" and counts["inoculation_report"] == "1"
-    assert counts["inoculation_text_embeddings"] == "1"
+    counts = job_counts(proc.stdout)
+    assert counts["inoculation_train"] == runs and counts["inoculation_eval"] == runs
+    assert counts["inoculation_logprobs"] == 1 and counts["inoculation_report"] == 1
+    assert counts["inoculation_text_embeddings"] == 1
 
 
 def test_preset_without_its_data_names_the_config_key(tmp_path):

@@ -4,8 +4,7 @@ import json
 
 import polars as pl
 import pytest
-import yaml
-from conftest import snakemake
+from conftest import snakemake, write_config
 from peft import PeftModel
 from safetensors.torch import load_file
 
@@ -82,7 +81,7 @@ def test_bad_steering_config_fails_at_planning_with_the_key(run, tmp_path):
         ({"steering": {"alphas": [-1.0, 1.0]}}, "alphas"),
         ({"steering": {"axis": "kindness"}}, "kindness.json"),
     ):
-        (run / "bad.yaml").write_text(yaml.safe_dump(bad))
+        write_config(run / "bad.yaml", bad)
         proc = snakemake(
             run, "-n", f"{REPORT}/summary.json", "--configfile", "bad.yaml", check=False
         )

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 
 import polars as pl
 import pytest
-import yaml
-from conftest import SNAKEMAKE, copy_repo, snakemake
+from conftest import OFFLINE_ENV, copy_repo, job_counts, snakemake, write_config
 from safetensors.numpy import load_file
 
 pytestmark = pytest.mark.e2e
@@ -21,17 +18,6 @@ TARGETS = (
     f"{OUT}/probe_results.png",
     f"{OUT}/implicit_value_directions.json",
 )
-
-
-def _env_offline():
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")}
-    return env | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def _job_counts(stdout: str) -> dict[str, int]:
-    block = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    rows = [line.split() for line in block.strip().splitlines()[2:]]
-    return {r[0]: int(r[1]) for r in rows if len(r) == 2}
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +32,9 @@ def tribunal_run(all_run, tmp_path_factory):
 
 def test_default_config_plans_tribunal_in_all(tmp_path):
     work = copy_repo(tmp_path)
-    proc = subprocess.run(
-        [SNAKEMAKE, "-n", "all"],
-        cwd=work,
-        env=_env_offline(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = snakemake(work, "-n", "all", check=False, env=OFFLINE_ENV)
     assert proc.returncode == 0, proc.stderr
-    counts = _job_counts(proc.stdout)
+    counts = job_counts(proc.stdout)
     for rule in ("tribunal_prompts", "generate_tribunal", "label_tribunal", "probes_tribunal"):
         assert counts[rule] == 1, rule
 
@@ -164,17 +143,18 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
 
 def test_preset_dry_runs_offline(tmp_path):
     work = copy_repo(tmp_path)
-    proc = subprocess.run(
-        [SNAKEMAKE, "-n", "all", "--configfile", "config/studies/tribunal_r1.yaml"],
-        cwd=work,
-        env=_env_offline(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = snakemake(
+        work,
+        "-n",
+        "all",
+        "--configfile",
+        "config/studies/tribunal_r1.yaml",
         check=False,
+        env=OFFLINE_ENV,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    counts = _job_counts(proc.stdout)
+    counts = job_counts(proc.stdout)
     assert "stub_model" not in counts  # a hub model: nothing to build
     for rule in ("tribunal_prompts", "generate_tribunal", "label_tribunal", "probes_tribunal"):
         assert counts[rule] == 1, rule
@@ -183,32 +163,16 @@ def test_preset_dry_runs_offline(tmp_path):
 
 def test_missing_problems_file_fails_at_planning(tmp_path):
     work = copy_repo(tmp_path)
-    cfg = work / "bad.yaml"
-    cfg.write_text(
-        yaml.safe_dump({"tribunal": {"problems": {"source": "resources/tribunal/nope.jsonl"}}})
+    cfg = write_config(
+        work / "bad.yaml", {"tribunal": {"problems": {"source": "resources/tribunal/nope.jsonl"}}}
     )
-    proc = subprocess.run(
-        [SNAKEMAKE, "-n", *TARGETS, "--configfile", str(cfg)],
-        cwd=work,
-        env=_env_offline(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = snakemake(work, "-n", *TARGETS, "--configfile", str(cfg), check=False, env=OFFLINE_ENV)
     assert proc.returncode != 0
     assert "resources/tribunal/nope.jsonl" in proc.stdout + proc.stderr
 
 
 def test_unknown_tribunal_key_is_rejected(tmp_path):
     work = copy_repo(tmp_path)
-    cfg = work / "bad.yaml"
-    cfg.write_text(yaml.safe_dump({"tribunal": {"stopping": {"max_attempt": 3}}}))
-    proc = subprocess.run(
-        [SNAKEMAKE, "-n", *TARGETS, "--configfile", str(cfg)],
-        cwd=work,
-        env=_env_offline(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    cfg = write_config(work / "bad.yaml", {"tribunal": {"stopping": {"max_attempt": 3}}})
+    proc = snakemake(work, "-n", *TARGETS, "--configfile", str(cfg), check=False, env=OFFLINE_ENV)
     assert proc.returncode != 0 and "max_attempt" in proc.stdout + proc.stderr

@@ -7,38 +7,19 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
-from conftest import SNAKEMAKE, copy_repo, snakemake
+from conftest import OFFLINE_ENV, SNAKEMAKE, copy_repo, snakemake, write_config
 
 from interpflow.fakeapi import FakeAPIServer
 
 pytestmark = pytest.mark.e2e
-NO_KEYS = {"OPENAI_API_KEY": "", "ANTHROPIC_API_KEY": ""}
-
-
-def _env_without_keys():
-    return {k: v for k, v in os.environ.items() if k not in NO_KEYS}
-
-
-def _write_config(path: Path, cfg: dict) -> Path:
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
     work = copy_repo(tmp_path)
-    proc = subprocess.run(
-        [SNAKEMAKE, "-n", "all"],
-        cwd=work,
-        env=_env_without_keys(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = snakemake(work, "-n", "all", check=False, env=OFFLINE_ENV)
     assert proc.returncode == 0, proc.stderr
     for rule in ("stub_model", "generate_deception", "labels_deception", "probes_deception"):
         assert rule in proc.stdout
@@ -103,11 +84,11 @@ def test_generation_killed_midway_resumes_identically(all_run, tmp_path):
     cfg = {"deception": {"generation": {"batch_size": 4, "shard_size": 16}}}
     target = "results/generations/deception.parquet"
     ref = copy_repo(tmp_path / "ref")
-    _write_config(ref / "over.yaml", cfg)
+    write_config(ref / "over.yaml", cfg)
     snakemake(ref, target, "--configfile", "over.yaml")
 
     work = copy_repo(tmp_path / "killed")
-    _write_config(work / "over.yaml", cfg)
+    write_config(work / "over.yaml", cfg)
     shards = work / "results/generations/deception.parquet.shards"
     proc = subprocess.Popen(
         [SNAKEMAKE, "--cores", "2", target, "--configfile", "over.yaml"],
@@ -138,10 +119,10 @@ def test_generation_killed_midway_resumes_identically(all_run, tmp_path):
 
 def test_unknown_key_and_wrong_type_fail_at_parse_time_with_the_key(tmp_path):
     work = copy_repo(tmp_path)
-    _write_config(work / "typo.yaml", {"deception": {"generation": {"max_new_tokenz": 5}}})
+    write_config(work / "typo.yaml", {"deception": {"generation": {"max_new_tokenz": 5}}})
     proc = snakemake(work, "-n", "all", "--configfile", "typo.yaml", check=False)
     assert proc.returncode != 0 and "max_new_tokenz" in proc.stderr + proc.stdout
-    _write_config(work / "type.yaml", {"deception": {"probes": {"layer": "twenty"}}})
+    write_config(work / "type.yaml", {"deception": {"probes": {"layer": "twenty"}}})
     proc = snakemake(work, "-n", "all", "--configfile", "type.yaml", check=False)
     out = proc.stderr + proc.stdout
     assert proc.returncode != 0 and "'twenty' is not of type 'integer'" in out and "layer" in out
@@ -149,23 +130,16 @@ def test_unknown_key_and_wrong_type_fail_at_parse_time_with_the_key(tmp_path):
 
 def test_missing_api_key_fails_at_planning(tmp_path):
     work = copy_repo(tmp_path)
-    _write_config(
+    write_config(
         work / "gpt.yaml",
         {
             "judges": {"gpt": {"backend": "openai", "model": "gpt-4o-mini"}},
             "deception": {"labels": {"judge": "gpt"}},
         },
     )
-    proc = subprocess.run(
-        [SNAKEMAKE, "-n", "all", "--configfile", "gpt.yaml"],
-        cwd=work,
-        env=_env_without_keys(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = snakemake(work, "-n", "all", "--configfile", "gpt.yaml", check=False, env=OFFLINE_ENV)
     assert proc.returncode != 0 and "OPENAI_API_KEY" in proc.stderr + proc.stdout
-    _write_config(work / "nope.yaml", {"deception": {"labels": {"judge": "nope"}}})
+    write_config(work / "nope.yaml", {"deception": {"labels": {"judge": "nope"}}})
     proc = snakemake(work, "-n", "all", "--configfile", "nope.yaml", check=False)
     assert "deception.labels.judge" in proc.stderr + proc.stdout
 
@@ -192,7 +166,7 @@ def test_openai_judge_stage_against_local_server(all_run, tmp_path):
         return "500" if " cat" in req["messages"][-1]["content"].lower() else "ok"
 
     with FakeAPIServer(responder, plan=plan) as server:
-        _write_config(
+        write_config(
             work / "gpt.yaml",
             {
                 "judges": {
@@ -242,8 +216,6 @@ def test_openai_judge_stage_against_local_server(all_run, tmp_path):
 
 def test_lint_is_clean(tmp_path):
     work = copy_repo(tmp_path)
-    proc = subprocess.run(
-        [SNAKEMAKE, "--lint"], cwd=work, capture_output=True, text=True, check=False
-    )
+    proc = snakemake(work, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
