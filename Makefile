@@ -1,24 +1,32 @@
-# Two entry points, both self-installing on a fresh machine with Python 3.11+:
-#   make run    install, then build `all` on the default config (stub model, offline judge)
-#   make test   install (with dev extras), then run the test suite
-# torch is installed first and pinned (TORCH=...) so pip takes the local CPU wheel instead of
-# downloading a CUDA build; on a GPU node pass e.g. TORCH='torch==2.13.0' from your index.
+# Entry points, each self-installing on a fresh machine with Python 3.11:
+#   make run        install, then build `all` on the default config (stub model, offline judge)
+#   make test       install (with dev extras), then run the whole test suite
+#   make test-fast  the unit tests only (no snakemake runs, no SLURM daemons)
+#   make lock       recompile constraints.txt from pyproject.toml and repin envs/*.yaml
+# Every install goes through constraints.txt (the lock), so a fresh clone gets exactly the
+# versions the tests ran with. torch is installed first (TORCH=...) so pip takes the local CPU
+# wheel instead of downloading a CUDA build; on a GPU node pass e.g. TORCH='torch==2.13.0'
+# from your index.
 
-PYTHON ?= python3
+PYTHON ?= python3.11
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 CORES ?= 2
+PYTEST_ARGS ?=
+UV ?= uv==0.13.8
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: run test install
+.PHONY: run test test-fast install lock
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
+		f"interpflow is locked and tested on Python 3.11, not {v[0]}.{v[1]}: make PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) "$(TORCH)"
+	$(PIP) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,4 +35,15 @@ run: install
 	$(BIN)/snakemake --cores $(CORES) all
 
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+# Upgrade every dependency: recompile the lock from pyproject.toml (newest releases that fit),
+# then repin the conda envs from it. Review the diff, run `make test`, commit both.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$(UV)"
+	echo "$(TORCH)" | $(BIN)/uv pip compile pyproject.toml - --extra dev --python-version 3.11 \
+		--upgrade --annotation-style line --custom-compile-command "make lock" -o constraints.txt
+	$(BIN)/python envs/pin.py

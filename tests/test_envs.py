@@ -1,5 +1,6 @@
-"""Conda envs in envs/: every rule names one, it parses, it is pinned to the versions this
-test suite runs with, and it lists every third-party package its rules' code imports."""
+"""The lock and the conda envs: constraints.txt pins every dependency, this environment is
+installed from it, every rule names a conda env that parses, is pinned to the lock, and lists
+every third-party package its rules' code imports."""
 
 from __future__ import annotations
 
@@ -125,23 +126,57 @@ def test_every_rule_has_an_existing_parsable_conda_env():
         assert _env(rule["conda"]), rule["conda"]
 
 
+def _lock() -> dict[str, str]:
+    sys.path.insert(0, str(REPO / "envs"))
+    try:
+        from pin import read_lock
+    finally:
+        sys.path.pop(0)
+    return read_lock(REPO / "constraints.txt")
+
+
 @pytest.mark.parametrize("env", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
-def test_env_is_pinned_to_the_tested_versions(env):
+def test_env_is_pinned_to_the_lock(env):
     spec = yaml.safe_load(env.read_text())
     assert spec["channels"] == ["conda-forge"]
     pins = _env(env)
     py = pins.pop("python")
-    assert py and f"{sys.version_info.major}.{sys.version_info.minor}" == py, (env.name, py)
+    assert py == "3.11", (env.name, py)
     pins.pop("pip")
+    lock = _lock()
     for name, version in pins.items():
         assert version, f"{env.name}: {name} is not pinned"
-        try:
-            installed = md.version(name)
-        except md.PackageNotFoundError:
-            continue  # an optional package this suite does not install
-        assert installed.split("+")[0] == version, (
-            f"{env.name}: {name}=={version}, tested {installed}"
+        assert name in lock, f"{env.name}: {name} is not in constraints.txt (add it to pyproject)"
+        assert lock[name] == version, (
+            f"{env.name}: {name}=={version}, constraints.txt has {lock[name]}: run make lock"
         )
+
+
+def test_this_environment_is_installed_from_the_lock():
+    """The suite runs what constraints.txt pins: every locked package that is installed here
+    has the locked version (torch's CUDA packages are locked for GPU nodes, absent here)."""
+    assert sys.version_info[:2] == (3, 11), "the lock is compiled for Python 3.11"
+    lock = _lock()
+    installed = {_norm(d.metadata["Name"]): d.version for d in md.distributions()}
+    assert "torch" in installed and "snakemake" in installed
+    drift = {
+        name: (version, installed[name].split("+")[0])
+        for name, version in lock.items()
+        if name in installed and installed[name].split("+")[0] != version
+    }
+    assert not drift, f"installed versions differ from constraints.txt (locked, installed): {drift}"
+    missing = {"torch", "transformers", "peft", "polars", "snakemake", "pytest"} - set(installed)
+    assert not missing, missing
+
+
+def test_lock_covers_every_declared_dependency():
+    """Every requirement in pyproject.toml (runtime + dev extra) is pinned in the lock."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    names = {_norm(re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0]) for r in reqs}
+    assert not names - set(_lock()), names - set(_lock())
 
 
 def test_envs_hold_what_their_rules_import():

@@ -97,6 +97,22 @@ def _interrupt_generation(work: Path, deadline: float) -> dict:
     raise AssertionError("generation never ran on SLURM with 3 finished shards")
 
 
+def skip_or_fail(reason: SlurmUnavailable) -> None:
+    """Skip where SLURM cannot run (no root, no apt-get); fail in CI (``CI=true``), where
+    .ci/run installs SLURM and a daemon that does not start is a defect, not a skip."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"SLURM did not start in CI: {reason}")
+    pytest.skip(f"SLURM cannot start on this machine: {reason}")
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_an_unavailable_slurm_fails_in_ci_and_skips_elsewhere(monkeypatch, ci):
+    monkeypatch.setenv("CI", ci)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="slurmctld did not start"):
+        skip_or_fail(SlurmUnavailable("slurmctld did not start: no such file"))
+
+
 @pytest.fixture(scope="module")
 def slurm():
     harness = LocalSlurm()
@@ -104,7 +120,7 @@ def slurm():
         harness.__enter__()
     except SlurmUnavailable as e:
         harness.__exit__(None, None, None)
-        pytest.skip(f"SLURM cannot start on this machine: {e}")
+        skip_or_fail(e)
     yield harness
     harness.__exit__(None, None, None)
 
