@@ -14,6 +14,8 @@ TORCH ?= torch==2.13.0
 CORES ?= 2
 PYTEST_ARGS ?=
 UV ?= uv==0.13.8
+# pip 23 (the venv default) resolves this lock 2-3x slower than current pip: pinned like the rest.
+PIP_VERSION ?= pip==26.3
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
@@ -23,6 +25,7 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
 		f"interpflow is locked and tested on Python 3.11, not {v[0]}.{v[1]}: make PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(PIP_VERSION)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) "$(TORCH)"
