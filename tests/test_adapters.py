@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import polars as pl
 import pytest
@@ -110,7 +111,7 @@ def test_kill_and_resume_matches_uninterrupted(family, stub_dir, data, tmp_path)
     out = tmp_path / "resumed"
     with pytest.raises(Killed):
         train_adapter(spec, data, out, adapter, train, log=killer)
-    assert not out.exists() and (resume_dir_for(out) / "state/meta.json").exists()
+    assert not out.exists() and (resume_dir_for(out) / "step-00000002/meta.json").exists()
     msgs = []
     train_adapter(spec, data, out, adapter, train, log=msgs.append)
     assert any(m.startswith("resumed from") for m in msgs)
@@ -156,3 +157,135 @@ def test_bad_data_names_column(stub_dir, tmp_path):
             TrainConfig(),
             log=lambda m: None,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# damaged resume state: a warning naming the file, then the newest intact checkpoint (or step 0)
+
+DROPOUT = {**SMALL, "dropout": 0.1}  # dropout draws from the torch RNG: the state must restore it
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after_step_2(msg):
+    if msg.startswith("step 2/"):
+        raise _Killed
+
+
+@pytest.fixture(scope="module")
+def killed_at_step_2(stub_dir, data, tmp_path_factory):
+    """(an uninterrupted run's folder, the resume folder of a run killed after step 2 of 3)."""
+    d = tmp_path_factory.mktemp("killed")
+    spec, adapter, train = ModelSpec(str(stub_dir)), AdapterConfig(**DROPOUT), TrainConfig(**FAST)
+    train_adapter(spec, data, d / "full", adapter, train, log=lambda m: None)
+    with pytest.raises(_Killed):
+        train_adapter(spec, data, d / "out", adapter, train, log=_kill_after_step_2)
+    rdir = resume_dir_for(d / "out")
+    assert sorted(p.name for p in rdir.glob("step-*")) == ["step-00000001", "step-00000002"]
+    return d / "full", rdir
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garble(path):  # same size, 64 bytes in the middle overwritten
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 64] = bytes(range(64))
+    path.write_bytes(bytes(data))
+
+
+def _resume_and_compare(full, rdir, stub_dir, data, tmp_path, train=None):
+    """Rerun on a copy of ``rdir``; assert the result equals ``full``; return the resume logs."""
+    train = train or TrainConfig(**FAST)
+    out = tmp_path / "out"
+    shutil.copytree(rdir, resume_dir_for(out))
+    logs: list[str] = []
+    spec = ModelSpec(str(stub_dir))
+    train_adapter(spec, data, out, AdapterConfig(**DROPOUT), train, log=logs.append)
+    a, b = _adapter_tensors(full), _adapter_tensors(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert pl.read_parquet(full / "train_log.parquet").equals(
+        pl.read_parquet(out / "train_log.parquet")
+    )
+    assert not resume_dir_for(out).exists()
+    return [m for m in logs if m.startswith(("warning:", "resumed from"))]
+
+
+@pytest.mark.parametrize(
+    ("damaged", "resumed_at"),
+    [
+        ({"step-00000002/optim.pt": _truncate}, 1),
+        ({"step-00000002/meta.json": _garble}, 1),
+        (
+            {
+                "step-00000002/trainable.safetensors": _garble,
+                "step-00000001/trainable.safetensors": _truncate,
+            },
+            0,
+        ),
+    ],
+)
+def test_damaged_resume_state_warns_and_falls_back(
+    damaged, resumed_at, killed_at_step_2, stub_dir, data, tmp_path
+):
+    """Each damaged checkpoint gets a warning naming the damaged file and is skipped for the
+    previous one (or step 0); the adapter still equals an uninterrupted run's, exactly."""
+    full, rdir = killed_at_step_2
+    rdir_copy = tmp_path / "copy"
+    shutil.copytree(rdir, rdir_copy)
+    for name, damage in damaged.items():
+        damage(rdir_copy / name)
+    msgs = _resume_and_compare(full, rdir_copy, stub_dir, data, tmp_path)
+    out_rdir = resume_dir_for(tmp_path / "out")
+    for i, name in enumerate(damaged):
+        assert msgs[i].startswith(f"warning: {out_rdir / name} is "), msgs
+    if resumed_at:
+        assert msgs[-1] == f"resumed from {out_rdir}/step-{resumed_at:08d} at step {resumed_at}"
+    else:
+        assert (
+            msgs[-1] == f"warning: no intact resume checkpoint in {out_rdir}: training from step 0"
+        )
+
+
+def test_resume_state_of_another_configuration_is_discarded(
+    killed_at_step_2, stub_dir, data, tmp_path
+):
+    _, rdir = killed_at_step_2
+    other = TrainConfig(**{**FAST, "lr": 5e-3})
+    full = tmp_path / "full"
+    spec = ModelSpec(str(stub_dir))
+    train_adapter(spec, data, full, AdapterConfig(**DROPOUT), other, log=lambda m: None)
+    msgs = _resume_and_compare(full, rdir, stub_dir, data, tmp_path / "r", train=other)
+    ckpt = resume_dir_for(tmp_path / "r/out") / "step-00000002"
+    assert msgs == [f"warning: {ckpt} was written for another configuration: training from step 0"]
+
+
+def test_kill_during_save_keeps_the_previous_checkpoint(
+    killed_at_step_2, stub_dir, data, tmp_path, monkeypatch
+):
+    """A kill while the step-2 checkpoint is being written (here: inside torch.save) leaves
+    step 1's intact; the rerun resumes from it and ignores the half-written folder."""
+    full, _ = killed_at_step_2
+    spec, adapter, train = ModelSpec(str(stub_dir)), AdapterConfig(**DROPOUT), TrainConfig(**FAST)
+    real_save, calls = torch.save, []
+
+    def dying_save(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed while saving step 2")
+        return real_save(*a, **k)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter(spec, data, out, adapter, train, log=lambda m: None)
+    monkeypatch.setattr(torch, "save", real_save)
+    rdir = resume_dir_for(out)
+    assert [p.name for p in rdir.glob("step-*")] == ["step-00000001"]
+    assert list(rdir.glob(".step-00000002.tmp-*/trainable.safetensors"))  # the half-written one
+    msgs = _resume_and_compare(full, rdir, stub_dir, data, tmp_path / "r")
+    assert msgs == [f"resumed from {resume_dir_for(tmp_path / 'r/out')}/step-00000001 at step 1"]

@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import polars as pl
 import pytest
@@ -10,15 +12,19 @@ from interpflow.positions import parse_positions
 from interpflow.prompts import build_prompt_table
 
 
-@pytest.fixture
-def prompts(tmp_path):
-    bank_a = tmp_path / "alpha.txt"
-    bank_b = tmp_path / "beta.txt"
+def _write_prompts(d):
+    bank_a = d / "alpha.txt"
+    bank_b = d / "beta.txt"
     bank_a.write_text("\n".join(f"Tell me about topic {i} in detail" for i in range(11)))
     bank_b.write_text("\n".join(f"Short question {i}?" for i in range(9)))
-    out = tmp_path / "prompts.parquet"
-    build_prompt_table([bank_a, bank_b], out, tmp_path / "prompts.json")
+    out = d / "prompts.parquet"
+    build_prompt_table([bank_a, bank_b], out, d / "prompts.json")
     return out
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    return _write_prompts(tmp_path)
 
 
 @pytest.mark.parametrize("new_tokens", [1, 6])
@@ -97,7 +103,7 @@ def _run(prompts, stub_dir, out, **kw):
             "capture", CaptureConfig(layers=(1, 3), positions=("last_prompt", "response[0..2]"))
         ),
         run=RunConfig(batch_size=3, shard_size=5),
-        log=lambda *_: None,
+        log=kw.pop("log", lambda *_: None),
         **kw,
     )
 
@@ -161,3 +167,78 @@ def test_stale_shards_are_discarded(prompts, stub_dir, tmp_path, monkeypatch):
     )
     assert summary["shards_resumed"] == 0
     assert set(pl.read_parquet(tmp_path / "act.parquet")["layer"].unique()) == {0}
+
+
+@pytest.fixture(scope="module")
+def killed_after_two_shards(stub_dir, tmp_path_factory):
+    """(prompts, an uninterrupted run's folder, the shard folder of a run killed in shard 3)."""
+    d = tmp_path_factory.mktemp("killed")
+    prompts = _write_prompts(d)
+    _run(prompts, stub_dir, d / "full")
+    calls = {"n": 0}
+    real = G.run_batch
+
+    def dying(*a, **k):  # batches of 3, shards of 5: batch 5 is the 2nd batch of shard 3
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(KeyboardInterrupt):
+        mp.setattr(G, "run_batch", dying)
+        _run(prompts, stub_dir, d / "part")
+    return prompts, d / "full", d / "part/gen.parquet.shards"
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garble(path):  # same size and parquet magic, 64 bytes in the middle overwritten
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 64] = bytes(range(64))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("00001.generations.parquet", _truncate),
+        ("00000.activations.parquet", _garble),
+        ("00000.sha256.json", _truncate),
+    ],
+)
+def test_damaged_shard_is_generated_again(
+    name, damage, killed_after_two_shards, stub_dir, tmp_path
+):
+    """A finished shard whose file is truncated or overwritten is redone (with a warning
+    naming the file), never read or dropped: the outputs equal an uninterrupted run's."""
+    prompts, full, shards = killed_after_two_shards
+    out = tmp_path / "out"
+    shutil.copytree(shards, out / "gen.parquet.shards")
+    damage(out / "gen.parquet.shards" / name)
+    logs: list[str] = []
+    summary = _run(prompts, stub_dir, out, log=logs.append)
+    warnings = [m for m in logs if m.startswith("warning:")]
+    assert len(warnings) == 1 and str(out / "gen.parquet.shards" / name) in warnings[0], logs
+    assert summary["shards_resumed"] == 1
+    for f in ("gen.parquet", "act.parquet"):
+        assert pl.read_parquet(full / f).equals(pl.read_parquet(out / f)), f
+
+
+def test_unreadable_manifest_discards_shards_with_a_warning(
+    killed_after_two_shards, stub_dir, tmp_path
+):
+    prompts, full, shards = killed_after_two_shards
+    out = tmp_path / "out"
+    shutil.copytree(shards, out / "gen.parquet.shards")
+    _truncate(out / "gen.parquet.shards/manifest.json")
+    logs: list[str] = []
+    summary = _run(prompts, stub_dir, out, log=logs.append)
+    assert any(
+        m.startswith(f"warning: {out / 'gen.parquet.shards/manifest.json'} is unreadable")
+        for m in logs
+    ), logs
+    assert summary["shards_resumed"] == 0
+    assert pl.read_parquet(full / "gen.parquet").equals(pl.read_parquet(out / "gen.parquet"))

@@ -1,5 +1,6 @@
 """SIGUSR1/SIGTERM stop generation at a batch boundary and adapter training at a step
-boundary; the rerun resumes to the same output as an uninterrupted run."""
+boundary; after those, and after a SIGKILL of training, the rerun resumes to the same output
+as an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ def test_signal_saves_training_state_at_the_step_boundary(stub_dir, tmp_path):
 
     with pytest.raises(Interrupted, match="before step 3/3"):
         train_adapter(spec, data, out, adapter, train, log=term_after_step_2)
-    assert not out.exists() and (resume_dir_for(out) / "state/meta.json").exists()
+    assert not out.exists() and (resume_dir_for(out) / "step-00000002/meta.json").exists()
     logs: list[str] = []
     train_adapter(spec, data, out, adapter, train, log=logs.append)
     assert any(m.startswith("resumed from") and m.endswith("at step 2") for m in logs), logs
@@ -144,3 +145,89 @@ def test_signal_saves_training_state_at_the_step_boundary(stub_dir, tmp_path):
     a = load_file(str(full / "adapter_model.safetensors"))
     b = load_file(str(out / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+# A training run in its own process, one torch thread (as the in-process runs below use), that
+# sleeps after each step's log line so the parent can SIGKILL it while steps remain.
+TRAIN_CHILD = """
+import sys, time
+import torch
+torch.set_num_threads(1)
+from interpflow.adapters import AdapterConfig, TrainConfig, train_adapter
+from interpflow.models import ModelSpec
+stub, data, out = sys.argv[1:]
+
+def log(msg):
+    print(msg, flush=True)
+    if msg.startswith("step "):
+        time.sleep(0.5)
+
+train_adapter(ModelSpec(stub), data, out, {adapter}, {train}, log=log)
+"""
+
+
+def test_sigkill_during_training_resumes_to_the_same_adapter(stub_dir, tmp_path):
+    """SIGKILL gives no chance to save: the checkpoint already on disk must be enough.
+
+    A subprocess trains (5 steps, a checkpoint every 2, dropout 0.1 so the restored torch RNG
+    matters) and is SIGKILLed once the step-2 checkpoint exists; the rerun resumes from the
+    newest checkpoint and the adapter equals an uninterrupted run's exactly (tolerance 0:
+    fp32 on CPU, one torch thread in every run, same data order and RNG state).
+    """
+    import subprocess
+    import sys
+    import time
+
+    import torch
+    from safetensors.torch import load_file
+
+    data = tmp_path / "sft.parquet"
+    pl.DataFrame(
+        {
+            "user": [f"Is item {i} what it seems?" for i in range(10)],
+            "assistant": [f"Item {i} is exactly what it seems." for i in range(10)],
+        }
+    ).write_parquet(data)
+    spec = ModelSpec(str(stub_dir))
+    adapter = AdapterConfig(rank=4, alpha=8.0, dropout=0.1)
+    train = TrainConfig(lr=1e-2, batch_size=2, grad_accum=1, resume_every=2)  # 5 steps
+    out, full = tmp_path / "out", tmp_path / "full"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    code = TRAIN_CHILD.format(adapter=repr(adapter), train=repr(train))
+    with open(tmp_path / "child.log", "w") as child_log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(stub_dir), str(data), str(out)],
+            env=env,
+            stdout=child_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not list(resume_dir_for(out).glob("step-*")):
+                assert proc.poll() is None, (tmp_path / "child.log").read_text()
+                assert time.monotonic() < deadline, "no checkpoint within 120 s"
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        logs: list[str] = []
+        train_adapter(spec, data, out, adapter, train, log=logs.append)
+        train_adapter(spec, data, full, adapter, train, log=lambda m: None)
+    finally:
+        torch.set_num_threads(threads)
+    resumed = [m for m in logs if m.startswith("resumed from")]
+    assert len(resumed) == 1 and resumed[0].endswith(("at step 2", "at step 4")), logs
+    a = load_file(str(full / "adapter_model.safetensors"))
+    b = load_file(str(out / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    diff = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert diff == 0.0, f"max abs diff {diff}"
+    assert pl.read_parquet(full / "train_log.parquet").equals(
+        pl.read_parquet(out / "train_log.parquet")
+    )

@@ -12,7 +12,10 @@ completions that were not generated here.
 Work is written in shards of ``shard_size`` prompts beside the declared output
 (``<generations>.shards/``). A rerun after a kill resumes from the finished shards; each
 shard's sampling is seeded from (seed, shard index), so the final files equal those of an
-uninterrupted run. The shard folder is removed once the outputs are written.
+uninterrupted run. A shard is finished once its generations file exists (written last, after
+its activations file and a record of both files' sha256); a resumed shard whose files do not
+match that record (truncated, overwritten, missing) is logged as a warning naming the file
+and generated again. The shard folder is removed once the outputs are written.
 SIGUSR1/SIGTERM (a SLURM time limit or preemption) stop the run at the next batch boundary
 (:mod:`interpflow.signals`): at most the unfinished shard is redone by the rerun, and the
 provenance lists the interruptions.
@@ -48,6 +51,7 @@ activation    fixed_size_list<float16>[d_model]   the residual-stream vector
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -61,7 +65,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from interpflow.artifacts import atomic_path, stable_hash, write_parquet, write_provenance
+from interpflow.artifacts import (
+    atomic_path,
+    stable_hash,
+    write_json,
+    write_parquet,
+    write_provenance,
+)
 from interpflow.models import ModelSpec, chat_prompt, decoder_layers, eos_token_ids, load_model
 from interpflow.positions import Position, parse_positions
 from interpflow.signals import StopSignals, interruptions, restores_signals
@@ -446,6 +456,50 @@ def _shard_seed(seed: int, shard: int) -> int:
     return int(stable_hash([seed, shard], 8), 16) % (2**31 - 1)
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _shard_files(shards: Path, i: int) -> tuple[Path, Path, Path]:
+    """Shard ``i``'s generations, activations and checksum files."""
+    return tuple(
+        shards / f"{i:05d}.{n}"
+        for n in ("generations.parquet", "activations.parquet", "sha256.json")
+    )
+
+
+def _shard_damage(shards: Path, i: int, with_activations: bool) -> str | None:
+    """Why finished shard ``i`` cannot be reused (naming the file), or None if it is intact."""
+    gen_file, act_file, sums_file = _shard_files(shards, i)
+    try:
+        sums = dict(json.loads(sums_file.read_text()))
+    except (OSError, ValueError, TypeError) as e:
+        return f"{sums_file} is unreadable ({type(e).__name__}: {e})"
+    for f in [gen_file, act_file] if with_activations else [gen_file]:
+        if not f.exists():
+            return f"{f} is missing"
+        if _sha256(f) != sums.get(f.name):
+            return f"{f} is damaged (its sha256 differs from the one in {sums_file.name})"
+    return None
+
+
+def _finished_shards(shards: Path, n_shards: int, with_activations: bool, log) -> list[int]:
+    """Indices of the finished, intact shards; damaged ones are removed to be redone."""
+    done = []
+    for i in range(n_shards):
+        if not _shard_files(shards, i)[0].exists():  # the generations file is written last
+            continue
+        damage = _shard_damage(shards, i, with_activations)
+        if damage is None:
+            done.append(i)
+            continue
+        log(f"warning: {damage}: generating shard {i + 1}/{n_shards} again")
+        for f in _shard_files(shards, i):
+            f.unlink(missing_ok=True)
+    return done
+
+
 @restores_signals
 def generate_and_capture(
     prompts_path: str | Path,
@@ -490,15 +544,21 @@ def generate_and_capture(
     shards = shard_dir_for(generations_path)
     manifest = shards / "manifest.json"
     if shards.exists():
-        old = json.loads(manifest.read_text()).get("fingerprint") if manifest.exists() else None
+        old = None
+        try:
+            old = json.loads(manifest.read_text())["fingerprint"]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log(f"warning: {manifest} is unreadable ({type(e).__name__}: {e})")
         if old != fingerprint:
             log(f"discarding stale shards in {shards} (fingerprint {old} != {fingerprint})")
             shutil.rmtree(shards)
     shards.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    write_json({"fingerprint": fingerprint}, manifest)
 
     n_shards = (prompts.height + run.shard_size - 1) // run.shard_size
-    done = [i for i in range(n_shards) if (shards / f"{i:05d}.generations.parquet").exists()]
+    done = _finished_shards(shards, n_shards, bool(capture.layers), log)
     if done:
         log(f"resuming: {len(done)}/{n_shards} shards already done in {shards}")
     lm, tokenizer = None, None
@@ -506,9 +566,8 @@ def generate_and_capture(
     n_used, so_far = n_shards, []
     stop = StopSignals()
     for i in range(n_shards):
-        gen_file = shards / f"{i:05d}.generations.parquet"
-        act_file = shards / f"{i:05d}.activations.parquet"
-        if not gen_file.exists():
+        gen_file, act_file, sums_file = _shard_files(shards, i)
+        if i not in done:
             if lm is None:
                 lm, tokenizer = load_model(model)
                 eos_ids = eos_token_ids(lm, tokenizer)
@@ -547,7 +606,12 @@ def generate_and_capture(
             if capture.layers:
                 with atomic_path(act_file) as tmp:
                     pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
-            write_parquet(pl.DataFrame(rows, schema=GENERATION_SCHEMA), gen_file)
+            with atomic_path(gen_file) as tmp:  # last: its rename marks the shard finished
+                pl.DataFrame(rows, schema=GENERATION_SCHEMA).write_parquet(tmp, compression="zstd")
+                sums = {gen_file.name: _sha256(tmp)}
+                if capture.layers:
+                    sums[act_file.name] = _sha256(act_file)
+                write_json(sums, sums_file)
             log(
                 f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s"
             )
