@@ -231,3 +231,14 @@ def test_sigkill_during_training_resumes_to_the_same_adapter(stub_dir, tmp_path)
     assert pl.read_parquet(full / "train_log.parquet").equals(
         pl.read_parquet(out / "train_log.parquet")
     )
+
+
+def test_interruption_record_cut_short_by_a_kill_is_skipped(tmp_path, caplog):
+    from interpflow.signals import interruptions
+
+    f = tmp_path / "out.interruptions.jsonl"
+    f.write_text('{"signal": "SIGTERM", "step": 2}\n{"signal": "SIGUS')
+    with caplog.at_level("WARNING"):
+        assert interruptions(f) == [{"signal": "SIGTERM", "step": 2}]
+    assert f"{f}:2: unreadable interruption record" in caplog.text
+    assert interruptions(tmp_path / "absent.jsonl") == []

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import signal
 import threading
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class Interrupted(RuntimeError):
@@ -76,6 +79,17 @@ def restores_signals(fn):
 
 
 def interruptions(record_file: Path) -> list[dict]:
-    """The records :meth:`StopSignals.check` wrote, oldest first."""
+    """The records :meth:`StopSignals.check` wrote, oldest first. A line cut short by a kill
+    during the append (only ever the last one) is skipped with a warning naming the file."""
     f = Path(record_file)
-    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+    if not f.exists():
+        return []
+    out = []
+    for n, line in enumerate(f.read_text().splitlines(), start=1):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning(
+                "%s:%d: unreadable interruption record (cut short by a kill?): skipped", f, n
+            )
+    return out
