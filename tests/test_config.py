@@ -1,0 +1,126 @@
+"""interpflow.config: sweeps expand to named instances, a preset keeps only what it declares,
+schema defaults, and the config -> dataclass converter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from interpflow.config import (
+    declared_instances,
+    expand_sweeps,
+    from_config,
+    resolve_instances,
+    schema_defaults,
+)
+
+
+def test_sweep_expands_to_the_grid_with_readable_names():
+    out = expand_sweeps(
+        "inoculation",
+        {
+            "base": {"model": "stub"},
+            "lr": {
+                "model": "stub",
+                "training": {"epochs": 2},
+                "sweep": {"training.lr": [0.0001, 0.001], "training.seed": [0, 1]},
+            },
+        },
+    )
+    assert list(out) == [
+        "base",
+        "lr-lr0.0001-seed0",
+        "lr-lr0.0001-seed1",
+        "lr-lr0.001-seed0",
+        "lr-lr0.001-seed1",
+    ]
+    assert out["lr-lr0.001-seed1"] == {
+        "model": "stub",
+        "training": {"epochs": 2, "lr": 0.001, "seed": 1},
+    }
+    # each grid point is its own copy
+    assert out["lr-lr0.0001-seed0"]["training"]["lr"] == 0.0001
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({"bad name": {}}, r"config key steering\.bad name: instance names"),
+        ({"a": {"sweep": {"seed": []}}}, r"config key steering\.a\.sweep\.seed: a non-empty list"),
+        ({"a": {"sweep": {}}}, r"config key steering\.a\.sweep: a non-empty mapping"),
+        ({"a": 3}, r"config key steering\.a: an instance is a mapping"),
+        (
+            {"a-seed0": {}, "a": {"sweep": {"seed": [0]}}},
+            r"config key steering\.a: instance 'a-seed0' is declared twice",
+        ),
+        (
+            {"a": {"train": 1, "sweep": {"train.lr": [1]}}},
+            r"config key steering\.a\.sweep\.train\.lr: train is not a mapping",
+        ),
+    ],
+)
+def test_bad_instances_name_the_config_key(entries, message):
+    with pytest.raises(ValueError, match=message):
+        expand_sweeps("steering", entries)
+
+
+def test_a_preset_means_exactly_the_instances_it_declares():
+    merged = {
+        "deception": {"default": {"model": "stub"}, "qwen": {"model": "qwen"}},
+        "tribunal": {"default": {"model": "stub"}},
+        "steering": {"s": {"sweep": {"seed": [0, 1]}}},
+    }
+    preset = {"deception": {"qwen": {}}, "steering": {"s": {"sweep": {"seed": [0, 1]}}}}
+    only = declared_instances([preset])
+    studies = resolve_instances(merged, only)
+    assert studies == {
+        "deception": {"qwen": {"model": "qwen"}},
+        "tribunal": {},
+        "inoculation": {},
+        "steering": {"s-seed0": {"seed": 0}, "s-seed1": {"seed": 1}},
+    }
+    # without a preset every declared instance stays
+    assert set(resolve_instances({"tribunal": {"a": {}, "b": {}}})["tribunal"]) == {"a", "b"}
+
+
+def test_schema_defaults_follow_properties_and_refs():
+    schema = {
+        "$defs": {"opt": {"type": "object", "properties": {"lr": {"default": 0.1}}}},
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "default": 3},
+            "opt": {"$ref": "#/$defs/opt"},
+            "nested": {"type": "object", "default": {}, "properties": {"k": {"default": "x"}}},
+            "free": {"type": "string"},
+        },
+    }
+    assert schema_defaults(schema) == {"n": 3, "opt": {"lr": 0.1}, "nested": {"k": "x"}}
+
+
+@dataclass(frozen=True)
+class Inner:
+    lr: float = 0.1
+    modules: tuple[str, ...] = ("q",)
+
+
+@dataclass(frozen=True)
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    layers: tuple[int, ...] = (1,)
+    span: tuple[float, float] | None = None
+    name: str = "x"
+
+
+def test_from_config_builds_tuples_nested_dataclasses_and_names_unknown_keys():
+    out = from_config(
+        Outer,
+        {"inner": {"lr": 1, "modules": ["q", "v"]}, "layers": [2, 3], "span": [0.3, 0.8]},
+    )
+    assert out == Outer(inner=Inner(lr=1.0, modules=("q", "v")), layers=(2, 3), span=(0.3, 0.8))
+    assert isinstance(out.inner.lr, float)
+    assert from_config(Outer, {}) == Outer()
+    with pytest.raises(
+        ValueError, match=r"config key steering\.train\.inner: unknown keys \['lrr'\]"
+    ):
+        from_config(Outer, {"inner": {"lrr": 1}}, "steering.train")
