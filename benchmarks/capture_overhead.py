@@ -1,98 +1,172 @@
-"""Capture cost, measured side by side in one run (the machine is shared and noisy).
+"""Capture overhead: what activation capture adds to generation, measured side by side.
 
-1. overhead: generation + capture / generation alone, same batches, interleaved repeats
-   (goal <= 1.05x). Capture = one teacher-forced pass, all layers, 5 positions.
-2. batching: one-prompt-at-a-time / batched wall time for generation + capture of the same
-   prompts (goal >= 20x), and the same ratio for the capture pass alone.
-3. with --real-size on a GPU: a random-init model of the Qwen2.5-1.5B shape in bf16 (nothing
-   downloaded), decode tokens/s at batch 1 and 64 and its capture overhead.
+What the pipeline does (:mod:`interpflow.generate`): ``generate_and_capture`` calls
+``run_batch`` per batch; with capture layers it samples through ``sample_and_capture``, whose
+forward hooks on the decoder blocks keep the residual stream of every token ``generate`` feeds
+(prompt at prefill, one token per decode step), plus one cached decode step for the last
+sampled token. There is no second, teacher-forced pass. Without capture layers ``run_batch``
+calls plain ``sample_batch``. Both configurations below go through that same ``run_batch``,
+with greedy decoding so both do the same work:
 
-Usage: python benchmarks/capture_overhead.py [--model DIR] [--prompts 64] [--new-tokens 96]
-                                             [--repeats 3] [--real-size]
-The last line holds the figures as name=value pairs.
+* ``generation``          ``run_batch`` without capture, batches of ``--batch-size``;
+* ``generation+capture``  ``run_batch`` capturing every layer at 5 positions (``last_prompt``,
+  ``response[0..3]``), same batches;
+* ``one-at-a-time+capture``  the first ``--single-prompts`` prompts, batch size 1.
+
+Each repeat runs the three in turn (interleaved; one untimed warm-up round first), and the
+ratios are taken per repeat, between runs made side by side:
+
+1. overhead = generation+capture / generation. Goal <= 1.10x (``--goal-overhead``): capture
+   is hooks during generation plus about one decode step, not a second pass.
+2. batching = seconds per prompt one at a time / seconds per prompt batched, both with
+   capture. Goal >= 8x (``--goal-batching``): generation and capture are batched.
+
+``--real-size`` (CUDA): the same two ``run_batch`` configurations on a random-init model of
+the Qwen2.5-1.5B shape in bf16 (nothing downloaded; the tokenizer of the model above, the
+stub's by default, whose ids the model accepts), capturing the 7B preset's layers
+8/12/16/20/24 at the same 5 positions, at batch 1 and 64, interleaved over
+``--real-repeats``; the overhead goal applies at both batch sizes, and generated tokens/s
+is reported.
+
+Exit status 0 when every goal is met, 1 when one is missed. Results go to a table on
+stdout, to JSON (``--out``, default ``benchmarks/results/capture_overhead.json``) and, as
+``name=value`` pairs, to the last line.
+
+Usage: python benchmarks/capture_overhead.py [--model DIR] [--prompts 32] [--new-tokens 96]
+           [--batch-size 32] [--single-prompts 4] [--repeats 15]
+           [--real-size [--real-repeats 5]]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import polars as pl
 import torch
+from _bench import Goal, interleave, load_average, load_line, median, per_repeat, report
 
 from interpflow import generate as G
-from interpflow.models import ModelSpec, chat_prompt, eos_token_ids, load_model
+from interpflow.models import ModelSpec, eos_token_ids, load_model
 from interpflow.positions import parse_positions
 from interpflow.prompts import read_bank
 from interpflow.stub import StubConfig, build_stub
 
 REPO = Path(__file__).resolve().parents[1]
-POSITIONS = parse_positions(["last_prompt", "response[0..3]"])
+POSITIONS = ("last_prompt", "response[0..3]")  # the default config's: 5 positions
+QWEN25_1_5B = {
+    "vocab_size": 151936,
+    "hidden_size": 1536,
+    "intermediate_size": 8960,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 32768,
+    "tie_word_embeddings": True,
+}
+REAL_LAYERS = (8, 12, 16, 20, 24)  # config/studies/deception_qwen2.5-7b.yaml
 
 
-def prompts(n: int) -> list[str]:
+def prompt_frame(n: int) -> pl.DataFrame:
+    """The first ``n`` deception-bank prompts as ``run_batch`` rows (cycled if n is larger)."""
     texts = []
     for bank in sorted((REPO / "resources/prompt_banks/deception").glob("*.txt")):
         texts += [t for _, t in read_bank(bank)]
-    return texts[:n]
-
-
-def timed(fn) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
-def bench(model, tok, texts, new_tokens, batch, repeats, layers):
-    """Median seconds over ``repeats`` interleaved runs of ``batch``-sized calls:
-
-    ``gen`` generation alone; ``both`` generation with capture (hooks during generate, the
-    pipeline's path); ``forced`` generation then a teacher-forced capture pass (the
-    alternative design, for comparison). Greedy decoding: every run does the same work.
-    """
-    sampling = G.SamplingConfig(max_new_tokens=new_tokens, do_sample=False)
-    eos = eos_token_ids(model, tok)
-    chats = [chat_prompt(tok, t) for t in texts]
-    batches = [chats[i : i + batch] for i in range(0, len(chats), batch)]
-
-    def gen():
-        for b in batches:
-            G.sample_batch(model, tok, b, sampling, eos)
-
-    def both():
-        for b in batches:
-            G.sample_and_capture(model, tok, b, sampling, eos, layers, POSITIONS)
-
-    def forced():
-        for b in batches:
-            seqs, pm, w, p_lens, r_lens, _ = G.sample_batch(model, tok, b, sampling, eos)
-            G.capture_batch(model, seqs, pm, w, p_lens, r_lens, layers, POSITIONS)
-
-    times = {"gen": [], "both": [], "forced": []}
-    for _ in range(repeats):
-        for name, fn in (("gen", gen), ("both", both), ("forced", forced)):
-            times[name].append(timed(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", help="model dir (default: build the stub in a temp dir)")
-    ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--new-tokens", type=int, default=96)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument(
-        "--real-size", action="store_true", help="also bench a 1.5B-shape bf16 model on CUDA"
+    texts = [texts[i % len(texts)] for i in range(n)]
+    return pl.DataFrame(
+        {"prompt_id": [f"p{i}" for i in range(n)], "category": ["bench"] * n, "prompt": texts}
     )
-    args = ap.parse_args()
+
+
+class Runner:
+    """Runs ``run_batch`` over ``frame`` in batches; a call returns its wall seconds.
+
+    ``tokens``: response tokens generated by the last call.
+    """
+
+    def __init__(self, model, tok, frame: pl.DataFrame, batch_size: int, new_tokens: int, layers):
+        self.model, self.tok, self.frame, self.batch_size = model, tok, frame, batch_size
+        self.sampling = G.SamplingConfig(max_new_tokens=new_tokens, do_sample=False)
+        self.capture = G.CaptureConfig(layers=tuple(layers), positions=POSITIONS)
+        self.positions = parse_positions(list(POSITIONS))
+        self.eos = eos_token_ids(model, tok)
+        self.tokens = 0
+
+    def __call__(self) -> float:
+        cuda = self.model.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        tokens = 0
+        for start in range(0, self.frame.height, self.batch_size):
+            batch = self.frame.slice(start, self.batch_size)
+            res = G.run_batch(
+                self.model, self.tok, batch, self.sampling, self.capture, self.positions, self.eos
+            )
+            tokens += sum(r["response_tokens"] for r in res.rows)
+            expected = len(self.capture.layers) * len(self.positions)
+            assert len(res.vectors) == expected, (len(res.vectors), expected)
+        if cuda:
+            torch.cuda.synchronize()
+        self.tokens = tokens
+        return time.perf_counter() - t0
+
+
+def real_size(
+    tok, new_tokens: int, repeats: int, device: str, shape=None, layers=REAL_LAYERS, batches=(1, 64)
+):
+    """Interleaved generation vs generation+capture on a random-init Qwen2.5-1.5B-shape model.
+
+    Returns ``(times, ratios, figures)``. ``shape`` overrides the config (tests use a tiny one).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model("qwen2", **(shape or QWEN25_1_5B))
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with torch.device(device):
+        big = AutoModelForCausalLM.from_config(cfg, dtype=dtype).eval()
+    big.generation_config.eos_token_id = None  # responses end at the tokenizer's EOS, if ever
+    configs = {}
+    for b in batches:
+        frame = prompt_frame(b)
+        configs[f"real b{b} generation"] = Runner(big, tok, frame, b, new_tokens, ())
+        configs[f"real b{b} generation+capture"] = Runner(big, tok, frame, b, new_tokens, layers)
+    times = interleave(configs, repeats)
+    ratios, figures = {}, {}
+    for b in batches:
+        gen, cap = times[f"real b{b} generation"], times[f"real b{b} generation+capture"]
+        ratios[f"real b{b} overhead"] = per_repeat(cap, gen)
+        figures[f"real_b{b}_overhead"] = median(ratios[f"real b{b} overhead"])
+        figures[f"real_b{b}_gen_tok_per_s"] = configs[f"real b{b} generation"].tokens / median(gen)
+    return times, ratios, figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="local model dir (default: build the stub in a temp dir)")
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, default=32, help="the pipeline's default: 32")
+    ap.add_argument("--single-prompts", type=int, default=4, help="prompts run one at a time")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (config: 1)")
+    ap.add_argument("--goal-overhead", type=float, default=1.10, help="max capture/generation")
+    ap.add_argument("--goal-batching", type=float, default=8.0, help="min one-by-one/batched")
+    ap.add_argument("--real-size", action="store_true", help="also the 1.5B-shape model (CUDA)")
+    ap.add_argument("--real-repeats", type=int, default=5)
+    ap.add_argument("--out", help="JSON path (default benchmarks/results/capture_overhead.json)")
+    args = ap.parse_args(argv)
+    if args.real_size and not torch.cuda.is_available():
+        ap.error("--real-size needs CUDA")
+    sizes = (args.prompts, args.new_tokens, args.batch_size, args.single_prompts)
+    if min(*sizes, args.repeats, args.real_repeats) < 1:
+        ap.error("sizes and --repeats must be >= 1")
     torch.set_num_threads(args.threads)
+    load_before = load_average()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model or str(
@@ -100,74 +174,82 @@ def main() -> None:
         )
         model, tok = load_model(ModelSpec(path))
         layers = tuple(range(model.config.num_hidden_layers))
-        texts = prompts(args.prompts)
-        batched = bench(model, tok, texts, args.new_tokens, len(texts), args.repeats, layers)
-        single = bench(model, tok, texts, args.new_tokens, 1, 1, layers)
-
-    figures = {
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "capture_overhead": batched["both"] / batched["gen"],
-        "teacher_forced_overhead": batched["forced"] / batched["gen"],
-        "batched_speedup": single["both"] / batched["both"],
-        "gen_s": batched["gen"],
-        "gen_capture_s": batched["both"],
-        "one_by_one_s": single["both"],
-    }
-    print(
-        f"{len(texts)} prompts x {args.new_tokens} new tokens, layers {list(layers)}, 5 positions"
-    )
-    print(
-        f"  batched: generation {batched['gen']:.2f}s, with capture {batched['both']:.2f}s, "
-        f"with a teacher-forced pass {batched['forced']:.2f}s"
-    )
-    print(f"  one prompt at a time: generation with capture {single['both']:.2f}s")
-
-    if args.real_size and torch.cuda.is_available():
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        cfg = AutoConfig.for_model(
-            "qwen2",
-            vocab_size=151936,
-            hidden_size=1536,
-            intermediate_size=8960,
-            num_hidden_layers=28,
-            num_attention_heads=12,
-            num_key_value_heads=2,
-            max_position_embeddings=32768,
-            tie_word_embeddings=True,
-        )
-        big = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).cuda().eval()
-        big.generation_config.eos_token_id = None
-        for bsz in (1, 64):
-            ids = torch.randint(100, 150000, (bsz, 64), device="cuda")
-            mask = torch.ones_like(ids)
-            kw = {
-                "max_new_tokens": 128,
-                "do_sample": False,
-                "pad_token_id": 0,
-                "min_new_tokens": 128,
-            }
-            with torch.inference_mode():
-                big.generate(
-                    ids, attention_mask=mask, max_new_tokens=4, do_sample=False, pad_token_id=0
+        frame = prompt_frame(args.prompts)
+        single = prompt_frame(min(args.single_prompts, args.prompts))
+        n, new = args.prompts, args.new_tokens
+        configs = {
+            "generation": Runner(model, tok, frame, args.batch_size, new, ()),
+            "generation+capture": Runner(model, tok, frame, args.batch_size, new, layers),
+            "one-at-a-time+capture": Runner(model, tok, single, 1, new, layers),
+        }
+        times = interleave(configs, args.repeats)
+        per_prompt_single = [t / single.height for t in times["one-at-a-time+capture"]]
+        per_prompt_batched = [t / n for t in times["generation+capture"]]
+        ratios = {
+            "overhead (capture / generation)": per_repeat(
+                times["generation+capture"], times["generation"]
+            ),
+            "batching (1-by-1 / batched, per prompt)": per_repeat(
+                per_prompt_single, per_prompt_batched
+            ),
+        }
+        overhead = median(ratios["overhead (capture / generation)"])
+        batching = median(ratios["batching (1-by-1 / batched, per prompt)"])
+        figures: dict[str, object] = {
+            "device": model.device.type,
+            "capture_overhead": overhead,
+            "capture_overhead_of_medians": median(times["generation+capture"])
+            / median(times["generation"]),
+            "batching_speedup": batching,
+            "gen_s": median(times["generation"]),
+            "gen_capture_s": median(times["generation+capture"]),
+            "one_at_a_time_s_per_prompt": median(per_prompt_single),
+        }
+        goals = [
+            Goal(
+                "capture_overhead",
+                f"capture overhead <= {args.goal_overhead:.2f}x generation alone "
+                f"(median of per-repeat ratios)",
+                overhead,
+                "<=",
+                args.goal_overhead,
+            ),
+            Goal(
+                "batching_speedup",
+                f"batched (batch {args.batch_size}) >= {args.goal_batching:.1f}x faster per "
+                f"prompt than one at a time, with capture",
+                batching,
+                ">=",
+                args.goal_batching,
+            ),
+        ]
+        if args.real_size:
+            r_times, r_ratios, r_figures = real_size(tok, new, args.real_repeats, "cuda")
+            times |= r_times
+            ratios |= r_ratios
+            figures |= r_figures
+            for b in (1, 64):
+                goals.append(
+                    Goal(
+                        f"real_b{b}_overhead",
+                        f"real-size batch {b}: capture overhead <= {args.goal_overhead:.2f}x",
+                        r_figures[f"real_b{b}_overhead"],
+                        "<=",
+                        args.goal_overhead,
+                    )
                 )
-                t = timed(
-                    lambda ids=ids, mask=mask, kw=kw: big.generate(ids, attention_mask=mask, **kw)
-                )
-            figures[f"real_decode_tok_per_s_b{bsz}"] = bsz * 128 / t
-            seqs = torch.cat([ids, torch.randint(100, 150000, (bsz, 128), device="cuda")], 1)
-            p_lens, r_lens = (
-                torch.full((bsz,), 64, device="cuda"),
-                torch.full((bsz,), 128, device="cuda"),
-            )
-            args_ = (big, seqs, mask, 64, p_lens, r_lens, (20,), POSITIONS)
-            tc = timed(lambda args_=args_: G.capture_batch(*args_))
-            figures[f"real_teacher_forced_overhead_b{bsz}"] = (t + tc) / t
-        print(f"  real-size (Qwen2.5-1.5B shape, bf16): {figures}")
-    print(
-        " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
+
+    load_after = load_average()
+    line1 = (
+        f"capture_overhead: {n} prompts x {new} new tokens (greedy), batch {args.batch_size}, "
+        f"layers {list(layers)} x {len(parse_positions(list(POSITIONS)))} positions, "
+        f"{single.height} prompts one at a time; {args.repeats} repeats interleaved; "
+        f"{model.device.type}, {args.threads} torch thread(s)"
     )
+    header = [line1, load_line(load_before, load_after)]
+    meta = {"args": vars(args), "load_before": load_before, "load_after": load_after}
+    return report("capture_overhead", header, times, ratios, goals, figures, meta, args.out)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

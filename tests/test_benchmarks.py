@@ -1,0 +1,132 @@
+"""The benchmarks run end to end at tiny size, print their table and goals, write their JSON,
+and exit 0 when every goal is met and 1 when one is missed (an impossible goal on the CLI)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+BENCH = REPO / "benchmarks"
+
+
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def check_output(proc, out, name: str, goals: dict[str, bool], configs: int, repeats: int):
+    """Goal lines, the result line, the JSON, and ``name=value`` pairs on the last line."""
+    lines = proc.stdout.strip().splitlines()
+    for goal, met in goals.items():
+        assert any(
+            ln.startswith("goal: ") and ln.endswith("-> met" if met else "-> MISSED")
+            for ln in lines
+        ), (goal, proc.stdout)
+    missed = [g for g, met in goals.items() if not met]
+    want = "result: all goals met" if not missed else f"result: MISSED {', '.join(missed)}"
+    assert want in lines, proc.stdout
+    assert f"results: {out}" in lines
+    assert any(ln.startswith("load average") for ln in lines)
+    pairs = dict(kv.split("=", 1) for kv in lines[-1].split())
+    assert pairs["goals_met"] == str(int(not missed))
+
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == name
+    assert doc["goals_met"] is (not missed)
+    assert {g["name"]: g["met"] for g in doc["goals"]} == goals
+    assert len(doc["per_repeat_s"]) >= configs
+    for k, v in doc["per_repeat_s"].items():
+        assert len(v) == repeats, k
+        assert doc["median_s"][k] > 0
+    for v in doc["per_repeat_ratio"].values():
+        assert len(v) == repeats
+    assert len(doc["meta"]["load_before"]) == 3
+    return pairs, doc
+
+
+@pytest.mark.parametrize(
+    ("goal_args", "rc"),
+    [
+        (["--goal-overhead", "1000", "--goal-batching", "0"], 0),
+        (["--goal-overhead", "0.001", "--goal-batching", "0"], 1),  # impossible
+    ],
+    ids=["met", "missed"],
+)
+def test_capture_overhead(stub_dir, tmp_path, goal_args, rc):
+    out = tmp_path / "capture.json"
+    tiny = ["--prompts", "3", "--new-tokens", "3", "--batch-size", "3", "--single-prompts", "2"]
+    proc = run_bench(
+        "capture_overhead.py",
+        *["--model", str(stub_dir), *tiny, "--repeats", "2", *goal_args, "--out", str(out)],
+    )
+    assert proc.returncode == rc, proc.stdout + proc.stderr
+    goals = {"capture_overhead": rc == 0, "batching_speedup": True}
+    pairs, doc = check_output(proc, out, "capture_overhead", goals, configs=3, repeats=2)
+    assert pairs["device"] == "cpu"
+    assert float(pairs["capture_overhead"]) > 0 and float(pairs["batching_speedup"]) > 0
+    assert set(doc["per_repeat_s"]) == {
+        "generation",
+        "generation+capture",
+        "one-at-a-time+capture",
+    }
+    assert "goal: capture overhead <= " in proc.stdout
+    assert "interleaved" in proc.stdout.splitlines()[0]
+
+
+def test_capture_overhead_real_size_path(stub_dir, monkeypatch):
+    """``--real-size``'s measurement (CUDA only on the CLI) on a tiny Qwen2 shape on the CPU."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = importlib.import_module("capture_overhead")
+    from interpflow.models import ModelSpec, load_tokenizer
+
+    tok = load_tokenizer(ModelSpec(str(stub_dir)))
+    shape = bench.QWEN25_1_5B | {
+        "vocab_size": 1024,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
+    times, ratios, figures = bench.real_size(
+        tok, 3, 1, "cpu", shape=shape, layers=(0, 2), batches=(1, 2)
+    )
+    assert set(times) == {
+        "real b1 generation",
+        "real b1 generation+capture",
+        "real b2 generation",
+        "real b2 generation+capture",
+    }
+    assert set(ratios) == {"real b1 overhead", "real b2 overhead"}
+    assert all(len(v) == 1 for v in times.values())
+    assert figures["real_b1_overhead"] > 0 and figures["real_b2_gen_tok_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("goal_args", "rc"),
+    [(["--goal-efficiency", "0"], 0), (["--goal-efficiency", "1000"], 1)],  # 1000: impossible
+    ids=["met", "missed"],
+)
+def test_judge_throughput(tmp_path, goal_args, rc):
+    out = tmp_path / "judge.json"
+    tiny = ["--n", "6", "--concurrency", "3", "--delay", "0.01", "--repeats", "2"]
+    proc = run_bench("judge_throughput.py", *tiny, *goal_args, "--out", str(out))
+    assert proc.returncode == rc, proc.stdout + proc.stderr
+    goals = {"warm_rerun_calls": True, "cold_failed": True, "speedup": rc == 0}
+    pairs, doc = check_output(proc, out, "judge_throughput", goals, configs=2, repeats=2)
+    assert pairs["warm_rerun_calls"] == "0" and pairs["failed"] == "0"
+    assert float(pairs["req_per_s"]) > 0 and float(pairs["req_per_s_concurrency_1"]) > 0
+    assert [w["server_calls"] for w in doc["meta"]["warm_runs"]] == [0, 0]
+    assert doc["meta"]["cold_server_calls"] == {"concurrent": [6, 6], "serial": [6, 6]}
+    assert "goal: warm rerun of 6 cached requests makes 0 server requests" in proc.stdout
