@@ -283,7 +283,7 @@ def sample_and_capture(
                     input_ids=seqs[:, -1:],
                     attention_mask=mask,
                     position_ids=(mask.cumsum(-1) - 1)[:, -1:],
-                    past_key_values=out.past_key_values,
+                    cache=out.past_key_values,
                     use_cache=True,
                 )
     finally:
@@ -302,10 +302,6 @@ def sample_and_capture(
         plan.vectors(got),
         plan.token_index,
     )
-
-
-class _StopForward(Exception):
-    """Raised by the deepest hook: later layers, the final norm and logits are not needed."""
 
 
 def capture_batch(
