@@ -1,8 +1,6 @@
 """Rule layer_sweep_*: one probe per captured layer, accuracy/AUROC by layer with CI bands."""
 
-import polars as pl
-
-from interpflow.artifacts import log_to
+from interpflow.artifacts import log_to, read_parquet
 from interpflow.probes import layer_sweep
 
 
@@ -10,7 +8,7 @@ def main(smk):
     p = smk.params.probes
     table = layer_sweep(
         smk.input.activations,
-        pl.read_parquet(smk.input.labels),
+        read_parquet(smk.input.labels),
         target=p["target"],
         layers=list(smk.params.layers),
         positions=p["positions"],

@@ -2,9 +2,7 @@
 
 from pathlib import Path
 
-import polars as pl
-
-from interpflow.artifacts import log_to
+from interpflow.artifacts import log_to, read_parquet
 from interpflow.probes import load_probe_dataset, train_probes
 
 
@@ -12,7 +10,7 @@ def main(smk):
     p = smk.params.probes
     dataset = load_probe_dataset(
         smk.input.activations,
-        pl.read_parquet(smk.input.labels),
+        read_parquet(smk.input.labels),
         target=p["target"],
         layer=p["layer"],
         positions=p["positions"],

@@ -2,9 +2,7 @@
 
 from pathlib import Path
 
-import polars as pl
-
-from interpflow.artifacts import log_to
+from interpflow.artifacts import log_to, read_parquet
 from interpflow.tribunal import fit_tribunal_probes
 
 
@@ -12,7 +10,7 @@ def main(smk):
     p = smk.params.probes
     metrics = fit_tribunal_probes(
         smk.input.activations,
-        pl.read_parquet(smk.input.labels),
+        read_parquet(smk.input.labels),
         layers=list(smk.params.layers),
         aggregations=list(smk.params.aggregations),
         out_dir=Path(smk.output.metrics).parent,

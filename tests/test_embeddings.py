@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 
 import numpy as np
@@ -15,11 +17,12 @@ from interpflow.embeddings import (
     OFFLINE_DIM,
     EmbeddingError,
     EmbedStats,
+    _VectorCache,
     embed_key,
     embed_texts,
 )
 from interpflow.fakeapi import EMBED_DIM, FakeAPIServer, default_embedder
-from interpflow.judges import JudgeConfig
+from interpflow.judges import CacheError, JudgeConfig
 
 SECRET = "sk-test-SECRET123"
 
@@ -311,3 +314,47 @@ def test_hf_backend_on_stub(stub_dir, tmp_path):
     np.testing.assert_array_equal(again, alone)
     _, warm = embed_texts(cfg, [short], tmp_path / "a.sqlite")
     assert warm.n_called == 0 and warm.n_cached == 1
+
+
+# -- a corrupt or locked cache file ---------------------------------------------------------
+
+
+def test_corrupt_cache_is_reported_and_left_alone(tmp_path):
+    cache = tmp_path / "embeddings.sqlite"
+    garbage = os.urandom(8192)
+    cache.write_bytes(garbage)
+    with pytest.raises(CacheError) as err:
+        embed_texts(JudgeConfig(backend="offline", model="hash-v1"), items(3), cache)
+    msg = str(err.value)
+    print(msg)
+    assert msg.startswith(f"{cache}: embedding cache is corrupt (file is not a database); left")
+    assert "paid API results" in msg and "move it aside" in msg
+    assert cache.read_bytes() == garbage  # not deleted, moved or rewritten
+
+
+def test_locked_cache_waits_then_names_the_file(tmp_path):
+    path = tmp_path / "embeddings.sqlite"
+    cfg = JudgeConfig(backend="offline", model="hash-v1")
+    vecs, _ = embed_texts(cfg, items(2), path)
+    cache = _VectorCache(path, timeout_s=0.5)
+    other = sqlite3.connect(path, isolation_level=None)  # another job, holding the write lock
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        assert len(cache.get_many([embed_key(cfg, t) for t in items(2)])) == 2  # reads go on
+        t0 = time.perf_counter()
+        with pytest.raises(CacheError) as err:
+            cache.put_many([("k", vecs[0])])
+        waited = time.perf_counter() - t0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        cache.close()
+    print(err.value)
+    assert str(err.value) == (
+        f"{path}: embedding cache is locked by another process (waited 0.5 s); "
+        "let that job finish or stop it, then rerun"
+    )
+    assert 0.45 < waited < 10  # the busy timeout, not a hang
+    warm, stats = embed_texts(cfg, items(2), path)  # nothing was lost
+    assert stats.n_cached == 2 and stats.n_called == 0
+    np.testing.assert_array_equal(warm, vecs)

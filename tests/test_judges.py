@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,9 +12,12 @@ import pytest
 
 from interpflow.fakeapi import FakeAPIServer
 from interpflow.judges import (
+    CacheError,
     Judge,
     JudgeConfig,
+    JudgeReply,
     JudgeRequest,
+    _Cache,
     digit_expected_value,
     request_key,
     require_api_key,
@@ -385,3 +389,57 @@ def test_fakeapi_headers_and_stats():
         with urllib.request.urlopen(f"{server.url}/_stats", timeout=5) as resp:
             assert json.load(resp) == {"n_requests": 2}
         assert server.behaviours == ["429", "ok"]
+
+
+# -- a corrupt or locked cache file ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [("garbage", "file is not a database"), ("pages", "database disk image is malformed")],
+)
+def test_corrupt_cache_is_reported_and_left_alone(tmp_path, damage, reason):
+    cache = tmp_path / "judges.sqlite"
+    cfg = JudgeConfig(backend="offline")
+    if damage == "garbage":
+        cache.write_bytes(b"not a database at all " * 200)
+    else:  # a real cache whose header is intact and some pages are overwritten
+        with Judge(cfg, cache, offline=offline_len) as judge:
+            judge.run(reqs(300))
+        data = bytearray(cache.read_bytes())
+        data[8192:20480] = b"\x07" * 12288
+        cache.write_bytes(bytes(data))
+    damaged = cache.read_bytes()
+    with pytest.raises(CacheError) as err, Judge(cfg, cache, offline=offline_len) as judge:
+        judge.run(reqs(300))
+    msg = str(err.value)
+    print(msg)
+    assert msg.startswith(f"{cache}: judge cache is corrupt ({reason}); left as it is")
+    assert "paid API results" in msg and "move it aside" in msg
+    assert cache.read_bytes() == damaged  # not deleted, moved or rewritten
+
+
+def test_locked_cache_waits_then_names_the_file(tmp_path):
+    path = tmp_path / "judges.sqlite"
+    cache = _Cache(path, timeout_s=0.5)
+    cache.put("a", JudgeReply(text="cached"))
+    other = sqlite3.connect(path, isolation_level=None)  # another job, holding the write lock
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        assert cache.get_many(["a"])["a"].text == "cached"  # WAL: reads go on meanwhile
+        t0 = time.perf_counter()
+        with pytest.raises(CacheError) as err:
+            cache.put("b", JudgeReply(text="new"))
+        waited = time.perf_counter() - t0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        cache.close()
+    print(err.value)
+    assert str(err.value) == (
+        f"{path}: judge cache is locked by another process (waited 0.5 s); "
+        "let that job finish or stop it, then rerun"
+    )
+    assert 0.45 < waited < 10  # the busy timeout, not a hang
+    with Judge(JudgeConfig(backend="offline"), path, offline=offline_len) as judge:
+        assert judge._cache.get_many(["a"])["a"].text == "cached"  # nothing was lost

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -6,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from interpflow.artifacts import CorruptFileError
 from interpflow.fakeapi import FakeAPIServer
 from interpflow.judges import JudgeConfig
 from interpflow.labels import keyword_label, label_generations, parse_label, verbalize_activations
@@ -136,3 +138,18 @@ def test_verbalizer_at_one_layer(generations, tmp_path):
             CLASSES,
             layer=7,
         )
+
+
+def test_corrupt_generations_fail_naming_the_file_and_keep_the_cache(generations, tmp_path):
+    args = (tmp_path / "l.parquet", tmp_path / "s.json", JudgeConfig(backend="offline"))
+    cache = tmp_path / "cache.sqlite"
+    label_generations(generations, *args, cache, CLASSES)
+    cached = cache.read_bytes()
+    data = generations.read_bytes()
+    generations.write_bytes(data[: len(data) // 2])  # an upstream copy cut short
+    with pytest.raises(
+        CorruptFileError, match=f"^{re.escape(str(generations))}: not a valid parquet file"
+    ):
+        label_generations(generations, *args, cache, CLASSES)
+    assert cache.read_bytes() == cached  # the paid-for judge replies are untouched
+    assert pl.read_parquet(tmp_path / "l.parquet").height == 4  # as is the earlier output

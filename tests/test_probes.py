@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import joblib
@@ -14,6 +15,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from interpflow import probes
+from interpflow.artifacts import CorruptFileError
 from interpflow.probes import MLPProbe
 
 CLASSES = ("deceptive", "eval_aware", "normal")
@@ -397,3 +399,11 @@ def test_layer_sweep_picks_signal_layer(data, tmp_path):
     assert signal["ci_low"][0] > noise["ci_high"][0]
     maj = df.filter(pl.col("metric") == "majority_accuracy")["value"]
     assert maj.n_unique() == 1  # the same prompt split at every layer
+
+
+def test_truncated_activations_name_the_file(data, tmp_path):
+    path, labels = data
+    cut = tmp_path / "activations.parquet"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CorruptFileError, match=f"^{re.escape(str(cut))}: not a valid parquet file"):
+        probes.load_probe_dataset(cut, labels, "category", SIGNAL_LAYER, None)

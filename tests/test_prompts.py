@@ -47,3 +47,39 @@ def test_shipped_banks_are_big_and_distinct(tmp_path):
     df = pl.read_parquet(tmp_path / "p.parquet")
     assert not df["prompt"].str.contains(r"(?i)variant \d").any()
     assert summary["n_cross_category_conflicts"] == 0
+
+
+def test_missing_bank_names_the_file(tmp_path):
+    (tmp_path / "a.txt").write_text("Hello?\n")
+    with pytest.raises(FileNotFoundError, match=r"^prompt bank .*b\.txt does not exist$"):
+        build_prompt_table(
+            [tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "p.parquet", tmp_path / "s.json"
+        )
+    assert not (tmp_path / "p.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: text.replace("\n", "\r\n").encode(),  # Windows line endings
+        lambda text: b"\xef\xbb\xbf" + text.encode(),  # a UTF-8 BOM
+        lambda text: b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode(),  # both
+    ],
+    ids=["crlf", "bom", "bom+crlf"],
+)
+def test_crlf_and_bom_banks_equal_the_plain_one(tmp_path, encode):
+    text = "First prompt?\n# a comment\n\nSecond  prompt.\nFirst prompt?\nLast one\n"
+    tables = []
+    for name, data in (("plain", text.encode()), ("other", encode(text))):
+        (tmp_path / name).mkdir()
+        bank = tmp_path / name / "normal.txt"
+        bank.write_bytes(data)
+        build_prompt_table([bank], tmp_path / name / "p.parquet", tmp_path / name / "s.json")
+        df = pl.read_parquet(tmp_path / name / "p.parquet")
+        tables.append(df.with_columns(pl.col("source").str.replace(f"^{tmp_path / name}/", "")))
+    plain, other = tables
+    assert other.equals(plain)
+    assert other["prompt"].to_list() == ["First prompt?", "Second prompt.", "Last one"]
+    assert other["source"].to_list() == ["normal.txt:1", "normal.txt:4", "normal.txt:6"]
+    assert other["prompt_id"][0] == prompt_id("First prompt?")
+    assert not other["prompt"].str.contains("\ufeff|\r").any()

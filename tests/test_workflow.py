@@ -219,3 +219,33 @@ def test_lint_is_clean(tmp_path):
     proc = snakemake(work, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_missing_bank_or_model_path_fails_at_planning_naming_the_key(tmp_path):
+    work = copy_repo(tmp_path)
+    bank_dir = "resources/prompt_banks/deception"
+    cases = {
+        "bank": (
+            {"deception": {"banks": ["normal", "nope"]}},
+            f"config key deception.banks: file {bank_dir}/nope.txt does not exist",
+        ),
+        "model": (
+            {"model": {"name": "./models/missing"}},
+            "config key model.name: model directory ./models/missing does not exist",
+        ),
+        "judge": (
+            {
+                "judges": {"local": {"backend": "hf", "model": "/no/such/judge"}},
+                "deception": {"labels": {"judge": "local"}},
+            },
+            "config key judges.local.model: model directory /no/such/judge does not exist",
+        ),
+    }
+    for name, (cfg, message) in cases.items():
+        write_config(work / f"{name}.yaml", cfg)
+        proc = snakemake(work, "-n", "all", "--configfile", f"{name}.yaml", check=False)
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr, name
+    # A hub id is not a local path: it plans (the job downloads it, or finds it in the cache).
+    write_config(work / "hub.yaml", {"model": {"name": "Qwen/Qwen2.5-0.5B-Instruct"}})
+    proc = snakemake(work, "-n", "all", "--configfile", "hub.yaml", check=False, env=OFFLINE_ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

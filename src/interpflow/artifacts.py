@@ -2,7 +2,9 @@
 
 Every stage writes its declared output through :func:`atomic_path` so a killed job never
 leaves a half-written file under the final name, and writes a ``<output>.provenance.json``
-sidecar with :func:`write_provenance`.
+sidecar with :func:`write_provenance`. Every stage reads a parquet table made upstream through
+:func:`read_parquet` (or :func:`read_table`), so a truncated or corrupt one (a copy cut short,
+a full disk) fails with one :class:`CorruptFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import time
 from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 #: Packages whose versions go into every provenance sidecar.
 TRACKED_PACKAGES = (
@@ -59,6 +64,42 @@ def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         df.write_parquet(tmp, compression="zstd", statistics=True)
     return Path(path)
+
+
+class CorruptFileError(ValueError):
+    """An input file that exists but cannot be read: truncated, corrupt or of the wrong format."""
+
+
+@contextlib.contextmanager
+def _reading_parquet(path: str | Path) -> Iterator[None]:
+    import pyarrow as pa
+
+    try:
+        yield
+    except (FileNotFoundError, PermissionError):
+        raise  # these name the file already, and deleting it is not the cure
+    except (pl.exceptions.ComputeError, pa.ArrowException, OSError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = reason.replace(f" '{path}'", "")  # pyarrow repeats the path
+        raise CorruptFileError(
+            f"{path}: not a valid parquet file (truncated or corrupt): {reason}; "
+            "delete it and rerun to rebuild it"
+        ) from e
+
+
+def read_parquet(path: str | Path, **kwargs: Any) -> pl.DataFrame:
+    """``pl.read_parquet(path, **kwargs)``; a truncated or corrupt file raises
+    :class:`CorruptFileError` naming it (a missing one, ``FileNotFoundError``)."""
+    with _reading_parquet(path):
+        return pl.read_parquet(path, **kwargs)
+
+
+def read_table(path: str | Path, **kwargs: Any) -> pa.Table:
+    """``pyarrow.parquet.read_table(path, **kwargs)`` with the errors of :func:`read_parquet`."""
+    import pyarrow.parquet as pq
+
+    with _reading_parquet(path):
+        return pq.read_table(path, **kwargs)
 
 
 def write_json(obj: Any, path: str | Path) -> Path:

@@ -67,6 +67,7 @@ from interpflow.judges import (
     OpenAIClient,
     _Counter,
     _MalformedResponse,
+    cache_errors,
     error_text,
 )
 
@@ -166,19 +167,27 @@ def offline_embedding(text: str) -> np.ndarray:
 
 
 class _VectorCache:
-    """Successful vectors in one sqlite table; used from the calling thread only."""
+    """Successful vectors in one sqlite table; used from the calling thread only.
 
-    def __init__(self, path: str | Path) -> None:
+    Corrupt or locked files raise as in :func:`interpflow.judges.cache_errors`.
+    """
+
+    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=60.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings ("
-            " key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL, created REAL)"
-        )
-        self._conn.commit()
+        self.timeout_s = timeout_s
+        self._conn = sqlite3.connect(self.path, timeout=timeout_s)
+        with self._errors():
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings ("
+                " key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL, created REAL)"
+            )
+            self._conn.commit()
+
+    def _errors(self):
+        return cache_errors(self.path, "embedding cache", self.timeout_s)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         import numpy as np
@@ -187,9 +196,10 @@ class _VectorCache:
         for i in range(0, len(keys), 500):
             chunk = list(keys[i : i + 500])
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT key, dim, vec FROM embeddings WHERE key IN ({marks})", chunk
-            ).fetchall()
+            with self._errors():
+                rows = self._conn.execute(
+                    f"SELECT key, dim, vec FROM embeddings WHERE key IN ({marks})", chunk
+                ).fetchall()
             for key, dim, blob in rows:
                 vec = np.frombuffer(blob, dtype="<f4")
                 if vec.shape == (dim,):  # anything else is a damaged row: embed it again
@@ -204,10 +214,11 @@ class _VectorCache:
             (key, int(vec.shape[0]), np.ascontiguousarray(vec, dtype="<f4").tobytes(), now)
             for key, vec in items
         ]
-        self._conn.executemany(
-            "INSERT OR REPLACE INTO embeddings (key, dim, vec, created) VALUES (?,?,?,?)", rows
-        )
-        self._conn.commit()
+        with self._errors():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO embeddings (key, dim, vec, created) VALUES (?,?,?,?)", rows
+            )
+            self._conn.commit()
 
     def close(self) -> None:
         self._conn.close()

@@ -39,7 +39,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from interpflow.artifacts import stable_hash, write_json, write_parquet, write_provenance
+from interpflow.artifacts import (
+    read_parquet,
+    stable_hash,
+    write_json,
+    write_parquet,
+    write_provenance,
+)
 from interpflow.judges import Judge, JudgeConfig, JudgeReply, JudgeRequest, digit_expected_value
 
 CONDITIONS = ("fixed", "mix", "system")
@@ -393,7 +399,7 @@ def text_embeddings_stage(
     """
     from interpflow.embeddings import embed_texts
 
-    reph = pl.read_parquet(rephrasings_path)
+    reph = read_parquet(rephrasings_path)
     rows = []
     for p in prompts:
         rows.append({"prompt_key": p.key, "kind": "prompt", "index": -1, "text": p.text})
@@ -459,8 +465,8 @@ def make_sft(
     seed: int,
 ) -> dict:
     """The SFT parquet (``system, user, assistant``) of one run, for the shared trainer."""
-    data = pl.read_parquet(data_path)
-    reph = pl.read_parquet(rephrasings_path) if rephrasings_path else None
+    data = read_parquet(data_path)
+    reph = read_parquet(rephrasings_path) if rephrasings_path else None
     turns = condition_turns(run, data["instruction"].to_list(), prompts, reph, default_system, seed)
     df = pl.DataFrame(
         {
@@ -546,11 +552,13 @@ def logprob_stage(
     if threads:
         torch.set_num_threads(threads)
     out_dir = Path(out_dir)
-    reph = pl.read_parquet(rephrasings_path) if rephrasings_path else None
+    reph = read_parquet(rephrasings_path) if rephrasings_path else None
+    # Read every input before loading the model: a corrupt table fails in seconds.
+    tables = {dataset: read_parquet(path) for dataset, path in data_paths.items()}
     lm, tok = load_model(model)
     summary = {}
-    for dataset, path in data_paths.items():
-        rows = logprob_rows(pl.read_parquet(path), dataset, prompts, reph, default_system)
+    for dataset, table in tables.items():
+        rows = logprob_rows(table, dataset, prompts, reph, default_system)
         summary[dataset] = score_completions(
             rows,
             out_dir / f"{dataset}.parquet",
@@ -590,11 +598,11 @@ def heuristics_stage(
 
     d, o = Path(logprob_dir), Path(out_dir)
     return compute_heuristics(
-        train=pl.read_parquet(d / "train.parquet"),
-        train_tokens=pl.read_parquet(d / "train.tokens.parquet"),
-        neutral=pl.read_parquet(d / "neutral.parquet"),
-        traits={t: pl.read_parquet(d / f"trait_{t}.parquet") for t in trait_names},
-        selfperp=pl.read_parquet(d / "selfperp.parquet"),
+        train=read_parquet(d / "train.parquet"),
+        train_tokens=read_parquet(d / "train.tokens.parquet"),
+        neutral=read_parquet(d / "neutral.parquet"),
+        traits={t: read_parquet(d / f"trait_{t}.parquet") for t in trait_names},
+        selfperp=read_parquet(d / "selfperp.parquet"),
         prompt_traits={k: p.trait for k, p in prompts.items()},
         out_table=o / "heuristics.parquet",
         out_embeddings=o / "embeddings.parquet",
@@ -602,7 +610,7 @@ def heuristics_stage(
         out_angle_summary=o / "angle_summary.parquet",
         out_matrices=o / "W.safetensors",
         out_meta=o / "W.json",
-        text_embeddings=pl.read_parquet(text_embeddings_path) if text_embeddings_path else None,
+        text_embeddings=read_parquet(text_embeddings_path) if text_embeddings_path else None,
         gradient=GradientConfig(**(gradient or {})),
         n_components=n_components,
         seed=seed,
@@ -708,7 +716,7 @@ def checkpoints(adapter_dir: str | Path) -> list[tuple[int, Path]]:
             out[int(d.name[5:])] = d
     log_path = adapter_dir / "train_log.parquet"
     if log_path.exists():
-        steps = pl.read_parquet(log_path)["step"]
+        steps = read_parquet(log_path)["step"]
         if steps.len() and int(steps.max()) not in out:
             out[int(steps.max())] = adapter_dir
     if not out:
@@ -730,7 +738,7 @@ def evaluate_run(
 ) -> dict:
     """Sample completions at step 0 (base) and every checkpoint, under the default condition
     (no prefix) and the run's training condition (same prefix, or a seeded rephrasing)."""
-    reph = pl.read_parquet(rephrasings_path) if rephrasings_path else None
+    reph = read_parquet(rephrasings_path) if rephrasings_path else None
     steps = ([(0, None)] if include_step0 else []) + checkpoints(adapter_dir)
     backend = eval_backend(model, cfg)
     conditions = ["default"] + ([] if run == "none" else ["training"])
@@ -912,7 +920,7 @@ def score_evals(
 ) -> dict:
     """Judge every eval completion; write scores, mean ± 95% CI per (run, step, condition,
     metric), EM rates, and suppression (no-inoculation − inoculated, default condition)."""
-    evals = pl.concat([pl.read_parquet(p) for p in eval_paths], how="diagonal_relaxed")
+    evals = pl.concat([read_parquet(p) for p in eval_paths], how="diagonal_relaxed")
     trait_rows = evals.filter(pl.col("eval_set") == "trait")
     scorer = KeywordTraitScorer({t: v.get("keywords", ()) for t, v in traits.items()})
     parts, stats = [], {}
@@ -1290,9 +1298,9 @@ def report_stage(
     from interpflow.heuristics import correlate
 
     o = Path(out_dir)
-    summary = pl.read_parquet(summary_path)
-    supp = pl.read_parquet(suppression_path)
-    heur = pl.read_parquet(heuristics_path)
+    summary = read_parquet(summary_path)
+    supp = read_parquet(suppression_path)
+    heur = read_parquet(heuristics_path)
     elic = elicitation(summary)
     last = supp.filter(pl.col("step") == pl.col("step").max().over("run"))
     points = last.join(elic, on=["prompt_key", "prefix_type", "trait"], how="left").join(
@@ -1306,12 +1314,12 @@ def report_stage(
     )
     fig_scatter(points, "ph", o / "ph_vs_suppression.png", "PH = mean(lp_prefix - lp_none)")
     fig_embeddings(
-        pl.read_parquet(embeddings_path),
+        read_parquet(embeddings_path),
         json.loads(Path(meta_path).read_text())["explained_variance"],
         o / "embeddings.png",
     )
-    fig_angles(pl.read_parquet(angles_path), o / "angle_heatmap.png")
-    fig_em(pl.read_parquet(em_path), o / "em_rates.png")
+    fig_angles(read_parquet(angles_path), o / "angle_heatmap.png")
+    fig_em(read_parquet(em_path), o / "em_rates.png")
     corr = correlate(
         heur, points.select("prompt_key", "prefix_type", "trait", "suppression", "elicitation")
     )

@@ -24,6 +24,7 @@ expected value over the digit tokens ``"0".."9"``, on a 0-100 scale.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -227,15 +228,53 @@ def request_key(cfg: JudgeConfig, req: JudgeRequest, judge_id: str = "") -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class _Cache:
-    """Successful replies in one sqlite table; one connection shared under a lock."""
+class CacheError(RuntimeError):
+    """A sqlite cache file that cannot be used: corrupt, or locked past the busy timeout."""
 
-    def __init__(self, path: str | Path) -> None:
+
+@contextlib.contextmanager
+def cache_errors(path: Path, what: str, timeout_s: float) -> Iterator[None]:
+    """Turn sqlite's errors on the cache file ``path`` into one :class:`CacheError` naming it.
+
+    A corrupt cache is left where it is, never deleted or moved aside: it may hold paid API
+    results, and the user decides (restore a backup, salvage it, or move it aside).
+    """
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            msg = (
+                f"{path}: {what} is locked by another process (waited {timeout_s:g} s); "
+                "let that job finish or stop it, then rerun"
+            )
+        elif code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            msg = (
+                f"{path}: {what} is corrupt ({e}); left as it is, since it may hold paid API "
+                "results: restore it from a backup, or move it aside (with its -wal and -shm "
+                "files) to start an empty cache, then rerun"
+            )
+        elif isinstance(e, sqlite3.OperationalError):
+            msg = f"{path}: {what}: {e}"
+        else:
+            raise
+        raise CacheError(msg) from e
+
+
+class _Cache:
+    """Successful replies in one sqlite table; one connection shared under a lock.
+
+    Another process writing the same file is waited for up to ``timeout_s``; see
+    :func:`cache_errors` for what a corrupt or still-locked file raises.
+    """
+
+    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False)
-        with self._lock:
+        self._conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False)
+        with self._lock, self._errors():
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(
@@ -244,9 +283,12 @@ class _Cache:
             )
             self._conn.commit()
 
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return cache_errors(self.path, "judge cache", self.timeout_s)
+
     def get_many(self, keys: Sequence[str]) -> dict[str, JudgeReply]:
         out: dict[str, JudgeReply] = {}
-        with self._lock:
+        with self._lock, self._errors():
             for i in range(0, len(keys), 500):
                 chunk = list(keys[i : i + 500])
                 marks = ",".join("?" * len(chunk))
@@ -261,7 +303,7 @@ class _Cache:
         if reply.text is None:
             return
         tlp = None if reply.top_logprobs is None else json.dumps(reply.top_logprobs)
-        with self._lock:
+        with self._lock, self._errors():
             self._conn.execute(
                 "INSERT OR REPLACE INTO replies (key, text, top_logprobs, created) VALUES (?,?,?,?)",
                 (key, reply.text, tlp, time.time()),
@@ -580,6 +622,7 @@ class Judge:
 
 __all__ = [
     "BACKENDS",
+    "CacheError",
     "Judge",
     "JudgeConfig",
     "JudgeReply",

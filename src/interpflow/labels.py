@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from interpflow.artifacts import write_json, write_parquet
+from interpflow.artifacts import read_parquet, write_json, write_parquet
 from interpflow.judges import Judge, JudgeConfig, JudgeRequest
 
 CLASS_DEFINITIONS = {
@@ -139,7 +139,7 @@ def label_generations(
     classes: list[str],
 ) -> dict:
     """Judge every generation; write the labels table and a summary of counts and agreement."""
-    gens = pl.read_parquet(generations_path)
+    gens = read_parquet(generations_path)
     reqs = [grading_request(p, r, classes) for p, r in zip(gens["prompt"], gens["response"])]
     with Judge(judge_cfg, cache_path, offline=offline_grader) as judge:
         replies, stats = judge.run(reqs, progress=True)
@@ -186,14 +186,14 @@ def verbalize_activations(
     layer: int | None = None,
 ) -> dict:
     """One verbalizer text per activation row (of ``layer``, or all), then the grader's class."""
-    keys = pl.read_parquet(activations_path, columns=["prompt_id", "layer", "position"])
+    keys = read_parquet(activations_path, columns=["prompt_id", "layer", "position"])
     if layer is not None:
         keys = keys.filter(pl.col("layer") == layer)
         if keys.height == 0:
             raise ValueError(f"{activations_path} has no rows at layer {layer}")
     keys = keys.unique(maintain_order=True)
     rows = keys.join(
-        pl.read_parquet(generations_path).select("prompt_id", "prompt", "response"),
+        read_parquet(generations_path).select("prompt_id", "prompt", "response"),
         on="prompt_id",
         how="left",
     )

@@ -1,6 +1,8 @@
 """Loading models and tokenizers, and formatting chats: one code path for every stage.
 
 A model is named by a hub id (``Qwen/Qwen2.5-7B-Instruct``) or a local directory (the stub).
+A name written as a path (see :func:`is_local_path`) must be an existing directory: a missing
+one fails before anything loads, naming the path and its config key.
 ``dtype="auto"`` means bf16 on a GPU and fp32 on a CPU. ``trust_remote_code`` stays off
 unless the config turns it on.
 """
@@ -8,6 +10,7 @@ unless the config turns it on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
@@ -22,6 +25,19 @@ class ModelSpec:
     dtype: DType = "auto"
     device: str = "auto"  # "auto" = cuda if available, else cpu
     trust_remote_code: bool = False
+
+
+def is_local_path(name: str) -> bool:
+    """Whether ``name`` means a local directory rather than a hub id (``org/name``): it exists,
+    or it is written as a path (starts with ``/`` or ``.``, or has two or more ``/``)."""
+    return Path(name).exists() or name.startswith(("/", ".")) or name.count("/") > 1
+
+
+def check_model_path(name: str, key: str = "model.name") -> None:
+    """Raise ``FileNotFoundError`` naming ``name`` and config ``key`` when ``name`` is a local
+    path that is not a directory; a hub id passes (the hub is asked when the model loads)."""
+    if is_local_path(name) and not Path(name).is_dir():
+        raise FileNotFoundError(f"config key {key}: model directory {name} does not exist")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -40,8 +56,12 @@ def resolve_dtype(dtype: DType, device: str):
     return getattr(torch, dtype)
 
 
-def load_tokenizer(spec: ModelSpec, padding_side: str = "left"):
-    """Tokenizer with a pad token and the given padding side (left for generation)."""
+def load_tokenizer(spec: ModelSpec, padding_side: str = "left", config_key: str = "model.name"):
+    """Tokenizer with a pad token and the given padding side (left for generation).
+
+    ``config_key`` (the key that names the model) goes into the error for a missing directory.
+    """
+    check_model_path(spec.name_or_path, config_key)  # before importing transformers
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(
@@ -53,8 +73,10 @@ def load_tokenizer(spec: ModelSpec, padding_side: str = "left"):
     return tok
 
 
-def load_model(spec: ModelSpec):
-    """``(model, tokenizer)`` in eval mode on the resolved device and dtype."""
+def load_model(spec: ModelSpec, config_key: str = "model.name"):
+    """``(model, tokenizer)`` in eval mode on the resolved device and dtype; ``config_key`` as
+    in :func:`load_tokenizer`."""
+    check_model_path(spec.name_or_path, config_key)  # before importing transformers
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(spec.device)
@@ -65,7 +87,7 @@ def load_model(spec: ModelSpec):
         trust_remote_code=spec.trust_remote_code,
     ).to(device)
     model.eval()
-    return model, load_tokenizer(spec)
+    return model, load_tokenizer(spec, config_key=config_key)
 
 
 def chat_prompt(tokenizer, user: str, system: str | None = None) -> str:

@@ -30,7 +30,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from safetensors.numpy import load_file, save_file
 from scipy.stats import rankdata
@@ -43,7 +42,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from interpflow import figures
-from interpflow.artifacts import atomic_path, write_json, write_provenance
+from interpflow.artifacts import atomic_path, read_table, write_json, write_provenance
 
 ACTIVATION_COLUMNS = ("prompt_id", "layer", "position", "token_index", "activation")
 
@@ -116,9 +115,9 @@ def load_probe_dataset(
         raise ValueError(f"labels have duplicate prompt_id rows, e.g. {sorted(dup)[:5]}")
 
     path = Path(activations_path)
-    table = pq.read_table(path, columns=list(ACTIVATION_COLUMNS), filters=[("layer", "=", layer)])
+    table = read_table(path, columns=list(ACTIVATION_COLUMNS), filters=[("layer", "=", layer)])
     if table.num_rows == 0:
-        layers = pq.read_table(path, columns=["layer"]).column("layer")
+        layers = read_table(path, columns=["layer"]).column("layer")
         avail = sorted(int(v) for v in pc.unique(layers).to_pylist())
         raise ValueError(f"layer {layer} not in {path}; available layers: {avail}")
 

@@ -34,13 +34,18 @@ def normalise(text: str) -> str:
 
 
 def read_bank(path: Path) -> list[tuple[int, str]]:
-    """``(line_number, prompt)`` for every non-blank, non-comment line of a bank file."""
+    """``(line_number, prompt)`` for every non-blank, non-comment line of a bank file.
+
+    LF and CRLF line endings give the same prompts and line numbers; a UTF-8 BOM is dropped.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"prompt bank {path} does not exist") from None
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
     rows = []
     for i, line in enumerate(text.splitlines(), start=1):

@@ -41,7 +41,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from interpflow.artifacts import atomic_path, write_json, write_parquet, write_provenance
+from interpflow.artifacts import (
+    atomic_path,
+    read_parquet,
+    write_json,
+    write_parquet,
+    write_provenance,
+)
 from interpflow.models import ModelSpec, chat_prompt, decoder_layers, eos_token_ids, load_model
 
 EVAL_SCHEMA = {
@@ -91,7 +97,7 @@ def load_questions(path: str | Path, limit: int | None = None) -> list[str]:
 
 def _read_rows(path: Path) -> list[dict]:
     if path.suffix == ".parquet":
-        return pl.read_parquet(path).to_dicts()
+        return read_parquet(path).to_dicts()
     rows = []
     for i, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
@@ -835,7 +841,7 @@ def steering_report(
 
     out_dir = Path(out_dir)
     if overlap_paths:
-        ov = pl.concat([pl.read_parquet(p) for p in overlap_paths])
+        ov = pl.concat([read_parquet(p) for p in overlap_paths])
         diag = (
             ov.group_by("family", "kind")
             .agg(
@@ -855,7 +861,7 @@ def steering_report(
             .sort("family", "kind")
         )
         write_csv(diag, out_dir / "diagnostics.csv")
-    evals = pl.concat([pl.read_parquet(p).select(list(EVAL_SCHEMA)) for p in eval_paths])
+    evals = pl.concat([read_parquet(p).select(list(EVAL_SCHEMA)) for p in eval_paths])
     summary = summarize(evals)
     write_parquet(summary, out_dir / "summary.parquet")
     write_csv(summary, out_dir / "summary.csv")

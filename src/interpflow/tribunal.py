@@ -48,6 +48,7 @@ import polars as pl
 
 from interpflow.artifacts import (
     atomic_path,
+    read_parquet,
     stable_hash,
     write_json,
     write_parquet,
@@ -203,7 +204,7 @@ def _records_from_hub(source: str, hub_config: str | None, split: str) -> tuple[
 
 def _records_from_file(path: Path) -> list[dict]:
     if path.suffix == ".parquet":
-        return pl.read_parquet(path).to_dicts()
+        return read_parquet(path).to_dicts()
     text = path.read_text()
     if path.suffix == ".json":
         data = json.loads(text)
@@ -421,8 +422,8 @@ def write_labels(
 ) -> dict[str, Any]:
     """Stage: label every trace; write the labels parquet and a summary of the counts."""
     labels = label_traces(
-        pl.read_parquet(generations_path),
-        pl.read_parquet(prompts_path),
+        read_parquet(generations_path),
+        read_parquet(prompts_path),
         unparseable,
         last_number_fallback,
     )
@@ -487,7 +488,7 @@ def collect_traces(
     """
     from interpflow.generate import generate_and_capture
 
-    prompts = pl.read_parquet(prompts_path)
+    prompts = read_parquet(prompts_path)
     summary = generate_and_capture(
         prompts_path,
         generations_path,

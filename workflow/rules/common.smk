@@ -8,6 +8,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from interpflow.judges import JudgeConfig, require_api_key
+from interpflow.models import check_model_path
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -42,7 +43,12 @@ def model_input(wildcards=None):
 
 
 def model_path():
-    return STUB_DIR if config["model"]["name"] == "stub" else config["model"]["name"]
+    """The stub's directory, a hub id, or a local directory (a missing one fails at planning)."""
+    name = config["model"]["name"]
+    if name == "stub":
+        return STUB_DIR
+    check_model_path(name, "model.name")
+    return name
 
 
 def model_spec():
@@ -60,8 +66,9 @@ def model_spec():
 def judge(name, key):
     """Keyword arguments of interpflow.judges.JudgeConfig for the judge `name`.
 
-    Fails at DAG planning (not hours into a GPU job) when the judge is unknown or its API
-    key is missing from the environment. The key itself never enters params or logs.
+    Fails at DAG planning (not hours into a GPU job) when the judge is unknown, its API key
+    is missing from the environment, or its local model directory (hf) does not exist. The
+    key itself never enters params or logs.
     """
     if name not in config["judges"]:
         raise ValueError(
@@ -70,6 +77,8 @@ def judge(name, key):
         )
     cfg = JudgeConfig(**config["judges"][name])
     require_api_key(cfg)
+    if cfg.backend == "hf" and cfg.model != STUB_DIR:  # the stub may not be built yet
+        check_model_path(cfg.model, f"judges.{name}.model")
     return dict(config["judges"][name])
 
 
@@ -82,6 +91,13 @@ def deception_judges():
 
 
 DECEPTION_JUDGES = deception_judges()
+
+
+def deception_banks(wildcards=None):
+    """deception.bank_dir/<bank>.txt for each of deception.banks; a missing one fails at planning."""
+    d = config["deception"]["bank_dir"]
+    key = "deception.banks" if Path(d).is_dir() else "deception.bank_dir"
+    return [existing_file(f"{d}/{bank}.txt", key) for bank in config["deception"]["banks"]]
 
 
 def deception_targets():

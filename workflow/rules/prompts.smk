@@ -1,10 +1,6 @@
 rule prompts_deception:
     input:
-        banks=expand(
-            "{dir}/{bank}.txt",
-            dir=config["deception"]["bank_dir"],
-            bank=config["deception"]["banks"],
-        ),
+        banks=deception_banks,
     output:
         table="results/prompts/deception.parquet",
         summary="results/prompts/deception.summary.json",
