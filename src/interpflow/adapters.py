@@ -56,7 +56,7 @@ from typing import Literal
 
 import polars as pl
 
-from interpflow.artifacts import stable_hash, write_parquet, write_provenance
+from interpflow.artifacts import read_parquet, stable_hash, write_parquet, write_provenance
 from interpflow.models import ModelSpec, load_model
 from interpflow.signals import StopSignals, interruptions, restores_signals
 
@@ -432,7 +432,7 @@ def train_adapter(
 
     spec = model
     out_dir = Path(out_dir)
-    df = pl.read_parquet(data_path)
+    df = read_parquet(data_path)
     base, tok = load_model(spec)
     base.config.use_cache = False
     num_layers = base.config.num_hidden_layers

@@ -67,6 +67,7 @@ import pyarrow.parquet as pq
 
 from interpflow.artifacts import (
     atomic_path,
+    read_parquet,
     stable_hash,
     write_json,
     write_parquet,
@@ -525,7 +526,7 @@ def generate_and_capture(
     import torch
 
     positions = parse_positions(list(capture.positions))
-    prompts = pl.read_parquet(prompts_path).select("prompt_id", "category", "prompt")
+    prompts = read_parquet(prompts_path).select("prompt_id", "category", "prompt")
     if prompts.height == 0:
         raise ValueError(f"{prompts_path} has no prompts")
     fingerprint = stable_hash(
