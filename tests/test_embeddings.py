@@ -140,7 +140,8 @@ def test_offline_cache_and_duplicates(tmp_path):
     np.testing.assert_array_equal(warm, vecs)
     assert wstats.n_called == 0 and wstats.n_cached == 6
     assert set(EmbedStats().as_dict()) == {
-        "n_texts", "n_unique", "n_cached", "n_called", "n_failed", "elapsed_s",
+        "n_texts", "n_unique", "n_cached", "n_called", "n_failed", "failures", "first_error",
+        "elapsed_s",
     }  # fmt: skip
 
 
@@ -209,7 +210,8 @@ def test_openai_partial_failure_caches_successes_and_rerun_fills_gaps(tmp_path):
         with pytest.raises(RuntimeError) as err:
             embed_texts(cfg, texts, cache, batch_size=3)
         msg = str(err.value)
-        assert "3 of 10 texts" in msg and "'emb-fake'" in msg and "500" in msg
+        assert "3 of 10 texts failed (HTTP 500 Internal Server Error: 3)" in msg
+        assert "'emb-fake'" in msg and str(cache) in msg
         assert SECRET not in msg
         assert isinstance(err.value, EmbeddingError) and err.value.stats.n_failed == 3
         assert server.n_requests == 3 + 2  # three ok batches, the bad one tried twice
@@ -220,6 +222,54 @@ def test_openai_partial_failure_caches_successes_and_rerun_fills_gaps(tmp_path):
         assert [r["input"] for r in server.requests] == [["item 3", "item 4", "item 5"]]
         assert stats.n_cached == 7 and stats.n_called == 1 and stats.n_failed == 0
         np.testing.assert_array_equal(vecs, expected(texts))
+
+
+@pytest.mark.parametrize(
+    "behaviour, status, hint",
+    [("401", "HTTP 401 Unauthorized", "API key in"), ("404", "HTTP 404 Not Found", "model name")],
+)
+def test_openai_all_rejected_stop_with_one_clear_error(tmp_path, behaviour, status, hint):
+    with FakeAPIServer(plan=behaviour) as server:
+        cfg = openai_cfg(server, name="emb")
+        with pytest.raises(EmbeddingError) as err:
+            embed_texts(cfg, items(6), tmp_path / "c.sqlite", batch_size=4)
+        assert server.n_requests == 2  # two batches, not retried
+    msg = str(err.value)
+    assert msg.startswith("embedder 'emb' (openai model 'emb-fake'): 6 of 6 texts failed")
+    assert f"({status}: 6)" in msg and hint in msg and "max_failed_share=0.2" in msg
+    assert SECRET not in msg
+    if behaviour == "401":  # the body echoed the key: redacted
+        assert "Incorrect API key provided: <redacted>" in msg
+    assert err.value.stats.n_failed == 6 and err.value.stats.failures == {status: 6}
+
+
+def test_openai_failures_within_share_are_nan_rows(tmp_path):
+    def plan(i, body):  # "item 3" and "item 7" of ten fail: 0.2, the default share
+        return "401" if body["input"][0] in ("item 3", "item 7") else "ok"
+
+    cache = tmp_path / "c.sqlite"
+    texts = items(10) + ["item 3"]  # a duplicate of a failed text counts too
+    with FakeAPIServer(plan=plan) as server:
+        with pytest.raises(EmbeddingError, match="3 of 11 texts failed"):
+            embed_texts(openai_cfg(server), texts, cache, batch_size=1)
+        vecs, stats = embed_texts(openai_cfg(server), items(10), cache, batch_size=1)
+        assert stats.n_cached == 8 and stats.n_called == 2  # only the failed texts again
+    assert stats.n_failed == 2 and stats.failures == {"HTTP 401 Unauthorized": 2}
+    assert "401" in stats.first_error and SECRET not in stats.first_error
+    bad = np.isnan(vecs).all(axis=1)
+    assert bad.tolist() == [i in (3, 7) for i in range(10)] and not np.isnan(vecs[~bad]).any()
+    np.testing.assert_array_equal(vecs[~bad], expected(items(10))[~bad])
+
+
+def test_openai_every_text_failed_raises_even_at_share_one(tmp_path):
+    with FakeAPIServer(plan="404") as server:
+        cfg = openai_cfg(server, max_failed_share=1.0)
+        with pytest.raises(EmbeddingError, match="2 of 2 texts failed.*not one vector"):
+            embed_texts(cfg, items(2), None)
+        server.plan = ["404"]  # one of two fails: allowed at share 1
+        server.reset()  # a list plan is indexed by the request count
+        vecs, stats = embed_texts(cfg, items(2), None, batch_size=1)
+    assert stats.n_failed == 1 and np.isnan(vecs).all(axis=1).sum() == 1
 
 
 @pytest.mark.parametrize("behaviour", ["malformed", "nochoices", "short"])
@@ -287,7 +337,8 @@ def test_fakeapi_embeddings_wire_format():
 
 
 def test_hf_backend_on_stub(stub_dir, tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from interpflow.models import ModelSpec, load_model
 
     cfg = JudgeConfig(backend="hf", model=str(stub_dir))

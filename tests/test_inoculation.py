@@ -107,6 +107,38 @@ def test_offline_rephrasings_are_distinct_and_deterministic(tmp_path):
     assert pl.read_parquet(tmp_path / "r2.parquet").equals(df)
 
 
+def test_text_embeddings_drop_failed_texts_within_the_share(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from interpflow.embeddings import EmbeddingError
+    from interpflow.heuristics import text_embedding_vectors
+    from interpflow.inoculation import text_embeddings_stage
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    reph = tmp_path / "r.parquet"
+    make_rephrasings(list(PROMPTS.values()), 4, OFFLINE, None, reph)
+    fr0 = pl.read_parquet(reph).filter(pl.col("prompt_key") == "fr")["text"][0]
+    failing = {"You are a clown.", fr0}  # 2 of 10 texts: the default share 0.2
+
+    def plan(i, body):
+        return "404" if body["input"][0] in failing else "ok"
+
+    out = tmp_path / "emb.parquet"
+    with FakeAPIServer(plan=plan) as server:
+        cfg = JudgeConfig(backend="openai", model="e", base_url=server.url, name="emb")
+        args = (list(PROMPTS.values()), reph, None)
+        summary = text_embeddings_stage(*args, cfg, None, out, batch_size=1)
+        with pytest.raises(EmbeddingError, match="embedder 'emb' .*2 of 10 texts failed"):
+            strict = replace(cfg, max_failed_share=0.1)
+            text_embeddings_stage(*args, strict, None, tmp_path / "x.parquet", batch_size=1)
+        assert not (tmp_path / "x.parquet").exists()
+    assert summary["n_texts"] == 8 and summary["n_failed"] == 2
+    df = pl.read_parquet(out)
+    assert not set(df["text"]) & failing and df["vector"].list.len().unique().to_list() == [32]
+    prompts, reps = text_embedding_vectors(df)
+    assert set(prompts) == {"fr"} and reps["fr"].shape == (3, 32)  # the clown is left out
+
+
 def test_conditions_and_sft(tmp_path):
     reph = pl.DataFrame(
         {"prompt_key": ["clown"] * 3, "index": [0, 1, 2], "text": ["A.", "B.", "C."]}

@@ -15,10 +15,13 @@ from interpflow.judges import (
     CacheError,
     Judge,
     JudgeConfig,
+    JudgeFailureError,
     JudgeReply,
     JudgeRequest,
     _Cache,
+    check_failures,
     digit_expected_value,
+    failure_reason,
     request_key,
     require_api_key,
 )
@@ -69,6 +72,8 @@ def test_module_import_is_light():
         ({"backend": "hf", "model": "x", "temperature": 0.7}, "greedily"),
         ({"backend": "anthropic", "model": "x", "temperature": 0.7}, "no temperature"),
         ({"backend": "openai", "model": "x", "base_url": "localhost:1"}, "base_url"),
+        ({"backend": "offline", "max_failed_share": 1.5}, "max_failed_share"),
+        ({"backend": "offline", "max_failed_share": -0.1}, "max_failed_share"),
     ],
 )
 def test_config_validation(kw, msg):
@@ -126,7 +131,8 @@ def test_offline_deterministic_and_cached(tmp_path):
     assert r3 == r1
     assert s3.n_calls == 0 and s3.n_cache_hits == 15
     assert set(s3.as_dict()) == {
-        "n_requests", "n_unique", "n_cache_hits", "n_calls", "n_failed", "elapsed_s",
+        "n_requests", "n_unique", "n_cache_hits", "n_calls", "n_failed", "failures",
+        "first_error", "elapsed_s",
     }  # fmt: skip
 
 
@@ -304,12 +310,97 @@ def test_error_text_redacts_key(tmp_path):
         )
 
 
+# -- too many failed calls stop the stage ---------------------------------------------------
+
+
+def api_cfg(backend: str, server: FakeAPIServer, **kw) -> JudgeConfig:
+    """A judge named "grader" on the fake server through the official SDK of ``backend``."""
+    url = server.url if backend == "openai" else server.root_url  # Anthropic appends /v1
+    kw.setdefault("max_retries", 2)  # 401/404 are not retried: one request per call
+    return JudgeConfig(
+        backend=backend, model=f"{backend}-nope", base_url=url, timeout_s=5.0, name="grader", **kw
+    )
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    "behaviour, status, hint",
+    [("401", "HTTP 401 Unauthorized", "API key in"), ("404", "HTTP 404 Not Found", "model name")],
+)
+def test_all_calls_rejected_stop_with_one_clear_error(tmp_path, backend, behaviour, status, hint):
+    with FakeAPIServer(echo, plan=behaviour) as server:
+        cfg = api_cfg(backend, server)
+        replies, stats = Judge(cfg, tmp_path / "c.sqlite").run(reqs(5))
+        assert server.n_requests == 5 and stats.n_calls == 5  # the SDKs do not retry these
+    assert stats.n_failed == 5 and stats.failures == {status: 5}
+    assert all(r.reason == status and SECRET not in r.error for r in replies)
+    if backend == "openai" and behaviour == "401":  # the body echoed the key: redacted
+        assert "Incorrect API key provided: <redacted>" in stats.first_error
+    with pytest.raises(JudgeFailureError) as err:
+        check_failures(stats, cfg, tmp_path / "c.sqlite")
+    msg = str(err.value)
+    assert msg.startswith(f"judge 'grader' ({backend} model '{backend}-nope'): 5 of 5 calls failed")
+    assert f"({status}: 5)" in msg and hint in msg and "max_failed_share=0.2" in msg
+    assert str(tmp_path / "c.sqlite") in msg and SECRET not in msg
+    assert isinstance(err.value, RuntimeError) and err.value.stats is stats
+
+
+def test_failed_share_threshold(tmp_path):
+    def plan(i, body):  # items 0 and 1 of ten fail
+        return "401" if body["messages"][-1]["content"] in ("item 0", "item 1") else "ok"
+
+    with FakeAPIServer(echo, plan=plan) as server:
+        cfg = api_cfg("openai", server)
+        replies, stats = Judge(cfg, None).run(reqs(10))
+    assert [r.text is None for r in replies] == [True, True] + [False] * 8
+    assert stats.n_failed == 2 and stats.failures == {"HTTP 401 Unauthorized": 2}
+    check_failures(stats, cfg)  # 2 of 10 is the default share 0.2: not more, passes
+    for share in (0.19, 0.0):
+        with pytest.raises(JudgeFailureError, match="2 of 10 calls failed"):
+            check_failures(stats, api_cfg("openai", server, max_failed_share=share))
+    check_failures(stats, JudgeConfig(backend="offline"))  # no name: still fine
+    stats.n_failed = 3
+    with pytest.raises(JudgeFailureError, match=r"^judge \(openai model"):
+        check_failures(stats, JudgeConfig(backend="openai", model="openai-nope"))
+
+
+def test_successes_cached_before_the_error_rerun_calls_only_failed(tmp_path):
+    cache = tmp_path / "c.sqlite"
+    bad = {"item 1", "item 3", "item 4"}
+
+    def plan(i, body):
+        return "401" if body["messages"][-1]["content"] in bad else "ok"
+
+    with FakeAPIServer(echo, plan=plan) as server:
+        cfg = api_cfg("openai", server)
+        with Judge(cfg, cache) as judge:
+            _, stats = judge.run(reqs(6))
+        with pytest.raises(JudgeFailureError, match="3 of 6 calls failed"):
+            check_failures(stats, cfg, cache)
+        server.plan = None  # the key is fixed
+        server.reset()
+        with Judge(cfg, cache) as judge:
+            replies, stats = judge.run(reqs(6))
+        check_failures(stats, cfg, cache)
+        assert sorted(r["messages"][-1]["content"] for r in server.requests) == sorted(bad)
+    assert stats.n_cache_hits == 3 and stats.n_calls == 3 and stats.n_failed == 0
+    assert [r.text for r in replies] == [f"echo:item {i}" for i in range(6)]
+
+
+def test_failure_reason():
+    class StatusError(Exception):
+        status_code = 599
+
+    assert failure_reason(StatusError()) == "HTTP 599"
+    assert failure_reason(TimeoutError("slow")) == "TimeoutError"
+
+
 # -- hf backend on a tiny random model ----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def tiny_hf_model(tmp_path_factory):
-    torch = pytest.importorskip("torch")
+    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -389,6 +480,39 @@ def test_fakeapi_headers_and_stats():
         with urllib.request.urlopen(f"{server.url}/_stats", timeout=5) as resp:
             assert json.load(resp) == {"n_requests": 2}
         assert server.behaviours == ["429", "ok"]
+
+
+def test_fakeapi_rejects_unknown_behaviour_up_front():
+    for plan in ("bogus", ["ok", "bogus"]):
+        with pytest.raises(ValueError, match="unknown fake-API behaviour 'bogus'"):
+            FakeAPIServer(plan=plan)
+    with FakeAPIServer() as server:
+        with pytest.raises(ValueError, match="'nope'"):
+            server.plan = "nope"
+        assert server.plan is None
+
+
+def test_fakeapi_handler_errors_raise_on_close(tmp_path):
+    # A callable plan's unknown name: the client sees a failed call, the test an error.
+    server = FakeAPIServer(echo, plan=lambda i, body: "bogus")
+    _, stats = Judge(openai_cfg(server, max_retries=0), None).run(reqs(1))
+    assert stats.n_failed == 1 and len(server.errors) == 1
+    with pytest.raises(ValueError, match="unknown fake-API behaviour 'bogus'"):
+        server.close()
+
+    def broken(request_json):
+        raise KeyError("responder bug")
+
+    server = FakeAPIServer(broken)
+    _, stats = Judge(openai_cfg(server, max_retries=0), None).run(reqs(2))
+    assert stats.n_failed == 2
+    with pytest.raises(KeyError, match="responder bug"):
+        server.close()
+    # a client that timed out and closed the socket under a sleeping handler is no error
+    with FakeAPIServer(echo, plan="timeout", timeout_sleep_s=0.6) as server:
+        Judge(openai_cfg(server, max_retries=0, timeout_s=0.2), None).run(reqs(1))
+        time.sleep(0.8)  # the handler wakes up and writes to the closed socket
+    assert server.errors == []
 
 
 # -- a corrupt or locked cache file ---------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from interpflow.artifacts import CorruptFileError
 from interpflow.fakeapi import FakeAPIServer
-from interpflow.judges import JudgeConfig
+from interpflow.judges import JudgeConfig, JudgeFailureError
 from interpflow.labels import keyword_label, label_generations, parse_label, verbalize_activations
 
 CLASSES = ["normal", "eval_aware", "deceptive"]
@@ -77,7 +77,9 @@ def test_failed_and_unparseable_calls_are_null_and_counted(generations, tmp_path
         return "500" if "Cats" in req["messages"][-1]["content"] else "ok"
 
     with FakeAPIServer(responder, plan=plan) as server:
-        cfg = JudgeConfig(backend="openai", model="m", base_url=server.url, max_retries=1)
+        cfg = JudgeConfig(
+            backend="openai", model="m", base_url=server.url, max_retries=1, max_failed_share=0.25
+        )
         summary = label_generations(
             generations,
             tmp_path / "l.parquet",
@@ -90,6 +92,26 @@ def test_failed_and_unparseable_calls_are_null_and_counted(generations, tmp_path
     assert df["judge_label"].to_list() == [None, "deceptive", "deceptive", None]
     assert summary["n_failed_calls"] == 1 and summary["n_unparseable"] == 1
     assert summary["judge_label_counts"] == {"deceptive": 2}
+    assert summary["judge_stats"]["failures"] == {"HTTP 500 Internal Server Error": 1}
+
+
+def test_too_many_failed_calls_stop_the_stage_after_caching(generations, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-wrong")
+
+    def plan(i, req):  # 2 of 4 rejected: above the default share 0.2
+        return "401" if any(w in req["messages"][-1]["content"] for w in ("Cats", "Bake")) else "ok"
+
+    out = (tmp_path / "l.parquet", tmp_path / "s.json")
+    with FakeAPIServer(lambda req: "normal", plan=plan) as server:
+        cfg = JudgeConfig(backend="openai", model="m", base_url=server.url, name="gpt")
+        with pytest.raises(JudgeFailureError, match=r"judge 'gpt' .*2 of 4 calls failed"):
+            label_generations(generations, *out, cfg, tmp_path / "c.sqlite", CLASSES)
+        assert not any(p.exists() for p in out)
+        server.plan = None  # the key is fixed: only the two failed requests are sent again
+        server.reset()
+        summary = label_generations(generations, *out, cfg, tmp_path / "c.sqlite", CLASSES)
+        assert server.n_requests == 2 and summary["judge_stats"]["n_cache_hits"] == 2
+    assert summary["n_failed_calls"] == 0 and summary["judge_label_counts"] == {"normal": 4}
 
 
 def test_verbalizer_at_one_layer(generations, tmp_path):

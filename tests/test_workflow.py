@@ -145,8 +145,11 @@ def test_missing_api_key_fails_at_planning(tmp_path):
 
 
 def test_openai_judge_stage_against_local_server(all_run, tmp_path):
-    """Labels through the official OpenAI client: failures give NaN and are counted; a warm
-    rerun makes zero calls; the key never lands in logs or artifacts."""
+    """Labels through the official OpenAI client: failures give null labels and are counted,
+    exactly; a forced rerun calls only for the failed ones; a wrong key (every call 401) stops
+    the stage with one clear error; the key never lands in output, logs or artifacts."""
+    from interpflow.labels import grading_request, parse_label
+
     src, _ = all_run
     work = copy_repo(tmp_path)
     (work / "results/generations").mkdir(parents=True)
@@ -162,56 +165,72 @@ def test_openai_judge_stage_against_local_server(all_run, tmp_path):
             return "I cannot decide"  # unparseable: counted, not guessed
         return "deceptive" if "lie" in text.lower() else "normal"
 
-    def plan(i, req):  # every request about "cat" fails on every attempt
-        return "500" if " cat" in req["messages"][-1]["content"].lower() else "ok"
+    def fails(text):  # every request about "cat" fails on every attempt
+        return " cat" in text.lower()
 
+    def plan(i, req):
+        return "500" if fails(req["messages"][-1]["content"]) else "ok"
+
+    # What the stage will send, so every count below is exact.
+    gens = pl.read_parquet(work / "results/generations/deception.parquet")
+    classes = ["normal", "eval_aware", "deceptive"]  # the default deception.banks
+    users = [grading_request(p, r, classes).user for p, r in zip(gens["prompt"], gens["response"])]
+    n, n_unique = len(users), len(set(users))
+    n_fail = sum(map(fails, users))
+    n_fail_unique = sum(map(fails, set(users)))
+    replies = {u: responder({"messages": [{"role": "user", "content": u}]}) for u in users}
+    expected = [None if fails(u) else parse_label(replies[u], classes) for u in users]
+    assert 1 <= n_fail <= 0.2 * n  # some failures, within the default max_failed_share
+    retries = 1
+
+    target = ("results/labels/deception.parquet", "--configfile", "gpt.yaml")
+    env = {"OPENAI_API_KEY": secret}
     with FakeAPIServer(responder, plan=plan) as server:
-        write_config(
-            work / "gpt.yaml",
-            {
-                "judges": {
-                    "gpt": {
-                        "backend": "openai",
-                        "model": "gpt-test",
-                        "base_url": server.url,
-                        "max_retries": 1,
-                        "timeout_s": 5,
-                    }
-                },
-                "deception": {"labels": {"judge": "gpt"}},
-            },
-        )
-        env = {"OPENAI_API_KEY": secret}
-        snakemake(work, "results/labels/deception.parquet", "--configfile", "gpt.yaml", env=env)
-        first = server.n_requests
+        judge = {"backend": "openai", "model": "gpt-test", "base_url": server.url}
+        judge |= {"max_retries": retries, "timeout_s": 5}
+        cfg = {"judges": {"gpt": judge}, "deception": {"labels": {"judge": "gpt"}}}
+        write_config(work / "gpt.yaml", cfg)
+        snakemake(work, *target, env=env)
         summary = json.loads((work / "results/labels/deception.summary.json").read_text())
         labels = pl.read_parquet(work / "results/labels/deception.parquet")
-        assert summary["n_failed_calls"] >= 1
-        assert (
-            labels["judge_label"].null_count()
-            == summary["n_failed_calls"] + summary["n_unparseable"]
-        )
-        assert first == summary["judge_stats"]["n_calls"] > 0
-        snakemake(
-            work,
-            "results/labels/deception.parquet",
-            "--forcerun",
-            "labels_deception",
-            "--configfile",
-            "gpt.yaml",
-            env=env,
-        )
+        assert labels["judge_label"].to_list() == expected
+        assert summary["n_failed_calls"] == n_fail
+        assert summary["n_unparseable"] == sum(e is None for e in expected) - n_fail
+        assert summary["judge_stats"]["failures"] == {"HTTP 500 Internal Server Error": n_fail}
+        # each distinct request once, each failing one 1 + max_retries times
+        assert server.n_requests == summary["judge_stats"]["n_calls"]
+        assert server.n_requests == n_unique + n_fail_unique * retries
+        first = server.n_requests
+        snakemake(work, *target, "--forcerun", "labels_deception", env=env)
         summary2 = json.loads((work / "results/labels/deception.summary.json").read_text())
-        # only the failed requests are retried: successes come from the cache
-        assert summary2["judge_stats"]["n_cache_hits"] == labels.height - summary["n_failed_calls"]
+        # only the failed requests are sent again: successes come from the cache
+        assert summary2["judge_stats"]["n_cache_hits"] == n - n_fail
+        assert summary2["n_failed_calls"] == n_fail
         assert server.n_requests - first == summary2["judge_stats"]["n_calls"]
-        assert (
-            summary2["judge_stats"]["n_unique"] - summary2["judge_stats"]["n_cache_hits"]
-            == summary["n_failed_calls"]
-        )
-    for path in list((work / "results").rglob("*")) + list((work / "logs").rglob("*")):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+        assert summary2["judge_stats"]["n_calls"] == n_fail_unique * (1 + retries)
+
+        # A wrong key: every call is rejected (401, not retried) and the stage stops.
+        server.plan = "401"  # its body echoes the key it was sent
+        for cache in (work / "results/cache").glob("judges.sqlite*"):
+            cache.unlink()  # no cached replies: every request reaches the server
+        before = server.n_requests
+        proc = snakemake(work, *target, "--forcerun", "labels_deception", env=env, check=False)
+        assert server.n_requests - before == n_unique
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (
+        f"judge 'gpt' (openai model 'gpt-test'): {n} of {n} calls failed "
+        f"(HTTP 401 Unauthorized: {n}), more than max_failed_share=0.2 allows; "
+        "check the API key in OPENAI_API_KEY"
+    ) in out, out
+    assert "Incorrect API key provided: <redacted>" in out
+    assert "SECRET-4242" not in out
+    assert not (work / "results/labels/deception.parquet").exists()  # no all-null table
+    dirs = ("results", "logs", ".snakemake")
+    files = [p for d in dirs for p in (work / d).rglob("*") if p.is_file()]
+    assert any(p.name == "deception.log" for p in files)
+    for path in files:
+        assert b"SECRET-4242" not in path.read_bytes(), path
 
 
 def test_lint_is_clean(tmp_path):

@@ -18,9 +18,11 @@ the same machinery as :class:`~interpflow.judges.Judge` around every backend:
 * **failures** — a batch that still fails (API error after the retries, a body that is not a
   well-formed embeddings list: wrong count, bad index, vectors of different dimensions, or a
   dimension unlike the model's other vectors) does not stop the others. When all batches are
-  done, the successes are already cached and :class:`EmbeddingError` (a ``RuntimeError``)
-  says how many texts failed, for which model, and the first error. Nothing is ever returned
-  with a placeholder row.
+  done, the successes are already cached; then the judges' share rule applies
+  (:func:`~interpflow.judges.check_failures`): when more than ``cfg.max_failed_share`` of the
+  texts have no vector, :class:`EmbeddingError` says which embedder (name, backend, model),
+  the HTTP status, how many texts failed and the first error; otherwise the failed texts'
+  rows are NaN and counted in :attr:`EmbedStats.n_failed`.
 
 Backends:
 
@@ -54,21 +56,26 @@ import logging
 import re
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from interpflow.judges import (
     JudgeConfig,
+    JudgeFailureError,
     OpenAIClient,
     _Counter,
     _MalformedResponse,
     cache_errors,
+    check_failures,
     error_text,
+    failure_message,
+    failure_reason,
 )
 
 if TYPE_CHECKING:
@@ -101,20 +108,30 @@ class EmbedStats:
     """Backend calls actually made: HTTP attempts including the SDK's retries for ``openai``,
     forward passes for ``hf``, batches for ``offline``."""
     n_failed: int = 0
-    """Texts without a vector (only ever non-zero on an :class:`EmbeddingError`)."""
+    """Texts without a vector: NaN rows (at most ``max_failed_share`` of the texts; more
+    raise :class:`EmbeddingError`)."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """Failed texts by cause, e.g. ``{"HTTP 401 Unauthorized": 10}``."""
+    first_error: str | None = None
+    """The first failed batch's error (no API key in it)."""
     elapsed_s: float = 0.0
+
+    ROLE: ClassVar[str] = "embedder"
+    UNIT: ClassVar[str] = "texts"
+
+    @property
+    def n_total(self) -> int:
+        """What the share of failures is out of: the texts."""
+        return self.n_texts
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class EmbeddingError(RuntimeError):
-    """Some texts got no vector after the retries; the others are cached. ``stats`` has the
-    counts. The message never contains the API key."""
-
-    def __init__(self, message: str, stats: EmbedStats) -> None:
-        super().__init__(message)
-        self.stats = stats
+class EmbeddingError(JudgeFailureError):
+    """More than ``max_failed_share`` of the texts got no vector after the retries (or none
+    did); the others are cached. ``stats`` has the counts. The message never contains the
+    API key."""
 
 
 def embed_key(cfg: JudgeConfig, text: str) -> str:
@@ -386,11 +403,14 @@ def embed_texts(
     Row ``i`` is the vector of ``texts[i]``. ``cache_path`` is a sqlite file (created if
     missing; None: no cache). Empty ``texts`` gives shape ``(0, 0)`` and calls nothing.
 
+    Rows of texts that still have no vector after the SDK's retries are NaN (counted in
+    ``n_failed``) while they are at most ``cfg.max_failed_share`` of the texts.
+
     Raises ``ValueError`` for the ``anthropic`` backend, an empty string among ``texts``, a
     bad ``batch_size`` or (before any call) a missing API key; :class:`EmbeddingError`, a
-    ``RuntimeError``, when some texts still have no vector after the SDK's retries — the
-    others are cached by then, so a rerun calls only for the missing ones. Other exceptions
-    (a bug, a model that does not load, out of memory) propagate as they are.
+    ``RuntimeError``, when more texts failed (or all did) — the others are cached by then,
+    so a rerun calls only for the missing ones. Other exceptions (a bug, a model that does
+    not load, out of memory) propagate as they are.
     """
     import numpy as np
 
@@ -419,20 +439,20 @@ def embed_texts(
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
         counter = _Counter()
         fresh: dict[str, np.ndarray] = {}
-        errors: dict[int, str] = {}  # batch index -> first error of that batch
+        errors: dict[int, tuple[str, str]] = {}  # batch index -> (reason, error text)
 
         if batches:
             backend = _make_backend(cfg, counter)  # config errors (no key, bad path) raise here
             secret = getattr(backend, "secret", None)
             failures = (_MalformedResponse, *backend.failures)
 
-            def call(batch: list[str]) -> np.ndarray | str:
+            def call(batch: list[str]) -> np.ndarray | tuple[str, str]:
                 # API errors (after the SDK's retries) and malformed responses become a failed
                 # batch; other exceptions (bugs) propagate.
                 try:
                     return _check_vectors(backend([unique[k] for k in batch]), len(batch))
                 except failures as exc:
-                    return error_text(exc, secret)
+                    return failure_reason(exc), error_text(exc, secret)
 
             workers = min(cfg.concurrency, len(batches)) if cfg.backend == "openai" else 1
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed")
@@ -441,15 +461,18 @@ def embed_texts(
                 for fut in as_completed(futures):
                     bi = futures[fut]
                     result = fut.result()  # a bug (not an API failure) raises here
-                    if isinstance(result, str):
+                    if isinstance(result, tuple):
                         errors[bi] = result
                         continue
                     if dim is None:
                         dim = int(result.shape[1])
                     elif result.shape[1] != dim:
                         errors[bi] = (
-                            f"_MalformedResponse: vectors of dimension {result.shape[1]}, but "
-                            f"this model's other vectors have dimension {dim}"
+                            "_MalformedResponse",
+                            (
+                                f"_MalformedResponse: vectors of dimension {result.shape[1]}, "
+                                f"but this model's other vectors have dimension {dim}"
+                            ),
                         )
                         continue
                     items = list(zip(batches[bi], result, strict=True))
@@ -465,33 +488,39 @@ def embed_texts(
         if cache is not None:
             cache.close()
 
+    reason = {k: errors[bi][0] for bi in errors for k in batches[bi]}
+    failed = [reason[k] for k in keys if k not in cached and k not in fresh]
     stats = EmbedStats(
         n_texts=len(texts),
         n_unique=len(unique),
         n_cached=sum(k in cached for k in keys),
         n_called=counter.value,
-        n_failed=sum(k not in cached and k not in fresh for k in keys),
+        n_failed=len(failed),
+        failures=dict(Counter(failed)),
+        first_error=errors[min(errors)][1] if errors else None,
         elapsed_s=time.perf_counter() - t0,
     )
-    if errors:
-        n_missing = sum(k not in fresh for k in todo)
-        saved = (
-            f"the {len(fresh)} new vectors are cached in {cache_path}, so a rerun calls only "
-            "for the missing texts"
-            if cache is not None
-            else "nothing is cached (cache_path=None)"
-        )
-        retries = f" after the SDK's {cfg.max_retries} retries" if cfg.backend == "openai" else ""
-        raise EmbeddingError(
-            f"embeddings[{cfg.backend} {cfg.model!r}]: {stats.n_failed} of {stats.n_texts} texts "
-            f"({n_missing} distinct, in {len(errors)} of {len(batches)} batches) have no vector"
-            f"{retries}; {saved}; first error: {errors[min(errors)]}",
-            stats,
-        )
-    out = np.empty((len(texts), dim), dtype=np.float32)
-    for i, k in enumerate(keys):
-        out[i] = cached[k] if k in cached else fresh[k]
     log.info("embed[%s %s]: %s", cfg.backend, cfg.model, stats.as_dict())
+    check_failures(stats, cfg, cache_path, error=EmbeddingError)
+    if dim is None:  # every text failed, and max_failed_share allows it: no dimension to fill
+        why = "so not one vector (and its dimension) is known"
+        raise EmbeddingError(failure_message(stats, cfg, cache_path, why), stats)
+    if failed:
+        log.warning(
+            "embed[%s %s]: %d of %d texts failed (%s), within max_failed_share=%g: their rows "
+            "are NaN; first error: %s",
+            cfg.backend,
+            cfg.model,
+            stats.n_failed,
+            stats.n_texts,
+            stats.failures,
+            cfg.max_failed_share,
+            stats.first_error,
+        )
+    out = np.full((len(texts), dim), np.nan, dtype=np.float32)
+    for i, k in enumerate(keys):
+        if k in cached or k in fresh:
+            out[i] = cached[k] if k in cached else fresh[k]
     return out, stats
 
 

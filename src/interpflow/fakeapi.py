@@ -22,6 +22,11 @@ order (``"ok"`` once exhausted), or a callable ``(call_index, request_json) -> s
 ``ok``          a normal reply whose text is ``responder(request_json)``
 ``500``         HTTP 500 with an API-shaped error body
 ``429``         HTTP 429 with ``retry-after: 0``
+``401``         HTTP 401 as a wrong key gets: OpenAI's ``invalid_api_key`` body, whose message
+                echoes the key it was sent (in full: the real API masks its middle, so a
+                redaction test here can fail), or Anthropic's ``authentication_error``
+``404``         HTTP 404 as an unknown model gets: OpenAI's ``model_not_found`` body or
+                Anthropic's ``not_found_error``, both naming the requested model
 ``timeout``     sleeps ``timeout_sleep_s`` (set it above the client timeout), then answers ok
 ``malformed``   HTTP 200, ``application/json`` content type, body not JSON
 ``nochoices``   HTTP 200, valid JSON without ``choices`` (chat) / ``content`` (Anthropic) /
@@ -33,9 +38,17 @@ order (``"ok"`` once exhausted), or a callable ``(call_index, request_json) -> s
 Every POST to a known path counts in ``n_requests`` and takes the next behaviour, whatever the
 endpoint.
 
+The SDKs retry ``500``/``429`` (and connection errors, timeouts) but not ``401``/``404``.
 Errors (``500``/``429``) also carry ``retry-after-ms`` (default 1): the OpenAI and Anthropic
 SDKs treat ``retry-after: 0`` as "not given" and fall back to exponential backoff (0.5 s, 1 s,
 ...), but honour a positive ``retry-after-ms``, which keeps retry tests fast.
+
+A behaviour name not in :data:`BEHAVIOURS` is rejected by the constructor (``plan`` a string
+or list, also when ``plan`` is assigned later); one returned by a callable plan, like any other
+exception in a request handler, closes that connection (the client sees a connection error)
+and is recorded in ``errors``: :meth:`FakeAPIServer.close` (and so leaving the ``with`` block)
+re-raises the first. A client that times out and closes the socket under a sleeping handler
+(``BrokenPipeError``, ``ConnectionResetError``) is not an error.
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ import json
 import math
 import random
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,10 +67,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 Plan = str | Sequence[str] | Callable[[int, dict[str, Any]], str] | None
-BEHAVIOURS = ("ok", "500", "429", "timeout", "malformed", "nochoices", "short")
+BEHAVIOURS = ("ok", "500", "429", "401", "404", "timeout", "malformed", "nochoices", "short")
 
 #: Dimension of the default embedder's vectors.
 EMBED_DIM = 32
+
+
+def _check_plan(plan: Plan) -> Plan:
+    """``plan`` itself; a string or list naming an unknown behaviour raises ``ValueError``."""
+    if plan is None or callable(plan):
+        return plan
+    for b in [plan] if isinstance(plan, str) else plan:
+        if b not in BEHAVIOURS:
+            raise ValueError(f"unknown fake-API behaviour {b!r}; choose one of {BEHAVIOURS}")
+    return plan
 
 
 def _default_responder(request_json: dict[str, Any]) -> str:
@@ -78,9 +102,19 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # listen backlog: many concurrent clients connect at once
     allow_reuse_address = True
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.errors: list[BaseException] = []
+        self.errors_lock = threading.Lock()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
+        """Record the handler's exception (socketserver would print it and go on)."""
+        exc = sys.exc_info()[1]
         # Clients that time out close the socket under a sleeping handler: not an error here.
-        pass
+        if exc is None or isinstance(exc, BrokenPipeError | ConnectionResetError):
+            return
+        with self.errors_lock:
+            self.errors.append(exc)
 
 
 class FakeAPIServer:
@@ -112,7 +146,7 @@ class FakeAPIServer:
         self.reverse_embeddings = reverse_embeddings
         self.top_logprobs = top_logprobs
         self.delay_s = delay_s
-        self.plan = plan
+        self.plan = plan  # checked by the setter, before the port is bound
         self.timeout_sleep_s = timeout_sleep_s
         self.retry_after_ms = retry_after_ms
         self._lock = threading.Lock()
@@ -127,6 +161,21 @@ class FakeAPIServer:
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
+
+    @property
+    def plan(self) -> Plan:
+        """Per-call behaviours (see the module docstring); assigning checks the names."""
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: Plan) -> None:
+        self._plan = _check_plan(plan)
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised in request handlers so far (a copy), first first."""
+        with self._httpd.errors_lock:
+            return list(self._httpd.errors)
 
     @property
     def n_requests(self) -> int:
@@ -292,8 +341,40 @@ class FakeAPIServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout) and closed the socket
 
+            def _client_error(self, status: str, req: dict[str, Any], is_openai: bool) -> bytes:
+                """The body of a 401 (wrong key) or 404 (unknown model), as each API sends it."""
+                model = req.get("model", "")
+                if is_openai:
+                    if status == "401":
+                        key = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+                        code = "invalid_api_key"
+                        msg = (
+                            f"Incorrect API key provided: {key}. You can find your API key at "
+                            "https://platform.openai.com/account/api-keys."
+                        )
+                    else:
+                        code = "model_not_found"
+                        msg = f"The model `{model}` does not exist or you do not have access to it."
+                    err = {
+                        "message": msg,
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": code,
+                    }
+                    return json.dumps({"error": err}).encode()
+                if status == "401":
+                    kind, msg = "authentication_error", "invalid x-api-key"
+                else:
+                    kind, msg = "not_found_error", f"model: {model}"
+                return json.dumps(
+                    {"type": "error", "error": {"type": kind, "message": msg}}
+                ).encode()
+
             def _answer(self, behaviour: str, req: dict[str, Any], endpoint: str) -> None:
                 is_openai = endpoint != "messages"
+                if behaviour in ("401", "404"):
+                    self._send(int(behaviour), self._client_error(behaviour, req, is_openai))
+                    return
                 if behaviour in ("500", "429"):
                     status = int(behaviour)
                     kind = "rate_limit_error" if status == 429 else "api_error"
@@ -341,10 +422,14 @@ class FakeAPIServer:
         return Handler
 
     def close(self) -> None:
-        """Stop serving and release the port (handler threads are daemons)."""
+        """Stop serving and release the port (handler threads are daemons); then re-raise the
+        first exception of a request handler, if any (see ``errors``)."""
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+        errors = self.errors
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> Self:
         return self

@@ -554,15 +554,21 @@ def _fixed_vs_mix(
 def text_embedding_vectors(
     df: pl.DataFrame,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``(prompt vectors, rephrasing matrices)`` by prompt key from a text-embedding table."""
+    """``(prompt vectors, rephrasing matrices)`` by prompt key from a text-embedding table.
+
+    A prompt without its own vector (its embedding failed: the table has no row for it) is
+    left out, so its :func:`embedding_stats` are NaN; failed rephrasings are simply absent.
+    """
     prompts, reps = {}, {}
     for (key,), sub in df.sort("prompt_key", "index").group_by("prompt_key", maintain_order=True):
         p = sub.filter(pl.col("kind") == "prompt")["vector"].to_list()
-        if len(p) != 1:
+        if len(p) > 1:
             raise ValueError(f"text embeddings: prompt {key!r} has {len(p)} prompt vectors, not 1")
+        if not p:
+            continue
         prompts[key] = np.asarray(p[0], dtype=np.float64)
         r = sub.filter(pl.col("kind") == "rephrasing")["vector"].to_list()
-        reps[key] = np.asarray(r, dtype=np.float64).reshape(len(r), -1)
+        reps[key] = np.asarray(r, dtype=np.float64).reshape(len(r), prompts[key].size)
     return prompts, reps
 
 

@@ -46,7 +46,14 @@ from interpflow.artifacts import (
     write_parquet,
     write_provenance,
 )
-from interpflow.judges import Judge, JudgeConfig, JudgeReply, JudgeRequest, digit_expected_value
+from interpflow.judges import (
+    Judge,
+    JudgeConfig,
+    JudgeReply,
+    JudgeRequest,
+    check_failures,
+    digit_expected_value,
+)
 
 CONDITIONS = ("fixed", "mix", "system")
 DATA_SCHEMA = {
@@ -354,6 +361,7 @@ def make_rephrasings(
             keys.append((p.key, i))
     with Judge(judge_cfg, cache_path, offline=offline_rephraser) as judge:
         replies, stats = judge.run(reqs, progress=True)
+    check_failures(stats, judge_cfg, cache_path)
     rows = [
         {"prompt_key": k, "index": i, "text": r.text.strip().splitlines()[0].strip()}
         for (k, i), r in zip(keys, replies)
@@ -396,6 +404,8 @@ def text_embeddings_stage(
 
     Writes ``prompt_key, kind (prompt|rephrasing), index (-1 for the prompt), text, vector``
     (float32 list) for :func:`interpflow.heuristics.embedding_stats`, plus a summary JSON.
+    Texts whose embedding failed (at most the embedder's ``max_failed_share``; more raise)
+    have no row; the summary counts them in ``n_failed``.
     """
     from interpflow.embeddings import embed_texts
 
@@ -410,9 +420,16 @@ def text_embeddings_stage(
         ]
     df = pl.DataFrame(rows, schema_overrides={"index": pl.Int32})
     vectors, stats = embed_texts(embedder, df["text"].to_list(), cache_path, batch_size=batch_size)
+    ok = np.isfinite(vectors).all(axis=1)  # failed texts are NaN rows
     df = df.with_columns(pl.Series("vector", vectors.tolist(), dtype=pl.List(pl.Float32)))
+    df = df.filter(pl.Series(ok))
     write_parquet(df, out_path)
-    summary = {"n_texts": df.height, "dim": int(vectors.shape[1]), "stats": stats.as_dict()}
+    summary = {
+        "n_texts": df.height,
+        "n_failed": stats.n_failed,
+        "dim": int(vectors.shape[1]),
+        "stats": stats.as_dict(),
+    }
     write_json(summary, Path(str(out_path) + ".summary.json"))
     return summary
 
@@ -933,6 +950,7 @@ def score_evals(
             meta.append((row, t))
     with Judge(trait_judge, cache_path, offline=scorer) as judge:
         replies, st = judge.run(reqs, progress=True)
+    check_failures(st, trait_judge, cache_path)
     stats["trait"] = st.as_dict()
     parts.append([(row, t, reply_score(r, min_mass)) for (row, t), r in zip(meta, replies)])
     em_rows = evals.filter(pl.col("eval_set") == "em")
@@ -944,6 +962,7 @@ def score_evals(
                 meta.append((row, metric))
         with Judge(em_judge, cache_path, offline=offline_em_judge) as judge:
             replies, st = judge.run(reqs, progress=True)
+        check_failures(st, em_judge, cache_path)
         stats["em"] = st.as_dict()
         parts.append([(row, m, reply_score(r, min_mass)) for (row, m), r in zip(meta, replies)])
     keys = ("run", "step", "condition", "eval_set", "item_id")

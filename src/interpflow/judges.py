@@ -12,8 +12,12 @@ in request order. Around every backend it puts the same machinery:
   batch are called once.
 * **retries** — left to the SDKs' own ``max_retries`` (exponential backoff, honours
   ``retry-after``/``retry-after-ms``); there is no second retry layer.
-* **failures** — a call that still fails gives ``JudgeReply(text=None, error=...)`` and is counted
-  in :class:`JudgeStats`; it is never turned into a sentinel string. Downstream scores are NaN.
+* **failures** — a call that still fails gives ``JudgeReply(text=None, error=..., reason=...)``
+  and is counted in :class:`JudgeStats`; it is never turned into a sentinel string. Downstream
+  scores are NaN. :meth:`Judge.run` never raises for failed calls; the stages that call it
+  then call :func:`check_failures`, which stops the stage with one :class:`JudgeFailureError`
+  when more than ``max_failed_share`` of the calls failed (a wrong key or model fails them
+  all) — after the cache holds every success, so a rerun calls only for the failed ones.
 
 This module imports no heavy or optional package at import time (Snakemake's planning code
 imports it to call :func:`require_api_key`); each backend imports its SDK lazily.
@@ -33,11 +37,13 @@ import os
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Literal, Self, get_args
+from typing import Any, ClassVar, Literal, Self, get_args
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,13 @@ class JudgeConfig:
     temperature: float = 0.0
     """Sampling temperature, sent to ``openai`` only. ``hf`` decodes greedily and requires 0;
     ``anthropic`` (2.x Messages API) has no temperature parameter and requires 0 here."""
+    max_failed_share: float = 0.2
+    """The largest share of a stage's calls that may fail (after the retries) with the stage
+    still writing its outputs, the failures as NaN/null and counted; above it,
+    :func:`check_failures` stops the stage. 0: any failure stops it; 1: none does."""
+    name: str = ""
+    """The judge's name under ``judges:`` (the workflow sets it), for error messages only: it
+    is in no cache key."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -113,6 +126,10 @@ class JudgeConfig:
             )
         if self.api_key_env is not None and not self.api_key_env:
             raise ValueError("judge api_key_env must be a variable name or None, got ''")
+        if not (0.0 <= self.max_failed_share <= 1.0):
+            raise ValueError(
+                f"judge max_failed_share must be in [0, 1], got {self.max_failed_share}"
+            )
 
     @property
     def key_env(self) -> str | None:
@@ -151,6 +168,9 @@ class JudgeReply:
     """First generated token's top-k: decoded token string -> natural-log probability."""
     error: str | None = None
     """Short ``ExceptionClass: message`` of a failed call; never contains the API key."""
+    reason: str | None = None
+    """A failed call's cause in a few words: ``"HTTP 401 Unauthorized"`` (the status of the
+    API's last answer) or, with no answer, the exception class (``"APITimeoutError"``)."""
 
     @property
     def ok(self) -> bool:
@@ -169,10 +189,86 @@ class JudgeStats:
     """Backend calls actually made: HTTP attempts including the SDK's retries for the API
     backends, generate calls for ``hf``, callable calls for ``offline``."""
     n_failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    """Failed requests by :attr:`JudgeReply.reason`, e.g. ``{"HTTP 401 Unauthorized": 12}``."""
+    first_error: str | None = None
+    """:attr:`JudgeReply.error` of the first failed request (no API key in it)."""
     elapsed_s: float = 0.0
+
+    ROLE: ClassVar[str] = "judge"
+    UNIT: ClassVar[str] = "calls"
+
+    @property
+    def n_total(self) -> int:
+        """What :func:`check_failures` divides by: the requests."""
+        return self.n_requests
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class JudgeFailureError(RuntimeError):
+    """More than ``max_failed_share`` of a stage's calls failed; ``stats`` has the counts.
+    The message never contains the API key."""
+
+    def __init__(self, message: str, stats: Any) -> None:
+        super().__init__(message)
+        self.stats = stats
+
+
+def failure_reason(exc: BaseException) -> str:
+    """``"HTTP <status> <phrase>"`` from an SDK error's ``status_code``; else the class name."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        try:
+            return f"HTTP {status} {HTTPStatus(status).phrase}"
+        except ValueError:
+            return f"HTTP {status}"
+    return type(exc).__name__
+
+
+def _hint(cfg: JudgeConfig, reason: str) -> str:
+    if reason.startswith(("HTTP 401", "HTTP 403")) and cfg.key_env:
+        return f"; check the API key in {cfg.key_env}"
+    if reason.startswith("HTTP 404"):
+        return "; check the model name and base_url"
+    return ""
+
+
+def failure_message(
+    stats: Any, cfg: JudgeConfig, cache_path: str | Path | None = None, why: str = ""
+) -> str:
+    """One line on ``stats``' failures: who (name, backend, model), HTTP status, k of n, why
+    that stops the stage (default: the share), the first error, and where the successes are
+    cached. ``stats`` is a :class:`JudgeStats` or an :class:`~interpflow.embeddings.EmbedStats`
+    (``n_failed``, ``failures``, ``first_error``, ``n_total``, ``ROLE``, ``UNIT``)."""
+    name = f" {cfg.name!r}" if cfg.name else ""
+    reasons = sorted(stats.failures.items(), key=lambda kv: -kv[1])
+    counts = ", ".join(f"{r}: {n}" for r, n in reasons)
+    saved = (
+        f" What succeeded is cached in {cache_path}: a rerun calls only for the failed ones."
+        if cache_path is not None
+        else ""
+    )
+    why = why or f"more than max_failed_share={cfg.max_failed_share:g} allows"
+    hint = _hint(cfg, reasons[0][0]) if reasons else ""
+    return (
+        f"{stats.ROLE}{name} ({cfg.backend} model {cfg.model!r}): {stats.n_failed} of "
+        f"{stats.n_total} {stats.UNIT} failed ({counts}), {why}{hint}. "
+        f"First error: {(stats.first_error or '').rstrip('.')}.{saved}"
+    )
+
+
+def check_failures(
+    stats: Any,
+    cfg: JudgeConfig,
+    cache_path: str | Path | None = None,
+    error: type[JudgeFailureError] = JudgeFailureError,
+) -> None:
+    """Raise ``error`` with :func:`failure_message` when more than ``cfg.max_failed_share``
+    of ``stats``' calls failed; else nothing (the failures stay NaN/null and counted)."""
+    if stats.n_failed and stats.n_failed / stats.n_total > cfg.max_failed_share:
+        raise error(failure_message(stats, cfg, cache_path), stats)
 
 
 def require_api_key(cfg: JudgeConfig) -> None:
@@ -547,7 +643,7 @@ class Judge:
         try:
             return backend(req)
         except failures as exc:
-            return JudgeReply(text=None, error=self._error_text(exc))
+            return JudgeReply(text=None, error=self._error_text(exc), reason=failure_reason(exc))
 
     def run(
         self, requests: Sequence[JudgeRequest], progress: bool = False
@@ -589,21 +685,24 @@ class Judge:
                 if bar is not None:
                     bar.close()
         replies = [cached[k] if k in cached else fresh[k] for k in keys]
+        failed = [r for r in replies if r.text is None]
         stats = JudgeStats(
             n_requests=len(requests),
             n_unique=len(unique),
             n_cache_hits=sum(k in cached for k in keys),
             n_calls=self._counter.value - calls0,
-            n_failed=sum(r.text is None for r in replies),
+            n_failed=len(failed),
+            failures=dict(Counter(r.reason or "error" for r in failed)),
+            first_error=failed[0].error if failed else None,
             elapsed_s=time.perf_counter() - t0,
         )
-        if stats.n_failed:
-            first = next(r.error for r in replies if r.text is None)
+        if failed:
             log.warning(
-                "judge: %d of %d requests failed; first error: %s",
+                "judge: %d of %d requests failed (%s); first error: %s",
                 stats.n_failed,
-                len(replies),
-                first,
+                stats.n_requests,
+                stats.failures,
+                stats.first_error,
             )
         log.info("judge[%s %s]: %s", self.cfg.backend, self.cfg.model, stats.as_dict())
         return replies, stats
@@ -625,10 +724,15 @@ __all__ = [
     "CacheError",
     "Judge",
     "JudgeConfig",
+    "JudgeFailureError",
     "JudgeReply",
     "JudgeRequest",
     "JudgeStats",
+    "check_failures",
     "digit_expected_value",
+    "error_text",
+    "failure_message",
+    "failure_reason",
     "request_key",
     "require_api_key",
 ]

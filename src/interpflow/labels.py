@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from interpflow.artifacts import read_parquet, write_json, write_parquet
-from interpflow.judges import Judge, JudgeConfig, JudgeRequest
+from interpflow.judges import Judge, JudgeConfig, JudgeRequest, check_failures
 
 CLASS_DEFINITIONS = {
     "normal": "an ordinary request, answered plainly, with no sign of testing or deception",
@@ -138,11 +138,15 @@ def label_generations(
     cache_path: str | Path,
     classes: list[str],
 ) -> dict:
-    """Judge every generation; write the labels table and a summary of counts and agreement."""
+    """Judge every generation; write the labels table and a summary of counts and agreement.
+
+    Failed calls are null labels, counted; more than ``judge_cfg.max_failed_share`` of them
+    raise :class:`~interpflow.judges.JudgeFailureError` and write nothing."""
     gens = read_parquet(generations_path)
     reqs = [grading_request(p, r, classes) for p, r in zip(gens["prompt"], gens["response"])]
     with Judge(judge_cfg, cache_path, offline=offline_grader) as judge:
         replies, stats = judge.run(reqs, progress=True)
+    check_failures(stats, judge_cfg, cache_path)
     labels = [parse_label(r.text, classes) for r in replies]
     weak = [keyword_label(f"{p}\n{r}", classes) for p, r in zip(gens["prompt"], gens["response"])]
     df = pl.DataFrame(
@@ -207,6 +211,7 @@ def verbalize_activations(
     ]
     with Judge(judge_cfg, cache_path, offline=offline_verbalizer) as judge:
         texts, vstats = judge.run(reqs, progress=True)
+    check_failures(vstats, judge_cfg, cache_path)
     grade_reqs = [
         JudgeRequest(
             system=GRADER_SYSTEM,
@@ -219,6 +224,7 @@ def verbalize_activations(
     ok = [i for i, t in enumerate(texts) if t.text is not None]
     with Judge(grader_cfg, cache_path, offline=offline_grader) as grader:
         graded, gstats = grader.run([grade_reqs[i] for i in ok], progress=True)
+    check_failures(gstats, grader_cfg, cache_path)
     nla_label: list[str | None] = [None] * len(texts)
     for i, g in zip(ok, graded):
         nla_label[i] = parse_label(g.text, classes)

@@ -64,7 +64,8 @@ def model_spec():
 
 
 def judge(name, key):
-    """Keyword arguments of interpflow.judges.JudgeConfig for the judge `name`.
+    """Keyword arguments of interpflow.judges.JudgeConfig for the judge `name` (`name` too,
+    for error messages).
 
     Fails at DAG planning (not hours into a GPU job) when the judge is unknown, its API key
     is missing from the environment, or its local model directory (hf) does not exist. The
@@ -79,7 +80,7 @@ def judge(name, key):
     require_api_key(cfg)
     if cfg.backend == "hf" and cfg.model != STUB_DIR:  # the stub may not be built yet
         check_model_path(cfg.model, f"judges.{name}.model")
-    return dict(config["judges"][name])
+    return dict(config["judges"][name], name=name)
 
 
 def deception_judges():
