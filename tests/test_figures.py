@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import os
+import subprocess
+import sys
+
 import numpy as np
 import polars as pl
 import pytest
@@ -12,8 +15,15 @@ from interpflow import figures
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_agg_backend():
-    assert matplotlib.get_backend().lower() == "agg"
+def test_importing_figures_selects_agg_over_the_environment():
+    """Cluster nodes may set MPLBACKEND (or a DISPLAY) for something interactive; importing
+    the module still plots on Agg. A fresh interpreter, since this one imported it already."""
+    code = "import matplotlib, interpflow.figures; print(matplotlib.get_backend())"
+    env = {**os.environ, "MPLBACKEND": "pdf"}  # any other backend; pdf exists everywhere
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip().lower() == "agg", proc.stdout + proc.stderr
 
 
 def test_confusion_heatmap_writes_png_and_csv(tmp_path):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from interpflow.fakeapi import FakeAPIServer
 from interpflow.heuristics import (
@@ -657,24 +657,52 @@ def test_teacher_forcing_batched_equals_unbatched(stub_dir):
     assert all(r > 0 and c > 0 and n > 0 for r, c, n in sp)
 
 
-def test_hf_judge_on_stub_scores_or_nan(stub_dir, tmp_path):
-    """The hf backend (the stub as a logprob judge) gives a digit EV in [0, 100] or NaN."""
+def test_hf_judge_on_stub_scores_its_next_token_distribution(stub_dir, tmp_path):
+    """The hf backend (the stub as a logprob judge) returns the model's own top-20 next-token
+    logprobs after the chat prompt (ids decoding alike merged), and the score is the digit EV
+    over them: NaN when no digit is among them, as on the random stub."""
+    import torch
+
     from interpflow.judges import Judge
+    from interpflow.models import ModelSpec, chat_prompt, load_model
 
     cfg = JudgeConfig(backend="hf", model=str(stub_dir))
     req = trait_request("Playful", "playful", "Say hi", "haha hello!")
     with Judge(cfg, tmp_path / "c.sqlite") as judge:
         (reply,), _ = judge.run([req])
-    assert reply.top_logprobs is not None and len(reply.top_logprobs) <= 20
-    s0 = reply_score(reply, 0.0)
-    assert (0.0 <= s0 <= 100.0) or math.isnan(s0)  # NaN only when no digit is in the top 20
-    assert math.isnan(reply_score(reply, 1.01))  # the mass threshold is applied
+    # reference: one forward pass over the same prompt
+    model, tok = load_model(ModelSpec(str(stub_dir)))
+    prompt = chat_prompt(tok, req.user, system=req.system)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(**enc).logits[0, -1].float(), -1)
+    values, ids = torch.topk(logp, 20)
+    probs: dict[str, float] = {}
+    for v, i in zip(values.tolist(), ids.tolist()):
+        probs[tok.decode([i])] = probs.get(tok.decode([i]), 0.0) + math.exp(v)
+    got = {k: math.exp(v) for k, v in reply.top_logprobs.items()}
+    assert got == pytest.approx(probs, abs=1e-5)
+    assert reply.text == tok.decode([ids[0]], skip_special_tokens=True)  # greedy
+    digits = {int(k.strip()): p for k, p in probs.items() if k.strip() in tuple("0123456789")}
+    mass = sum(digits.values())
+    expected = sum(d * p for d, p in digits.items()) / mass / 9 * 100 if digits else math.nan
+    assert reply_score(reply, 0.0) == pytest.approx(expected, nan_ok=True)
 
 
-def test_eval_config_rejects_unknown_backend():
+def test_eval_config_is_the_schema_block_and_rejects_unknown_backend():
+    from dataclasses import asdict, fields
+
     from interpflow.inoculation import EvalConfig
 
     with pytest.raises(ValueError, match="'tgi' is not one of hf, vllm"):
         EvalConfig(backend="tgi")
-    assert EvalConfig(backend="vllm").backend == "vllm"  # falls back to hf where not installed
-    assert json.dumps({"ok": True})
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]["inoculation"]["properties"]["eval"]["properties"]
+    # scripts/inoculation_eval.py builds EvalConfig(**inoculation.eval): every key the schema
+    # lets through is a field, and every field can be configured
+    assert set(props) == {f.name for f in fields(EvalConfig)}
+    # the backends the schema allows are kept as asked; eval_backend() is what falls back from
+    # vllm to hf where vLLM does not import (tests/test_vllm_backend.py)
+    assert [EvalConfig(backend=b).backend for b in props["backend"]["enum"]] == ["hf", "vllm"]
+    block = yaml.safe_load((REPO / "config/config.yaml").read_text())["inoculation"]["eval"]
+    assert asdict(EvalConfig(**block)) == block

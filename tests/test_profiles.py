@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, copy_repo
 
-pytestmark = pytest.mark.e2e
+# Only the tests that plan with snakemake are e2e; the file checks run in the unit suite.
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def slurm_plan(work):
     return _dry_run(work, "--forceall", "--profile", "slurm")
 
 
+@pytest.mark.e2e
 def test_slurm_profile_plans_all_from_the_root_by_name(slurm_plan):
     out = slurm_plan
     assert "generate_deception" in out and "probes_deception" in out
@@ -56,6 +57,7 @@ def test_slurm_profile_plans_all_from_the_root_by_name(slurm_plan):
     assert "runtime=240" in out and "mem_mb=64000" in out
 
 
+@pytest.mark.e2e
 def test_local_profile_runs_gpu_rules_one_at_a_time(work):
     cfg = yaml.safe_load((REPO / "profiles/local/config.yaml").read_text())
     assert cfg["resources"] == {"gpu": 1}
@@ -98,6 +100,7 @@ def _planned_jobs(out: str) -> list[tuple[str, _Resources, int]]:
     return jobs
 
 
+@pytest.mark.e2e
 def test_every_planned_job_is_routed_by_its_gpu_mark(slurm_plan):
     """The plugin's own partition choice and GPU flags for every job of `all` (every study,
     whoever wrote its rules): a `gpu` resource means partition gpu + --gpus, else cpu."""

@@ -4,12 +4,13 @@ import json
 
 import polars as pl
 import pytest
-from conftest import snakemake, write_config
+from conftest import copy_repo, snakemake, write_config
 from peft import PeftModel
 from safetensors.torch import load_file
 
 from interpflow.models import ModelSpec, load_model
 
+pytestmark = pytest.mark.e2e
 FAMILIES = ["lora", "dora", "pissa", "delora", "oft", "ia3"]
 REPORT = "results/steering/report"
 
@@ -76,13 +77,14 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
         assert (run / f"{REPORT}/{name}.png").stat().st_size > 1000
 
 
-def test_bad_steering_config_fails_at_planning_with_the_key(run, tmp_path):
+def test_bad_steering_config_fails_at_planning_with_the_key(tmp_path):
+    work = copy_repo(tmp_path)  # a plan only: no results needed, the shared run stays untouched
     for bad, needle in (
         ({"steering": {"alphas": [-1.0, 1.0]}}, "alphas"),
         ({"steering": {"axis": "kindness"}}, "kindness.json"),
     ):
-        write_config(run / "bad.yaml", bad)
+        write_config(work / "bad.yaml", bad)
         proc = snakemake(
-            run, "-n", f"{REPORT}/summary.json", "--configfile", "bad.yaml", check=False
+            work, "-n", f"{REPORT}/summary.json", "--configfile", "bad.yaml", check=False
         )
         assert proc.returncode != 0 and needle in proc.stdout + proc.stderr, bad

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import polars as pl
 import pytest
 from conftest import OFFLINE_ENV, copy_repo, job_counts, snakemake, write_config
 from safetensors.numpy import load_file
+from sklearn.metrics import roc_auc_score
 
 pytestmark = pytest.mark.e2e
 OUT = "results/tribunal"
@@ -62,15 +64,30 @@ def test_stub_run_labels_honestly_and_skips_the_probe(tribunal_run):
     labels = pl.read_parquet(res / "labels.parquet")
     assert labels.height == 24 and set(labels["label"]) <= {"correct", "incorrect", "unparseable"}
 
+    # what the random stub gives: no trace answers, so no class to train on
+    assert counts == {
+        "correct": 0,
+        "incorrect": 0,
+        "unparseable": 24,
+        "probe_correct": 0,
+        "probe_incorrect": 0,
+        "probe_dropped": 24,
+    }
+    assert labels["label"].to_list() == ["unparseable"] * 24
+    assert labels["probe_label"].null_count() == 24
     metrics = json.loads((res / "metrics.json").read_text())
-    if counts["correct"] == 0 or counts["incorrect"] == 0:  # what the random stub gives
-        assert metrics["status"] == "skipped" and metrics["probes"] is None
-        assert "traces to train on" in metrics["reason"]
-        directions = json.loads((res / "implicit_value_directions.json").read_text())
-        assert directions["directions"] == {} and directions["status"] == "skipped"
-        assert load_file(str(res / "implicit_value_directions.safetensors")) == {}
-        assert pl.read_csv(res / "probe_results.csv").height == 0
-    assert (res / "probe_results.png").stat().st_size > 0
+    assert metrics["status"] == "skipped" and metrics["probes"] is None and metrics["best"] is None
+    assert metrics["counts"] == counts
+    assert metrics["reason"] == (
+        "no correct and no incorrect traces to train on (counts: 0 correct, 0 incorrect, "
+        "24 unparseable; 24 dropped from the probe)"
+    )
+    directions = json.loads((res / "implicit_value_directions.json").read_text())
+    assert directions["directions"] == {} and directions["status"] == "skipped"
+    assert load_file(str(res / "implicit_value_directions.safetensors")) == {}
+    assert pl.read_csv(res / "probe_results.csv").height == 0
+    assert pl.read_parquet(res / "probe_logits.parquet").height == 0
+    assert (res / "probe_results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for log in ("prompts", "generate", "labels", "probes"):
         assert (work / "logs/tribunal" / f"{log}.log").exists(), log
     print(f"all (tribunal included) on stub: {seconds:.1f}s")
@@ -114,12 +131,26 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
     assert metrics["status"] == "ok" and metrics["reason"] is None
     keys = {f"L{layer}.{agg}" for layer in (1, 2, 3) for agg in ("response_mean", "last_response")}
     assert set(metrics["probes"]) == keys
-    for p in metrics["probes"].values():
+    logits = pl.read_parquet(res / "probe_logits.parquet")
+    table = pl.read_csv(res / "probe_results.csv")
+    for key, p in metrics["probes"].items():
+        at = (pl.col("layer") == p["layer"]) & (pl.col("aggregation") == p["aggregation"])
+        train = logits.filter(at & (pl.col("split") == "train"))
+        test = logits.filter(at & (pl.col("split") == "test"))
+        assert (train.height, test.height) == (p["n_train"], p["n_test"]), key
+        # the logit is the log-odds of "correct": its sign is the probe's prediction
+        y, logit = test["label"].to_numpy(), test["logit"].to_numpy()
         m = p["metrics"]
-        assert (
-            0 <= m["accuracy"] <= 1 and m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
-        )
-        assert p["majority"]["accuracy"] is not None
+        assert m["accuracy"] == pytest.approx(np.mean((logit > 0) == (y == "correct"))), key
+        assert m["auroc"] == pytest.approx(roc_auc_score(y == "correct", logit)), key
+        assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1], key
+        values, counts = np.unique(train["label"].to_numpy(), return_counts=True)
+        assert p["majority"]["class"] == values[counts.argmax()], key  # train's most frequent
+        assert p["majority"]["accuracy"] == pytest.approx(np.mean(y == p["majority"]["class"]))
+        reported = dict(table.filter(at).select("metric", "value").rows())
+        expected = {"accuracy": m["accuracy"], "auroc": m["auroc"]}
+        expected["majority_accuracy"] = p["majority"]["accuracy"]
+        assert reported == pytest.approx(expected), key
     assert metrics["n_train_problems"] + metrics["n_test_problems"] == 12
     assert metrics["best"]["probe"] in keys
 
@@ -131,9 +162,7 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
     directions = json.loads((res / "implicit_value_directions.json").read_text())
     assert len(directions["directions"]["2"]["response_mean"]["direction"]) == 64  # stub d_model
 
-    table = pl.read_csv(res / "probe_results.csv")
     assert table.height == 3 * 2 * 3
-    logits = pl.read_parquet(res / "probe_logits.parquet")
     assert (
         logits.height == 23 * 6
         and logits.group_by("problem_id").agg(pl.col("split").n_unique())["split"].max() == 1

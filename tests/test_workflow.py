@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 
+import joblib
+import numpy as np
 import polars as pl
 import pytest
-from conftest import OFFLINE_ENV, SNAKEMAKE, copy_repo, snakemake, write_config
+from conftest import OFFLINE_ENV, SNAKEMAKE, copy_repo, job_counts, snakemake, write_config
+from sklearn.metrics import confusion_matrix
 
 from interpflow.fakeapi import FakeAPIServer
+from interpflow.probes import MLPProbe, load_probe_dataset
 
 pytestmark = pytest.mark.e2e
 
@@ -33,16 +39,42 @@ def test_all_on_stub(all_run):
     gens = pl.read_parquet(res / "generations/deception.parquet")
     assert gens.height == prompts["n_prompts"]
     prov = json.loads((res / "activations/deception.parquet.provenance.json").read_text())
-    assert prov["capture"]["layers"] == [1, 2, 3] and prov["packages"]["transformers"]
+    assert prov["capture"]["layers"] == [1, 2, 3]
+    assert prov["packages"]["transformers"] == importlib.metadata.version("transformers")
     metrics = json.loads((res / "probes/metrics.json").read_text())
-    for probe in ("logreg", "mlp"):
-        m = metrics["probes"][probe]
-        assert (
-            0 <= m["accuracy"] <= 1 and m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1]
-        )
-        assert set(m["per_class"]) == {"normal", "eval_aware", "deceptive"}
+    classes = ["deceptive", "eval_aware", "normal"]
+    assert (res / "probes/label_classes.txt").read_text().split() == metrics["classes"] == classes
     assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == prompts["n_prompts"]
-    assert "majority" in metrics["baselines"]
+    # the saved probes, on the saved test rows, give the reported numbers
+    ds = load_probe_dataset(
+        res / "activations/deception.parquet",
+        pl.read_parquet(res / "labels/deception.parquet"),
+        metrics["target"],
+        metrics["layer"],
+        metrics["positions"],
+    )
+    test = np.load(res / "probes/test_indices.npy")
+    train = np.load(res / "probes/train_indices.npy")
+    assert (test.size, train.size) == (metrics["n_test_rows"], metrics["n_train_rows"])
+    assert not set(ds.groups[test]) & set(ds.groups[train])  # split by prompt
+    probes = {
+        "logreg": joblib.load(res / "probes/logreg.joblib"),
+        "mlp": MLPProbe.load(res / "probes"),
+    }
+    for name, probe in probes.items():
+        m = metrics["probes"][name]
+        pred = probe.predict(ds.X[test])
+        assert m["accuracy"] == pytest.approx(np.mean(pred == ds.y[test])), name
+        cm = confusion_matrix(ds.y[test], pred, labels=classes)
+        assert m["confusion"] == cm.tolist(), name
+        table = pl.read_csv(res / f"probes/confusion_{name}.csv")  # the figure's numbers
+        np.testing.assert_array_equal(table.drop("true").to_numpy(), cm)
+        assert [m["per_class"][c]["support"] for c in classes] == cm.sum(axis=1).tolist()
+        assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1], name
+    majority = metrics["baselines"]["majority"]  # the train set's most frequent class
+    values, counts = np.unique(ds.y[train], return_counts=True)
+    assert majority["class"] == values[counts.argmax()]
+    assert majority["accuracy"] == pytest.approx(np.mean(ds.y[test] == majority["class"]))
     nla = pl.read_parquet(res / "labels/deception_nla.parquet")
     assert set(nla["layer"]) == {metrics["layer"]} and nla["nla_text"].null_count() == 0
     sweep = pl.read_csv(res / "probes/layer_sweep.csv")
@@ -72,22 +104,35 @@ def test_all_on_stub(all_run):
     print(f"all on stub: {seconds:.1f}s")
 
 
-def test_single_target_builds_only_its_upstream(tmp_path):
-    work = copy_repo(tmp_path)
-    snakemake(work, "results/probes/logreg.joblib")
-    assert (work / "results/probes/logreg.joblib").exists()
-    assert not (work / "results/probes/layer_sweep.png").exists()
+def with_stub(work, stub_dir):
+    """``work`` with the session's stub model in place: copied after the repository, so newer
+    than its inputs, and snakemake does not build it again (the rule's output is identical)."""
+    shutil.copytree(stub_dir, work / "results/models/stub")
+    return work
 
 
-def test_generation_killed_midway_resumes_identically(all_run, tmp_path):
+def test_single_target_builds_only_its_upstream(stub_dir, tmp_path):
+    work = with_stub(copy_repo(tmp_path), stub_dir)
+    proc = snakemake(work, "results/probes/logreg.joblib")
+    upstream = ("prompts_deception", "generate_deception", "labels_deception", "probes_deception")
+    assert job_counts(proc.stdout + proc.stderr) == {**dict.fromkeys(upstream, 1), "total": 4}
+    built = {p.name for p in (work / "results").iterdir()}
+    stages = {"models", "prompts", "generations", "activations", "labels", "probes"}
+    assert built == stages | {"cache"}  # cache: the judge's replies
+    assert not list((work / "results/probes").glob("layer_sweep*"))
+    probe = joblib.load(work / "results/probes/logreg.joblib")
+    assert probe.classes_.tolist() == ["deceptive", "eval_aware", "normal"]
+
+
+def test_generation_killed_midway_resumes_identically(stub_dir, tmp_path):
     """SIGKILL the generation job, rerun: same final files, at most one shard of work lost."""
     cfg = {"deception": {"generation": {"batch_size": 4, "shard_size": 16}}}
     target = "results/generations/deception.parquet"
-    ref = copy_repo(tmp_path / "ref")
+    ref = with_stub(copy_repo(tmp_path / "ref"), stub_dir)
     write_config(ref / "over.yaml", cfg)
     snakemake(ref, target, "--configfile", "over.yaml")
 
-    work = copy_repo(tmp_path / "killed")
+    work = with_stub(copy_repo(tmp_path / "killed"), stub_dir)
     write_config(work / "over.yaml", cfg)
     shards = work / "results/generations/deception.parquet.shards"
     proc = subprocess.Popen(
@@ -141,7 +186,11 @@ def test_missing_api_key_fails_at_planning(tmp_path):
     assert proc.returncode != 0 and "OPENAI_API_KEY" in proc.stderr + proc.stdout
     write_config(work / "nope.yaml", {"deception": {"labels": {"judge": "nope"}}})
     proc = snakemake(work, "-n", "all", "--configfile", "nope.yaml", check=False)
-    assert "deception.labels.judge" in proc.stderr + proc.stdout
+    assert proc.returncode != 0
+    assert (
+        "config key deception.labels.judge: judge 'nope' is not defined under 'judges' "
+        "(defined: offline)"
+    ) in proc.stderr + proc.stdout
 
 
 def test_openai_judge_stage_against_local_server(all_run, tmp_path):
