@@ -1,6 +1,11 @@
-# interpflow: one DAG from prompt banks to probes and figures.
+# interpflow: one DAG from prompt banks to probes, adapters, weight diffs and figures.
 # `snakemake -n all` plans; `snakemake --cores 2 all` runs the default (stub model, offline
-# judge); `snakemake --configfile config/studies/<preset>.yaml ...` runs a paper-scale preset.
+# judge); `snakemake all --configfile config/studies/<preset>.yaml` runs a paper-scale preset
+# (a preset means exactly the instances it declares).
+#
+# Naming: a stage has one name, used five times: rule <study>_<stage>,
+# scripts/<study>/<stage>.py, src/interpflow/<study>/<stage>.py,
+# tests/<study>/test_<stage>.py, results/<study>/<instance>/<stage>...
 
 from snakemake.utils import min_version
 
@@ -11,11 +16,8 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/stub.smk"
-include: "workflow/rules/prompts.smk"
-include: "workflow/rules/generate.smk"
-include: "workflow/rules/labels.smk"
-include: "workflow/rules/probes.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/deception.smk"
 include: "workflow/rules/tribunal.smk"
 include: "workflow/rules/inoculation.smk"
 include: "workflow/rules/steering.smk"
@@ -23,6 +25,9 @@ include: "workflow/rules/steering.smk"
 
 rule all:
     input:
-        all_targets(),
+        deception_targets(),
+        tribunal_targets(),
+        inoculation_targets(),
+        steering_targets(),
     default_target: True
     localrule: True

@@ -170,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model or str(
-            build_stub([REPO / "resources/stub/corpus.txt"], Path(tmp) / "stub", StubConfig())
+            build_stub(
+                corpus_files=[REPO / "resources/stub/corpus.txt"],
+                out_dir=Path(tmp) / "stub",
+                cfg=StubConfig(),
+            )
         )
         model, tok = load_model(ModelSpec(path))
         layers = tuple(range(model.config.num_hidden_layers))

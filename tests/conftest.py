@@ -29,7 +29,7 @@ def stub_dir(tmp_path_factory) -> Path:
     from interpflow.stub import StubConfig, build_stub
 
     out = tmp_path_factory.mktemp("stub") / "model"
-    build_stub([REPO / "resources/stub/corpus.txt"], out, StubConfig())
+    build_stub(corpus_files=[REPO / "resources/stub/corpus.txt"], out_dir=out, cfg=StubConfig())
     return out
 
 

@@ -52,3 +52,28 @@ def test_missing_directory_fails_before_importing_transformers():
         "    raise SystemExit('loaded a missing model')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_chat_template_options_reach_every_formatted_chat(stub_dir):
+    """ModelSpec.chat_template travels with the tokenizer: chat_prompt (generation, eval) and
+    chat_text (training) pass it to apply_chat_template."""
+    from interpflow.models import ModelSpec, chat_prompt, chat_text, load_tokenizer
+
+    spec = ModelSpec(str(stub_dir), chat_template={"enable_thinking": False, "a": 1})
+    assert spec.chat_template == (("a", 1), ("enable_thinking", False))
+    assert ModelSpec(str(stub_dir), chat_template=[["a", 1]]) == ModelSpec(
+        str(stub_dir), chat_template={"a": 1}
+    )
+    tok = load_tokenizer(spec)
+    seen = []
+    real = tok.apply_chat_template
+
+    def spy(messages, **kwargs):
+        seen.append(kwargs)
+        return real(messages, **kwargs)
+
+    tok.apply_chat_template = spy
+    chat_prompt(tok, "hi", system="s")
+    chat_text(tok, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+    assert [k.get("enable_thinking") for k in seen] == [False, False]
+    assert seen[0]["add_generation_prompt"] is True and seen[0]["a"] == 1

@@ -12,7 +12,11 @@ def _digest(d):
 
 
 def test_rebuild_is_byte_identical(stub_dir, tmp_path):
-    again = build_stub([REPO / "resources/stub/corpus.txt"], tmp_path / "again", StubConfig())
+    again = build_stub(
+        corpus_files=[REPO / "resources/stub/corpus.txt"],
+        out_dir=tmp_path / "again",
+        cfg=StubConfig(),
+    )
     assert _digest(stub_dir) == _digest(again)
     assert "model.safetensors" in _digest(again)
 

@@ -57,7 +57,7 @@ from typing import Literal
 import polars as pl
 
 from interpflow.artifacts import read_parquet, stable_hash, write_parquet, write_provenance
-from interpflow.models import ModelSpec, load_model
+from interpflow.models import ModelSpec, chat_text, load_model
 from interpflow.signals import StopSignals, interruptions, restores_signals
 
 Family = Literal["lora", "dora", "pissa", "delora", "oft", "ia3"]
@@ -230,9 +230,8 @@ def wrap_model(model, adapter: AdapterConfig, seed: int):
 def _assistant_suffix(tokenizer) -> str:
     """What the chat template writes after an assistant message (e.g. ``<|im_end|>\\n``)."""
     marker = "\u2063ASSISTANT-END\u2063"
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}],
-        tokenize=False,
+    text = chat_text(
+        tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}]
     )
     return text[text.rindex(marker) + len(marker) :].rstrip("\n") or (tokenizer.eos_token or "")
 

@@ -9,9 +9,10 @@ unless the config turns it on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -25,6 +26,15 @@ class ModelSpec:
     dtype: DType = "auto"
     device: str = "auto"  # "auto" = cuda if available, else cpu
     trust_remote_code: bool = False
+    # apply_chat_template keyword arguments (e.g. enable_thinking=False), the same in every
+    # stage that formats a chat with this model; a mapping is stored as sorted (key, value) pairs
+    chat_template: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.chat_template, Mapping):
+            object.__setattr__(self, "chat_template", tuple(sorted(self.chat_template.items())))
+        else:
+            object.__setattr__(self, "chat_template", tuple(map(tuple, self.chat_template)))
 
 
 def is_local_path(name: str) -> bool:
@@ -70,6 +80,7 @@ def load_tokenizer(spec: ModelSpec, padding_side: str = "left", config_key: str 
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
+    tok.interpflow_chat_kwargs = dict(spec.chat_template)  # read by chat_prompt/chat_text
     return tok
 
 
@@ -90,16 +101,24 @@ def load_model(spec: ModelSpec, config_key: str = "model.name"):
     return model, load_tokenizer(spec, config_key=config_key)
 
 
-def chat_prompt(tokenizer, user: str, system: str | None = None) -> str:
-    """The model's chat template applied to one user turn, ending in the assistant header."""
+def chat_text(tokenizer, messages: list[dict], **kwargs: Any) -> str:
+    """The model's chat template applied to ``messages`` (text, not ids), with the model's
+    chat-template options (``ModelSpec.chat_template``, attached by :func:`load_tokenizer`):
+    one formatting path for data generation, training and evaluation."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             f"tokenizer {tokenizer.name_or_path!r} has no chat template; use an instruct model"
         )
+    options = dict(getattr(tokenizer, "interpflow_chat_kwargs", {}) or {})
+    return tokenizer.apply_chat_template(messages, tokenize=False, **options, **kwargs)
+
+
+def chat_prompt(tokenizer, user: str, system: str | None = None) -> str:
+    """The model's chat template applied to one user turn, ending in the assistant header."""
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": user}
     ]
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return chat_text(tokenizer, messages, add_generation_prompt=True)
 
 
 def decoder_layers(model):

@@ -87,7 +87,7 @@ def train_tokenizer(corpus_files: list[Path], vocab_size: int):
     return tok
 
 
-def build_stub(corpus_files: list[str | Path], out_dir: str | Path, cfg: StubConfig) -> Path:
+def build_stub(*, corpus_files: list[str | Path], out_dir: str | Path, cfg: StubConfig) -> Path:
     """Build the stub model + tokenizer into ``out_dir`` (replaced if present).
 
     fp32 weights, tied embeddings, seeded init: rebuilding with the same corpus, config and
