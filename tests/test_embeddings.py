@@ -12,6 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from fakeapi import EMBED_DIM, FakeAPIServer, default_embedder
 
 from interpflow.embeddings import (
     OFFLINE_DIM,
@@ -21,7 +22,6 @@ from interpflow.embeddings import (
     embed_key,
     embed_texts,
 )
-from interpflow.fakeapi import EMBED_DIM, FakeAPIServer, default_embedder
 from interpflow.judges import CacheError, JudgeConfig
 
 SECRET = "sk-test-SECRET123"

@@ -1,4 +1,4 @@
-"""Tests of the judge layer against a real local HTTP server (interpflow.fakeapi)."""
+"""Tests of the judge layer against a real local HTTP server (tests/fakeapi.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
+from fakeapi import FakeAPIServer
 
-from interpflow.fakeapi import FakeAPIServer
 from interpflow.judges import (
     CacheError,
     Judge,
@@ -54,7 +54,7 @@ def echo(request_json: dict) -> str:
 
 def test_module_import_is_light():
     code = (
-        "import sys, interpflow.judges, interpflow.fakeapi; "
+        "import sys, interpflow.judges; "
         "heavy = [m for m in ('torch', 'transformers', 'openai', 'anthropic') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

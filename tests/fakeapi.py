@@ -12,7 +12,7 @@ It binds 127.0.0.1 on a free port and serves, each request in its own thread:
 
 Routing is by path suffix, so ``url`` (``http://127.0.0.1:PORT/v1``, what the OpenAI SDK
 wants) and ``root_url`` (what the Anthropic SDK wants; it appends ``/v1/messages``) both work.
-``GET .../_stats`` returns ``{"n_requests": N}``; ``python -m interpflow.fakeapi`` serves in
+``GET .../_stats`` returns ``{"n_requests": N}``; ``python tests/fakeapi.py`` serves in
 the foreground (a separate process keeps the server off the client's GIL in benchmarks).
 
 Per-call behaviour comes from ``plan``: a string for every call, a list consumed in arrival
