@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+import yaml
 
 from interpflow.config import (
     declared_instances,
@@ -124,3 +125,39 @@ def test_from_config_builds_tuples_nested_dataclasses_and_names_unknown_keys():
         ValueError, match=r"config key steering\.train\.inner: unknown keys \['lrr'\]"
     ):
         from_config(Outer, {"inner": {"lrr": 1}}, "steering.train")
+
+
+def _dataclass_defaults(cls) -> dict:
+    import dataclasses
+
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+
+
+def test_engine_dataclass_defaults_equal_the_schema_defaults():
+    """The schema is the one place defaults live: the engine dataclasses built from its
+    blocks (judges.<name>, stub, an instance's model) default to the same values."""
+    from conftest import REPO
+
+    from interpflow.judges import JudgeConfig
+    from interpflow.models import ModelSpec
+    from interpflow.stub import StubConfig
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    judge = schema_defaults(schema["$defs"]["judge"], schema["$defs"])
+    assert "backend" in schema["$defs"]["judge"]["required"]  # so its default never applies
+    del judge["backend"]
+    assert judge == {k: v for k, v in _dataclass_defaults(JudgeConfig).items() if k in judge}
+    assert set(_dataclass_defaults(JudgeConfig)) - set(judge) == {"name"}  # set by the rule
+    stub = schema_defaults(schema["properties"]["stub"], schema["$defs"])
+    assert stub == {k: v for k, v in _dataclass_defaults(StubConfig).items() if k in stub}
+    use = schema_defaults(schema["$defs"]["model_use"], schema["$defs"])
+    spec = _dataclass_defaults(ModelSpec)
+    assert {k: use[k] for k in ("dtype", "device")} == {k: spec[k] for k in ("dtype", "device")}
+    decl = schema_defaults(schema["$defs"]["model"], schema["$defs"])
+    assert {k: decl[k] for k in ("revision", "trust_remote_code")} == {
+        k: spec[k] for k in ("revision", "trust_remote_code")
+    }
