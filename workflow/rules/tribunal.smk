@@ -1,7 +1,32 @@
 # Seed 002, the tribunal study: chain-of-thought correctness probes across layers.
 # problems -> attempts -> traces + activations (stops at the targets) -> labels -> probes.
+# Every instance (config key tribunal.<instance>) lives under results/tribunal/<instance>/.
 
-TRIBUNAL = "results/tribunal"
+TRIBUNAL = "results/tribunal/{instance}"
+
+
+# Input functions and the target list are lambdas: `snakemake --lint` flags a file that
+# mixes rules with function definitions.
+
+# The local problems file (a missing one fails at planning, naming the config key); nothing
+# for a hub dataset id.
+tribunal_problems_input = lambda wildcards: [
+    existing_file(source, f"tribunal.{wildcards.instance}.problems.source")
+    for source in [instance("tribunal", wildcards)["problems"]["source"]]
+    if Path(source).exists() or source.endswith((".jsonl", ".json", ".parquet"))
+]
+
+# The end products of every tribunal instance (rule all).
+tribunal_targets = lambda: expand(
+    f"{TRIBUNAL}/{{target}}",
+    instance=list(INSTANCES["tribunal"]),
+    target=[
+        "labels.summary.json",
+        "metrics.json",
+        "probe_results.png",
+        "implicit_value_directions.json",
+    ],
+)
 
 
 rule tribunal_prompts:
@@ -12,51 +37,51 @@ rule tribunal_prompts:
         prompts=f"{TRIBUNAL}/prompts.parquet",
         provenance=f"{TRIBUNAL}/prompts.parquet.provenance.json",
     log:
-        "logs/tribunal/prompts.log",
+        "logs/tribunal/{instance}/prompts.log",
     params:
-        problems=config["tribunal"]["problems"],
-        instruction=config["tribunal"]["prompt"]["instruction"],
-        samples_per_problem=config["tribunal"]["generation"]["samples_per_problem"],
-        max_attempts=config["tribunal"]["stopping"]["max_attempts"],
-        seed=config["tribunal"]["generation"]["seed"],
-        code=code_hash("tribunal"),
+        problems=setting("tribunal", "problems"),
+        instruction=setting("tribunal", "prompt", "instruction"),
+        samples_per_problem=setting("tribunal", "generation", "samples_per_problem"),
+        max_attempts=setting("tribunal", "stopping", "max_attempts"),
+        seed=setting("tribunal", "generation", "seed"),
+        code=code_hash("tribunal/prompts"),
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../../scripts/tribunal_prompts.py"
+        "../../scripts/tribunal/prompts.py"
 
 
-rule generate_tribunal:
+rule tribunal_generate:
     input:
         prompts=f"{TRIBUNAL}/prompts.parquet",
-        model=model_input,
+        model=model_input("tribunal"),
     output:
         generations=f"{TRIBUNAL}/generations.parquet",
         activations=f"{TRIBUNAL}/activations.parquet",
         provenance=f"{TRIBUNAL}/activations.parquet.provenance.json",
     log:
-        "logs/tribunal/generate.log",
+        "logs/tribunal/{instance}/generate.log",
     benchmark:
-        "benchmarks/results/generate_tribunal.tsv"
+        "benchmarks/results/tribunal/{instance}/generate.tsv"
     params:
-        model=model_spec(),
-        model_id=config["model"]["name"],
-        generation=config["tribunal"]["generation"],
-        system_prompt=config["tribunal"]["prompt"]["system_prompt"],
-        capture=config["tribunal"]["capture"],
-        stopping=config["tribunal"]["stopping"],
-        labels=config["tribunal"]["labels"],
-        code=code_hash("tribunal", "generate", "models", "positions"),
-    threads: config["model"]["threads"]
+        model=model_spec("tribunal"),
+        model_id=model_id("tribunal"),
+        generation=setting("tribunal", "generation"),
+        system_prompt=setting("tribunal", "prompt", "system_prompt"),
+        capture=setting("tribunal", "capture"),
+        stopping=setting("tribunal", "stopping"),
+        labels=setting("tribunal", "labels"),
+        code=code_hash("tribunal/generate"),
+    threads: model_threads("tribunal")
     resources:
         gpu=1,
     conda:
         "../../envs/gpu.yaml"
     script:
-        "../../scripts/tribunal_generate.py"
+        "../../scripts/tribunal/generate.py"
 
 
-rule label_tribunal:
+rule tribunal_labels:
     input:
         generations=f"{TRIBUNAL}/generations.parquet",
         prompts=f"{TRIBUNAL}/prompts.parquet",
@@ -64,43 +89,45 @@ rule label_tribunal:
         labels=f"{TRIBUNAL}/labels.parquet",
         summary=f"{TRIBUNAL}/labels.summary.json",
     log:
-        "logs/tribunal/labels.log",
+        "logs/tribunal/{instance}/labels.log",
     params:
-        labels=config["tribunal"]["labels"],
-        code=code_hash("tribunal"),
+        labels=setting("tribunal", "labels"),
+        code=code_hash("tribunal/labels"),
     localrule: True
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../../scripts/tribunal_labels.py"
+        "../../scripts/tribunal/labels.py"
 
 
-rule probes_tribunal:
+rule tribunal_probes:
     input:
         activations=f"{TRIBUNAL}/activations.parquet",
         labels=f"{TRIBUNAL}/labels.parquet",
     output:
         metrics=f"{TRIBUNAL}/metrics.json",
+        provenance=f"{TRIBUNAL}/metrics.json.provenance.json",
         png=report(
             f"{TRIBUNAL}/probe_results.png",
             caption="../report/tribunal_probe_results.rst",
             category="Tribunal",
+            subcategory="{instance}",
         ),
         table=f"{TRIBUNAL}/probe_results.csv",
         logits=f"{TRIBUNAL}/probe_logits.parquet",
         directions=f"{TRIBUNAL}/implicit_value_directions.safetensors",
         directions_json=f"{TRIBUNAL}/implicit_value_directions.json",
     log:
-        "logs/tribunal/probes.log",
+        "logs/tribunal/{instance}/probes.log",
     benchmark:
-        "benchmarks/results/probes_tribunal.tsv"
+        "benchmarks/results/tribunal/{instance}/probes.tsv"
     params:
-        layers=config["tribunal"]["capture"]["layers"],
-        aggregations=config["tribunal"]["capture"]["aggregations"],
-        probes=config["tribunal"]["probes"],
-        model_id=config["model"]["name"],
-        code=code_hash("tribunal", "probes"),
+        layers=setting("tribunal", "capture", "layers"),
+        aggregations=setting("tribunal", "capture", "aggregations"),
+        probes=setting("tribunal", "probes"),
+        model_id=model_id("tribunal"),
+        code=code_hash("tribunal/probes"),
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../../scripts/tribunal_probes.py"
+        "../../scripts/tribunal/probes.py"

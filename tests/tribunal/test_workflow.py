@@ -13,13 +13,14 @@ from safetensors.numpy import load_file
 from sklearn.metrics import roc_auc_score
 
 pytestmark = pytest.mark.e2e
-OUT = "results/tribunal"
+OUT = "results/tribunal/default"
 TARGETS = (
     f"{OUT}/labels.summary.json",
     f"{OUT}/metrics.json",
     f"{OUT}/probe_results.png",
     f"{OUT}/implicit_value_directions.json",
 )
+RULES = ("tribunal_prompts", "tribunal_generate", "tribunal_labels", "tribunal_probes")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_default_config_plans_tribunal_in_all(tmp_path):
     proc = snakemake(work, "-n", "all", check=False, env=OFFLINE_ENV)
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout)
-    for rule in ("tribunal_prompts", "generate_tribunal", "label_tribunal", "probes_tribunal"):
+    for rule in RULES:
         assert counts[rule] == 1, rule
 
 
@@ -89,7 +90,7 @@ def test_stub_run_labels_honestly_and_skips_the_probe(tribunal_run):
     assert pl.read_parquet(res / "probe_logits.parquet").height == 0
     assert (res / "probe_results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for log in ("prompts", "generate", "labels", "probes"):
-        assert (work / "logs/tribunal" / f"{log}.log").exists(), log
+        assert (work / "logs/tribunal/default" / f"{log}.log").exists(), log
     print(f"all (tribunal included) on stub: {seconds:.1f}s")
 
 
@@ -116,8 +117,8 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
 
     proc = snakemake(work, *TARGETS, "--rerun-triggers", "mtime")
     ran = proc.stdout + proc.stderr
-    assert "label_tribunal" in ran and "probes_tribunal" in ran
-    assert "generate_tribunal" not in ran  # the hand-made traces are not resampled
+    assert "tribunal_labels" in ran and "tribunal_probes" in ran
+    assert "tribunal_generate" not in ran  # the hand-made traces are not resampled
 
     summary = json.loads((res / "labels.summary.json").read_text())
     assert summary["counts"]["unparseable"] == 1 and summary["counts"]["probe_dropped"] == 1
@@ -184,24 +185,49 @@ def test_preset_dry_runs_offline(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     counts = job_counts(proc.stdout)
-    assert "stub_model" not in counts  # a hub model: nothing to build
-    for rule in ("tribunal_prompts", "generate_tribunal", "label_tribunal", "probes_tribunal"):
+    assert "models_stub" not in counts  # a hub model: nothing to build
+    for rule in RULES:
         assert counts[rule] == 1, rule
+    # a preset means exactly the instances it declares: one tribunal instance, nothing else
+    assert set(counts) == {*RULES, "all", "total"}, counts
+    assert "results/tribunal/r1-7b/metrics.json" in proc.stdout
+    assert "results/tribunal/default/" not in proc.stdout
     print("preset jobs:", counts)
 
 
 def test_missing_problems_file_fails_at_planning(tmp_path):
     work = copy_repo(tmp_path)
     cfg = write_config(
-        work / "bad.yaml", {"tribunal": {"problems": {"source": "resources/tribunal/nope.jsonl"}}}
+        work / "bad.yaml",
+        {"tribunal": {"default": {"problems": {"source": "resources/tribunal/nope.jsonl"}}}},
     )
     proc = snakemake(work, "-n", *TARGETS, "--configfile", str(cfg), check=False, env=OFFLINE_ENV)
     assert proc.returncode != 0
     assert "resources/tribunal/nope.jsonl" in proc.stdout + proc.stderr
+    assert "tribunal.default.problems.source" in proc.stdout + proc.stderr
 
 
 def test_unknown_tribunal_key_is_rejected(tmp_path):
     work = copy_repo(tmp_path)
-    cfg = write_config(work / "bad.yaml", {"tribunal": {"stopping": {"max_attempt": 3}}})
+    cfg = write_config(
+        work / "bad.yaml", {"tribunal": {"default": {"stopping": {"max_attempt": 3}}}}
+    )
     proc = snakemake(work, "-n", *TARGETS, "--configfile", str(cfg), check=False, env=OFFLINE_ENV)
     assert proc.returncode != 0 and "max_attempt" in proc.stdout + proc.stderr
+
+
+def test_a_sweep_plans_one_instance_per_point_apart(tmp_path):
+    """Instances of a sweep each get their own jobs and results/tribunal/<instance>/."""
+    work = copy_repo(tmp_path)
+    cfg = write_config(
+        work / "sweep.yaml",
+        {"tribunal": {"c": {"model": {"name": "stub"}, "sweep": {"probes.C": [0.5, 2.0]}}}},
+    )
+    proc = snakemake(work, "-n", "all", "--configfile", str(cfg), check=False, env=OFFLINE_ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = job_counts(proc.stdout)
+    for rule in RULES:
+        assert counts[rule] == 2, rule
+    for name in ("c-C0.5", "c-C2.0"):
+        assert f"results/tribunal/{name}/metrics.json" in proc.stdout, name
+    assert "results/tribunal/default/" not in proc.stdout

@@ -1,22 +1,23 @@
 """Rule tribunal_prompts: load GSM8K-format problems and write the attempt table."""
 
 from interpflow.artifacts import log_to
-from interpflow.tribunal import prepare_tribunal
+from interpflow.config import from_config
+from interpflow.tribunal.common import ProblemsConfig
+from interpflow.tribunal.prompts import prepare_prompts
 
 
 def main(smk):
-    p = smk.params.problems
-    prompts = prepare_tribunal(
-        source=p["source"],
-        hub_config=p["hub_config"],
-        split=p["split"],
+    where = f"tribunal.{smk.wildcards.instance}.problems"
+    prompts = prepare_prompts(
+        problems_cfg=from_config(ProblemsConfig, smk.params.problems, where),
         instruction=smk.params.instruction,
         samples_per_problem=smk.params.samples_per_problem,
         max_attempts=smk.params.max_attempts,
-        shuffle=p["shuffle"],
         seed=smk.params.seed,
-        problems_out=smk.output.problems,
-        prompts_out=smk.output.prompts,
+        problems=smk.output.problems,
+        prompts=smk.output.prompts,
+        provenance=smk.output.provenance,
+        where=where,
     )
     print(f"{prompts.height} attempts over {prompts['problem_id'].n_unique()} problems")
 

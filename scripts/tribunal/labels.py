@@ -1,0 +1,24 @@
+"""Rule tribunal_labels: parse every trace's final answer; correct / incorrect / unparseable."""
+
+from interpflow.artifacts import log_to
+from interpflow.config import from_config
+from interpflow.tribunal.common import LabelsConfig
+from interpflow.tribunal.labels import write_labels
+
+
+def main(smk):
+    summary = write_labels(
+        generations=smk.input.generations,
+        prompts=smk.input.prompts,
+        labels=smk.output.labels,
+        summary=smk.output.summary,
+        cfg=from_config(
+            LabelsConfig, smk.params.labels, f"tribunal.{smk.wildcards.instance}.labels"
+        ),
+    )
+    print(summary["counts"], summary["by_method"])
+
+
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):  # noqa: F821
+        main(snakemake)  # noqa: F821

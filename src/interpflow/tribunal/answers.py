@@ -1,0 +1,126 @@
+"""Final answers of chains of thought, and GSM8K gold answers, as exact numbers.
+
+:func:`parse_final_answer` finds the answer (``\\boxed{}``, ``#### n``, "the answer is n",
+optionally the last number) after the last ``</think>``; :func:`parse_number` reads one
+number exactly (signs, thousands separators, decimals, fractions, currency, units).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+_FRAC_TEX = re.compile(r"\\[dt]?frac\s*\{\s*([-+]?\d+)\s*\}\s*\{\s*([-+]?\d+)\s*\}")
+_NUMBER = re.compile(
+    r"(?<![\w.])(?P<sign>[-+])?\s*(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+    r"(?:\s*/\s*(?P<den>\d+)(?!\d|\.\d))?"
+)
+_TEX_JUNK = re.compile(r"\\text\{[^{}]*\}|\\mathrm\{[^{}]*\}|\\[,;!:]|\\quad|\\left|\\right")
+
+
+def _clean(text: str) -> str:
+    """Drop LaTeX text blocks, currency / percent signs, markdown emphasis; unify minus signs."""
+    text = text.replace("\u2212", "-").replace("\u2013", "-").replace("\u00a0", " ")
+    text = _FRAC_TEX.sub(r"\1/\2", text)
+    text = _TEX_JUNK.sub(" ", text)
+    for junk in ("\\$", "\\%", "$", "%", "*", "€", "£", "\\"):
+        text = text.replace(junk, " " if junk in ("*", "\\") else "")
+    return text
+
+
+def parse_number(text: str) -> Fraction | None:
+    """The first number in ``text`` as an exact Fraction, or None.
+
+    Handles signs (``-``, ``+``, the Unicode minus), thousands separators (``1,234``),
+    decimals, simple fractions (``3/4``, ``\\frac{3}{4}``), currency and percent signs and
+    trailing units (``$1,250.00``, ``18 apples``, ``40%``).
+    """
+    m = _NUMBER.search(_clean(text))
+    if m is None:
+        return None
+    value = Fraction(m.group("num").replace(",", ""))
+    if m.group("den") is not None:
+        den = int(m.group("den"))
+        if den == 0:
+            return None
+        value /= den
+    return -value if m.group("sign") == "-" else value
+
+
+def format_number(value: Fraction | None) -> str | None:
+    """Canonical text of a parsed number: ``"18"``, ``"-6"``, ``"5/2"``; None stays None."""
+    if value is None:
+        return None
+    return (
+        str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    )
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """A final answer: its exact value (None = unparseable), the matched text and the method."""
+
+    value: Fraction | None
+    text: str | None
+    method: Literal["boxed", "hashes", "answer_is", "last_number", "none"]
+
+
+def _boxed_contents(text: str) -> list[str]:
+    """Contents of every ``\\boxed{…}`` / ``\\fbox{…}`` with balanced braces, in order."""
+    out = []
+    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            out.append(text[m.end() : i - 1])
+    return out
+
+
+_HASHES = re.compile(r"####")
+_ANSWER_IS = re.compile(
+    r"(?:final\s+answer|answer)[\s*]*(?:is|:|=|would\s+be|will\s+be)[\s*:]*", re.IGNORECASE
+)
+
+
+def answer_region(response: str) -> str:
+    """The part of a response that holds its final answer: after the last ``</think>`` if any."""
+    return response.rsplit("</think>", 1)[1] if "</think>" in response else response
+
+
+def parse_final_answer(response: str, last_number_fallback: bool = False) -> ParsedAnswer:
+    """Parse the final answer of a chain of thought.
+
+    In order, within :func:`answer_region`: the last ``\\boxed{}``; the last ``#### n``; the
+    last "answer is n" / "final answer: n" (the first number of the rest of that sentence);
+    optionally the last number anywhere. Anything else is unparseable (``method="none"``).
+    """
+    region = answer_region(response)
+    for content in reversed(_boxed_contents(region)):
+        if (v := parse_number(content)) is not None:
+            return ParsedAnswer(v, content.strip(), "boxed")
+    for method, pattern in (("hashes", _HASHES), ("answer_is", _ANSWER_IS)):
+        for m in reversed(list(pattern.finditer(region))):
+            rest = region[m.end() :].split("\n", 1)[0]
+            sentence = re.split(r"\.(?!\d)|[;!?]", rest, maxsplit=1)[0]
+            if (v := parse_number(sentence)) is not None:
+                return ParsedAnswer(v, sentence.strip(), method)  # type: ignore[arg-type]
+    if last_number_fallback:
+        nums = list(_NUMBER.finditer(_clean(region)))
+        if nums:
+            v = parse_number(nums[-1].group(0))
+            return ParsedAnswer(v, nums[-1].group(0).strip(), "last_number")
+    return ParsedAnswer(None, None, "none")
+
+
+def gold_answer(answer: str) -> Fraction:
+    """The ground truth of a GSM8K ``answer`` field: the number after its last ``####``."""
+    if "####" not in answer:
+        raise ValueError("answer has no '#### <number>' line")
+    value = parse_number(answer.rsplit("####", 1)[1])
+    if value is None:
+        raise ValueError(f"no number after '####' in {answer.rsplit('####', 1)[1]!r}")
+    return value

@@ -1,0 +1,81 @@
+"""Config dataclasses of a tribunal instance (one per block of its config; the defaults equal
+``workflow/schemas/tribunal.schema.yaml``'s, checked by ``tests/tribunal/test_schema.py``)
+and the label names shared by the stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+LABELS = ("correct", "incorrect", "unparseable")
+#: The probe's positive class: directions point towards it, logits are its log-odds.
+POSITIVE = "correct"
+
+Unparseable = Literal["drop", "incorrect"]
+
+
+@dataclass(frozen=True)
+class ProblemsConfig:
+    """Where the GSM8K-format problems come from (``problems``)."""
+
+    source: str = "resources/tribunal/gsm8k_sample.jsonl"
+    hub_config: str | None = "main"
+    split: str = "test"
+    shuffle: bool = True
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """The user turn's instruction and the system turn (``prompt``)."""
+
+    instruction: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    system_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling and batching of the chains of thought (``generation``)."""
+
+    samples_per_problem: int = 1
+    max_new_tokens: int = 1024
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 16
+    shard_size: int = 16
+
+
+@dataclass(frozen=True)
+class StoppingConfig:
+    """When trace collection stops (``stopping``)."""
+
+    target_correct: int = 50
+    target_incorrect: int = 50
+    max_attempts: int = 200
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    """Residual-stream capture of each trace (``capture``): one probe per layer × aggregation."""
+
+    layers: tuple[int, ...] = (12, 16, 20, 24)
+    aggregations: tuple[str, ...] = ("response_mean", "last_response")
+    store_dtype: Literal["float16", "float32"] = "float16"
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """Final-answer parsing and the probe's classes (``labels``)."""
+
+    unparseable: Unparseable = "drop"
+    last_number_fallback: bool = False
+
+
+@dataclass(frozen=True)
+class ProbesConfig:
+    """The logistic-regression probes (``probes``)."""
+
+    test_size: float = 0.25
+    seed: int = 0
+    n_bootstrap: int = 1000
+    C: float = 1.0

@@ -1,0 +1,351 @@
+"""Stage tribunal_probes: one logistic-regression probe per layer × aggregation, the
+implicit-value directions, the figure and its tables.
+
+The split is drawn once, grouped by problem, and shared by every probe; scores are accuracy
+and AUROC with 95% CIs (bootstrap by problem) against the majority baseline. When no probe
+can be fit (the random stub never answers) every declared file is still written, with
+``status: "skipped"`` and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from interpflow.artifacts import (
+    atomic_path,
+    read_parquet,
+    write_json,
+    write_parquet,
+    write_provenance,
+)
+from interpflow.tribunal.common import POSITIVE, ProbesConfig
+from interpflow.tribunal.labels import class_counts
+
+RESULT_COLUMNS = {
+    "layer": pl.Int64,
+    "aggregation": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "ci_low": pl.Float64,
+    "ci_high": pl.Float64,
+    "n_train": pl.Int64,
+    "n_test": pl.Int64,
+}
+LOGIT_COLUMNS = {
+    "layer": pl.Int64,
+    "aggregation": pl.String,
+    "prompt_id": pl.String,
+    "problem_id": pl.String,
+    "split": pl.String,
+    "label": pl.String,
+    "logit": pl.Float64,
+}
+
+
+def skip_reason(labels: pl.DataFrame) -> str | None:
+    """Why no probe can be fit on these labels (a class or a second problem missing), or None."""
+    c = class_counts(labels)
+    missing = [k for k in ("correct", "incorrect") if c[f"probe_{k}"] == 0]
+    if missing:
+        return (
+            f"no {' and no '.join(missing)} traces to train on "
+            f"(counts: {c['correct']} correct, {c['incorrect']} incorrect, "
+            f"{c['unparseable']} unparseable; {c['probe_dropped']} dropped from the probe)"
+        )
+    if labels.filter(pl.col("probe_label").is_not_null())["problem_id"].n_unique() < 2:
+        return "all labelled traces come from one problem: a split grouped by problem is impossible"
+    return None
+
+
+def _direction(pipe) -> tuple[np.ndarray, float, float]:
+    """Unit direction towards ``POSITIVE`` in raw activation space, its raw norm and intercept.
+
+    The pipeline scores ``w·(x − μ)/σ + b`` for ``classes_[1]``; in raw space the weights are
+    ``w/σ`` and the intercept ``b − Σ wμ/σ``. The sign is flipped when ``classes_[1]`` is not
+    the positive class, so a larger projection always means "more likely correct".
+    """
+    scaler, clf = pipe.named_steps["scaler"], pipe.named_steps["clf"]
+    w = clf.coef_[0] / scaler.scale_
+    b = float(clf.intercept_[0] - (w * scaler.mean_).sum())
+    sign = 1.0 if clf.classes_[1] == POSITIVE else -1.0
+    w, b = sign * w, sign * b
+    norm = float(np.linalg.norm(w))
+    return (w / norm if norm > 0 else w), norm, b
+
+
+def fit_tribunal_probes(
+    *,
+    activations: str | Path,
+    labels: str | Path,
+    metrics: str | Path,
+    png: str | Path,
+    table: str | Path,
+    logits: str | Path,
+    directions: str | Path,
+    directions_json: str | Path,
+    provenance: str | Path,
+    layers: Sequence[int],
+    aggregations: Sequence[str],
+    cfg: ProbesConfig,
+    model_id: str | None = None,
+) -> dict[str, Any]:
+    """Stage: one logreg probe per layer × aggregation on ``activations`` and the ``labels``
+    parquet; directions, metrics, figure and tables.
+
+    Writes ``metrics`` (json, + its ``provenance``), the figure ``png`` with its ``table``
+    (csv, :data:`RESULT_COLUMNS`: accuracy, AUROC, majority accuracy per layer ×
+    aggregation), ``logits`` (parquet, :data:`LOGIT_COLUMNS`: the log-odds of "correct" of
+    every trace, train and test), ``directions`` (safetensors,
+    ``L{layer}.{aggregation}.{direction,mean_correct,mean_incorrect}``) and
+    ``directions_json``. The split is drawn once, grouped by problem and stratified by the
+    problem's majority label, and shared by every probe. Directions are the
+    logistic-regression weights mapped to raw activation space (``coef / scaler.scale_``),
+    unit-normalised and signed towards "correct"; class means are over the train traces.
+    A single probe whose rows at its layer × position lost a class in train (e.g. empty
+    responses have no ``last_response``) is recorded as skipped, the others go on.
+
+    When a probe cannot be fit (a class has no trace, one problem only), every file is still
+    written: metrics with ``status: "skipped"``, the ``reason``, the class counts and null
+    scores; empty tables; empty directions; a figure that states the reason.
+    """
+    from safetensors.numpy import save_file
+    from sklearn.base import clone
+
+    from interpflow.figures import write_csv
+    from interpflow.probes import (
+        classification_metrics,
+        group_split,
+        load_probe_dataset,
+        majority_baseline,
+        make_logreg,
+    )
+
+    test_size, seed, n_bootstrap, C = cfg.test_size, cfg.seed, cfg.n_bootstrap, cfg.C
+    traces = read_parquet(labels)
+    base = {
+        "model_id": model_id,
+        "layers": [int(x) for x in layers],
+        "aggregations": list(aggregations),
+        "positive_class": POSITIVE,
+        "counts": class_counts(traces),
+        "test_size": test_size,
+        "seed": seed,
+        "n_bootstrap": n_bootstrap,
+        "C": C,
+    }
+    reason = skip_reason(traces)
+    records, logit_rows, tensors, by_layer, probes = [], [], {}, {}, {}
+    if reason is None:
+        lab = traces.filter(pl.col("probe_label").is_not_null())
+        problem_of = dict(zip(lab["prompt_id"], lab["problem_id"]))
+        train_idx, test_idx = group_split(
+            lab["problem_id"].to_numpy(), lab["probe_label"].to_numpy(), test_size, seed
+        )
+        test_problems = set(lab["problem_id"].to_numpy()[test_idx].tolist())
+        train_classes = set(lab["probe_label"].to_numpy()[train_idx].tolist())
+        if train_classes != {"correct", "incorrect"}:
+            reason = f"the split grouped by problem leaves only {sorted(train_classes)} in train"
+    if reason is None:
+        base["n_train_problems"] = lab["problem_id"].n_unique() - len(test_problems)
+        base["n_test_problems"] = len(test_problems)
+        for layer in layers:
+            for agg in aggregations:
+                ds = load_probe_dataset(activations, lab, "probe_label", int(layer), [agg])
+                problems = np.array([problem_of[p] for p in ds.groups])
+                is_test = np.isin(problems, list(test_problems))
+                tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+                if np.unique(ds.y[tr]).size < 2 or te.size == 0:
+                    # rows missing at this position (e.g. empty responses) emptied a side
+                    probes[f"L{int(layer)}.{agg}"] = {
+                        "layer": int(layer),
+                        "aggregation": agg,
+                        "skipped": "a class is absent from train, or test is empty, here",
+                        "n_train": int(tr.size),
+                        "n_test": int(te.size),
+                    }
+                    continue
+                pipe = clone(make_logreg(seed, C=C)).fit(ds.X[tr], ds.y[tr])
+                classes = pipe.classes_
+                m = classification_metrics(
+                    ds.y[te], pipe.predict_proba(ds.X[te]), classes, problems[te], n_bootstrap, seed
+                )
+                maj = majority_baseline(ds.y[tr], ds.y[te], problems[te], n_bootstrap, seed)
+                direction, norm, intercept = _direction(pipe)
+                logit = ds.X.astype(np.float64) @ (direction * norm) + intercept
+                key = f"L{int(layer)}.{agg}"
+                means = {c: ds.X[tr][ds.y[tr] == c].mean(axis=0) for c in ("correct", "incorrect")}
+                tensors[f"{key}.direction"] = direction.astype(np.float32)
+                tensors[f"{key}.mean_correct"] = means["correct"].astype(np.float32)
+                tensors[f"{key}.mean_incorrect"] = means["incorrect"].astype(np.float32)
+                by_layer.setdefault(str(int(layer)), {})[agg] = {
+                    "direction": direction.astype(np.float32).tolist(),
+                    "raw_weight_norm": norm,
+                    "intercept": intercept,
+                    "mean_correct": means["correct"].astype(np.float32).tolist(),
+                    "mean_incorrect": means["incorrect"].astype(np.float32).tolist(),
+                    "test_accuracy": m["accuracy"],
+                    "test_auroc": m["auroc"],
+                }
+                probes[key] = {
+                    "layer": int(layer),
+                    "aggregation": agg,
+                    "metrics": m,
+                    "majority": maj,
+                    "n_train": int(tr.size),
+                    "n_test": int(te.size),
+                }
+                for metric, value, ci in (
+                    ("accuracy", m["accuracy"], m["accuracy_ci"]),
+                    ("auroc", m["auroc"], m["auroc_ci"]),
+                    ("majority_accuracy", maj["accuracy"], maj["accuracy_ci"]),
+                ):
+                    records.append(
+                        {
+                            "layer": int(layer),
+                            "aggregation": agg,
+                            "metric": metric,
+                            "value": value,
+                            "ci_low": ci[0],
+                            "ci_high": ci[1],
+                            "n_train": int(tr.size),
+                            "n_test": int(te.size),
+                        }
+                    )
+                for j in range(ds.X.shape[0]):
+                    logit_rows.append(
+                        {
+                            "layer": int(layer),
+                            "aggregation": agg,
+                            "prompt_id": ds.groups[j],
+                            "problem_id": problems[j],
+                            "split": "test" if is_test[j] else "train",
+                            "label": ds.y[j],
+                            "logit": float(logit[j]),
+                        }
+                    )
+
+    result_table = pl.DataFrame(records, schema=RESULT_COLUMNS)
+    logit_table = pl.DataFrame(logit_rows, schema=LOGIT_COLUMNS)
+    status = {"status": "ok" if reason is None else "skipped", "reason": reason}
+    write_csv(result_table, table)
+    write_parquet(logit_table, logits)
+    plot_probe_results(result_table, logit_table, png, reason)
+    meta = {"model_id": str(model_id), "positive_class": POSITIVE, "status": status["status"]}
+    with atomic_path(directions) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    write_json(base | status | {"directions": by_layer}, directions_json)
+    out = base | status | {"probes": probes if reason is None else None, "best": _best(probes)}
+    write_json(out, metrics)
+    write_provenance(provenance, stage="tribunal_probes", **base, **status)
+    return out
+
+
+def _best(probes: dict[str, Any]) -> dict[str, Any] | None:
+    """The probe with the highest test accuracy, judged by seed 002's bar (accuracy > 0.70)
+    and by whether its 95% CI clears the majority baseline."""
+    fitted = {k: p for k, p in probes.items() if "metrics" in p}
+    if not fitted:
+        return None
+    key, p = max(fitted.items(), key=lambda kv: (kv[1]["metrics"]["accuracy"], kv[0]))
+    m, lo = p["metrics"], p["metrics"]["accuracy_ci"][0]
+    return {
+        "probe": key,
+        "accuracy": m["accuracy"],
+        "accuracy_ci": m["accuracy_ci"],
+        "auroc": m["auroc"],
+        "majority_accuracy": p["majority"]["accuracy"],
+        "accuracy_above_0.70": m["accuracy"] > 0.70,
+        "ci_low_above_majority": lo is not None and lo > p["majority"]["accuracy"],
+        "note": "best of several probes chosen on the test set: optimistic",
+    }
+
+
+def plot_probe_results(
+    table: pl.DataFrame, logits: pl.DataFrame, out_png: str | Path, reason: str | None
+) -> Path:
+    """Accuracy and AUROC by layer per aggregation (95% CI bands, majority dashed) and the
+    test-set probe logits by true class per layer × aggregation. With ``reason`` set (no
+    probe could be fit), a figure stating the reason."""
+    from matplotlib.ticker import MaxNLocator
+
+    from interpflow.figures import plt, save_png, sns
+
+    if reason is not None:
+        fig, ax = plt.subplots(figsize=(7, 2.5))
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            "No probe fitted:\n" + "\n".join(_wrap(reason, 80)),
+            ha="center",
+            va="center",
+            wrap=True,
+        )
+    else:
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+        aggs = table["aggregation"].unique(maintain_order=True).to_list()
+        palette = dict(zip(aggs, sns.color_palette("tab10", len(aggs))))
+        for ax, metric in zip(axes[:2], ("accuracy", "auroc")):
+            for agg in aggs:
+                sub = table.filter(
+                    (pl.col("aggregation") == agg) & (pl.col("metric") == metric)
+                ).sort("layer")
+                x = sub["layer"].to_numpy()
+                ax.plot(
+                    x,
+                    sub["value"].fill_null(np.nan).to_numpy(),
+                    marker="o",
+                    color=palette[agg],
+                    label=agg,
+                )
+                lo, hi = (sub[c].fill_null(np.nan).to_numpy() for c in ("ci_low", "ci_high"))
+                ax.fill_between(x, lo, hi, color=palette[agg], alpha=0.2, linewidth=0)
+                if metric == "accuracy":
+                    maj = table.filter(
+                        (pl.col("aggregation") == agg) & (pl.col("metric") == "majority_accuracy")
+                    ).sort("layer")
+                    ax.plot(
+                        x,
+                        maj["value"].to_numpy(),
+                        ls="--",
+                        color=palette[agg],
+                        alpha=0.7,
+                        label=f"majority ({agg})",
+                    )
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("layer")
+            ax.set_ylabel(f"test {metric} (95% CI)")
+            ax.set_ylim(0, 1.02)
+            ax.legend(fontsize="small")
+            ax.grid(alpha=0.3)
+        test = logits.filter(pl.col("split") == "test").with_columns(
+            (
+                pl.lit("L") + pl.col("layer").cast(pl.String) + pl.lit(" ") + pl.col("aggregation")
+            ).alias("probe")
+        )
+        sns.boxplot(
+            data=test.to_pandas(),
+            x="probe",
+            y="logit",
+            hue="label",
+            hue_order=["correct", "incorrect"],
+            ax=axes[2],
+        )
+        axes[2].axhline(0, color="grey", lw=0.8, ls=":")
+        axes[2].set_xlabel("")
+        axes[2].set_ylabel("probe logit of 'correct' (test traces)")
+        axes[2].tick_params(axis="x", rotation=60, labelsize="small")
+        fig.suptitle("Implicit value probe: correct vs incorrect chains of thought")
+    return save_png(fig, out_png, dpi=130)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
