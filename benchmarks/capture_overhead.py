@@ -50,9 +50,9 @@ import torch
 from _bench import Goal, interleave, load_average, load_line, median, per_repeat, report
 
 from interpflow import generate as G
+from interpflow.deception.prompts import read_bank
 from interpflow.models import ModelSpec, eos_token_ids, load_model
 from interpflow.positions import parse_positions
-from interpflow.prompts import read_bank
 from interpflow.stub import StubConfig, build_stub
 
 REPO = Path(__file__).resolve().parents[1]

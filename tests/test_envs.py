@@ -15,7 +15,10 @@ import pytest
 import yaml
 from conftest import REPO
 
+from interpflow.codehash import module_file
+
 RULES = sorted((REPO / "workflow/rules").glob("*.smk"))
+LIB = REPO / "src/interpflow"
 # Imported only where an optional extra is installed and asked for in config; the HF path
 # (or a clear error) runs without them, so the rule-family envs need not carry them.
 OPTIONAL = {"vllm", "bitsandbytes"}
@@ -77,13 +80,16 @@ def _imports(path: Path, seen: set[Path], deep: bool = True) -> set[str]:
         else:
             continue
         for mod in mods:
-            top = mod.split(".")[0]
-            if top == "interpflow":
-                parts = mod.split(".")[1:2]
-                if parts:
-                    names |= _imports(REPO / "src/interpflow" / f"{parts[0]}.py", seen, False)
+            parts = mod.split(".")
+            if parts[0] == "interpflow":
+                # every module and package on the way: interpflow.a (a.py or a/__init__.py),
+                # interpflow.a.b (a/b.py), ... (a name that is not a module is skipped)
+                for i in range(2, len(parts) + 1):
+                    found = module_file(LIB, ".".join(parts[:i]))
+                    if found is not None:
+                        names |= _imports(found, seen, False)
             else:
-                names.add(top)
+                names.add(parts[0])
     return names
 
 

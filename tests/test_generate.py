@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import interpflow.generate as G
+from interpflow.deception.prompts import build_prompt_table
 from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
 from interpflow.models import ModelSpec, chat_prompt, load_model
 from interpflow.positions import parse_positions
-from interpflow.prompts import build_prompt_table
 
 
 def _write_prompts(d):
@@ -18,7 +18,7 @@ def _write_prompts(d):
     bank_a.write_text("\n".join(f"Tell me about topic {i} in detail" for i in range(11)))
     bank_b.write_text("\n".join(f"Short question {i}?" for i in range(9)))
     out = d / "prompts.parquet"
-    build_prompt_table([bank_a, bank_b], out, d / "prompts.json")
+    build_prompt_table(banks=[bank_a, bank_b], table=out, summary=d / "prompts.json")
     return out
 
 

@@ -13,9 +13,9 @@ import pytest
 
 import interpflow.generate as G
 from interpflow.adapters import AdapterConfig, TrainConfig, resume_dir_for, train_adapter
+from interpflow.deception.prompts import build_prompt_table
 from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
 from interpflow.models import ModelSpec
-from interpflow.prompts import build_prompt_table
 from interpflow.signals import Interrupted, StopSignals
 
 
@@ -25,7 +25,7 @@ def prompts(tmp_path_factory):
     (d / "a.txt").write_text("\n".join(f"Describe thing number {i}" for i in range(7)))
     (d / "b.txt").write_text("\n".join(f"Why is {i} odd or even?" for i in range(7)))
     out = d / "prompts.parquet"
-    build_prompt_table([d / "a.txt", d / "b.txt"], out, d / "prompts.json")
+    build_prompt_table(banks=[d / "a.txt", d / "b.txt"], table=out, summary=d / "prompts.json")
     return out
 
 

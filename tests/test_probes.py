@@ -1,8 +1,9 @@
-"""Unit tests of interpflow.probes on synthetic activations with a known signal layer."""
+"""Unit tests of the probe engine (interpflow.probes, interpflow.metrics) on synthetic
+activations with a known signal layer (tests/probe_data.py). The deception stages that
+write probe files are tested in tests/deception/."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,62 +13,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from probe_data import CLASSES, POSITIONS, SIGNAL_LAYER, D, write_activations
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from interpflow import probes
 from interpflow.artifacts import CorruptFileError
 from interpflow.probes import MLPProbe
-
-CLASSES = ("deceptive", "eval_aware", "normal")
-POSITIONS = ("last_prompt", "response[0]", "response[1]")
-SIGNAL_LAYER, NOISE_LAYER = 2, 0
-D = 16
-
-
-def write_activations(
-    path: Path,
-    n_prompts: int = 60,
-    layers: tuple[int, ...] = (NOISE_LAYER, SIGNAL_LAYER),
-    positions: tuple[str, ...] = POSITIONS,
-    d: int = D,
-    seed: int = 0,
-) -> pl.DataFrame:
-    """Write an activations parquet with the capture stage's exact schema; return its labels.
-
-    At ``SIGNAL_LAYER`` class ``c`` is shifted by 3 along basis direction ``c``; every other
-    layer is pure noise. Each prompt also gets a shared random offset (a group effect).
-    """
-    rng = np.random.default_rng(seed)
-    pids = [f"p{i:03d}" for i in range(n_prompts)]
-    cls = np.arange(n_prompts) % len(CLASSES)
-    rows: dict[str, list] = {k: [] for k in probes.ACTIVATION_COLUMNS}
-    acts = []
-    for layer in layers:
-        for i, pid in enumerate(pids):
-            offset = rng.normal(0, 0.3, d)
-            for j, pos in enumerate(positions):
-                x = rng.normal(0, 1, d) + offset
-                if layer == SIGNAL_LAYER:
-                    x[cls[i]] += 3.0
-                rows["prompt_id"].append(pid)
-                rows["layer"].append(layer)
-                rows["position"].append(pos)
-                rows["token_index"].append(10 + j)
-                acts.append(x.astype(np.float16))
-    flat = pa.array(np.concatenate(acts), type=pa.float16())
-    table = pa.table(
-        {
-            "prompt_id": pa.array(rows["prompt_id"], pa.string()),
-            "layer": pa.array(rows["layer"], pa.int16()),
-            "position": pa.array(rows["position"], pa.string()),
-            "token_index": pa.array(rows["token_index"], pa.int32()),
-            "activation": pa.FixedSizeListArray.from_arrays(flat, d),
-        }
-    )
-    # shuffle row order on disk: the loader must not rely on it
-    table = table.take(pa.array(rng.permutation(table.num_rows)))
-    pq.write_table(table, path)
-    return pl.DataFrame({"prompt_id": pids, "category": [CLASSES[c] for c in cls]})
 
 
 @pytest.fixture(scope="module")
@@ -75,23 +26,6 @@ def data(tmp_path_factory) -> tuple[Path, pl.DataFrame]:
     path = tmp_path_factory.mktemp("acts") / "activations.parquet"
     labels = write_activations(path)
     return path, labels
-
-
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    path, labels = data
-    ds = probes.load_probe_dataset(path, labels, "category", SIGNAL_LAYER, None)
-    out = tmp_path_factory.mktemp("probes")
-    metrics = probes.train_probes(
-        ds,
-        out,
-        test_size=0.25,
-        seed=0,
-        n_bootstrap=200,
-        mlp_params={"epochs": 20, "hidden_size": 64, "lr": 1e-2},
-        n_permutations=5,
-    )
-    return ds, out, metrics
 
 
 # ---------------------------------------------------------------------------- dataset
@@ -288,61 +222,12 @@ def test_binary_auroc_matches_sklearn():
 # ---------------------------------------------------------------------------- probes
 
 
-def test_train_probes_beats_baselines(trained):
-    ds, _, metrics = trained
-    majority = metrics["baselines"]["majority"]["accuracy"]
-    for name in ("logreg", "mlp"):
-        m = metrics["probes"][name]
-        assert m["accuracy"] > majority + 0.3
-        assert m["accuracy_ci"][0] > majority
-        assert m["auroc"] > 0.9
-        shuffled = m["shuffled_label"]
-        assert shuffled["n_permutations"] == len(shuffled["accuracy_runs"]) == 5
-        assert abs(shuffled["accuracy"] - 1 / 3) < 0.15
-        assert abs(shuffled["auroc"] - 0.5) < 0.15
-    assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == 60
-    assert metrics["n_train_rows"] + metrics["n_test_rows"] == ds.X.shape[0]
-    assert metrics["layer"] == SIGNAL_LAYER and metrics["target"] == "category"
-    assert metrics["positions"] == sorted(POSITIONS) and metrics["n_dropped_null"] == 0
-
-
-def test_train_probes_artifacts(trained):
-    ds, out, metrics = trained
-    expected = [
-        "logreg.joblib", "logreg.safetensors", "logreg.json", "mlp.safetensors", "mlp.json",
-        "label_classes.txt", "train_indices.npy", "test_indices.npy", "metrics.json",
-        "confusion_logreg.png", "confusion_logreg.csv", "confusion_mlp.png", "confusion_mlp.csv",
-    ]  # fmt: skip
-    for name in expected:
-        assert (out / name).stat().st_size > 0, name
-    assert (out / "label_classes.txt").read_text().split() == list(CLASSES)
-    tr, te = np.load(out / "train_indices.npy"), np.load(out / "test_indices.npy")
-    assert not set(ds.groups[tr]) & set(ds.groups[te])
-    assert (
-        json.loads((out / "metrics.json").read_text())["probes"]["logreg"]["accuracy"]
-        == (metrics["probes"]["logreg"]["accuracy"])
-    )
-    cm = pl.read_csv(out / "confusion_logreg.csv")
-    assert cm.columns == ["true", *CLASSES]
-    assert cm.drop("true").to_numpy().tolist() == metrics["probes"]["logreg"]["confusion"]
-
-    # joblib, the pickle-free logreg export and the MLP export reproduce predictions exactly
-    X_test = ds.X[te]
-    logreg = joblib.load(out / "logreg.joblib")
-    exported = probes.load_logreg_export(out)
-    np.testing.assert_array_equal(exported.predict_proba(X_test), logreg.predict_proba(X_test))
-    np.testing.assert_array_equal(exported.predict(X_test), logreg.predict(X_test))
-    mlp = MLPProbe.load(out)
-    assert list(mlp.classes_) == list(CLASSES)
-    assert json.loads((out / "mlp.json").read_text())["params"]["epochs"] == 20
-
-
 def test_mlp_save_load_and_joblib_roundtrip(tmp_path, data):
     path, labels = data
     ds = probes.load_probe_dataset(path, labels, "category", SIGNAL_LAYER, ["last_prompt"])
     mlp = MLPProbe(hidden_size=32, epochs=20, random_state=3).fit(ds.X, ds.y)
-    mlp.save(tmp_path)
-    loaded = MLPProbe.load(tmp_path)
+    mlp.save(tmp_path / "mlp.safetensors", tmp_path / "mlp.json")
+    loaded = MLPProbe.load(tmp_path / "mlp.safetensors", tmp_path / "mlp.json")
     np.testing.assert_array_equal(loaded.predict_proba(ds.X), mlp.predict_proba(ds.X))
     assert loaded.get_params() == mlp.get_params()
     joblib.dump(mlp, tmp_path / "mlp.joblib")
@@ -378,27 +263,7 @@ def test_mlp_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-# ---------------------------------------------------------------------------- layer sweep
-
-
-def test_layer_sweep_picks_signal_layer(data, tmp_path):
-    path, labels = data
-    df = probes.layer_sweep(
-        path, labels, "category", [NOISE_LAYER, SIGNAL_LAYER], ["last_prompt", "response[0]"],
-        test_size=0.25, seed=0, n_bootstrap=100,
-        out_png=tmp_path / "sweep.png", out_csv=tmp_path / "sweep.csv",
-    )  # fmt: skip
-    csv = pl.read_csv(tmp_path / "sweep.csv")
-    assert csv.columns == ["layer", "metric", "value", "ci_low", "ci_high"]
-    assert set(csv["metric"]) == {"accuracy", "auroc", "majority_accuracy"}
-    assert (tmp_path / "sweep.png").stat().st_size > 0
-    acc = df.filter(pl.col("metric") == "accuracy").sort("value")
-    assert acc["layer"][-1] == SIGNAL_LAYER
-    noise = acc.filter(pl.col("layer") == NOISE_LAYER)
-    signal = acc.filter(pl.col("layer") == SIGNAL_LAYER)
-    assert signal["ci_low"][0] > noise["ci_high"][0]
-    maj = df.filter(pl.col("metric") == "majority_accuracy")["value"]
-    assert maj.n_unique() == 1  # the same prompt split at every layer
+# ---------------------------------------------------------------------------- errors
 
 
 def test_truncated_activations_name_the_file(data, tmp_path):

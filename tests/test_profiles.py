@@ -52,7 +52,7 @@ def slurm_plan(work):
 @pytest.mark.e2e
 def test_slurm_profile_plans_all_from_the_root_by_name(slurm_plan):
     out = slurm_plan
-    assert "generate_deception" in out and "probes_deception" in out
+    assert "deception_generate" in out and "deception_probes" in out
     # The profile's set-resources reached the GPU rule; the routing file was found.
     assert "runtime=240" in out and "mem_mb=64000" in out
 

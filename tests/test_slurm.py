@@ -29,15 +29,11 @@ TARGET = "results/probes/logreg.joblib"
 PROFILES = ("--profile", str(REPO / "profiles/slurm"), "--profile", str(REPO / "profiles/ci"))
 # Generation slow enough (17 shards of 16 prompts) to be signalled between shards.
 SHARD_SIZE = 16
-CONFIG = {
-    "deception": {"generation": {"max_new_tokens": 24, "batch_size": 8, "shard_size": SHARD_SIZE}}
-}
-SHARDS = Path("results/generations/deception.parquet.shards")
-COMPARED = (
-    "results/generations/deception.parquet",
-    "results/activations/deception.parquet",
-    "results/labels/deception.parquet",
-)
+GENERATION = {"max_new_tokens": 24, "batch_size": 8, "shard_size": SHARD_SIZE}
+CONFIG = {"deception": {"default": {"generation": GENERATION}}}
+RES = Path("results/deception/default")
+SHARDS = RES / "generations.parquet.shards"
+COMPARED = tuple(RES / f"{name}.parquet" for name in ("generations", "activations", "labels"))
 
 
 def _env():
@@ -89,7 +85,7 @@ def _interrupt_generation(work: Path, deadline: float) -> dict:
                 capture_output=True,
                 text=True,
             ).stdout
-            ids = [ln.split()[0] for ln in out.splitlines() if "rule_generate_deception" in ln]
+            ids = [ln.split()[0] for ln in out.splitlines() if "rule_deception_generate" in ln]
             if ids:
                 subprocess.run(["scancel", "--signal=TERM", ids[0]], check=True)
                 return {"job": ids[0], "shards_done": len(done)}
@@ -170,11 +166,11 @@ def _gpu_rules(work: Path) -> dict[str, bool]:
 
 def test_gpu_rules_get_a_gpu_partition_and_request_cpu_rules_neither(runs):
     gpu = _gpu_rules(runs["slurm"])
-    assert gpu["generate_deception"] and not gpu["probes_deception"]
+    assert gpu["deception_generate"] and not gpu["deception_probes"]
     jobs = runs["jobs"]
     seen = {_rule(j) for j in jobs}
-    assert {"generate_deception", "labels_deception", "probes_deception"} <= seen
-    assert "prompts_deception" not in seen  # a localrule stays on the submit host
+    assert {"deception_generate", "deception_labels", "deception_probes"} <= seen
+    assert not {"deception_prompts", "deception_card"} & seen  # localrules stay on the host
     for job in jobs:
         rule, tres = _rule(job), job.get("TresPerJob", "") + job.get("TresPerNode", "")
         if gpu[rule]:
@@ -188,19 +184,16 @@ def test_slurm_outputs_equal_local_run(runs):
         a, b = pl.read_parquet(runs["local"] / rel), pl.read_parquet(runs["slurm"] / rel)
         assert a.height > 0 and a.equals(b), rel
     metrics = [
-        json.loads((runs[k] / "results/probes/metrics.json").read_text())
-        for k in ("local", "slurm")
+        json.loads((runs[k] / RES / "probes/metrics.json").read_text()) for k in ("local", "slurm")
     ]
     assert metrics[0]["probes"] == metrics[1]["probes"]
 
 
 def test_preempted_generation_resumes_and_redoes_less_than_a_shard(runs):
-    gen = [j for j in runs["jobs"] if _rule(j) == "generate_deception"]
+    gen = [j for j in runs["jobs"] if _rule(j) == "deception_generate"]
     assert [j["JobState"] for j in gen] == ["FAILED", "COMPLETED"], gen  # signalled, retried
     assert gen[0]["JobId"] == runs["interrupt"]["job"]
-    prov = json.loads(
-        (runs["slurm"] / "results/activations/deception.parquet.provenance.json").read_text()
-    )
+    prov = json.loads((runs["slurm"] / RES / "activations.parquet.provenance.json").read_text())
     (stop,) = prov["interruptions"]
     assert stop["signal"] == "SIGTERM"
     # Every shard finished before the signal was reused; only the shard in progress is redone.

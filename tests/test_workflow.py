@@ -1,24 +1,10 @@
-"""End-to-end runs of the DAG on the stub model (real snakemake, real subprocesses)."""
+"""Planning of the whole DAG (every study): a dry run with no keys and no GPU, config errors
+named at parse time, the lint. The studies' own runs are in tests/<study>/test_workflow.py."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
-import os
-import shutil
-import signal
-import subprocess
-import time
-
-import joblib
-import numpy as np
-import polars as pl
 import pytest
-from conftest import OFFLINE_ENV, SNAKEMAKE, copy_repo, job_counts, snakemake, write_config
-from sklearn.metrics import confusion_matrix
-
-from interpflow.fakeapi import FakeAPIServer
-from interpflow.probes import MLPProbe, load_probe_dataset
+from conftest import OFFLINE_ENV, copy_repo, snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -27,259 +13,45 @@ def test_dry_run_plans_with_no_keys_no_gpu(tmp_path):
     work = copy_repo(tmp_path)
     proc = snakemake(work, "-n", "all", check=False, env=OFFLINE_ENV)
     assert proc.returncode == 0, proc.stderr
-    for rule in ("stub_model", "generate_deception", "labels_deception", "probes_deception"):
+    for rule in ("models_stub", "deception_generate", "deception_labels", "deception_probes"):
         assert rule in proc.stdout
-
-
-def test_all_on_stub(all_run):
-    work, seconds = all_run
-    res = work / "results"
-    prompts = json.loads((res / "prompts/deception.summary.json").read_text())
-    assert prompts["n_duplicates_removed"] == 5 and prompts["n_prompts"] == 268
-    gens = pl.read_parquet(res / "generations/deception.parquet")
-    assert gens.height == prompts["n_prompts"]
-    prov = json.loads((res / "activations/deception.parquet.provenance.json").read_text())
-    assert prov["capture"]["layers"] == [1, 2, 3]
-    assert prov["packages"]["transformers"] == importlib.metadata.version("transformers")
-    metrics = json.loads((res / "probes/metrics.json").read_text())
-    classes = ["deceptive", "eval_aware", "normal"]
-    assert (res / "probes/label_classes.txt").read_text().split() == metrics["classes"] == classes
-    assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == prompts["n_prompts"]
-    # the saved probes, on the saved test rows, give the reported numbers
-    ds = load_probe_dataset(
-        res / "activations/deception.parquet",
-        pl.read_parquet(res / "labels/deception.parquet"),
-        metrics["target"],
-        metrics["layer"],
-        metrics["positions"],
-    )
-    test = np.load(res / "probes/test_indices.npy")
-    train = np.load(res / "probes/train_indices.npy")
-    assert (test.size, train.size) == (metrics["n_test_rows"], metrics["n_train_rows"])
-    assert not set(ds.groups[test]) & set(ds.groups[train])  # split by prompt
-    probes = {
-        "logreg": joblib.load(res / "probes/logreg.joblib"),
-        "mlp": MLPProbe.load(res / "probes"),
-    }
-    for name, probe in probes.items():
-        m = metrics["probes"][name]
-        pred = probe.predict(ds.X[test])
-        assert m["accuracy"] == pytest.approx(np.mean(pred == ds.y[test])), name
-        cm = confusion_matrix(ds.y[test], pred, labels=classes)
-        assert m["confusion"] == cm.tolist(), name
-        table = pl.read_csv(res / f"probes/confusion_{name}.csv")  # the figure's numbers
-        np.testing.assert_array_equal(table.drop("true").to_numpy(), cm)
-        assert [m["per_class"][c]["support"] for c in classes] == cm.sum(axis=1).tolist()
-        assert m["accuracy_ci"][0] <= m["accuracy"] <= m["accuracy_ci"][1], name
-    majority = metrics["baselines"]["majority"]  # the train set's most frequent class
-    values, counts = np.unique(ds.y[train], return_counts=True)
-    assert majority["class"] == values[counts.argmax()]
-    assert majority["accuracy"] == pytest.approx(np.mean(ds.y[test] == majority["class"]))
-    nla = pl.read_parquet(res / "labels/deception_nla.parquet")
-    assert set(nla["layer"]) == {metrics["layer"]} and nla["nla_text"].null_count() == 0
-    sweep = pl.read_csv(res / "probes/layer_sweep.csv")
-    assert sorted(sweep["layer"].unique().to_list()) == [1, 2, 3]
-    for f in (
-        "logreg.joblib",
-        "mlp.safetensors",
-        "mlp.json",
-        "label_classes.txt",
-        "train_indices.npy",
-        "test_indices.npy",
-        "confusion_logreg.png",
-        "confusion_logreg.csv",
-        "confusion_mlp.png",
-        "layer_sweep.png",
-    ):
-        assert (res / "probes" / f).stat().st_size > 0, f
-    for log in (
-        "stub_model",
-        "prompts/deception",
-        "generate/deception",
-        "labels/deception",
-        "probes/deception",
-        "probes/deception_layer_sweep",
-    ):
-        assert (work / "logs" / f"{log}.log").exists(), log
-    print(f"all on stub: {seconds:.1f}s")
-
-
-def with_stub(work, stub_dir):
-    """``work`` with the session's stub model in place: copied after the repository, so newer
-    than its inputs, and snakemake does not build it again (the rule's output is identical)."""
-    shutil.copytree(stub_dir, work / "results/models/stub")
-    return work
-
-
-def test_single_target_builds_only_its_upstream(stub_dir, tmp_path):
-    work = with_stub(copy_repo(tmp_path), stub_dir)
-    proc = snakemake(work, "results/probes/logreg.joblib")
-    upstream = ("prompts_deception", "generate_deception", "labels_deception", "probes_deception")
-    assert job_counts(proc.stdout + proc.stderr) == {**dict.fromkeys(upstream, 1), "total": 4}
-    built = {p.name for p in (work / "results").iterdir()}
-    stages = {"models", "prompts", "generations", "activations", "labels", "probes"}
-    assert built == stages | {"cache"}  # cache: the judge's replies
-    assert not list((work / "results/probes").glob("layer_sweep*"))
-    probe = joblib.load(work / "results/probes/logreg.joblib")
-    assert probe.classes_.tolist() == ["deceptive", "eval_aware", "normal"]
-
-
-def test_generation_killed_midway_resumes_identically(stub_dir, tmp_path):
-    """SIGKILL the generation job, rerun: same final files, at most one shard of work lost."""
-    cfg = {"deception": {"generation": {"batch_size": 4, "shard_size": 16}}}
-    target = "results/generations/deception.parquet"
-    ref = with_stub(copy_repo(tmp_path / "ref"), stub_dir)
-    write_config(ref / "over.yaml", cfg)
-    snakemake(ref, target, "--configfile", "over.yaml")
-
-    work = with_stub(copy_repo(tmp_path / "killed"), stub_dir)
-    write_config(work / "over.yaml", cfg)
-    shards = work / "results/generations/deception.parquet.shards"
-    proc = subprocess.Popen(
-        [SNAKEMAKE, "--cores", "2", target, "--configfile", "over.yaml"],
-        cwd=work,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(shards.glob("*.generations.parquet"))) < 3:
-        assert proc.poll() is None, "generation finished before it could be killed"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_at_kill = len(list(shards.glob("*.generations.parquet")))
-    assert 3 <= done_at_kill < 17 and not (work / target).exists()
-
-    snakemake(work, target, "--unlock", "--configfile", "over.yaml")  # the kill left a lock
-    snakemake(work, target, "--rerun-incomplete", "--configfile", "over.yaml")
-    log = (work / "logs/generate/deception.log").read_text()
-    resumed = int(log.split("resuming: ")[1].split("/")[0])
-    assert resumed >= done_at_kill  # nothing finished before the kill is redone
-    for name in ("generations", "activations"):
-        a = pl.read_parquet(ref / f"results/{name}/deception.parquet")
-        b = pl.read_parquet(work / f"results/{name}/deception.parquet")
-        assert a.equals(b), name
 
 
 def test_unknown_key_and_wrong_type_fail_at_parse_time_with_the_key(tmp_path):
     work = copy_repo(tmp_path)
-    write_config(work / "typo.yaml", {"deception": {"generation": {"max_new_tokenz": 5}}})
+    write_config(
+        work / "typo.yaml", {"deception": {"default": {"generation": {"max_new_tokenz": 5}}}}
+    )
     proc = snakemake(work, "-n", "all", "--configfile", "typo.yaml", check=False)
     assert proc.returncode != 0 and "max_new_tokenz" in proc.stderr + proc.stdout
-    write_config(work / "type.yaml", {"deception": {"probes": {"layer": "twenty"}}})
+    write_config(work / "type.yaml", {"deception": {"default": {"probes": {"layer": "twenty"}}}})
     proc = snakemake(work, "-n", "all", "--configfile", "type.yaml", check=False)
     out = proc.stderr + proc.stdout
     assert proc.returncode != 0 and "'twenty' is not of type 'integer'" in out and "layer" in out
 
 
-def test_missing_api_key_fails_at_planning(tmp_path):
+def test_missing_api_key_warns_in_a_dry_run_and_an_unknown_judge_fails(tmp_path):
+    """A dry run (e.g. on a login node) plans without the key, naming it; a real run stops at
+    planning (tests/test_instances.py). An undefined judge fails either way, naming the key."""
     work = copy_repo(tmp_path)
     write_config(
         work / "gpt.yaml",
         {
             "judges": {"gpt": {"backend": "openai", "model": "gpt-4o-mini"}},
-            "deception": {"labels": {"judge": "gpt"}},
+            "deception": {"default": {"labels": {"judge": "gpt"}}},
         },
     )
     proc = snakemake(work, "-n", "all", "--configfile", "gpt.yaml", check=False, env=OFFLINE_ENV)
-    assert proc.returncode != 0 and "OPENAI_API_KEY" in proc.stderr + proc.stdout
-    write_config(work / "nope.yaml", {"deception": {"labels": {"judge": "nope"}}})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "config key deception.default.labels.judge: " in proc.stderr
+    assert "OPENAI_API_KEY" in proc.stderr and "a dry run plans anyway" in proc.stderr
+    write_config(work / "nope.yaml", {"deception": {"default": {"labels": {"judge": "nope"}}}})
     proc = snakemake(work, "-n", "all", "--configfile", "nope.yaml", check=False)
     assert proc.returncode != 0
     assert (
-        "config key deception.labels.judge: judge 'nope' is not defined under 'judges' "
+        "config key deception.default.labels.judge: judge 'nope' is not defined under 'judges' "
         "(defined: offline)"
     ) in proc.stderr + proc.stdout
-
-
-def test_openai_judge_stage_against_local_server(all_run, tmp_path):
-    """Labels through the official OpenAI client: failures give null labels and are counted,
-    exactly; a forced rerun calls only for the failed ones; a wrong key (every call 401) stops
-    the stage with one clear error; the key never lands in output, logs or artifacts."""
-    from interpflow.labels import grading_request, parse_label
-
-    src, _ = all_run
-    work = copy_repo(tmp_path)
-    (work / "results/generations").mkdir(parents=True)
-    for f in ("deception.parquet",):
-        (work / "results/generations" / f).write_bytes(
-            (src / "results/generations" / f).read_bytes()
-        )
-    secret = "sk-test-SECRET-4242"
-
-    def responder(req):
-        text = req["messages"][-1]["content"]
-        if "topic" in text.lower():
-            return "I cannot decide"  # unparseable: counted, not guessed
-        return "deceptive" if "lie" in text.lower() else "normal"
-
-    def fails(text):  # every request about "cat" fails on every attempt
-        return " cat" in text.lower()
-
-    def plan(i, req):
-        return "500" if fails(req["messages"][-1]["content"]) else "ok"
-
-    # What the stage will send, so every count below is exact.
-    gens = pl.read_parquet(work / "results/generations/deception.parquet")
-    classes = ["normal", "eval_aware", "deceptive"]  # the default deception.banks
-    users = [grading_request(p, r, classes).user for p, r in zip(gens["prompt"], gens["response"])]
-    n, n_unique = len(users), len(set(users))
-    n_fail = sum(map(fails, users))
-    n_fail_unique = sum(map(fails, set(users)))
-    replies = {u: responder({"messages": [{"role": "user", "content": u}]}) for u in users}
-    expected = [None if fails(u) else parse_label(replies[u], classes) for u in users]
-    assert 1 <= n_fail <= 0.2 * n  # some failures, within the default max_failed_share
-    retries = 1
-
-    target = ("results/labels/deception.parquet", "--configfile", "gpt.yaml")
-    env = {"OPENAI_API_KEY": secret}
-    with FakeAPIServer(responder, plan=plan) as server:
-        judge = {"backend": "openai", "model": "gpt-test", "base_url": server.url}
-        judge |= {"max_retries": retries, "timeout_s": 5}
-        cfg = {"judges": {"gpt": judge}, "deception": {"labels": {"judge": "gpt"}}}
-        write_config(work / "gpt.yaml", cfg)
-        snakemake(work, *target, env=env)
-        summary = json.loads((work / "results/labels/deception.summary.json").read_text())
-        labels = pl.read_parquet(work / "results/labels/deception.parquet")
-        assert labels["judge_label"].to_list() == expected
-        assert summary["n_failed_calls"] == n_fail
-        assert summary["n_unparseable"] == sum(e is None for e in expected) - n_fail
-        assert summary["judge_stats"]["failures"] == {"HTTP 500 Internal Server Error": n_fail}
-        # each distinct request once, each failing one 1 + max_retries times
-        assert server.n_requests == summary["judge_stats"]["n_calls"]
-        assert server.n_requests == n_unique + n_fail_unique * retries
-        first = server.n_requests
-        snakemake(work, *target, "--forcerun", "labels_deception", env=env)
-        summary2 = json.loads((work / "results/labels/deception.summary.json").read_text())
-        # only the failed requests are sent again: successes come from the cache
-        assert summary2["judge_stats"]["n_cache_hits"] == n - n_fail
-        assert summary2["n_failed_calls"] == n_fail
-        assert server.n_requests - first == summary2["judge_stats"]["n_calls"]
-        assert summary2["judge_stats"]["n_calls"] == n_fail_unique * (1 + retries)
-
-        # A wrong key: every call is rejected (401, not retried) and the stage stops.
-        server.plan = "401"  # its body echoes the key it was sent
-        for cache in (work / "results/cache").glob("judges.sqlite*"):
-            cache.unlink()  # no cached replies: every request reaches the server
-        before = server.n_requests
-        proc = snakemake(work, *target, "--forcerun", "labels_deception", env=env, check=False)
-        assert server.n_requests - before == n_unique
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert (
-        f"judge 'gpt' (openai model 'gpt-test'): {n} of {n} calls failed "
-        f"(HTTP 401 Unauthorized: {n}), more than max_failed_share=0.2 allows; "
-        "check the API key in OPENAI_API_KEY"
-    ) in out, out
-    assert "Incorrect API key provided: <redacted>" in out
-    assert "SECRET-4242" not in out
-    assert not (work / "results/labels/deception.parquet").exists()  # no all-null table
-    dirs = ("results", "logs", ".snakemake")
-    files = [p for d in dirs for p in (work / d).rglob("*") if p.is_file()]
-    assert any(p.name == "deception.log" for p in files)
-    for path in files:
-        assert b"SECRET-4242" not in path.read_bytes(), path
 
 
 def test_lint_is_clean(tmp_path):
@@ -294,17 +66,27 @@ def test_missing_bank_or_model_path_fails_at_planning_naming_the_key(tmp_path):
     bank_dir = "resources/prompt_banks/deception"
     cases = {
         "bank": (
-            {"deception": {"banks": ["normal", "nope"]}},
-            f"config key deception.banks: file {bank_dir}/nope.txt does not exist",
+            {"deception": {"default": {"banks": ["normal", "nope"]}}},
+            f"config key deception.default.banks: file {bank_dir}/nope.txt does not exist",
         ),
         "model": (
-            {"model": {"name": "./models/missing"}},
-            "config key model.name: model directory ./models/missing does not exist",
+            {
+                "models": {"missing": {"source": "./models/missing"}},
+                "deception": {"default": {"model": {"name": "missing"}}},
+            },
+            "config key models.missing.source: model directory ./models/missing does not exist",
+        ),
+        "undeclared": (
+            {"deception": {"default": {"model": {"name": "nope"}}}},
+            (
+                "config key deception.default.model.name: model 'nope' is not declared under models "
+                "(declared: stub)"
+            ),
         ),
         "judge": (
             {
                 "judges": {"local": {"backend": "hf", "model": "/no/such/judge"}},
-                "deception": {"labels": {"judge": "local"}},
+                "deception": {"default": {"labels": {"judge": "local"}}},
             },
             "config key judges.local.model: model directory /no/such/judge does not exist",
         ),
@@ -314,6 +96,10 @@ def test_missing_bank_or_model_path_fails_at_planning_naming_the_key(tmp_path):
         proc = snakemake(work, "-n", "all", "--configfile", f"{name}.yaml", check=False)
         assert proc.returncode != 0 and message in proc.stdout + proc.stderr, name
     # A hub id is not a local path: it plans (the job downloads it, or finds it in the cache).
-    write_config(work / "hub.yaml", {"model": {"name": "Qwen/Qwen2.5-0.5B-Instruct"}})
+    hub = {
+        "models": {"hub": {"source": "Qwen/Qwen2.5-0.5B-Instruct"}},
+        "deception": {"default": {"model": {"name": "hub"}}},
+    }
+    write_config(work / "hub.yaml", hub)
     proc = snakemake(work, "-n", "all", "--configfile", "hub.yaml", check=False, env=OFFLINE_ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr

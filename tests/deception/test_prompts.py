@@ -1,10 +1,12 @@
+"""The deception prompts stage (interpflow.deception.prompts): banks read, deduplicated, ided."""
+
 import json
 
 import polars as pl
 import pytest
 from conftest import REPO
 
-from interpflow.prompts import build_prompt_table, prompt_id
+from interpflow.deception.prompts import build_prompt_table, prompt_id
 
 
 def test_dedup_ids_and_conflicts(tmp_path):
@@ -13,7 +15,9 @@ def test_dedup_ids_and_conflicts(tmp_path):
     )
     (tmp_path / "b.txt").write_text("Tell a lie.\nShared one\n")
     out, summ = tmp_path / "p.parquet", tmp_path / "s.json"
-    summary = build_prompt_table([tmp_path / "a.txt", tmp_path / "b.txt"], out, summ)
+    summary = build_prompt_table(
+        banks=[tmp_path / "a.txt", tmp_path / "b.txt"], table=out, summary=summ
+    )
     df = pl.read_parquet(out)
     # "How are you?" x2 (one duplicate); "how  are you?" differs in case -> distinct.
     assert summary["n_duplicates_removed"] == 1
@@ -28,20 +32,26 @@ def test_dedup_ids_and_conflicts(tmp_path):
 def test_bad_utf8_names_file_and_line(tmp_path):
     (tmp_path / "x.txt").write_bytes(b"fine\nalso fine\nbroken \xff here\n")
     with pytest.raises(ValueError, match=r"x\.txt:3: not valid UTF-8"):
-        build_prompt_table([tmp_path / "x.txt"], tmp_path / "p.parquet", tmp_path / "s.json")
+        build_prompt_table(
+            banks=[tmp_path / "x.txt"], table=tmp_path / "p.parquet", summary=tmp_path / "s.json"
+        )
     assert not (tmp_path / "p.parquet").exists()
 
 
 def test_empty_bank(tmp_path):
     (tmp_path / "x.txt").write_text("# only a comment\n\n")
     with pytest.raises(ValueError, match="has no prompts"):
-        build_prompt_table([tmp_path / "x.txt"], tmp_path / "p.parquet", tmp_path / "s.json")
+        build_prompt_table(
+            banks=[tmp_path / "x.txt"], table=tmp_path / "p.parquet", summary=tmp_path / "s.json"
+        )
 
 
 def test_shipped_banks_are_big_and_distinct(tmp_path):
     banks = sorted((REPO / "resources/prompt_banks/deception").glob("*.txt"))
     assert {b.stem for b in banks} == {"normal", "eval_aware", "deceptive"}
-    summary = build_prompt_table(banks, tmp_path / "p.parquet", tmp_path / "s.json")
+    summary = build_prompt_table(
+        banks=banks, table=tmp_path / "p.parquet", summary=tmp_path / "s.json"
+    )
     for cat, counts in summary["per_category"].items():
         assert counts["unique"] >= 60, cat
     df = pl.read_parquet(tmp_path / "p.parquet")
@@ -53,7 +63,9 @@ def test_missing_bank_names_the_file(tmp_path):
     (tmp_path / "a.txt").write_text("Hello?\n")
     with pytest.raises(FileNotFoundError, match=r"^prompt bank .*b\.txt does not exist$"):
         build_prompt_table(
-            [tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "p.parquet", tmp_path / "s.json"
+            banks=[tmp_path / "a.txt", tmp_path / "b.txt"],
+            table=tmp_path / "p.parquet",
+            summary=tmp_path / "s.json",
         )
     assert not (tmp_path / "p.parquet").exists()
 
@@ -74,7 +86,9 @@ def test_crlf_and_bom_banks_equal_the_plain_one(tmp_path, encode):
         (tmp_path / name).mkdir()
         bank = tmp_path / name / "normal.txt"
         bank.write_bytes(data)
-        build_prompt_table([bank], tmp_path / name / "p.parquet", tmp_path / name / "s.json")
+        build_prompt_table(
+            banks=[bank], table=tmp_path / name / "p.parquet", summary=tmp_path / name / "s.json"
+        )
         df = pl.read_parquet(tmp_path / name / "p.parquet")
         tables.append(df.with_columns(pl.col("source").str.replace(f"^{tmp_path / name}/", "")))
     plain, other = tables

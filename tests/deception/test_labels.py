@@ -1,16 +1,15 @@
+"""The deception labels stage (interpflow.deception.labels): judge labels, failures counted."""
+
 import json
 import re
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from fakeapi import FakeAPIServer
 
 from interpflow.artifacts import CorruptFileError
-from interpflow.fakeapi import FakeAPIServer
+from interpflow.deception.labels import keyword_label, label_generations, parse_label
 from interpflow.judges import JudgeConfig, JudgeFailureError
-from interpflow.labels import keyword_label, label_generations, parse_label, verbalize_activations
 
 CLASSES = ["normal", "eval_aware", "deceptive"]
 
@@ -54,12 +53,12 @@ def generations(tmp_path):
 
 def test_offline_labels_and_summary(generations, tmp_path):
     summary = label_generations(
-        generations,
-        tmp_path / "l.parquet",
-        tmp_path / "s.json",
-        JudgeConfig(backend="offline"),
-        tmp_path / "cache.sqlite",
-        CLASSES,
+        generations=generations,
+        labels=tmp_path / "l.parquet",
+        summary=tmp_path / "s.json",
+        judge=JudgeConfig(backend="offline"),
+        cache=tmp_path / "cache.sqlite",
+        classes=CLASSES,
     )
     df = pl.read_parquet(tmp_path / "l.parquet")
     assert df["judge_label"].to_list() == ["normal", "deceptive", "eval_aware", "normal"]
@@ -81,12 +80,12 @@ def test_failed_and_unparseable_calls_are_null_and_counted(generations, tmp_path
             backend="openai", model="m", base_url=server.url, max_retries=1, max_failed_share=0.25
         )
         summary = label_generations(
-            generations,
-            tmp_path / "l.parquet",
-            tmp_path / "s.json",
-            cfg,
-            tmp_path / "c.sqlite",
-            CLASSES,
+            generations=generations,
+            labels=tmp_path / "l.parquet",
+            summary=tmp_path / "s.json",
+            judge=cfg,
+            cache=tmp_path / "c.sqlite",
+            classes=CLASSES,
         )
     df = pl.read_parquet(tmp_path / "l.parquet")
     assert df["judge_label"].to_list() == [None, "deceptive", "deceptive", None]
@@ -101,77 +100,37 @@ def test_too_many_failed_calls_stop_the_stage_after_caching(generations, tmp_pat
     def plan(i, req):  # 2 of 4 rejected: above the default share 0.2
         return "401" if any(w in req["messages"][-1]["content"] for w in ("Cats", "Bake")) else "ok"
 
-    out = (tmp_path / "l.parquet", tmp_path / "s.json")
+    out = {"labels": tmp_path / "l.parquet", "summary": tmp_path / "s.json"}
     with FakeAPIServer(lambda req: "normal", plan=plan) as server:
         cfg = JudgeConfig(backend="openai", model="m", base_url=server.url, name="gpt")
+        args = dict(generations=generations, **out, judge=cfg, cache=tmp_path / "c.sqlite")
         with pytest.raises(JudgeFailureError, match=r"judge 'gpt' .*2 of 4 calls failed"):
-            label_generations(generations, *out, cfg, tmp_path / "c.sqlite", CLASSES)
-        assert not any(p.exists() for p in out)
+            label_generations(**args, classes=CLASSES)
+        assert not any(p.exists() for p in out.values())
         server.plan = None  # the key is fixed: only the two failed requests are sent again
         server.reset()
-        summary = label_generations(generations, *out, cfg, tmp_path / "c.sqlite", CLASSES)
+        summary = label_generations(**args, classes=CLASSES)
         assert server.n_requests == 2 and summary["judge_stats"]["n_cache_hits"] == 2
     assert summary["n_failed_calls"] == 0 and summary["judge_label_counts"] == {"normal": 4}
 
 
-def test_verbalizer_at_one_layer(generations, tmp_path):
-    d = 4
-    rows = [
-        (p, layer, pos)
-        for p in "abcd"
-        for layer in (1, 2)
-        for pos in ("last_prompt", "response[0]")
-    ]
-    table = pa.table(
-        {
-            "prompt_id": [r[0] for r in rows],
-            "layer": pa.array([r[1] for r in rows], pa.int16()),
-            "position": [r[2] for r in rows],
-            "token_index": pa.array([0] * len(rows), pa.int32()),
-            "activation": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.zeros(len(rows) * d, np.float16)), d
-            ),
-        }
-    )
-    pq.write_table(table, tmp_path / "act.parquet")
-    cfg = JudgeConfig(backend="offline")
-    verbalize_activations(
-        tmp_path / "act.parquet",
-        generations,
-        tmp_path / "nla.parquet",
-        cfg,
-        cfg,
-        tmp_path / "c.sqlite",
-        CLASSES,
-        layer=2,
-    )
-    nla = pl.read_parquet(tmp_path / "nla.parquet")
-    assert nla.height == 8 and set(nla["layer"]) == {2}
-    assert nla.filter(pl.col("prompt_id") == "b")["nla_label"].to_list() == ["deceptive"] * 2
-    assert "response[0]" in nla["nla_text"][1]
-    with pytest.raises(ValueError, match="no rows at layer 7"):
-        verbalize_activations(
-            tmp_path / "act.parquet",
-            generations,
-            tmp_path / "x.parquet",
-            cfg,
-            cfg,
-            tmp_path / "c.sqlite",
-            CLASSES,
-            layer=7,
-        )
-
-
 def test_corrupt_generations_fail_naming_the_file_and_keep_the_cache(generations, tmp_path):
-    args = (tmp_path / "l.parquet", tmp_path / "s.json", JudgeConfig(backend="offline"))
     cache = tmp_path / "cache.sqlite"
-    label_generations(generations, *args, cache, CLASSES)
+    args = {
+        "generations": generations,
+        "labels": tmp_path / "l.parquet",
+        "summary": tmp_path / "s.json",
+        "judge": JudgeConfig(backend="offline"),
+        "cache": cache,
+        "classes": CLASSES,
+    }
+    label_generations(**args)
     cached = cache.read_bytes()
     data = generations.read_bytes()
     generations.write_bytes(data[: len(data) // 2])  # an upstream copy cut short
     with pytest.raises(
         CorruptFileError, match=f"^{re.escape(str(generations))}: not a valid parquet file"
     ):
-        label_generations(generations, *args, cache, CLASSES)
+        label_generations(**args)
     assert cache.read_bytes() == cached  # the paid-for judge replies are untouched
     assert pl.read_parquet(tmp_path / "l.parquet").height == 4  # as is the earlier output

@@ -1,11 +1,13 @@
-"""Rule prompts_*: read, deduplicate and id a prompt bank."""
+"""Rule deception_prompts: read, deduplicate and id the prompt banks."""
 
 from interpflow.artifacts import log_to
-from interpflow.prompts import build_prompt_table
+from interpflow.deception.prompts import build_prompt_table
 
 
 def main(smk):
-    summary = build_prompt_table(smk.input.banks, smk.output.table, smk.output.summary)
+    summary = build_prompt_table(
+        banks=list(smk.input.banks), table=smk.output.table, summary=smk.output.summary
+    )
     print(
         f"{summary['n_lines']} lines -> {summary['n_prompts']} prompts "
         f"({summary['n_duplicates_removed']} duplicates removed, "

@@ -1,10 +1,10 @@
-"""Prompt banks: one prompt per line, one file per category.
+"""Stage prompts: prompt banks, one prompt per line, one file per category.
 
 The stage reads every bank, drops blank and ``#`` comment lines, deduplicates (seed 000 lost
 1200 → 444 prompts to duplicates without noticing; here the count is reported), gives each
 prompt a stable content-hash id and writes one parquet table.
 
-Schema of ``results/prompts/<bank>.parquet``:
+Schema of ``results/deception/<instance>/prompts.parquet``:
 
 =============  ======  ==============================================
 prompt_id      str     sha256 of the normalised prompt text, 16 hex
@@ -57,10 +57,9 @@ def read_bank(path: Path) -> list[tuple[int, str]]:
     return rows
 
 
-def build_prompt_table(
-    bank_files: list[str | Path], out_path: str | Path, summary_path: str | Path
-):
-    """Read, deduplicate and id the banks; write the table and a JSON summary of the counts.
+def build_prompt_table(*, banks: list[str | Path], table: str | Path, summary: str | Path) -> dict:
+    """Read, deduplicate and id the ``banks`` files (the category is a file's stem); write
+    the ``table`` (parquet) and a JSON ``summary`` of the counts, and return the summary.
 
     A prompt repeated inside a category is kept once. A prompt that appears in two categories
     would be label noise: it is dropped from both and listed in the summary.
@@ -69,7 +68,7 @@ def build_prompt_table(
     rows: list[dict] = []
     per_cat: dict[str, dict[str, int]] = {}
     conflicts: dict[str, list[str]] = {}
-    for path in map(Path, bank_files):
+    for path in map(Path, banks):
         cat = path.stem
         counts = per_cat.setdefault(cat, {"lines": 0, "duplicates": 0, "unique": 0})
         for line_no, text in read_bank(path):
@@ -97,8 +96,8 @@ def build_prompt_table(
             "source": pl.String,
         },
     )
-    write_parquet(df, out_path)
-    summary = {
+    write_parquet(df, table)
+    report = {
         "n_lines": sum(c["lines"] for c in per_cat.values()),
         "n_duplicates_removed": sum(c["duplicates"] for c in per_cat.values()),
         "n_cross_category_conflicts": len(conflicts),
@@ -106,5 +105,5 @@ def build_prompt_table(
         "per_category": per_cat,
         "conflicts": conflicts,
     }
-    write_json(summary, summary_path)
-    return summary
+    write_json(report, summary)
+    return report

@@ -1,0 +1,39 @@
+"""Rule deception_probes: logreg + MLP probes on one layer, with metrics, CIs and confusion
+matrices."""
+
+from interpflow.artifacts import log_to
+from interpflow.config import from_config
+from interpflow.deception.common import ProbeConfig
+from interpflow.deception.probes import train_probes
+
+
+def main(smk):
+    out = smk.output
+    metrics = train_probes(
+        activations=smk.input.activations,
+        labels=smk.input.labels,
+        logreg=out.logreg,
+        logreg_tensors=out.logreg_tensors,
+        logreg_meta=out.logreg_meta,
+        mlp=out.mlp,
+        mlp_meta=out.mlp_meta,
+        classes=out.classes,
+        train_indices=out.train,
+        test_indices=out.test,
+        metrics=out.metrics,
+        provenance=out.provenance,
+        confusion_logreg=out.confusion_logreg,
+        confusion_logreg_csv=out.confusion_logreg_csv,
+        confusion_mlp=out.confusion_mlp,
+        confusion_mlp_csv=out.confusion_mlp_csv,
+        cfg=from_config(
+            ProbeConfig, smk.params.probes, f"deception.{smk.wildcards.instance}.probes"
+        ),
+    )
+    for name, m in metrics["probes"].items():
+        print(f"{name}: accuracy={m['accuracy']:.3f} auroc={m['auroc']}")
+
+
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):  # noqa: F821
+        main(snakemake)  # noqa: F821

@@ -1,0 +1,107 @@
+"""Stage layer_sweep: one probe per captured layer on the *same* prompt split, accuracy and
+AUROC by layer with 95% CI bands against the majority baseline (seed 000's layer choice,
+made visible)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from interpflow import figures
+from interpflow.artifacts import read_parquet
+from interpflow.deception.common import ProbeConfig
+from interpflow.probes import (
+    fit_and_score,
+    group_split,
+    load_probe_dataset,
+    majority_baseline,
+    make_logreg,
+)
+
+
+def layer_sweep(
+    *,
+    activations: str | Path,
+    labels: str | Path,
+    png: str | Path,
+    csv: str | Path,
+    layers: Sequence[int],
+    cfg: ProbeConfig,
+    estimator_factory: Callable[[int], Any] = make_logreg,
+) -> pl.DataFrame:
+    """One probe per layer of ``layers`` (a logreg by default; ``estimator_factory(seed)``)
+    on the rows of ``cfg.positions`` labelled by ``cfg.target``; plot and tabulate.
+
+    The split is drawn once (on the first layer's rows, ``cfg.test_size`` / ``cfg.seed``) as
+    a set of test prompt ids and reused for every layer. Writes ``csv`` with columns
+    ``layer, metric, value, ci_low, ci_high`` (metrics ``accuracy``, ``auroc``,
+    ``majority_accuracy``; CIs from ``cfg.n_bootstrap`` resamples by prompt) and ``png``
+    (accuracy and AUROC by layer with CI bands, the majority baseline dashed). Returns the
+    table.
+    """
+    if not layers:
+        raise ValueError("layer_sweep needs at least one layer")
+    table = read_parquet(labels)
+    seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
+    records: list[dict[str, Any]] = []
+    test_groups: np.ndarray | None = None
+    for layer in layers:
+        ds = load_probe_dataset(activations, table, cfg.target, int(layer), cfg.positions)
+        if test_groups is None:
+            _, test_idx0 = group_split(ds.groups, ds.y, cfg.test_size, seed)
+            test_groups = np.unique(ds.groups[test_idx0])
+        is_test = np.isin(ds.groups, test_groups)
+        train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+        if test_idx.size == 0 or train_idx.size == 0:
+            raise ValueError(f"layer {layer}: the shared prompt split leaves an empty side")
+        classes = np.unique(ds.y[train_idx])
+        _, m = fit_and_score(
+            estimator_factory(seed),
+            ds,
+            train_idx,
+            test_idx,
+            classes,
+            seed,
+            n_bootstrap,
+            n_permutations=0,
+        )
+        base = majority_baseline(
+            ds.y[train_idx], ds.y[test_idx], ds.groups[test_idx], n_bootstrap, seed
+        )
+        for metric, value, ci in (
+            ("accuracy", m["accuracy"], m["accuracy_ci"]),
+            ("auroc", m["auroc"], m["auroc_ci"]),
+            ("majority_accuracy", base["accuracy"], base["accuracy_ci"]),
+        ):
+            records.append(
+                {
+                    "layer": int(layer),
+                    "metric": metric,
+                    "value": value,
+                    "ci_low": ci[0],
+                    "ci_high": ci[1],
+                }
+            )
+    df = pl.DataFrame(
+        records,
+        schema={
+            "layer": pl.Int64,
+            "metric": pl.String,
+            "value": pl.Float64,
+            "ci_low": pl.Float64,
+            "ci_high": pl.Float64,
+        },
+    )
+    figures.metric_by_layer(
+        df,
+        png,
+        csv,
+        metrics=["accuracy", "auroc"],
+        baselines=["majority_accuracy"],
+        title=f"{cfg.target}: probe by layer",
+    )
+    return df.sort("metric", "layer")

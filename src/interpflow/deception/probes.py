@@ -1,0 +1,137 @@
+"""Stage probes: logreg and MLP probes on one layer of the deception activations, with
+metrics, 95% CIs over prompts, baselines and confusion matrices.
+
+The rows are the activations at ``probes.layer`` (and ``probes.positions``) joined by
+``prompt_id`` to ``probes.target`` of the labels table (:func:`interpflow.probes.
+load_probe_dataset`); the split groups by prompt (:func:`interpflow.probes.group_split`).
+Every file the stage writes is an argument of :func:`train_probes`: the rule declares them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from interpflow import figures
+from interpflow.artifacts import atomic_path, read_parquet, write_json, write_provenance
+from interpflow.deception.common import ProbeConfig
+from interpflow.probes import (
+    MLPProbe,
+    ProbeDataset,
+    export_logreg,
+    fit_and_score,
+    group_split,
+    load_probe_dataset,
+    majority_baseline,
+    make_logreg,
+)
+
+
+def load_dataset(activations: str | Path, labels: str | Path, cfg: ProbeConfig) -> ProbeDataset:
+    """The probe rows of ``cfg.layer`` / ``cfg.positions``, labelled by ``cfg.target``."""
+    return load_probe_dataset(
+        activations, read_parquet(labels), cfg.target, cfg.layer, cfg.positions
+    )
+
+
+def train_probes(
+    *,
+    activations: str | Path,
+    labels: str | Path,
+    logreg: str | Path,
+    logreg_tensors: str | Path,
+    logreg_meta: str | Path,
+    mlp: str | Path,
+    mlp_meta: str | Path,
+    classes: str | Path,
+    train_indices: str | Path,
+    test_indices: str | Path,
+    metrics: str | Path,
+    provenance: str | Path,
+    confusion_logreg: str | Path,
+    confusion_logreg_csv: str | Path,
+    confusion_mlp: str | Path,
+    confusion_mlp_csv: str | Path,
+    cfg: ProbeConfig,
+    n_permutations: int = 3,
+) -> dict[str, Any]:
+    """Fit logreg and MLP probes on a prompt-grouped split; write every file; return the
+    metrics written to ``metrics``.
+
+    ``activations`` (parquet) and ``labels`` (parquet, with ``prompt_id`` and the target
+    column) are read. Written: ``logreg`` (joblib pipeline) and its pickle-free export
+    ``logreg_tensors`` / ``logreg_meta`` (safetensors / JSON); ``mlp`` / ``mlp_meta``
+    (safetensors / JSON); ``classes`` (one class per line, the probability column order);
+    ``train_indices`` / ``test_indices`` (``.npy``, rows of the dataset); ``metrics`` (JSON)
+    and its ``provenance``; the confusion heatmaps (PNG) and their tables (CSV). Each probe's
+    metrics carry a ``shuffled_label`` baseline (``n_permutations`` refits of the same
+    estimator on permuted train labels).
+    """
+    ds = load_dataset(activations, labels, cfg)
+    seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
+    train_idx, test_idx = group_split(ds.groups, ds.y, cfg.test_size, seed)
+    labels_ = np.unique(ds.y[train_idx])  # every class is in train by construction
+
+    fit = (ds, train_idx, test_idx, labels_, seed, n_bootstrap, n_permutations)
+    logreg_model, m_log = fit_and_score(make_logreg(seed), *fit)
+    mlp_model, m_mlp = fit_and_score(MLPProbe(random_state=seed, **cfg.mlp.kwargs()), *fit)
+
+    with atomic_path(logreg) as tmp:
+        joblib.dump(logreg_model, tmp)
+    export_logreg(logreg_model, logreg_tensors, logreg_meta)
+    mlp_model.save(mlp, mlp_meta)
+    with atomic_path(classes) as tmp:
+        tmp.write_text("".join(f"{c}\n" for c in labels_))
+    for path, idx in ((train_indices, train_idx), (test_indices, test_idx)):
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, idx.astype(np.int64))
+    for name, m, png, csv in (
+        ("logreg", m_log, confusion_logreg, confusion_logreg_csv),
+        ("mlp", m_mlp, confusion_mlp, confusion_mlp_csv),
+    ):
+        figures.confusion_heatmap(
+            np.asarray(m["confusion"]),
+            labels_,
+            png,
+            csv,
+            title=f"{name} · layer {ds.layer} · {ds.target}",
+        )
+
+    out = {
+        "target": ds.target,
+        "layer": ds.layer,
+        "positions": ds.position_names,
+        "classes": [str(c) for c in labels_],
+        "seed": seed,
+        "test_size": cfg.test_size,
+        "n_bootstrap": n_bootstrap,
+        "n_permutations": n_permutations,
+        "n_dropped_null": ds.n_dropped_null,
+        "n_dropped_unlabeled": ds.n_dropped_unlabeled,
+        "n_train_rows": int(train_idx.size),
+        "n_test_rows": int(test_idx.size),
+        "n_train_prompts": int(np.unique(ds.groups[train_idx]).size),
+        "n_test_prompts": int(np.unique(ds.groups[test_idx]).size),
+        "mlp_params": mlp_model.get_params(),
+        "probes": {"logreg": m_log, "mlp": m_mlp},
+        "baselines": {
+            "majority": majority_baseline(
+                ds.y[train_idx], ds.y[test_idx], ds.groups[test_idx], n_bootstrap, seed
+            ),
+        },
+    }
+    write_json(out, metrics)
+    write_provenance(
+        provenance,
+        stage="probes",
+        target=ds.target,
+        layer=ds.layer,
+        positions=ds.position_names,
+        seed=seed,
+        test_size=cfg.test_size,
+        mlp_params=mlp_model.get_params(),
+    )
+    return out

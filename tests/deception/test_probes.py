@@ -1,0 +1,105 @@
+"""The deception probe stage (interpflow.deception.probes) on synthetic activations with a
+known signal layer: it beats its baselines and writes every declared file."""
+
+from __future__ import annotations
+
+import json
+
+import joblib
+import numpy as np
+import polars as pl
+import pytest
+from probe_data import CLASSES, POSITIONS, SIGNAL_LAYER, write_activations
+
+from interpflow import probes
+from interpflow.deception.common import MLPConfig, ProbeConfig
+from interpflow.deception.probes import load_dataset, train_probes
+from interpflow.probes import MLPProbe
+
+#: train_probes argument -> file name (as the rule deception_probes declares them)
+FILES = {
+    "logreg": "logreg.joblib",
+    "logreg_tensors": "logreg.safetensors",
+    "logreg_meta": "logreg.json",
+    "mlp": "mlp.safetensors",
+    "mlp_meta": "mlp.json",
+    "classes": "label_classes.txt",
+    "train_indices": "train_indices.npy",
+    "test_indices": "test_indices.npy",
+    "metrics": "metrics.json",
+    "provenance": "metrics.json.provenance.json",
+    "confusion_logreg": "confusion_logreg.png",
+    "confusion_logreg_csv": "confusion_logreg.csv",
+    "confusion_mlp": "confusion_mlp.png",
+    "confusion_mlp_csv": "confusion_mlp.csv",
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("acts")
+    activations, labels = d / "activations.parquet", d / "labels.parquet"
+    write_activations(activations).write_parquet(labels)
+    cfg = ProbeConfig(
+        target="category",
+        layer=SIGNAL_LAYER,
+        positions=None,
+        test_size=0.25,
+        seed=0,
+        n_bootstrap=200,
+        mlp=MLPConfig(epochs=20, hidden_size=64, lr=1e-2),
+    )
+    out = tmp_path_factory.mktemp("probes")
+    metrics = train_probes(
+        activations=activations,
+        labels=labels,
+        **{k: out / name for k, name in FILES.items()},
+        cfg=cfg,
+        n_permutations=5,
+    )
+    return load_dataset(activations, labels, cfg), out, metrics
+
+
+def test_train_probes_beats_baselines(trained):
+    ds, _, metrics = trained
+    majority = metrics["baselines"]["majority"]["accuracy"]
+    for name in ("logreg", "mlp"):
+        m = metrics["probes"][name]
+        assert m["accuracy"] > majority + 0.3
+        assert m["accuracy_ci"][0] > majority
+        assert m["auroc"] > 0.9
+        shuffled = m["shuffled_label"]
+        assert shuffled["n_permutations"] == len(shuffled["accuracy_runs"]) == 5
+        assert abs(shuffled["accuracy"] - 1 / 3) < 0.15
+        assert abs(shuffled["auroc"] - 0.5) < 0.15
+    assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == 60
+    assert metrics["n_train_rows"] + metrics["n_test_rows"] == ds.X.shape[0]
+    assert metrics["layer"] == SIGNAL_LAYER and metrics["target"] == "category"
+    assert metrics["positions"] == sorted(POSITIONS) and metrics["n_dropped_null"] == 0
+
+
+def test_train_probes_artifacts(trained):
+    ds, out, metrics = trained
+    for name in FILES.values():
+        assert (out / name).stat().st_size > 0, name
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES.values())  # nothing else
+    assert (out / "label_classes.txt").read_text().split() == list(CLASSES)
+    tr, te = np.load(out / "train_indices.npy"), np.load(out / "test_indices.npy")
+    assert not set(ds.groups[tr]) & set(ds.groups[te])
+    assert (
+        json.loads((out / "metrics.json").read_text())["probes"]["logreg"]["accuracy"]
+        == (metrics["probes"]["logreg"]["accuracy"])
+    )
+    cm = pl.read_csv(out / "confusion_logreg.csv")
+    assert cm.columns == ["true", *CLASSES]
+    assert cm.drop("true").to_numpy().tolist() == metrics["probes"]["logreg"]["confusion"]
+
+    # joblib, the pickle-free logreg export and the MLP export reproduce predictions exactly
+    X_test = ds.X[te]
+    logreg = joblib.load(out / "logreg.joblib")
+    exported = probes.load_logreg_export(out / "logreg.safetensors", out / "logreg.json")
+    np.testing.assert_array_equal(exported.predict_proba(X_test), logreg.predict_proba(X_test))
+    np.testing.assert_array_equal(exported.predict(X_test), logreg.predict(X_test))
+    mlp = MLPProbe.load(out / "mlp.safetensors", out / "mlp.json")
+    assert list(mlp.classes_) == list(CLASSES)
+    assert json.loads((out / "mlp.json").read_text())["params"]["epochs"] == 20

@@ -1,0 +1,236 @@
+# Seed 000, the deception / eval-awareness study: prompt banks -> generations + residual
+# capture -> judge labels (+ verbalizer text) -> logreg / MLP probes on one layer, layer sweep.
+# Every instance (config key deception.<instance>) lives under results/deception/<instance>/.
+
+import re
+import shutil
+
+DECEPTION = "results/deception/{instance}"
+
+
+# Input and params functions and the target list are lambdas: `snakemake --lint` flags a file
+# that mixes rules with function definitions.
+
+# Instances that write verbalizer text (labels.verbalizer.enabled).
+DECEPTION_VERBALIZED = [
+    name
+    for name, inst in INSTANCES["deception"].items()
+    if inst["labels"]["verbalizer"]["enabled"]
+]
+
+# (instance, role) -> judge kwargs: the label judge of every instance, the verbalizer's where
+# enabled (an unknown judge, a missing local judge model or API key fails at planning).
+DECEPTION_JUDGES = {
+    (name, "label"): judge(inst["labels"]["judge"], f"deception.{name}.labels.judge")
+    for name, inst in INSTANCES["deception"].items()
+} | {
+    (name, "verbalizer"): judge(
+        INSTANCES["deception"][name]["labels"]["verbalizer"]["judge"],
+        f"deception.{name}.labels.verbalizer.judge",
+    )
+    for name in DECEPTION_VERBALIZED
+}
+
+# A params function: the judge kwargs of `role` (label, verbalizer) of the job's instance.
+deception_judge = lambda role: lambda wildcards: DECEPTION_JUDGES[
+    instance_name("deception", wildcards), role
+]
+
+# <bank_dir>/<bank>.txt for each of the instance's banks (a missing one fails at planning,
+# naming the config key).
+deception_banks = lambda wildcards: [
+    existing_file(f"{d}/{bank}.txt", f"deception.{wildcards.instance}.{key}")
+    for inst in [instance("deception", wildcards)]
+    for d in [inst["bank_dir"]]
+    for key in ["banks" if Path(d).is_dir() else "bank_dir"]
+    for bank in inst["banks"]
+]
+
+# The end products of every deception instance (rule all).
+DECEPTION_TARGETS = [
+    "probes/logreg.joblib",
+    "probes/metrics.json",
+    "probes/confusion_logreg.png",
+    "probes/confusion_mlp.png",
+    "layer_sweep.png",
+    "labels.summary.json",
+]
+deception_targets = lambda: [
+    f"results/deception/{name}/{target}"
+    for name in INSTANCES["deception"]
+    for target in DECEPTION_TARGETS
+    + (["labels_nla.parquet"] if name in DECEPTION_VERBALIZED else [])
+]
+
+
+rule deception_prompts:
+    input:
+        banks=deception_banks,
+    output:
+        table=f"{DECEPTION}/prompts.parquet",
+        summary=f"{DECEPTION}/prompts.summary.json",
+    log:
+        "logs/deception/{instance}/prompts.log",
+    params:
+        code=code_hash("deception/prompts"),
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/deception/prompts.py"
+
+
+rule deception_generate:
+    input:
+        prompts=f"{DECEPTION}/prompts.parquet",
+        model=model_input("deception"),
+    output:
+        generations=f"{DECEPTION}/generations.parquet",
+        activations=f"{DECEPTION}/activations.parquet",
+        provenance=f"{DECEPTION}/activations.parquet.provenance.json",
+    log:
+        "logs/deception/{instance}/generate.log",
+    benchmark:
+        "benchmarks/results/deception/{instance}/generate.tsv"
+    params:
+        model=model_spec("deception"),
+        model_id=model_id("deception"),
+        generation=setting("deception", "generation"),
+        capture=setting("deception", "capture"),
+        code=code_hash("deception/generate"),
+    threads: model_threads("deception")
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/gpu.yaml"
+    script:
+        "../../scripts/deception/generate.py"
+
+
+rule deception_labels:
+    input:
+        generations=f"{DECEPTION}/generations.parquet",
+    output:
+        labels=f"{DECEPTION}/labels.parquet",
+        summary=f"{DECEPTION}/labels.summary.json",
+    log:
+        "logs/deception/{instance}/labels.log",
+    benchmark:
+        "benchmarks/results/deception/{instance}/labels.tsv"
+    params:
+        judge=deception_judge("label"),
+        classes=setting("deception", "banks"),
+        cache=JUDGE_CACHE,
+        code=code_hash("deception/labels"),
+    conda:
+        "../../envs/judge.yaml"
+    script:
+        "../../scripts/deception/labels.py"
+
+
+rule deception_verbalize:
+    input:
+        activations=f"{DECEPTION}/activations.parquet",
+        generations=f"{DECEPTION}/generations.parquet",
+    output:
+        nla=f"{DECEPTION}/labels_nla.parquet",
+    log:
+        "logs/deception/{instance}/verbalize.log",
+    benchmark:
+        "benchmarks/results/deception/{instance}/verbalize.tsv"
+    wildcard_constraints:
+        # only instances with the verbalizer enabled (no rule makes the file for the others)
+        instance="|".join(map(re.escape, DECEPTION_VERBALIZED)) or "(?!)",
+    params:
+        judge=deception_judge("verbalizer"),
+        grader=deception_judge("label"),
+        classes=setting("deception", "banks"),
+        layer=setting("deception", "probes", "layer"),
+        cache=JUDGE_CACHE,
+        code=code_hash("deception/verbalize"),
+    conda:
+        "../../envs/judge.yaml"
+    script:
+        "../../scripts/deception/verbalize.py"
+
+
+rule deception_probes:
+    input:
+        activations=f"{DECEPTION}/activations.parquet",
+        labels=f"{DECEPTION}/labels.parquet",
+    output:
+        logreg=f"{DECEPTION}/probes/logreg.joblib",
+        logreg_tensors=f"{DECEPTION}/probes/logreg.safetensors",
+        logreg_meta=f"{DECEPTION}/probes/logreg.json",
+        mlp=f"{DECEPTION}/probes/mlp.safetensors",
+        mlp_meta=f"{DECEPTION}/probes/mlp.json",
+        classes=f"{DECEPTION}/probes/label_classes.txt",
+        train=f"{DECEPTION}/probes/train_indices.npy",
+        test=f"{DECEPTION}/probes/test_indices.npy",
+        metrics=f"{DECEPTION}/probes/metrics.json",
+        provenance=f"{DECEPTION}/probes/metrics.json.provenance.json",
+        confusion_logreg=report(
+            f"{DECEPTION}/probes/confusion_logreg.png",
+            caption="../report/confusion.rst",
+            category="Deception probe",
+            subcategory="{instance}",
+        ),
+        confusion_logreg_csv=f"{DECEPTION}/probes/confusion_logreg.csv",
+        confusion_mlp=report(
+            f"{DECEPTION}/probes/confusion_mlp.png",
+            caption="../report/confusion.rst",
+            category="Deception probe",
+            subcategory="{instance}",
+        ),
+        confusion_mlp_csv=f"{DECEPTION}/probes/confusion_mlp.csv",
+    log:
+        "logs/deception/{instance}/probes.log",
+    benchmark:
+        "benchmarks/results/deception/{instance}/probes.tsv"
+    params:
+        probes=setting("deception", "probes"),
+        code=code_hash("deception/probes"),
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/deception/probes.py"
+
+
+rule deception_layer_sweep:
+    input:
+        activations=f"{DECEPTION}/activations.parquet",
+        labels=f"{DECEPTION}/labels.parquet",
+    output:
+        png=report(
+            f"{DECEPTION}/layer_sweep.png",
+            caption="../report/layer_sweep.rst",
+            category="Deception probe",
+            subcategory="{instance}",
+        ),
+        csv=f"{DECEPTION}/layer_sweep.csv",
+    log:
+        "logs/deception/{instance}/layer_sweep.log",
+    params:
+        probes=setting("deception", "probes"),
+        layers=setting("deception", "capture", "layers"),
+        code=code_hash("deception/layer_sweep"),
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/deception/layer_sweep.py"
+
+
+# The model card's one-target command, `snakemake results/probes/logreg.joblib`: the default
+# instance's probe, copied (declared only when the config has a `default` deception instance).
+if "default" in INSTANCES["deception"]:
+
+    rule deception_card:
+        input:
+            "results/deception/default/probes/logreg.joblib",
+        output:
+            "results/probes/logreg.joblib",
+        log:
+            "logs/deception/default/card.log",
+        localrule: True
+        run:
+            shutil.copyfile(input[0], output[0])
