@@ -7,7 +7,9 @@ gets one extra cached decode step. The configured positions (:mod:`interpflow.po
 read from that. This equals a teacher-forced pass over prompt + response (tested to 1e-6 in
 fp32) at the cost of about one decode step instead of a second forward pass
 (``benchmarks/capture_overhead.py``). :func:`capture_batch` is the teacher-forced pass, for
-completions that were not generated here.
+completions that were not generated here. :func:`generate_answers` is the plain loop (no
+capture, no shards) that answers ``(system, user)`` prompts: inoculation's training data and
+steering's persona data.
 
 Work is written in shards of ``shard_size`` prompts beside the declared output
 (``<generations>.shards/``). A rerun after a kill resumes from the finished shards; each
@@ -55,10 +57,10 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -160,6 +162,66 @@ def sample_batch(model, tokenizer, chats: list[str], sampling: SamplingConfig, e
     width = enc["input_ids"].shape[1]
     r_lens, finished = _response_lengths(seqs, width, eos_ids)
     return seqs, enc["attention_mask"], width, enc["attention_mask"].sum(dim=1), r_lens, finished
+
+
+# ---------------------------------------------------------------------------------------------
+# answers to (system, user) prompts: the one loop of inoculation datagen and steering persona data
+
+
+@dataclass(frozen=True)
+class AnswerConfig:
+    """How a model answers prompts: sampled (``do_sample=True``), ``batch_size`` at a time."""
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 32
+
+
+class Answers(NamedTuple):
+    """One entry per prompt: the decoded answer, and whether it ended with an EOS token."""
+
+    texts: list[str]
+    finished: list[bool]
+
+
+def generate_answers(
+    *,
+    model,
+    tokenizer,
+    prompts: Sequence[tuple[str | None, str]],
+    config: AnswerConfig,
+    seed: int | None = None,
+) -> Answers:
+    """Sample one answer to each ``(system, user)`` prompt (``system`` None = no system turn).
+
+    Chats go through :func:`interpflow.models.chat_prompt` (the model's chat-template options),
+    batches of ``config.batch_size`` through :func:`sample_batch`. The batch starting at prompt
+    ``i`` is sampled after ``torch.manual_seed(seed + i)`` (``seed`` defaults to
+    ``config.seed``), so the answers depend on the seed and the batching, not on what ran before.
+    """
+    import torch
+
+    sampling = SamplingConfig(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        do_sample=True,
+        seed=config.seed,
+    )
+    base = config.seed if seed is None else seed
+    eos = eos_token_ids(model, tokenizer)
+    texts: list[str] = []
+    finished: list[bool] = []
+    for start in range(0, len(prompts), config.batch_size):
+        chunk = prompts[start : start + config.batch_size]
+        chats = [chat_prompt(tokenizer, user, system) for system, user in chunk]
+        torch.manual_seed(base + start)
+        seqs, _, width, _, r_lens, fin = sample_batch(model, tokenizer, chats, sampling, eos)
+        texts += decode_responses(tokenizer, seqs, width, r_lens)
+        finished += [bool(f) for f in fin]
+    return Answers(texts, finished)
 
 
 def _check_layers(model, layers: tuple[int, ...]):
