@@ -1,6 +1,62 @@
 # Seed 004, weight steering: persona data -> theta+/theta- adapters per family -> dW ->
 # alpha-sweep evals + subspace diagnostics; RepE and prompt baselines; report figures.
-# Inputs, params and targets come from functions in common.smk (steering_*).
+# Every instance (config key steering.<instance>) lives under results/steering/<instance>/.
+
+STEERING = "results/steering/{instance}"
+STEERING_REPORT_FILES = [
+    "summary.json",
+    "alpha_vs_score.png",
+    "baselines_vs_weight.png",
+    "pmass.png",
+    "diagnostics.csv",
+]
+
+
+# Input functions and the target list are lambdas: `snakemake --lint` flags a file that
+# mixes rules with function definitions.
+
+# The config key of the job's instance (named in error messages).
+steering_key = lambda wildcards: f"steering.{instance_name('steering', wildcards)}"
+
+# The persona file of the instance's axis; a missing one fails at planning, naming the key.
+steering_personas = lambda wildcards: existing_file(
+    "{resource_dir}/personas/{axis}.json".format(**instance("steering", wildcards)),
+    f"{steering_key(wildcards)}.axis",
+)
+
+# {eval set name: path} of the instance; null paths are skipped (the schema wants one set).
+steering_eval_sets = lambda wildcards: {
+    name: path
+    for name, path in instance("steering", wildcards)["eval"]["sets"].items()
+    if path
+}
+
+# The local eval files (hub sets, hf:<id>, are loaded by the job).
+steering_eval_files = lambda wildcards: [
+    path
+    for path in steering_eval_sets(wildcards).values()
+    if not path.startswith("hf:")
+]
+
+# Keyword arguments of interpflow.steering.common.EvalConfig: alphas, and eval less its sets.
+steering_eval_params = lambda wildcards: {
+    "alphas": instance("steering", wildcards)["alphas"],
+    **{k: v for k, v in instance("steering", wildcards)["eval"].items() if k != "sets"},
+}
+
+# The instance's per-family files named by `patterns` (report inputs).
+steering_families = lambda *patterns: lambda wildcards: expand(
+    [f"{STEERING}/{pattern}" for pattern in patterns],
+    instance=instance_name("steering", wildcards),
+    family=instance("steering", wildcards)["families"],
+)
+
+# The report files of every steering instance (rule all).
+steering_targets = lambda: expand(
+    f"{STEERING}/report/{{file}}",
+    instance=list(INSTANCES["steering"]),
+    file=STEERING_REPORT_FILES,
+)
 
 
 wildcard_constraints:
@@ -9,147 +65,161 @@ wildcard_constraints:
 
 rule steering_data:
     input:
-        personas=steering_personas_path(),
-        questions=config["steering"]["questions"],
-        model=model_input,
+        personas=steering_personas,
+        questions=setting("steering", "questions"),
+        model=model_input("steering"),
     output:
-        pos="results/steering/data/pos.parquet",
-        neg="results/steering/data/neg.parquet",
+        pos=f"{STEERING}/data/pos.parquet",
+        neg=f"{STEERING}/data/neg.parquet",
     log:
-        "logs/steering/data.log",
+        "logs/steering/{instance}/data.log",
     benchmark:
-        "benchmarks/results/steering_data.tsv"
+        "benchmarks/results/steering/{instance}/data.tsv"
     params:
-        model=model_spec(),
-        data=config["steering"]["data"],
-        code=code_hash("steering", "generate", "models"),
-    threads: config["model"]["threads"]
+        model=model_spec("steering"),
+        data=setting("steering", "data"),
+        key=steering_key,
+        code=code_hash("steering/data"),
+    threads: model_threads("steering")
     resources:
         gpu=1,
     conda:
         "../../envs/gpu.yaml"
     script:
-        "../../scripts/steering_data.py"
+        "../../scripts/steering/data.py"
 
 
 rule steering_adapters:
     input:
-        pos="results/steering/data/pos.parquet",
-        neg="results/steering/data/neg.parquet",
-        model=model_input,
+        pos=f"{STEERING}/data/pos.parquet",
+        neg=f"{STEERING}/data/neg.parquet",
+        model=model_input("steering"),
     output:
-        pos=directory("results/steering/adapters/{family}/pos"),
-        neg=directory("results/steering/adapters/{family}/neg"),
-        dw="results/steering/dw/{family}.safetensors",
-        norms="results/steering/dw/{family}.norms.json",
+        pos=directory(f"{STEERING}/adapters/{{family}}/pos"),
+        neg=directory(f"{STEERING}/adapters/{{family}}/neg"),
+        dw=f"{STEERING}/dw/{{family}}.safetensors",
+        norms=f"{STEERING}/dw/{{family}}.norms.json",
     log:
-        "logs/steering/adapters_{family}.log",
+        "logs/steering/{instance}/adapters/{family}.log",
     benchmark:
-        "benchmarks/results/steering_adapters_{family}.tsv"
+        "benchmarks/results/steering/{instance}/adapters/{family}.tsv"
     params:
-        model=model_spec(),
-        adapter=steering_adapter_config,
-        train=config["steering"]["train"],
-        code=code_hash("steering", "adapters", "models"),
-    threads: config["model"]["threads"]
+        model=model_spec("steering"),
+        adapter=setting("steering", "adapter"),
+        train=setting("steering", "train"),
+        key=steering_key,
+        code=code_hash("steering/adapters"),
+    threads: model_threads("steering")
     resources:
         gpu=1,
     conda:
         "../../envs/gpu.yaml"
     script:
-        "../../scripts/steering_adapters.py"
+        "../../scripts/steering/adapters.py"
 
 
 rule steering_eval:
     input:
-        dw="results/steering/dw/{family}.safetensors",
-        personas=steering_personas_path(),
-        questions=config["steering"]["questions"],
-        eval_sets=steering_eval_inputs(),
-        model=model_input,
+        dw=f"{STEERING}/dw/{{family}}.safetensors",
+        personas=steering_personas,
+        questions=setting("steering", "questions"),
+        eval_sets=steering_eval_files,
+        model=model_input("steering"),
     output:
-        evals="results/steering/evals/weight_{family}.parquet",
-        overlap="results/steering/diagnostics/{family}_overlap.parquet",
-        projection="results/steering/diagnostics/{family}_projection.parquet",
+        evals=f"{STEERING}/evals/weight_{{family}}.parquet",
+        overlap=f"{STEERING}/diagnostics/{{family}}_overlap.parquet",
+        projection=f"{STEERING}/diagnostics/{{family}}_projection.parquet",
     log:
-        "logs/steering/eval_{family}.log",
+        "logs/steering/{instance}/eval/{family}.log",
     benchmark:
-        "benchmarks/results/steering_eval_{family}.tsv"
+        "benchmarks/results/steering/{instance}/eval/{family}.tsv"
     params:
-        model=model_spec(),
-        eval_sets=steering_eval_sets(),
-        eval=steering_eval_params(),
-        k=config["steering"]["diagnostics"]["k"],
-        n_questions=config["steering"]["diagnostics"]["n_questions"],
-        code=code_hash("steering", "models"),
-    threads: config["model"]["threads"]
+        model=model_spec("steering"),
+        eval_sets=steering_eval_sets,
+        eval=steering_eval_params,
+        diagnostics=setting("steering", "diagnostics"),
+        key=steering_key,
+        code=code_hash("steering/eval"),
+    threads: model_threads("steering")
     resources:
         gpu=1,
     conda:
         "../../envs/gpu.yaml"
     script:
-        "../../scripts/steering_eval.py"
+        "../../scripts/steering/eval.py"
 
 
 rule steering_baselines:
     input:
-        personas=steering_personas_path(),
-        questions=config["steering"]["questions"],
-        prompts=config["steering"]["baselines"]["prompts"],
-        eval_sets=steering_eval_inputs(),
-        model=model_input,
+        personas=steering_personas,
+        questions=setting("steering", "questions"),
+        prompts=setting("steering", "baselines", "prompts"),
+        eval_sets=steering_eval_files,
+        model=model_input("steering"),
     output:
-        directions="results/steering/repe/directions.safetensors",
-        repe="results/steering/evals/repe.parquet",
-        prompts="results/steering/evals/prompts.parquet",
+        directions=f"{STEERING}/repe/directions.safetensors",
+        norms=f"{STEERING}/repe/directions.json",
+        repe=f"{STEERING}/evals/repe.parquet",
+        prompts=f"{STEERING}/evals/prompts.parquet",
     log:
-        "logs/steering/baselines.log",
+        "logs/steering/{instance}/baselines.log",
     benchmark:
-        "benchmarks/results/steering_baselines.tsv"
+        "benchmarks/results/steering/{instance}/baselines.tsv"
     params:
-        model=model_spec(),
-        eval_sets=steering_eval_sets(),
-        eval=steering_eval_params(),
-        n_questions=config["steering"]["baselines"]["repe_n_questions"],
-        code=code_hash("steering", "models"),
-    threads: config["model"]["threads"]
+        model=model_spec("steering"),
+        eval_sets=steering_eval_sets,
+        eval=steering_eval_params,
+        n_questions=setting("steering", "baselines", "repe_n_questions"),
+        key=steering_key,
+        code=code_hash("steering/baselines"),
+    threads: model_threads("steering")
     resources:
         gpu=1,
     conda:
         "../../envs/gpu.yaml"
     script:
-        "../../scripts/steering_baselines.py"
+        "../../scripts/steering/baselines.py"
 
 
 rule steering_report:
     input:
-        evals=steering_report_evals(),
-        overlaps=steering_report_overlaps(),
+        evals=steering_families(
+            "evals/weight_{family}.parquet", "diagnostics/{family}_projection.parquet"
+        ),
+        baselines=[f"{STEERING}/evals/repe.parquet", f"{STEERING}/evals/prompts.parquet"],
+        overlaps=steering_families("diagnostics/{family}_overlap.parquet"),
     output:
-        summary="results/steering/report/summary.parquet",
-        json="results/steering/report/summary.json",
+        summary=f"{STEERING}/report/summary.parquet",
+        summary_csv=f"{STEERING}/report/summary.csv",
+        json=f"{STEERING}/report/summary.json",
         alpha=report(
-            "results/steering/report/alpha_vs_score.png",
+            f"{STEERING}/report/alpha_vs_score.png",
             caption="../report/steering_alpha.rst",
             category="Weight steering",
+            subcategory="{instance}",
         ),
+        alpha_csv=f"{STEERING}/report/alpha_vs_score.csv",
         bars=report(
-            "results/steering/report/baselines_vs_weight.png",
+            f"{STEERING}/report/baselines_vs_weight.png",
             caption="../report/steering_baselines.rst",
             category="Weight steering",
+            subcategory="{instance}",
         ),
+        bars_csv=f"{STEERING}/report/baselines_vs_weight.csv",
         pmass=report(
-            "results/steering/report/pmass.png",
+            f"{STEERING}/report/pmass.png",
             caption="../report/steering_pmass.rst",
             category="Weight steering",
+            subcategory="{instance}",
         ),
-        diagnostics="results/steering/report/diagnostics.csv",
+        pmass_csv=f"{STEERING}/report/pmass.csv",
+        diagnostics=f"{STEERING}/report/diagnostics.csv",
     log:
-        "logs/steering/report.log",
+        "logs/steering/{instance}/report.log",
     params:
-        code=code_hash("steering"),
+        code=code_hash("steering/report"),
     localrule: True
     conda:
         "../../envs/cpu.yaml"
     script:
-        "../../scripts/steering_report.py"
+        "../../scripts/steering/report.py"

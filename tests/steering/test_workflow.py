@@ -4,7 +4,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import copy_repo, snakemake, write_config
+from conftest import OFFLINE_ENV, copy_repo, job_counts, snakemake, write_config
 from peft import PeftModel
 from safetensors.torch import load_file
 
@@ -12,7 +12,8 @@ from interpflow.models import ModelSpec, load_model
 
 pytestmark = pytest.mark.e2e
 FAMILIES = ["lora", "dora", "pissa", "delora", "oft", "ia3"]
-REPORT = "results/steering/report"
+RESULTS = "results/steering/default"
+REPORT = f"{RESULTS}/report"
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +31,14 @@ def test_every_family_adapter_loads_and_dw_is_safetensors(run):
     for fam in FAMILIES:
         for branch in ("pos", "neg"):
             base, _ = load_model(spec)
-            model = PeftModel.from_pretrained(
-                base, str(run / f"results/steering/adapters/{fam}/{branch}")
-            )
+            model = PeftModel.from_pretrained(base, str(run / f"{RESULTS}/adapters/{fam}/{branch}"))
             assert (
                 model.peft_config["default"]
                 .peft_type.value.lower()
                 .startswith({"dora": "lora", "pissa": "lora"}.get(fam, fam))
             )
-        dw = load_file(str(run / f"results/steering/dw/{fam}.safetensors"))
-        norms = json.loads((run / f"results/steering/dw/{fam}.norms.json").read_text())
+        dw = load_file(str(run / f"{RESULTS}/dw/{fam}.safetensors"))
+        norms = json.loads((run / f"{RESULTS}/dw/{fam}.norms.json").read_text())
         assert set(dw) == set(norms["modules"]) and norms["total_frobenius"] > 0, fam
         assert all(".layers.1." in k or ".layers.2." in k for k in dw), (
             fam
@@ -53,9 +52,9 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
         assert set(got) == {f"weight:{f}" for f in FAMILIES} | {"repe:all_layers"}
         assert all(set(v) == {"+1", "-1"} for v in got.values())
     # α = 0 is the untouched base model for every family, RepE and the unprompted baseline
-    frames = [pl.read_parquet(run / f"results/steering/evals/weight_{f}.parquet") for f in FAMILIES]
-    frames += [pl.read_parquet(run / "results/steering/evals/repe.parquet")]
-    ref = pl.read_parquet(run / "results/steering/evals/prompts.parquet").filter(
+    frames = [pl.read_parquet(run / f"{RESULTS}/evals/weight_{f}.parquet") for f in FAMILIES]
+    frames += [pl.read_parquet(run / f"{RESULTS}/evals/repe.parquet")]
+    ref = pl.read_parquet(run / f"{RESULTS}/evals/prompts.parquet").filter(
         pl.col("variant") == "none"
     )
     for df in frames:
@@ -71,20 +70,65 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
     } <= set(bars["label"])
     diag = pl.read_csv(run / f"{REPORT}/diagnostics.csv")
     assert set(diag["family"]) == set(FAMILIES)
-    proj = pl.read_parquet(run / "results/steering/diagnostics/lora_projection.parquet")
+    proj = pl.read_parquet(run / f"{RESULTS}/diagnostics/lora_projection.parquet")
     assert set(proj["variant"]) == {"full", "residual_write", "projection", "complement"}
     for name in ("alpha_vs_score", "baselines_vs_weight", "pmass"):
         assert (run / f"{REPORT}/{name}.png").stat().st_size > 1000
 
 
+def test_persona_data_logs_and_repe_norms_live_under_the_instance(run):
+    for branch in ("pos", "neg"):
+        df = pl.read_parquet(run / f"{RESULTS}/data/{branch}.parquet")
+        assert df.height == 4 * 5 * 1 and df["system"].null_count() == df.height  # config.yaml
+    norms = json.loads((run / f"{RESULTS}/repe/directions.json").read_text())
+    assert len(norms["layer_norms"]) == 4 and norms["n_pos"] == norms["n_neg"] == 4 * 5
+    logs = run / "logs/steering/default"
+    assert {p.relative_to(logs).as_posix() for p in logs.rglob("*.log")} == {
+        "data.log",
+        "baselines.log",
+        "report.log",
+        *(f"{stage}/{f}.log" for stage in ("adapters", "eval") for f in FAMILIES),
+    }
+
+
 def test_bad_steering_config_fails_at_planning_with_the_key(tmp_path):
     work = copy_repo(tmp_path)  # a plan only: no results needed, the shared run stays untouched
     for bad, needle in (
-        ({"steering": {"alphas": [-1.0, 1.0]}}, "alphas"),
-        ({"steering": {"axis": "kindness"}}, "kindness.json"),
+        ({"steering": {"default": {"alphas": [-1.0, 1.0]}}}, "alphas"),
+        ({"steering": {"default": {"axis": "kindness"}}}, "kindness.json"),
+        ({"steering": {"default": {"eval": {"sets": {"dilemmas": None, "id": None}}}}}, "sets"),
     ):
         write_config(work / "bad.yaml", bad)
         proc = snakemake(
             work, "-n", f"{REPORT}/summary.json", "--configfile", "bad.yaml", check=False
         )
         assert proc.returncode != 0 and needle in proc.stdout + proc.stderr, bad
+
+
+@pytest.mark.parametrize(
+    "preset,instances",
+    [
+        ("weight_steering_qwen3-0.6b", ["honesty-seed0", "honesty-seed1", "honesty-seed2"]),
+        ("weight_steering_qwen2.5-7b", ["honesty"]),
+    ],
+)
+def test_presets_plan_their_instances_only(tmp_path, preset, instances):
+    """Every family of every declared instance (the qwen3 preset: a sweep over train.seed),
+    nothing of the default config, no stub, no network."""
+    work = copy_repo(tmp_path)
+    proc = snakemake(
+        work, "-n", "all", "--configfile", f"config/studies/{preset}.yaml", env=OFFLINE_ENV
+    )
+    n = len(instances)
+    assert job_counts(proc.stdout) == {
+        "steering_data": n,
+        "steering_adapters": 6 * n,
+        "steering_eval": 6 * n,
+        "steering_baselines": n,
+        "steering_report": n,
+        "all": 1,
+        "total": 15 * n + 1,
+    }
+    for name in instances:
+        assert f"results/steering/{name}/report/summary.json" in proc.stdout
+    assert "results/steering/default/" not in proc.stdout

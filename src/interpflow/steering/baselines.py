@@ -1,0 +1,222 @@
+"""Stage ``baselines``: RepE directions and their α-sweep; system-prompt baselines.
+
+RepE (:func:`fit_repe`): mean-difference directions ``d_l = mean(h⁺_l) − mean(h⁻_l)`` of the
+last-token hidden states (every decoder block's output) under the positive vs negative
+personas. :class:`ResidualSteerer` adds ``α·(d_l − d_{l−1})`` to block ``l``'s output, so the
+total shift of block ``l``'s output is ``α·d_l``: α = 1 moves the residual stream by one
+persona mean difference at every layer. Prompt baselines (:func:`eval_prompt_baselines`): the
+base model under named system prompts (none, simple honest, engineered honest / dishonest).
+Eval rows: :data:`~interpflow.steering.common.EVAL_SCHEMA` (methods ``repe`` and ``prompt``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+import polars as pl
+
+from interpflow.artifacts import atomic_path, write_json
+from interpflow.models import ModelSpec, decoder_layers, load_model
+from interpflow.steering.common import (
+    EvalConfig,
+    YesNoScorer,
+    load_eval_sets,
+    load_personas,
+    load_questions,
+    prompt_with_prefix,
+    score_rows,
+    write_eval,
+)
+
+
+def last_token_states(model, tok, chats: list[str], batch_size: int = 16):
+    """``[n, L, d]`` float32: every decoder block's output at the last prompt token.
+
+    The position spec's ``last_prompt`` read by :func:`interpflow.generate.capture_batch`
+    (prompt only: zero-length responses).
+    """
+    import torch
+
+    from interpflow.generate import capture_batch, tokenize_chats
+    from interpflow.positions import parse_positions
+
+    _, blocks = decoder_layers(model)
+    layers = tuple(range(len(blocks)))
+    last = parse_positions(["last_prompt"])
+    out = []
+    for start in range(0, len(chats), batch_size):
+        enc = tokenize_chats(tok, chats[start : start + batch_size], model.device)
+        mask = enc["attention_mask"]
+        no_response = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+        vectors, _ = capture_batch(
+            model, enc["input_ids"], mask, mask.shape[1], mask.sum(1), no_response, layers, last
+        )
+        out.append(
+            torch.stack([torch.from_numpy(vectors[(i, "last_prompt")]) for i in layers], dim=1)
+        )
+    return torch.cat(out)
+
+
+def fit_repe(
+    *,
+    model: ModelSpec,
+    personas: str | Path,
+    questions: str | Path,
+    out_directions: str | Path,
+    out_norms: str | Path,
+    n_questions: int | None = None,
+    answer_prefix: str = "",
+) -> dict:
+    """Mean-difference directions at every layer (safetensors ``directions``: ``[L, d]``) and
+    their per-layer norms (JSON)."""
+    from safetensors.torch import save_file
+
+    pos, neg = load_personas(personas)
+    pool = load_questions(questions, n_questions)
+    lm, tok = load_model(model)
+
+    def states(prompts):
+        chats = [prompt_with_prefix(tok, q, p, answer_prefix) for p in prompts for q in pool]
+        return last_token_states(lm, tok, chats)
+
+    hp, hn = states(pos), states(neg)
+    directions = (hp.mean(0) - hn.mean(0)).contiguous()
+    with atomic_path(out_directions) as tmp:
+        save_file({"directions": directions}, str(tmp))
+    norms = directions.norm(dim=-1).tolist()
+    write_json(
+        {"layer_norms": norms, "n_pos": hp.shape[0], "n_neg": hn.shape[0], "model": asdict(model)},
+        out_norms,
+    )
+    return {"layers": len(norms), "norms": norms}
+
+
+class ResidualSteerer:
+    """Adds ``α·(d_l − d_{l−1})`` to each decoder block's output (so block l's output moves by α·d_l)."""
+
+    def __init__(self, model, directions):
+        import torch
+
+        _, self.layers = decoder_layers(model)
+        if directions.shape[0] != len(self.layers):
+            raise ValueError(
+                f"{directions.shape[0]} RepE directions for a model with {len(self.layers)} layers"
+            )
+        prev = torch.cat([torch.zeros_like(directions[:1]), directions[:-1]])
+        p = next(model.parameters())
+        self.increments = (directions - prev).to(p.device, p.dtype)
+        self.alpha = 0.0
+        self.handles = [
+            layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(self.layers)
+        ]
+
+    def _hook(self, i):
+        def hook(_m, _a, out):
+            if self.alpha == 0.0:
+                return out
+            if isinstance(out, tuple):
+                return (out[0] + self.alpha * self.increments[i], *out[1:])
+            return out + self.alpha * self.increments[i]
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def eval_repe(
+    *,
+    model: ModelSpec,
+    directions: str | Path,
+    eval_sets: Mapping[str, str],
+    out_evals: str | Path,
+    config: EvalConfig,
+) -> pl.DataFrame:
+    """α-sweep of the RepE residual additions on the eval sets (method ``repe``)."""
+    from safetensors.torch import load_file
+
+    evals = load_eval_sets(eval_sets, config.n_rows)
+    lm, tok = load_model(model)
+    steer = ResidualSteerer(lm, load_file(str(directions))["directions"])
+    scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
+    parts = []
+    for alpha in config.alphas:
+        steer.alpha = float(alpha)
+        parts.append(score_rows(scorer, evals, "repe", "all_layers", alpha))
+    steer.remove()
+    return write_eval(
+        pl.concat(parts),
+        out_evals,
+        model=asdict(model),
+        directions=str(directions),
+        eval=asdict(config),
+    )
+
+
+def eval_prompt_baselines(
+    *,
+    model: ModelSpec,
+    prompts: str | Path,
+    eval_sets: Mapping[str, str],
+    out_evals: str | Path,
+    config: EvalConfig,
+) -> pl.DataFrame:
+    """The base model under each named system prompt (``null`` = none), at α = 0."""
+    named = json.loads(Path(prompts).read_text())
+    if "none" not in named:
+        raise ValueError(f"{prompts}: needs a 'none' entry (the unprompted reference)")
+    evals = load_eval_sets(eval_sets, config.n_rows)
+    lm, tok = load_model(model)
+    scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
+    parts = [
+        score_rows(scorer, evals, "prompt", name, 0.0, system) for name, system in named.items()
+    ]
+    return write_eval(
+        pl.concat(parts), out_evals, model=asdict(model), prompts=named, eval=asdict(config)
+    )
+
+
+def run_baselines(
+    *,
+    model: ModelSpec,
+    personas: str | Path,
+    questions: str | Path,
+    prompts: str | Path,
+    eval_sets: Mapping[str, str],
+    out_directions: str | Path,
+    out_norms: str | Path,
+    out_repe: str | Path,
+    out_prompts: str | Path,
+    config: EvalConfig,
+    n_questions: int | None = None,
+    threads: int | None = None,
+) -> dict:
+    """RepE directions + their α-sweep, and the prompt baselines."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    fit = fit_repe(
+        model=model,
+        personas=personas,
+        questions=questions,
+        out_directions=out_directions,
+        out_norms=out_norms,
+        n_questions=n_questions,
+        answer_prefix=config.answer_prefix,
+    )
+    repe = eval_repe(
+        model=model,
+        directions=out_directions,
+        eval_sets=eval_sets,
+        out_evals=out_repe,
+        config=config,
+    )
+    base = eval_prompt_baselines(
+        model=model, prompts=prompts, eval_sets=eval_sets, out_evals=out_prompts, config=config
+    )
+    return {"repe_layers": fit["layers"], "repe_rows": repe.height, "prompt_rows": base.height}

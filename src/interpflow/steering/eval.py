@@ -1,0 +1,287 @@
+"""Stage ``eval``: the α-sweep of base + α·dW for one family, and its subspace diagnostics.
+
+:func:`eval_weight_steering` applies ``W = W₀ + α·dW`` in place on a fresh base at each α and
+scores the eval sets (rows: :data:`~interpflow.steering.common.EVAL_SCHEMA`, method
+``weight``). :func:`subspace_diagnostics` measures the overlap of dW with the top-k singular
+subspaces of the pretrained weights and with an activation-PCA subspace, and steers with the
+part of the residual-writing dW inside the PCA subspace and with the rest (method
+``projection``). :func:`evaluate_family` runs both (one job per family).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from interpflow.artifacts import write_parquet, write_provenance
+from interpflow.models import ModelSpec, chat_prompt, decoder_layers, load_model
+from interpflow.steering.common import (
+    EvalConfig,
+    WeightSteerer,
+    YesNoScorer,
+    load_eval_sets,
+    load_personas,
+    load_questions,
+    score_rows,
+    write_eval,
+)
+
+#: Modules whose output is added to the residual stream (targets of the projection test).
+RESIDUAL_WRITERS = ("o_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    """Config key ``diagnostics``: subspace dimension k (seed 004: 32) and the questions whose
+    prompt tokens (both personas) feed the activation PCA (None = all)."""
+
+    k: int = 32
+    n_questions: int | None = None
+
+
+def eval_weight_steering(
+    *,
+    model: ModelSpec,
+    dw: str | Path,
+    family: str,
+    eval_sets: Mapping[str, str],
+    out_evals: str | Path,
+    config: EvalConfig,
+) -> pl.DataFrame:
+    """α-sweep of ``base + α·dW`` (applied in place on a fresh base) on the eval sets."""
+    from safetensors.torch import load_file
+
+    evals = load_eval_sets(eval_sets, config.n_rows)
+    lm, tok = load_model(model)
+    steer = WeightSteerer(lm, load_file(str(dw)))
+    scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
+    parts = []
+    for alpha in config.alphas:
+        steer.apply(alpha)
+        parts.append(score_rows(scorer, evals, "weight", family, alpha))
+    steer.restore()
+    return write_eval(
+        pl.concat(parts),
+        out_evals,
+        model=asdict(model),
+        dw=str(dw),
+        eval=asdict(config),
+        eval_sets=dict(eval_sets),
+    )
+
+
+def _overlap(basis, mat, side: str) -> float:
+    """Fraction of ``‖mat‖²_F`` inside span(basis) on the output (rows) or input (cols) side."""
+    total = float((mat * mat).sum())
+    if total == 0:
+        return float("nan")
+    proj = basis.T @ mat if side == "out" else mat @ basis
+    return float((proj * proj).sum()) / total
+
+
+def activation_pca(model, tok, chats: list[str], k: int, batch_size: int = 16):
+    """``{layer: [d, k]}``: top-k principal directions of every block's output over all prompt tokens."""
+    import torch
+
+    from interpflow.generate import tokenize_chats
+
+    _, layers = decoder_layers(model)
+    acts: dict[int, list] = {i: [] for i in range(len(layers))}
+    current_mask = {}
+
+    def hook_for(i):
+        def hook(_m, _a, out):
+            h = out[0] if isinstance(out, tuple) else out
+            acts[i].append(h[current_mask["m"]].detach().float().cpu())
+
+        return hook
+
+    handles = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
+    try:
+        for start in range(0, len(chats), batch_size):
+            enc = tokenize_chats(tok, chats[start : start + batch_size], model.device)
+            mask = enc["attention_mask"]
+            current_mask["m"] = mask.bool()
+            with torch.inference_mode():
+                model(**enc, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+    finally:
+        for h in handles:
+            h.remove()
+    out = {}
+    for i, chunks in acts.items():
+        x = torch.cat(chunks)
+        x = x - x.mean(0)
+        _, _, vh = torch.linalg.svd(x, full_matrices=False)
+        out[i] = vh[:k].T.contiguous()
+    return out
+
+
+def _layer_of(name: str) -> int | None:
+    """The decoder layer index in a parameter name (``model.layers.3.…`` -> 3), or None."""
+    parts = name.split(".")
+    for a, b in itertools.pairwise(parts):
+        if a in ("layers", "h") and b.isdigit():
+            return int(b)
+    return None
+
+
+def subspace_diagnostics(
+    *,
+    model: ModelSpec,
+    dw: str | Path,
+    family: str,
+    personas: str | Path,
+    questions: str | Path,
+    eval_sets: Mapping[str, str],
+    out_overlap: str | Path,
+    out_projection: str | Path,
+    config: EvalConfig,
+    diagnostics: DiagnosticsConfig,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Subspace overlaps of dW per module, and the projection / complement steering test.
+
+    Overlap table (one row per dW weight): ``module, layer, kind, norm, overlap_w_out,
+    overlap_w_in`` (fraction of ‖dW‖² in the top-k left / right singular subspace of the
+    pretrained W), ``chance_out``/``chance_in`` (k/dim, a random subspace's expectation),
+    ``overlap_act`` (residual writers only: fraction in the top-k activation-PCA subspace of
+    that block's output, persona prompts of both signs).
+
+    Projection table: eval rows (:data:`~interpflow.steering.common.EVAL_SCHEMA` + ``family``,
+    method ``projection``) steering at each
+    α with ``full`` dW, ``residual_write`` (only o_proj/down_proj parts), ``projection``
+    (P·dW of those) and ``complement`` ((I − P)·dW of those).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    k = diagnostics.k
+    dw_path, dw = dw, load_file(str(dw))
+    lm, tok = load_model(model)
+    pos, neg = load_personas(personas)
+    pool = load_questions(questions, diagnostics.n_questions)
+    chats = [chat_prompt(tok, q, p) for p in pos + neg for q in pool]
+    d_model = lm.config.hidden_size
+    pca = activation_pca(lm, tok, chats, min(k, d_model))
+    params = dict(lm.named_parameters())
+    rows, proj_dw, comp_dw, write_dw = [], {}, {}, {}
+    for name, delta in dw.items():
+        if not name.endswith(".weight") or delta.ndim != 2:
+            continue
+        w = params[name].detach().float().cpu()
+        u, _, vh = torch.linalg.svd(w, full_matrices=False)
+        kk = min(k, u.shape[1])
+        layer = _layer_of(name)
+        kind = name.rsplit(".", 2)[-2]
+        row = {
+            "family": family,
+            "module": name,
+            "layer": layer,
+            "kind": kind,
+            "norm": float(delta.norm()),
+            "overlap_w_out": _overlap(u[:, :kk], delta, "out"),
+            "overlap_w_in": _overlap(vh[:kk].T, delta, "in"),
+            "chance_out": kk / delta.shape[0],
+            "chance_in": kk / delta.shape[1],
+            "overlap_act": None,
+        }
+        if kind in RESIDUAL_WRITERS and delta.shape[0] == d_model and layer is not None:
+            p = pca[layer]
+            row["overlap_act"] = _overlap(p, delta, "out")
+            inside = p @ (p.T @ delta)
+            write_dw[name], proj_dw[name], comp_dw[name] = delta, inside, delta - inside
+        rows.append(row)
+    overlap = pl.DataFrame(
+        rows,
+        schema={
+            "family": pl.String,
+            "module": pl.String,
+            "layer": pl.Int32,
+            "kind": pl.String,
+            "norm": pl.Float64,
+            "overlap_w_out": pl.Float64,
+            "overlap_w_in": pl.Float64,
+            "chance_out": pl.Float64,
+            "chance_in": pl.Float64,
+            "overlap_act": pl.Float64,
+        },
+    )
+    write_parquet(overlap, out_overlap)
+
+    evals = load_eval_sets(eval_sets, config.n_rows)
+    steer = WeightSteerer(lm, dw)
+    scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
+    variants = {
+        "full": dw,
+        "residual_write": write_dw,
+        "projection": proj_dw,
+        "complement": comp_dw,
+    }
+    parts = []
+    for alpha in config.alphas:
+        for vname, vdw in variants.items():
+            if alpha == 0.0 and vname != "full":
+                continue  # α = 0 is the base model whatever the part
+            steer.apply(alpha, vdw)
+            rows_a = score_rows(scorer, evals, "projection", vname, alpha)
+            if alpha == 0.0:
+                rows_a = pl.concat([rows_a.with_columns(variant=pl.lit(v)) for v in variants])
+            parts.append(rows_a)
+    steer.restore()
+    projection = pl.concat(parts).with_columns(pl.lit(family).alias("family"))
+    write_parquet(projection, out_projection)
+    write_provenance(
+        Path(out_overlap).with_name(Path(out_overlap).name + ".provenance.json"),
+        model=asdict(model),
+        dw=str(dw_path),
+        diagnostics=asdict(diagnostics),
+        eval=asdict(config),
+        n_pca_prompts=len(chats),
+    )
+    return overlap, projection
+
+
+def evaluate_family(
+    *,
+    model: ModelSpec,
+    dw: str | Path,
+    family: str,
+    personas: str | Path,
+    questions: str | Path,
+    eval_sets: Mapping[str, str],
+    out_evals: str | Path,
+    out_overlap: str | Path,
+    out_projection: str | Path,
+    config: EvalConfig,
+    diagnostics: DiagnosticsConfig,
+    threads: int | None = None,
+) -> dict:
+    """Weight-steering α-sweep and subspace diagnostics of one family's dW."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    ev = eval_weight_steering(
+        model=model,
+        dw=dw,
+        family=family,
+        eval_sets=eval_sets,
+        out_evals=out_evals,
+        config=config,
+    )
+    overlap, _ = subspace_diagnostics(
+        model=model,
+        dw=dw,
+        family=family,
+        personas=personas,
+        questions=questions,
+        eval_sets=eval_sets,
+        out_overlap=out_overlap,
+        out_projection=out_projection,
+        config=config,
+        diagnostics=diagnostics,
+    )
+    return {"eval_rows": ev.height, "overlap_rows": overlap.height}

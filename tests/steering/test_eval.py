@@ -1,0 +1,56 @@
+"""interpflow.steering.eval: the weight-steering α-sweep and the subspace overlap."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from interpflow.models import load_model
+from interpflow.steering.adapters import compute_dw
+from interpflow.steering.common import EVAL_SCHEMA, EvalConfig, YesNoScorer, load_eval_set
+from interpflow.steering.eval import _overlap, eval_weight_steering
+
+RES = "resources/steering"
+
+
+def test_weight_sweep_alpha0_is_base_and_alpha_moves_scores(spec, pair, tmp_path):
+    compute_dw(
+        model=spec,
+        pos_dir=pair / "pos",
+        neg_dir=pair / "neg",
+        out_dw=tmp_path / "dw.safetensors",
+        out_norms=tmp_path / "norms.json",
+    )
+    evals = {"id": f"{RES}/id_eval.jsonl"}
+    cfg = EvalConfig(alphas=(-1.0, 0.0, 1.0), n_rows=6)
+    df = eval_weight_steering(
+        model=spec,
+        dw=tmp_path / "dw.safetensors",
+        family="lora",
+        eval_sets=evals,
+        out_evals=tmp_path / "ev.parquet",
+        config=cfg,
+    )
+    assert df.schema == pl.Schema(EVAL_SCHEMA) and df.height == 18
+    model, tok = load_model(spec)
+    qs = load_eval_set("id", evals["id"], 6)["question"].to_list()
+    ly, ln = YesNoScorer(model, tok).score(qs)
+    base = df.filter(pl.col("alpha") == 0.0)
+    assert np.allclose(base["logratio"].to_numpy(), ly - ln, atol=1e-5)
+    assert np.allclose(base["pmass"].to_numpy(), np.exp(ly) + np.exp(ln), atol=1e-6)
+    plus = df.filter(pl.col("alpha") == 1.0)["logratio"].to_numpy()
+    assert not np.allclose(plus, ly - ln)
+    signed = df["logratio_signed"].to_numpy()
+    assert np.allclose(signed, df["logratio"].to_numpy() * df["label"].to_numpy())
+
+
+def test_overlap_bounds():
+    mat = torch.randn(6, 4)
+    full = torch.eye(6)
+    assert _overlap(full, mat, "out") == pytest.approx(1.0)
+    e0 = torch.zeros(6, 1)
+    e0[0] = 1
+    only_row0 = torch.zeros(6, 4)
+    only_row0[1] = 1.0
+    assert _overlap(e0, only_row0, "out") == pytest.approx(0.0)
+    assert _overlap(torch.eye(4), mat, "in") == pytest.approx(1.0)

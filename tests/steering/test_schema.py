@@ -1,0 +1,94 @@
+"""The steering instance schema and the config dataclasses the stage scripts build agree: the
+schema is the one place defaults live, the dataclasses take the same ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import yaml
+from conftest import REPO
+
+from interpflow.config import expand_sweeps, from_config, schema_defaults
+from interpflow.steering.adapters import PersonaAdapterConfig, PersonaTrainConfig
+from interpflow.steering.baselines import run_baselines
+from interpflow.steering.common import EvalConfig
+from interpflow.steering.data import PersonaDataConfig
+from interpflow.steering.eval import DiagnosticsConfig
+
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/steering.schema.yaml").read_text())
+BLOCKS = {
+    "data": PersonaDataConfig,
+    "adapter": PersonaAdapterConfig,
+    "train": PersonaTrainConfig,
+    "eval": EvalConfig,
+    "diagnostics": DiagnosticsConfig,
+}
+#: Dataclass fields that are not keys of their block: the family comes from the rule's
+#: wildcard, alphas from the instance's top-level `alphas`, max_grad_norm is fixed.
+NOT_IN_BLOCK = {"adapter": {"family"}, "train": {"max_grad_norm"}, "eval": {"alphas"}}
+#: Block keys that are not dataclass fields: eval sets are the rule's input files.
+NOT_IN_CLASS = {"eval": {"sets"}}
+PRESETS = [
+    "config/config.yaml",
+    "config/studies/weight_steering_qwen3-0.6b.yaml",
+    "config/studies/weight_steering_qwen2.5-7b.yaml",
+]
+
+
+def _plain(value):
+    """Tuples as lists, as the schema (YAML) writes them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _block(block: str, values: dict) -> dict:
+    """The block's keys that the dataclass takes."""
+    return {k: v for k, v in values.items() if k not in NOT_IN_CLASS.get(block, ())}
+
+
+def _fields(block: str, obj) -> dict:
+    """The dataclass's fields that are keys of the block."""
+    return {
+        k: v
+        for k, v in _plain(dataclasses.asdict(obj)).items()
+        if k not in NOT_IN_BLOCK.get(block, ())
+    }
+
+
+@pytest.mark.parametrize("block", sorted(BLOCKS))
+def test_schema_defaults_equal_the_dataclass_defaults(block):
+    cls = BLOCKS[block]
+    schema = _block(block, schema_defaults(SCHEMA["properties"][block]))
+    assert schema == _fields(block, cls()), block
+    # the schema's defaults build the dataclass (no key unknown to it) and give its defaults
+    assert from_config(cls, schema, f"steering.default.{block}") == cls()
+
+
+def test_the_top_level_and_baselines_defaults_too():
+    props = SCHEMA["properties"]
+    assert schema_defaults(props["alphas"]) == list(EvalConfig().alphas)
+    n_questions = inspect.signature(run_baselines).parameters["n_questions"].default
+    assert schema_defaults(props["baselines"])["repe_n_questions"] == n_questions
+
+
+def test_every_block_but_files_and_lists_has_a_dataclass():
+    plain = {"model", "axis", "resource_dir", "questions", "families", "alphas", "baselines"}
+    assert set(SCHEMA["properties"]) - plain == set(BLOCKS)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_shipped_instances_build_every_dataclass(preset):
+    instances = expand_sweeps("steering", yaml.safe_load((REPO / preset).read_text())["steering"])
+    assert instances
+    for name, inst in instances.items():
+        for block, cls in BLOCKS.items():
+            merged = _block(
+                block, schema_defaults(SCHEMA["properties"][block]) | inst.get(block, {})
+            )
+            got = from_config(cls, merged, f"steering.{name}.{block}")
+            assert _fields(block, got) == merged, (name, block)
