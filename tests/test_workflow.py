@@ -42,9 +42,10 @@ def test_missing_api_key_warns_in_a_dry_run_and_an_unknown_judge_fails(tmp_path)
         },
     )
     proc = snakemake(work, "-n", "all", "--configfile", "gpt.yaml", check=False, env=OFFLINE_ENV)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "config key deception.default.labels.judge: " in proc.stderr
-    assert "OPENAI_API_KEY" in proc.stderr and "a dry run plans anyway" in proc.stderr
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "config key deception.default.labels.judge: " in out
+    assert "OPENAI_API_KEY" in out and "a dry run plans anyway" in out
     write_config(work / "nope.yaml", {"deception": {"default": {"labels": {"judge": "nope"}}}})
     proc = snakemake(work, "-n", "all", "--configfile", "nope.yaml", check=False)
     assert proc.returncode != 0
