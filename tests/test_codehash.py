@@ -56,13 +56,11 @@ def test_every_rule_script_reaches_the_modules_it_uses():
     tribunal probes and the steering report use figures."""
     lib = REPO / "src" / "interpflow"
     for script, module in [
-        ("steering_eval", "generate.py"),
-        ("steering_baselines", "generate.py"),
-        ("tribunal_probes", "figures.py"),
-        ("steering_report", "figures.py"),
+        ("steering/eval", "generate.py"),
+        ("steering/baselines", "generate.py"),
+        ("tribunal/probes", "figures.py"),
+        ("steering/report", "figures.py"),
     ]:
-        matches = list((REPO / "scripts").rglob(f"{script}.py")) or list(
-            (REPO / "scripts").rglob(f"{script.split('_', 1)[1]}.py")
-        )
-        assert matches, script
-        assert module in {p.name for p in import_closure(matches[0], lib)}, (script, module)
+        path = REPO / "scripts" / f"{script}.py"
+        assert path.is_file(), path
+        assert module in {p.name for p in import_closure(path, lib)}, (script, module)

@@ -161,3 +161,64 @@ def test_engine_dataclass_defaults_equal_the_schema_defaults():
     assert {k: decl[k] for k in ("revision", "trust_remote_code")} == {
         k: spec[k] for k in ("revision", "trust_remote_code")
     }
+
+
+def test_fill_defaults_fills_declared_properties_and_keeps_free_form_maps():
+    from interpflow.config import fill_defaults
+
+    defs = {"use": {"type": "object", "properties": {"dtype": {"default": "auto"}}}}
+    schema = {
+        "properties": {
+            "model": {"$ref": "#/$defs/use"},
+            "train": {
+                "type": "object",
+                "default": {},
+                "properties": {"lr": {"default": 0.1}, "seed": {"default": 0}},
+            },
+            "sets": {"type": "object", "default": {"a": "x.jsonl", "b": "y.jsonl"}},
+            "n": {"type": "integer", "default": 3},
+        }
+    }
+    data = {"model": {"name": "q"}, "train": {"lr": 0.5}, "sets": {"c": "z.jsonl"}}
+    assert fill_defaults(data, schema, defs) == {
+        "model": {"name": "q", "dtype": "auto"},
+        "train": {"lr": 0.5, "seed": 0},
+        "sets": {"c": "z.jsonl"},
+        "n": 3,
+    }
+    assert fill_defaults({}, schema, defs)["sets"] == {"a": "x.jsonl", "b": "y.jsonl"}
+
+
+JSON_SCHEMA_KEYWORDS = {
+    "$schema", "$ref", "$defs", "type", "description", "default", "properties",
+    "additionalProperties", "required", "items", "minItems", "maxItems", "enum", "minimum",
+    "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "propertyNames", "not",
+    "anyOf", "oneOf", "allOf", "const", "uniqueItems", "minLength", "examples", "contains",
+}  # fmt: skip
+
+
+def _subschemas(node, path):
+    yield path, node
+    for key in ("properties", "$defs"):
+        for name, sub in (node.get(key) or {}).items():
+            yield from _subschemas(sub, f"{path}.{name}")
+    for key in ("items", "additionalProperties", "not", "propertyNames"):
+        if isinstance(node.get(key), dict):
+            yield from _subschemas(node[key], f"{path}[{key}]")
+
+
+def test_every_schema_key_is_described_and_well_formed():
+    """A description with a comma inside a YAML flow mapping ({..., description: a, b}) splits
+    into a stray key; every (sub)schema uses JSON Schema keywords only, and every property
+    has a description."""
+    from conftest import REPO
+
+    for path in sorted((REPO / "workflow/schemas").glob("*.schema.yaml")):
+        schema = yaml.safe_load(path.read_text())
+        for where, node in _subschemas(schema, path.name):
+            stray = set(node) - JSON_SCHEMA_KEYWORDS
+            assert not stray, f"{where}: not JSON Schema keywords: {sorted(stray)}"
+            if "[not]" in where:
+                continue  # a constraint's shape (e.g. "not every set null"), not a config key
+            for name, sub in (node.get("properties") or {}).items():
+                assert "$ref" in sub or isinstance(sub.get("description"), str), f"{where}.{name}"

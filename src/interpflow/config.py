@@ -147,6 +147,29 @@ def schema_defaults(schema: Mapping[str, Any], defs: Mapping[str, Any] | None = 
 _MISSING = object()
 
 
+def _resolve(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in schema:
+        schema = defs[schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+def fill_defaults(data: dict, schema: Mapping[str, Any], defs: Mapping[str, Any]) -> dict:
+    """Fill ``data`` in place with the schema's defaults, as JSON Schema's ``default`` means:
+    a declared property that is missing gets its default; a given object is filled through its
+    declared ``properties`` only (a free-form mapping the user gave, e.g. a dict of eval sets,
+    is kept as given, not merged with the default's entries). Returns ``data``."""
+    schema = _resolve(schema, defs)
+    for key, sub in schema.get("properties", {}).items():
+        sub = _resolve(sub, defs)
+        if key not in data:
+            value = schema_defaults(sub, defs)
+            if value is not _MISSING:
+                data[key] = value
+        elif isinstance(data[key], dict) and "properties" in sub:
+            fill_defaults(data[key], sub, defs)
+    return data
+
+
 def from_config(cls: type, data: Mapping[str, Any] | None, where: str = "") -> Any:
     """Build dataclass ``cls`` from a config mapping: lists become tuples where the field is a
     tuple, nested dataclass fields are built recursively, keys the class lacks are an error
@@ -195,6 +218,7 @@ __all__ = [
     "ConfigError",
     "declared_instances",
     "expand_sweeps",
+    "fill_defaults",
     "from_config",
     "instance_name",
     "resolve_instances",

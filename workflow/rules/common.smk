@@ -10,7 +10,13 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from interpflow.codehash import code_hash as _code_hash
-from interpflow.config import STUDIES, ConfigError, declared_instances, resolve_instances
+from interpflow.config import (
+    STUDIES,
+    ConfigError,
+    declared_instances,
+    fill_defaults,
+    resolve_instances,
+)
 from interpflow.judges import JudgeConfig, require_api_key
 from interpflow.models import check_model_path
 
@@ -30,9 +36,21 @@ def _cli_configs():
     return [yaml.safe_load(Path(f).read_text()) or {} for f in files] if files else None
 
 
+def _fill_instance_defaults():
+    """Each instance gets its study schema's defaults (validate() does not reach through the
+    instance maps' $refs): workflow/schemas/<study>.schema.yaml is the one place they live."""
+    schemas = Path(workflow.current_basedir) / ".." / "schemas"
+    defs = yaml.safe_load((schemas / "config.schema.yaml").read_text())["$defs"]
+    for study in STUDIES:
+        schema = yaml.safe_load((schemas / f"{study}.schema.yaml").read_text())
+        for inst in INSTANCES[study].values():
+            fill_defaults(inst, schema, defs)
+
+
 _cli = _cli_configs()
 INSTANCES = resolve_instances(config, declared_instances(_cli) if _cli is not None else None)
 validate(config, schema="../schemas/config.schema.yaml")
+_fill_instance_defaults()
 MODELS = config["models"]
 BUILT_MODELS = {"stub": "results/models/stub"}  # model source -> the rule output that builds it
 
@@ -113,15 +131,15 @@ def model_input(study):
 
 def model_spec_of(study, name):
     """Keyword arguments of interpflow.models.ModelSpec for instance ``name`` of ``study``."""
-    use = INSTANCES[study][name]["model"]
+    runs = INSTANCES[study][name]["model"]
     _, decl = _model(study, name)
     return dict(
         name_or_path=model_path(study, name),
         revision=decl["revision"],
-        dtype=use["dtype"],
-        device=use["device"],
+        dtype=runs["dtype"],
+        device=runs["device"],
         trust_remote_code=decl["trust_remote_code"],
-        chat_template={**decl["chat_template"], **use["chat_template"]},
+        chat_template={**decl["chat_template"], **runs["chat_template"]},
     )
 
 
