@@ -115,7 +115,7 @@ def test_vllm_matches_the_hf_path(stub_dir, tmp_path):
 
 
 def test_inoculation_eval_backend_falls_back_to_hf_and_says_so(stub_dir, monkeypatch):
-    from interpflow.inoculation import EvalConfig, HFEvalBackend, eval_backend
+    from interpflow.inoculation.eval import EvalConfig, HFEvalBackend, eval_backend
     from interpflow.models import ModelSpec
 
     monkeypatch.setattr(

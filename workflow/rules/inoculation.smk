@@ -1,7 +1,147 @@
-# Inoculation prompting (seed 003): data -> rephrasings -> logprobs -> heuristics,
+# Seed 003, inoculation prompting: data -> rephrasings -> logprobs -> heuristics,
 # and SFT sets -> adapters (shared trainer) -> evals -> judged scores -> figures.
+# Every instance (config key inoculation.<instance>) lives under results/inoculation/<instance>/;
+# its traits and prompts come from its prompts_file, read at planning (interpflow.inoculation
+# .study: standard library + yaml).
 
-INOC_OUT = "results/inoculation"
+from functools import reduce
+
+from interpflow.inoculation.study import FIGURES as INOC_FIGURES
+from interpflow.inoculation.study import data_spec, eval_files, instance_plan, parse_run
+
+INOC_OUT = "results/inoculation/{instance}"
+INOC_LOG = "logs/inoculation/{instance}"
+INOC_BENCH = "benchmarks/results/inoculation/{instance}"
+
+
+# Input and params functions and the target list are lambdas: `snakemake --lint` flags a file
+# that mixes rules with function definitions.
+
+# Judge roles -> the (block, key) of the instance config naming the judge.
+INOC_JUDGE_KEYS = {
+    "trait": ("judges", "trait"),
+    "em": ("judges", "em"),
+    "rephrase": ("rephrasings", "judge"),
+    "embedder": ("embeddings", "embedder"),
+}
+
+# instance -> what it runs: traits, prompts, runs, trait_datasets (interpflow.inoculation.study
+# .instance_plan) and judges (kwargs; null where the config names none). An unknown prompt,
+# judge, a missing study file, local judge model or API key fails here, at planning.
+INOC = {
+    name: instance_plan(inst, f"inoculation.{name}")
+    | {
+        "judges": {
+            role: (
+                judge(inst[block][key], f"inoculation.{name}.{block}.{key}")
+                if inst[block][key]
+                else None
+            )
+            for role, (block, key) in INOC_JUDGE_KEYS.items()
+        }
+    }
+    for name, inst in INSTANCES["inoculation"].items()
+}
+
+# A params/input function: the job's instance plan (INOC) at `keys`.
+inoc = lambda *keys: lambda wildcards: reduce(
+    lambda value, key: value[key], keys, INOC[instance_name("inoculation", wildcards)]
+)
+
+# An input function: `pattern` (a path with {instance} and {item}) for every item of the job's
+# instance plan at `key` (its runs, its trait datasets).
+inoc_each = lambda pattern, key: lambda wildcards: [
+    pattern.format(instance=wildcards.instance, item=item)
+    for item in inoc(key)(wildcards)
+]
+
+# inoculation.<instance>.data.<key> of the job's instance: a file the user provides (a missing
+# one fails at planning, naming the key).
+inoc_data_file = lambda wildcards: lambda key: existing_file(
+    instance("inoculation", wildcards)["data"][key],
+    f"inoculation.{wildcards.instance}.data.{key}",
+)
+
+# How the job's data table is made: an external JSONL, or datagen under a system prompt.
+inoc_data_spec = lambda wildcards: data_spec(
+    wildcards.dataset,
+    instance("inoculation", wildcards),
+    inoc("traits")(wildcards),
+    inoc_data_file(wildcards),
+)
+
+# An external JSONL, or the instruction bank and the model that answers it.
+inoc_data_input = lambda wildcards: (
+    {"external": external}
+    if (external := inoc_data_spec(wildcards)["external"])
+    else {
+        "instructions": inoc_data_file(wildcards)("train_instructions"),
+        "model": model_input("inoculation")(wildcards),
+    }
+)
+
+# The eval instructions and, with an EM judge, the EM questions.
+inoc_eval_input = lambda wildcards: eval_files(
+    instance("inoculation", wildcards), inoc_data_file(wildcards)
+)
+
+# Eval set sizes of the job's instance.
+inoc_eval_n = lambda wildcards: {
+    "eval": instance("inoculation", wildcards)["data"]["n_eval"],
+    "em": instance("inoculation", wildcards)["data"]["n_em"],
+}
+
+# The rephrasing table, for a mix run (the only condition that draws from it).
+inoc_rephrasings_input = lambda wildcards: (
+    {
+        "rephrasings": f"{INOC_OUT}/rephrasings.parquet".format(
+            instance=wildcards.instance
+        )
+    }
+    if parse_run(wildcards.run)[1] == "mix"
+    else {}
+)
+
+# Whether an instance trains any inoculation prompt (a run besides `none`): without one there
+# is no suppression to predict, so no logprobs, heuristics or heuristic figures.
+inoc_inoculated = lambda name: len(INOC[name]["runs"]) > 1
+
+# The heuristics behind the report's predictor figures, for an inoculating instance.
+inoc_heuristics_input = lambda wildcards: (
+    {
+        name: f"{INOC_OUT}/heuristics/{file}".format(instance=wildcards.instance)
+        for name, file in (
+            ("heuristics", "heuristics.parquet"),
+            ("embeddings", "embeddings.parquet"),
+            ("angles", "angles.parquet"),
+            ("meta", "W.json"),
+        )
+    }
+    if inoc_inoculated(instance_name("inoculation", wildcards))
+    else {}
+)
+
+# The text-embedding table, when the instance's embeddings.embedder names a backend.
+inoc_text_embeddings_input = lambda wildcards: (
+    {
+        "text_embeddings": f"{INOC_OUT}/text_embeddings.parquet".format(
+            instance=wildcards.instance
+        )
+    }
+    if instance("inoculation", wildcards)["embeddings"]["embedder"]
+    else {}
+)
+
+# The end products of every inoculation instance (rule all): figures (+ their numbers) and,
+# for an inoculating instance, the heuristics' W matrices.
+inoculation_targets = lambda: [
+    f"results/inoculation/{name}/{target}"
+    for name in INSTANCES["inoculation"]
+    for target in [
+        *(f"figures/{f}.{ext}" for f in INOC_FIGURES for ext in ("png", "csv")),
+        *(["heuristics/W.safetensors"] if inoc_inoculated(name) else []),
+    ]
+]
 
 
 wildcard_constraints:
@@ -11,102 +151,108 @@ wildcard_constraints:
 
 rule inoculation_data:
     input:
-        inoc_data_input,
+        unpack(inoc_data_input),
     output:
         f"{INOC_OUT}/data/{{dataset}}.parquet",
     log:
-        "logs/inoculation/data_{dataset}.log",
+        f"{INOC_LOG}/data/{{dataset}}.log",
     benchmark:
-        "benchmarks/inoculation/data_{dataset}.tsv"
-    params:
-        spec=inoc_data_params,
-        instructions=INOC["data"]["train_instructions"],
-        datagen=INOC["datagen"],
-        model=model_spec(),
-        code=code_hash("inoculation", "generate", "models"),
-    threads: config["model"]["threads"]
-    resources:
-        gpu=1,
+        f"{INOC_BENCH}/data/{{dataset}}.tsv"
     conda:
         "../../envs/gpu.yaml"
+    threads: model_threads("inoculation")
+    resources:
+        gpu=1,
+    params:
+        spec=inoc_data_spec,
+        datagen=setting("inoculation", "datagen"),
+        model=model_spec("inoculation"),
+        code=code_hash("inoculation/data"),
     script:
-        "../../scripts/inoculation_data.py"
+        "../../scripts/inoculation/data.py"
 
 
 rule inoculation_rephrasings:
-    input:
-        INOC["prompts_file"],
     output:
-        f"{INOC_OUT}/rephrasings.parquet",
+        table=f"{INOC_OUT}/rephrasings.parquet",
+        summary=f"{INOC_OUT}/rephrasings.parquet.summary.json",
     log:
-        "logs/inoculation/rephrasings.log",
-    params:
-        prompts=INOC_PROMPTS,
-        n=INOC["rephrasings"]["n"],
-        judge=INOC_JUDGES["rephrase"],
-        cache=JUDGE_CACHE,
-        code=code_hash("inoculation", "judges"),
+        f"{INOC_LOG}/rephrasings.log",
     conda:
         "../../envs/judge.yaml"
+    params:
+        prompts=inoc("prompts"),
+        n=setting("inoculation", "rephrasings", "n"),
+        judge=inoc("judges", "rephrase"),
+        cache=JUDGE_CACHE,
+        code=code_hash("inoculation/rephrasings"),
     script:
-        "../../scripts/inoculation_rephrasings.py"
+        "../../scripts/inoculation/rephrasings.py"
 
 
 rule inoculation_logprobs:
     input:
-        data=expand(f"{INOC_OUT}/data/{{dataset}}.parquet", dataset=INOC_DATASETS),
+        train=f"{INOC_OUT}/data/train.parquet",
+        neutral=f"{INOC_OUT}/data/neutral.parquet",
+        traits=inoc_each(f"{INOC_OUT}/data/{{item}}.parquet", "trait_datasets"),
         rephrasings=f"{INOC_OUT}/rephrasings.parquet",
-        model=model_input,
+        model=model_input("inoculation"),
     output:
-        examples=expand(f"{INOC_OUT}/logprobs/{{dataset}}.parquet", dataset=INOC_DATASETS),
-        tokens=expand(f"{INOC_OUT}/logprobs/{{dataset}}.tokens.parquet", dataset=INOC_DATASETS),
+        train=f"{INOC_OUT}/logprobs/train.parquet",
+        train_tokens=f"{INOC_OUT}/logprobs/train.tokens.parquet",
+        neutral=f"{INOC_OUT}/logprobs/neutral.parquet",
+        neutral_tokens=f"{INOC_OUT}/logprobs/neutral.tokens.parquet",
+        traits=f"{INOC_OUT}/logprobs/traits.parquet",
+        traits_tokens=f"{INOC_OUT}/logprobs/traits.tokens.parquet",
         selfperp=f"{INOC_OUT}/logprobs/selfperp.parquet",
     log:
-        "logs/inoculation/logprobs.log",
+        f"{INOC_LOG}/logprobs.log",
     benchmark:
-        "benchmarks/inoculation/logprobs.tsv"
-    params:
-        datasets=INOC_DATASETS,
-        prompts=INOC_PROMPTS,
-        default_system=INOC["default_system"],
-        batch_size=INOC["logprobs"]["batch_size"],
-        model=model_spec(),
-        model_id=config["model"]["name"],
-        code=code_hash("inoculation", "logprobs", "models"),
-    threads: config["model"]["threads"]
-    resources:
-        gpu=1,
+        f"{INOC_BENCH}/logprobs.tsv"
     conda:
         "../../envs/gpu.yaml"
+    threads: model_threads("inoculation")
+    resources:
+        gpu=1,
+    params:
+        trait_datasets=inoc("trait_datasets"),
+        prompts=inoc("prompts"),
+        default_system=setting("inoculation", "default_system"),
+        batch_size=setting("inoculation", "logprobs", "batch_size"),
+        model=model_spec("inoculation"),
+        model_id=model_id("inoculation"),
+        code=code_hash("inoculation/logprobs"),
     script:
-        "../../scripts/inoculation_logprobs.py"
+        "../../scripts/inoculation/logprobs.py"
 
 
 rule inoculation_text_embeddings:
     input:
-        prompts=INOC["prompts_file"],
         rephrasings=f"{INOC_OUT}/rephrasings.parquet",
     output:
-        f"{INOC_OUT}/text_embeddings.parquet",
+        table=f"{INOC_OUT}/text_embeddings.parquet",
+        summary=f"{INOC_OUT}/text_embeddings.parquet.summary.json",
     log:
-        "logs/inoculation/text_embeddings.log",
-    params:
-        prompts=INOC_PROMPTS,
-        embeddings=INOC["embeddings"],
-        embedder=INOC_JUDGES["embedder"],
-        cache=EMBED_CACHE,
-        code=code_hash("inoculation", "embeddings"),
+        f"{INOC_LOG}/text_embeddings.log",
     conda:
         "../../envs/judge.yaml"
+    params:
+        prompts=inoc("prompts"),
+        embeddings=setting("inoculation", "embeddings"),
+        embedder=inoc("judges", "embedder"),
+        cache=EMBED_CACHE,
+        code=code_hash("inoculation/text_embeddings"),
     script:
-        "../../scripts/inoculation_text_embeddings.py"
+        "../../scripts/inoculation/text_embeddings.py"
 
 
 rule inoculation_heuristics:
     input:
         unpack(inoc_text_embeddings_input),
-        logprobs=expand(f"{INOC_OUT}/logprobs/{{dataset}}.parquet", dataset=INOC_DATASETS),
-        tokens=f"{INOC_OUT}/logprobs/train.tokens.parquet",
+        train=f"{INOC_OUT}/logprobs/train.parquet",
+        train_tokens=f"{INOC_OUT}/logprobs/train.tokens.parquet",
+        neutral=f"{INOC_OUT}/logprobs/neutral.parquet",
+        traits=f"{INOC_OUT}/logprobs/traits.parquet",
         selfperp=f"{INOC_OUT}/logprobs/selfperp.parquet",
     output:
         table=f"{INOC_OUT}/heuristics/heuristics.parquet",
@@ -116,133 +262,134 @@ rule inoculation_heuristics:
         matrices=f"{INOC_OUT}/heuristics/W.safetensors",
         meta=f"{INOC_OUT}/heuristics/W.json",
     log:
-        "logs/inoculation/heuristics.log",
-    params:
-        traits=list(INOC_TRAITS),
-        prompts=INOC_PROMPTS,
-        heuristics=INOC["heuristics"],
-        code=code_hash("inoculation", "heuristics"),
+        f"{INOC_LOG}/heuristics.log",
     conda:
         "../../envs/cpu.yaml"
+    params:
+        traits=lambda wildcards: list(inoc("traits")(wildcards)),
+        prompts=inoc("prompts"),
+        heuristics=setting("inoculation", "heuristics"),
+        code=code_hash("inoculation/heuristics"),
     script:
-        "../../scripts/inoculation_heuristics.py"
+        "../../scripts/inoculation/heuristics.py"
 
 
 rule inoculation_sft:
     input:
+        unpack(inoc_rephrasings_input),
         data=f"{INOC_OUT}/data/train.parquet",
-        rephrasings=f"{INOC_OUT}/rephrasings.parquet",
     output:
         f"{INOC_OUT}/sft/{{run}}.parquet",
     log:
-        "logs/inoculation/sft_{run}.log",
-    params:
-        prompts=INOC_PROMPTS,
-        default_system=INOC["default_system"],
-        seed=INOC["training"]["seed"],
-        code=code_hash("inoculation"),
+        f"{INOC_LOG}/sft/{{run}}.log",
     localrule: True
     conda:
         "../../envs/cpu.yaml"
+    params:
+        prompts=inoc("prompts"),
+        default_system=setting("inoculation", "default_system"),
+        seed=setting("inoculation", "training", "seed"),
+        code=code_hash("inoculation/sft"),
     script:
-        "../../scripts/inoculation_sft.py"
+        "../../scripts/inoculation/sft.py"
 
 
 rule inoculation_train:
     input:
         data=f"{INOC_OUT}/sft/{{run}}.parquet",
-        model=model_input,
+        model=model_input("inoculation"),
     output:
         directory(f"{INOC_OUT}/adapters/{{run}}"),
     log:
-        "logs/inoculation/train_{run}.log",
+        f"{INOC_LOG}/train/{{run}}.log",
     benchmark:
-        "benchmarks/inoculation/train_{run}.tsv"
-    params:
-        model=model_spec(),
-        training=INOC["training"],
-        code=code_hash("adapters", "models"),
-    threads: config["model"]["threads"]
-    resources:
-        gpu=1,
+        f"{INOC_BENCH}/train/{{run}}.tsv"
     conda:
         "../../envs/gpu.yaml"
+    threads: model_threads("inoculation")
+    resources:
+        gpu=1,
+    params:
+        model=model_spec("inoculation"),
+        training=setting("inoculation", "training"),
+        code=code_hash("inoculation/train"),
     script:
-        "../../scripts/inoculation_train.py"
+        "../../scripts/inoculation/train.py"
 
 
 rule inoculation_eval:
     input:
+        unpack(inoc_eval_input),
+        unpack(inoc_rephrasings_input),
         adapter=f"{INOC_OUT}/adapters/{{run}}",
-        rephrasings=f"{INOC_OUT}/rephrasings.parquet",
-        sets=lambda wc: list(inoc_eval_sets().values()),
-        model=model_input,
+        model=model_input("inoculation"),
     output:
         f"{INOC_OUT}/evals/{{run}}.parquet",
     log:
-        "logs/inoculation/eval_{run}.log",
+        f"{INOC_LOG}/eval/{{run}}.log",
     benchmark:
-        "benchmarks/inoculation/eval_{run}.tsv"
-    params:
-        sets=lambda wc: inoc_eval_sets(),
-        n={"trait": INOC["data"]["n_eval"], "em": INOC["data"]["n_em"]},
-        prompts=INOC_PROMPTS,
-        default_system=INOC["default_system"],
-        eval=INOC["eval"],
-        model=model_spec(),
-        code=code_hash("inoculation", "generate", "models"),
-    threads: config["model"]["threads"]
-    resources:
-        gpu=1,
+        f"{INOC_BENCH}/eval/{{run}}.tsv"
     conda:
         "../../envs/gpu.yaml"
+    threads: model_threads("inoculation")
+    resources:
+        gpu=1,
+    params:
+        n=inoc_eval_n,
+        prompts=inoc("prompts"),
+        default_system=setting("inoculation", "default_system"),
+        eval=setting("inoculation", "eval"),
+        model=model_spec("inoculation"),
+        code=code_hash("inoculation/eval"),
     script:
-        "../../scripts/inoculation_eval.py"
+        "../../scripts/inoculation/eval.py"
 
 
 rule inoculation_scores:
     input:
-        expand(f"{INOC_OUT}/evals/{{run}}.parquet", run=INOC_RUNS),
+        evals=inoc_each(f"{INOC_OUT}/evals/{{item}}.parquet", "runs"),
     output:
         scores=f"{INOC_OUT}/scores/scores.parquet",
         summary=f"{INOC_OUT}/scores/summary.parquet",
         em=f"{INOC_OUT}/scores/em_rates.parquet",
         suppression=f"{INOC_OUT}/scores/suppression.parquet",
     log:
-        "logs/inoculation/scores.log",
+        f"{INOC_LOG}/scores.log",
     benchmark:
-        "benchmarks/inoculation/scores.tsv"
-    params:
-        traits=INOC_TRAITS,
-        trait_judge=INOC_JUDGES["trait"],
-        em_judge=INOC_JUDGES["em"],
-        min_mass=INOC["judges"]["min_mass"],
-        cache=JUDGE_CACHE,
-        code=code_hash("inoculation", "judges"),
+        f"{INOC_BENCH}/scores.tsv"
     conda:
         "../../envs/judge.yaml"
+    params:
+        traits=inoc("traits"),
+        trait_judge=inoc("judges", "trait"),
+        em_judge=inoc("judges", "em"),
+        min_mass=setting("inoculation", "judges", "min_mass"),
+        cache=JUDGE_CACHE,
+        code=code_hash("inoculation/scores"),
     script:
-        "../../scripts/inoculation_scores.py"
+        "../../scripts/inoculation/scores.py"
 
 
 rule inoculation_report:
     input:
+        unpack(inoc_heuristics_input),
         summary=f"{INOC_OUT}/scores/summary.parquet",
         suppression=f"{INOC_OUT}/scores/suppression.parquet",
         em=f"{INOC_OUT}/scores/em_rates.parquet",
-        heuristics=f"{INOC_OUT}/heuristics/heuristics.parquet",
-        embeddings=f"{INOC_OUT}/heuristics/embeddings.parquet",
-        angles=f"{INOC_OUT}/heuristics/angles.parquet",
-        meta=f"{INOC_OUT}/heuristics/W.json",
     output:
-        figures=expand(f"{INOC_OUT}/figures/{{f}}.png", f=INOC_FIGURES),
-        correlations=f"{INOC_OUT}/figures/heuristic_correlations.csv",
+        figures=expand(
+            f"{INOC_OUT}/figures/{{f}}.png", f=INOC_FIGURES, allow_missing=True
+        ),
+        tables=expand(
+            f"{INOC_OUT}/figures/{{f}}.csv", f=INOC_FIGURES, allow_missing=True
+        ),
     log:
-        "logs/inoculation/report.log",
-    params:
-        code=code_hash("inoculation", "heuristics"),
+        f"{INOC_LOG}/report.log",
     localrule: True
     conda:
         "../../envs/cpu.yaml"
+    params:
+        figures=list(INOC_FIGURES),
+        code=code_hash("inoculation/report"),
     script:
-        "../../scripts/inoculation_report.py"
+        "../../scripts/inoculation/report.py"

@@ -6,25 +6,18 @@ import json
 
 import polars as pl
 import pytest
-from conftest import copy_repo, job_counts, snakemake
+import yaml
+from conftest import OFFLINE_ENV, copy_repo, job_counts, snakemake, write_config
 from safetensors.numpy import load_file
 
-from interpflow.heuristics import EMBEDDING_STATS, GRADIENT_STATS
+from interpflow.inoculation.embedding_stats import EMBEDDING_STATS
+from interpflow.inoculation.gradients import GRADIENT_STATS
+from interpflow.inoculation.study import FIGURES
 
 pytestmark = pytest.mark.e2e
-OUT = "results/inoculation"
-FIGURES = (
-    "trait_vs_step",
-    "elicitation_vs_suppression",
-    "ph_vs_suppression",
-    "embeddings",
-    "angle_heatmap",
-    "em_rates",
-    "heuristic_correlations",
-)
-TARGETS = [f"{OUT}/figures/{f}.png" for f in FIGURES] + [
-    f"{OUT}/figures/heuristic_correlations.csv",
-    f"{OUT}/heuristics/W.safetensors",
+OUT = "results/inoculation/default"
+TARGETS = [f"{OUT}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "csv")] + [
+    f"{OUT}/heuristics/W.safetensors"
 ]
 
 
@@ -75,6 +68,14 @@ def test_study_outputs(study):
     assert (lp.filter(pl.col("n_tokens") > 0)["logprob_mean"] <= 0).all()
     tok = pl.read_parquet(res / "logprobs/train.tokens.parquet")
     assert tok.height == lp["n_tokens"].sum()
+    assert pl.read_parquet(res / "logprobs/neutral.parquet").height == 4 * 7
+    # the trait-only sets in one table, told apart by their dataset (4 examples each)
+    traits = pl.read_parquet(res / "logprobs/traits.parquet")
+    assert traits.group_by("dataset").len().sort("dataset").rows() == [
+        ("trait_French", 4 * 7),
+        ("trait_Playful", 4 * 7),
+    ]
+    assert traits["row_id"].n_unique() == traits.height
     selfperp = pl.read_parquet(res / "logprobs/selfperp.parquet")
     assert selfperp.height == 3 and (selfperp["selfperp_raw"] > 0).all()
     heur = pl.read_parquet(res / "heuristics/heuristics.parquet")
@@ -98,11 +99,16 @@ def test_study_outputs(study):
     texts = pl.read_parquet(res / "text_embeddings.parquet")
     assert texts.height == 3 * (1 + 4)  # 3 prompts x (prompt + 4 rephrasings)
     assert texts["vector"].list.len().unique().to_list() == [256]  # the offline embedder
+    summary_json = json.loads((res / "text_embeddings.parquet.summary.json").read_text())
+    assert summary_json["n_texts"] == texts.height and summary_json["n_failed"] == 0
+    reph = json.loads((res / "rephrasings.parquet.summary.json").read_text())
+    assert reph["n_rows"] == pl.read_parquet(res / "rephrasings.parquet").height == 3 * 4
     W = load_file(str(res / "heuristics/W.safetensors"))
     assert W["W_fixed"].shape == (3, 8) and W["W_mix_tokens"].shape == (3, tok.height // 7)
     assert (res / "data/trait_Playful.parquet").exists() and not (
         res / "data/trait_Playful.parquet.provenance.json"
     ).exists()
+    assert (res / "data/train.parquet.provenance.json").exists()  # datagen records how
     meta = json.loads((res / "heuristics/W.json").read_text())
     assert 0 < meta["explained_variance"]["W_fixed"]["pca"][0] <= 1
     corr = pl.read_csv(res / "figures/heuristic_correlations.csv")
@@ -117,6 +123,10 @@ def test_study_outputs(study):
         "cos_fixed_mix",
         "ph_ratio",
     }
+    # logs and benchmarks mirror the results, per instance
+    for log in ("data/train", "logprobs", "heuristics", "train/none", "eval/none", "report"):
+        assert (work / f"logs/inoculation/default/{log}.log").exists(), log
+    assert (work / "benchmarks/results/inoculation/default/train/none.tsv").exists()
 
 
 def test_rerun_is_a_no_op(study):
@@ -125,33 +135,64 @@ def test_rerun_is_a_no_op(study):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def _placeholder_data(work, preset):
+    """Empty stand-ins for the user-provided files the preset's instances name."""
+    for inst in yaml.safe_load((work / preset).read_text())["inoculation"].values():
+        for path in inst["data"].values():
+            if isinstance(path, str) and path.startswith("data/"):
+                (work / path).parent.mkdir(parents=True, exist_ok=True)
+                (work / path).write_text("")
+
+
 @pytest.mark.parametrize(
-    "preset,runs", [("inoculation_qwen2.5-7b", 79), ("inoculation_llama3.1-8b", 15)]
+    "preset,instances,runs",
+    [
+        # 1 control + 39 fixed + 39 mix runs, and Exp 3: 5 learning rates x the control run
+        (
+            "inoculation_qwen2.5-7b",
+            ["qwen2.5-7b", *(f"lr-sweep-lr{lr}" for lr in ("0.0001", "5e-05", "2e-05"))],
+            79 + 5,
+        ),
+        ("inoculation_llama3.1-8b", ["llama3.1-8b"], 15),
+    ],
 )
-def test_presets_plan_the_full_job_set(tmp_path, preset, runs):
+def test_presets_plan_the_full_job_set(tmp_path, preset, instances, runs):
     work = copy_repo(tmp_path)
-    data = work / "data/inoculation"
-    data.mkdir(parents=True)
-    for name in (
-        "train_instructions.txt",
-        "eval_instructions.txt",
-        "em_questions.txt",
-        "neutral_completions.jsonl",
-        "train_german_flattering_gpt-4.1-mini.jsonl",
-    ):
-        (data / name).write_text("")
+    _placeholder_data(work, f"config/studies/{preset}.yaml")
     proc = snakemake(
-        work,
-        "-n",
-        *TARGETS,
-        "--configfile",
-        f"config/studies/{preset}.yaml",
-        env={"OPENAI_API_KEY": "sk-dry"},
+        work, "-n", "all", "--configfile", f"config/studies/{preset}.yaml", env=OFFLINE_ENV
     )
     counts = job_counts(proc.stdout)
     assert counts["inoculation_train"] == runs and counts["inoculation_eval"] == runs
-    assert counts["inoculation_logprobs"] == 1 and counts["inoculation_report"] == 1
-    assert counts["inoculation_text_embeddings"] == 1
+    # the heuristics once, for the instance that trains inoculation prompts; a report each
+    assert counts["inoculation_logprobs"] == 1 and counts["inoculation_text_embeddings"] == 1
+    assert counts["inoculation_heuristics"] == 1
+    n_instances = 6 if preset.endswith("qwen2.5-7b") else 1
+    assert counts["inoculation_report"] == counts["inoculation_scores"] == n_instances
+    for name in instances:
+        assert f"results/inoculation/{name}/figures/trait_vs_step.png" in proc.stdout, name
+    # a preset means exactly its instances: nothing of the default instance, no other study
+    assert "results/inoculation/default/" not in proc.stdout
+    assert {r.split("_")[0] for r in counts if r not in ("all", "total")} == {"inoculation"}
+
+
+def test_an_instance_without_inoculated_runs_skips_the_heuristics(tmp_path):
+    """training.prompts: [] trains the control run only (an LR sweep of experiment 3): no
+    rephrasings, logprobs, trait-only sets or heuristics are planned, only what its scores and
+    figures need."""
+    work = copy_repo(tmp_path)
+    write_config(work / "control.yaml", {"inoculation": {"control": {"training": {"prompts": []}}}})
+    proc = snakemake(work, "-n", "all", "--configfile", "control.yaml", env=OFFLINE_ENV)
+    counts = job_counts(proc.stdout)
+    assert {k: v for k, v in counts.items() if k.startswith("inoculation_")} == {
+        "inoculation_data": 1,
+        "inoculation_sft": 1,
+        "inoculation_train": 1,
+        "inoculation_eval": 1,
+        "inoculation_scores": 1,
+        "inoculation_report": 1,
+    }
+    assert "results/inoculation/control/data/train.parquet" in proc.stdout
 
 
 def test_preset_without_its_data_names_the_config_key(tmp_path):
@@ -159,7 +200,7 @@ def test_preset_without_its_data_names_the_config_key(tmp_path):
     proc = snakemake(
         work,
         "-n",
-        *TARGETS,
+        "all",
         "--configfile",
         "config/studies/inoculation_qwen2.5-7b.yaml",
         check=False,
@@ -167,19 +208,18 @@ def test_preset_without_its_data_names_the_config_key(tmp_path):
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "config key inoculation.data." in out and "data/inoculation/" in out
+    assert "config key inoculation.qwen2.5-7b.data." in out and "data/inoculation/" in out
     assert "does not exist" in out
 
 
-def test_missing_api_key_fails_at_planning(tmp_path):
+def test_missing_api_key_warns_in_a_dry_run_and_stops_a_real_one(tmp_path):
+    preset = "config/studies/inoculation_llama3.1-8b.yaml"
     work = copy_repo(tmp_path)
-    proc = snakemake(
-        work,
-        "-n",
-        *TARGETS,
-        "--configfile",
-        "config/studies/inoculation_llama3.1-8b.yaml",
-        check=False,
-        env={"OPENAI_API_KEY": ""},
-    )
-    assert proc.returncode != 0 and "OPENAI_API_KEY" in proc.stdout + proc.stderr
+    _placeholder_data(work, preset)
+    dry = snakemake(work, "-n", "all", "--configfile", preset, env=OFFLINE_ENV)
+    said = dry.stdout + dry.stderr
+    assert "config key inoculation.llama3.1-8b.judges.trait" in said
+    assert "OPENAI_API_KEY" in said and "a dry run plans anyway" in said
+    real = snakemake(work, "all", "--configfile", preset, check=False, env=OFFLINE_ENV)
+    assert real.returncode != 0 and "OPENAI_API_KEY" in real.stdout + real.stderr
+    assert not (work / "results").exists(), "nothing ran"

@@ -1,0 +1,27 @@
+"""Rule inoculation_report: every figure of the study (each with its CSV) + heuristic
+correlations."""
+
+from interpflow.artifacts import log_to
+from interpflow.inoculation.report import report_stage
+
+
+def main(smk):
+    inp, names = smk.input, smk.params.figures  # the order of the expanded outputs
+    summary = report_stage(
+        summary=inp.summary,
+        suppression=inp.suppression,
+        em=inp.em,
+        # none of the four for an instance that trains no inoculation prompt
+        heuristics=inp.get("heuristics"),
+        embeddings=inp.get("embeddings"),
+        angles=inp.get("angles"),
+        meta=inp.get("meta"),
+        figures=dict(zip(names, smk.output.figures, strict=True)),
+        tables=dict(zip(names, smk.output.tables, strict=True)),
+    )
+    print(summary)
+
+
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):  # noqa: F821
+        main(snakemake)  # noqa: F821

@@ -1,0 +1,408 @@
+"""Stage ``inoculation_heuristics``: cheap base-model predictors of inoculation strength
+(seed 003, experiments 11-20).
+
+Everything here is computed from teacher-forced logprobs of the BASE model
+(:mod:`interpflow.logprobs`); no training is needed. For an inoculation prompt ``n`` and a
+completion ``k`` the per-example weight is
+
+    w[n, k] = lp(completion_k | prefix_n + instruction_k) - lp(completion_k | instruction_k)
+
+where ``lp`` is the completion's mean token logprob (length-normalised, so long completions
+do not dominate). ``fixed`` uses the prompt itself as the prefix of every example; ``mix``
+uses the index-matched rephrasing ``rephrasings[k % R]`` (the signal mix training sees).
+
+Per prompt and prefix type: PH = mean(w) on the training completions, gamma = frac(w > 0),
+sigma = std(w), SNR = PH / sigma, PPD = mean(|w|) on neutral control completions, and the
+cross-trait PH/PPD on each trait's trait-only completions. The W matrices (prompts x
+examples, and prompts x all completion tokens for ``W_tokens``) are embedded with PCA
+(mean-centred) and TruncatedSVD (uncentred, so 0 = the no-prefix baseline), and pairwise
+angles between prompts are measured on the raw rows and on both top-2 projections.
+
+From the per-token differences: the step-1 gradient heuristics HA2-HA5 and the cumulative
+HB1-HB6 (:mod:`interpflow.inoculation.gradients`, including a simulated K-step training run).
+From semantic text embeddings of each prompt and its rephrasings: rephrasing spread, distance
+from the neutral prompts and cosine to each trait's prompts
+(:mod:`interpflow.inoculation.embedding_stats`); with elicitation they form the H7 composite
+(:mod:`interpflow.inoculation.correlations`, in the report stage).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from interpflow.artifacts import read_parquet, write_json, write_parquet
+from interpflow.inoculation.embedding_stats import cosine, embedding_stats, text_embedding_vectors
+from interpflow.inoculation.gradients import GradientConfig, gradient_stats
+from interpflow.inoculation.study import InocPrompt
+
+
+@dataclass(frozen=True)
+class HeuristicsConfig:
+    """PCA / TruncatedSVD of the W matrices and the gradient heuristics' thresholds
+    (``inoculation.heuristics``)."""
+
+    n_components: int = 3
+    """Components kept per embedding."""
+    seed: int = 0
+    """random_state of PCA / TruncatedSVD."""
+    gradient: GradientConfig = field(default_factory=GradientConfig)
+
+
+#: Scalar heuristics of one W row (the keys of :func:`row_stats`).
+ROW_STATS = ("ph", "gamma", "sigma", "snr", "ppd")
+
+
+def w_matrix(
+    examples: pl.DataFrame, prefix_type: str, value: str = "logprob_mean"
+) -> tuple[list[str], list[str], np.ndarray]:
+    """``(prompt_keys, example_ids, W)`` with ``W[n, k] = value(prompt n) - value(no prefix)``.
+
+    ``examples`` is a per-example logprob table with ``prefix_type`` (none/fixed/mix),
+    ``prompt_key`` and ``example_id`` columns. Rows and columns are sorted by key and id.
+    """
+    base = examples.filter(pl.col("prefix_type") == "none").select("example_id", value)
+    if base.height == 0:
+        raise ValueError("logprob table has no 'none' (no prefix) rows to difference against")
+    pre = examples.filter(pl.col("prefix_type") == prefix_type)
+    if pre.height == 0:
+        return [], base["example_id"].sort().to_list(), np.zeros((0, base.height))
+    wide = (
+        pre.join(base, on="example_id", suffix="_base")
+        .with_columns((pl.col(value) - pl.col(f"{value}_base")).alias("w"))
+        .pivot(on="example_id", index="prompt_key", values="w")
+        .sort("prompt_key")
+    )
+    ids = sorted(c for c in wide.columns if c != "prompt_key")
+    return wide["prompt_key"].to_list(), ids, wide.select(ids).to_numpy().astype(np.float64)
+
+
+def token_pairs(
+    examples: pl.DataFrame, tokens: pl.DataFrame, prefix_type: str
+) -> dict[str, pl.DataFrame]:
+    """Per prompt key: ``example_id, token_index, lp_base, lp_prefix`` of every completion token.
+
+    ``lp_base`` is the token's logprob with no prefix, ``lp_prefix`` with the prompt's prefix
+    (``prefix_type``); rows are sorted by (example_id, token_index).
+    """
+    tok = tokens.join(
+        examples.select("row_id", "prefix_type", "prompt_key", "example_id"), on="row_id"
+    )
+    base = tok.filter(pl.col("prefix_type") == "none").select(
+        "example_id", "token_index", pl.col("logprob").cast(pl.Float64).alias("lp_base")
+    )
+    pre = tok.filter(pl.col("prefix_type") == prefix_type)
+    if pre.height == 0:
+        return {}
+    pairs = pre.join(base, on=["example_id", "token_index"]).select(
+        "prompt_key",
+        "example_id",
+        "token_index",
+        "lp_base",
+        pl.col("logprob").cast(pl.Float64).alias("lp_prefix"),
+    )
+    parts = pairs.partition_by("prompt_key", as_dict=True, include_key=False)
+    out = {k[0]: v.sort("example_id", "token_index") for k, v in parts.items()}
+    return dict(sorted(out.items()))
+
+
+def w_tokens(
+    examples: pl.DataFrame, tokens: pl.DataFrame, prefix_type: str
+) -> tuple[list[str], np.ndarray]:
+    """``(prompt_keys, W_tokens)``: per-token logprob differences, all completions concatenated.
+
+    Column order is (example_id, token_index); every prompt scores the same completion tokens.
+    """
+    return _token_matrix(token_pairs(examples, tokens, prefix_type))
+
+
+def _token_matrix(pairs: Mapping[str, pl.DataFrame]) -> tuple[list[str], np.ndarray]:
+    if not pairs:
+        return [], np.zeros((0, 0))
+    rows = [(df["lp_prefix"] - df["lp_base"]).to_numpy() for df in pairs.values()]
+    width = {len(r) for r in rows}
+    if len(width) != 1:
+        raise ValueError(f"prompts scored different token counts: {sorted(width)}")
+    return list(pairs), np.vstack(rows)
+
+
+def row_stats(w: np.ndarray) -> dict[str, float]:
+    """PH, gamma, sigma, SNR and PPD (mean |w|) of one vector of weights (NaNs ignored)."""
+    w = np.asarray(w, dtype=np.float64)
+    w = w[np.isfinite(w)]
+    if w.size == 0:
+        return dict.fromkeys(ROW_STATS, math.nan)
+    mean = float(w.mean())
+    sd = float(w.std(ddof=1)) if w.size > 1 else math.nan
+    return {
+        "ph": mean,
+        "gamma": float((w > 0).mean()),
+        "sigma": sd,
+        "snr": mean / sd if sd and math.isfinite(sd) and sd > 0 else math.nan,
+        "ppd": float(np.abs(w).mean()),
+    }
+
+
+def embed(W: np.ndarray, n_components: int = 3, seed: int = 0) -> dict:
+    """PCA and TruncatedSVD of ``W``'s rows, with explained-variance ratios.
+
+    ``n_components`` is capped by the matrix rank limits (PCA: min(n_rows - 1, n_cols);
+    TruncatedSVD: min(n_rows, n_cols) - 1, at least 1). Missing components are NaN columns.
+    """
+    from sklearn.decomposition import PCA, TruncatedSVD
+
+    W = np.nan_to_num(np.asarray(W, dtype=np.float64))
+    n, d = W.shape
+    out = {
+        "pca": np.full((n, n_components), np.nan),
+        "svd": np.full((n, n_components), np.nan),
+        "pca_var": [math.nan] * n_components,
+        "svd_var": [math.nan] * n_components,
+    }
+    if n == 0 or d == 0:
+        return out
+    k_pca = min(n_components, n - 1, d)  # centred rows span at most n - 1 directions
+    if k_pca >= 1:
+        pca = PCA(n_components=k_pca, random_state=seed).fit(W)
+        out["pca"][:, :k_pca] = pca.transform(W)
+        out["pca_var"][:k_pca] = pca.explained_variance_ratio_.tolist()
+    k_svd = min(n_components, max(min(n, d) - 1, 1))
+    if d >= 2 and n >= 2:  # one row has no variance to explain
+        svd = TruncatedSVD(
+            n_components=k_svd,
+            random_state=seed,
+            algorithm="arpack" if k_svd < min(n, d) else "randomized",
+        )
+        out["svd"][:, :k_svd] = svd.fit_transform(W)
+        out["svd_var"][:k_svd] = svd.explained_variance_ratio_.tolist()
+    return out
+
+
+def pairwise_angles(X: np.ndarray) -> np.ndarray:
+    """Angle in degrees between every pair of rows (NaN where a row is all zeros)."""
+    X = np.nan_to_num(np.asarray(X, dtype=np.float64))
+    norms = np.linalg.norm(X, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = (X @ X.T) / np.outer(norms, norms)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def angle_groups(angles: np.ndarray, groups: Sequence[str], neutral: str = "neutral") -> list[dict]:
+    """Mean ± std angle per pair class: within-<trait>, <a>x<b> (cross-trait), <trait>xneutral."""
+    pairs: dict[str, list[float]] = {}
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            a, b = sorted((groups[i], groups[j]))
+            name = f"within-{a}" if a == b else f"{a}x{b}"
+            if np.isfinite(angles[i, j]):
+                pairs.setdefault(name, []).append(float(angles[i, j]))
+    return [
+        {
+            "pair": k,
+            "kind": "within"
+            if k.startswith("within-")
+            else ("neutral" if neutral in k.split("x") else "cross"),
+            "mean": float(np.mean(v)),
+            "std": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
+            "n": len(v),
+        }
+        for k, v in sorted(pairs.items())
+    ]
+
+
+def compute_heuristics(
+    *,
+    train: pl.DataFrame,
+    train_tokens: pl.DataFrame,
+    neutral: pl.DataFrame,
+    traits: Mapping[str, pl.DataFrame],
+    selfperp: pl.DataFrame,
+    prompt_traits: Mapping[str, str],
+    out_table: str | Path,
+    out_embeddings: str | Path,
+    out_angles: str | Path,
+    out_angle_summary: str | Path,
+    out_matrices: str | Path,
+    out_meta: str | Path,
+    text_embeddings: pl.DataFrame | None = None,
+    gradient: GradientConfig | None = None,
+    n_components: int = 3,
+    seed: int = 0,
+) -> dict:
+    """All heuristics for every prompt x prefix type (fixed, mix); writes six artifacts.
+
+    ``train``/``neutral``/``traits[T]`` are per-example logprob tables of the SFT set, the
+    neutral controls and trait T's trait-only completions; ``train_tokens`` the per-token
+    table of the SFT set; ``selfperp`` has ``prompt_key, selfperp_raw, selfperp_context``;
+    ``prompt_traits`` maps prompt key -> trait name (or "neutral"). ``text_embeddings``
+    (optional; ``prompt_key, kind`` = prompt/rephrasing, ``vector``) adds the
+    :func:`embedding_stats` columns, the same for both prefix types. ``gradient``: the
+    gradient heuristics' thresholds (``None``: the defaults).
+    """
+    from safetensors.numpy import save_file
+
+    from interpflow.artifacts import atomic_path
+
+    rows, emb_rows, angle_rows, summary_rows = [], [], [], []
+    matrices: dict[str, np.ndarray] = {}
+    meta: dict = {"explained_variance": {}, "row_keys": {}, "columns": {}}
+    Ws: dict[str, tuple[list[str], np.ndarray]] = {}
+    for ptype in ("fixed", "mix"):
+        keys, ids, W = w_matrix(train, ptype)
+        if not keys:
+            continue
+        Ws[ptype] = keys, W
+        pairs = token_pairs(train, train_tokens, ptype)
+        tkeys, Wt = _token_matrix(pairs)
+        assert tkeys == keys
+        _, _, Wn = w_matrix(neutral, ptype)
+        crosses = {t: w_matrix(df, ptype)[2] for t, df in traits.items()}
+        for name, M in ((f"W_{ptype}", W), (f"W_{ptype}_tokens", Wt)):
+            matrices[name] = np.ascontiguousarray(M, dtype=np.float32)
+            meta["row_keys"][name] = keys
+        meta["columns"][f"W_{ptype}"] = ids
+        embs = {"": embed(W, n_components, seed), "_tokens": embed(Wt, n_components, seed)}
+        for i, key in enumerate(keys):
+            rec = {
+                "prompt_key": key,
+                "prompt_trait": prompt_traits.get(key, "neutral"),
+                "prefix_type": ptype,
+            }
+            rec.update(row_stats(W[i]))
+            rec.pop("ppd")  # PPD is defined on control completions, not the training set
+            rec["ppd_neutral"] = row_stats(Wn[i])["ppd"] if len(Wn) else math.nan
+            for t, Wc in crosses.items():
+                st = row_stats(Wc[i]) if len(Wc) else dict.fromkeys(ROW_STATS, math.nan)
+                rec[f"ph_{t}"], rec[f"ppd_{t}"] = st["ph"], st["ppd"]
+            tok = Wt[i]
+            rec["mean_abs_tok_diff"] = float(np.abs(tok).mean()) if tok.size else math.nan
+            rec["mean_sq_tok_diff"] = float((tok**2).mean()) if tok.size else math.nan
+            rec.update(gradient_stats(pairs[key], gradient or GradientConfig()))
+            for suffix, e in embs.items():
+                for c in range(n_components):
+                    rec[f"pc{c + 1}{suffix}"] = float(e["pca"][i, c])
+                    rec[f"sv{c + 1}{suffix}"] = float(e["svd"][i, c])
+            rows.append(rec)
+        for suffix, e in embs.items():
+            matrix = f"W_{ptype}{suffix}"
+            meta["explained_variance"][matrix] = {"pca": e["pca_var"], "svd": e["svd_var"]}
+            for i, key in enumerate(keys):
+                for method in ("pca", "svd"):
+                    emb_rows.append(
+                        {
+                            "matrix": matrix,
+                            "method": method,
+                            "prompt_key": key,
+                            "prompt_trait": prompt_traits.get(key, "neutral"),
+                            **{f"dim{c + 1}": float(e[method][i, c]) for c in range(n_components)},
+                        }
+                    )
+            reps = {
+                "raw": W if not suffix else Wt,
+                "pca2": e["pca"][:, :2],
+                "svd2": e["svd"][:, :2],
+            }
+            groups = [prompt_traits.get(k, "neutral") for k in keys]
+            for rep, X in reps.items():
+                A = pairwise_angles(X)
+                for i, a in enumerate(keys):
+                    for j, b in enumerate(keys):
+                        angle_rows.append(
+                            {
+                                "matrix": matrix,
+                                "representation": rep,
+                                "prompt_a": a,
+                                "prompt_b": b,
+                                "angle": float(A[i, j]),
+                            }
+                        )
+                for g in angle_groups(A, groups):
+                    summary_rows.append({"matrix": matrix, "representation": rep, **g})
+    if not rows:
+        raise ValueError("no fixed or mix prefix rows in the training logprob table")
+    if len(Ws) == 2:
+        _fixed_vs_mix(rows, Ws["fixed"], Ws["mix"])
+    table = pl.DataFrame(rows).join(selfperp, on="prompt_key", how="left")
+    if text_embeddings is not None:
+        emb = text_embedding_vectors(text_embeddings)
+        table = table.join(embedding_stats(*emb, prompt_traits), on="prompt_key", how="left")
+    write_parquet(table, out_table)
+    write_parquet(pl.DataFrame(emb_rows), out_embeddings)
+    write_parquet(pl.DataFrame(angle_rows), out_angles)
+    write_parquet(pl.DataFrame(summary_rows), out_angle_summary)
+    with atomic_path(out_matrices) as tmp:
+        save_file(matrices, str(tmp))
+    write_json(meta, out_meta)
+    return {"n_rows": table.height, "matrices": {k: list(v.shape) for k, v in matrices.items()}}
+
+
+def _fixed_vs_mix(
+    rows: list[dict],
+    fixed: tuple[list[str], np.ndarray],
+    mix: tuple[list[str], np.ndarray],
+) -> None:
+    """Add ``cos_fixed_mix`` (cosine of a prompt's W_fixed and W_mix rows) and ``ph_ratio``
+    (PH_mix / PH_fixed) to its mix row: how close the rephrasings' signal is to the prompt's."""
+    (fkeys, Wf), (mkeys, Wm) = fixed, mix
+    ph = {(r["prompt_key"], r["prefix_type"]): r["ph"] for r in rows}
+    for rec in rows:
+        key = rec["prompt_key"]
+        if rec["prefix_type"] != "mix" or key not in fkeys:
+            continue
+        f, m = Wf[fkeys.index(key)], Wm[mkeys.index(key)]
+        ok = np.isfinite(f) & np.isfinite(m)
+        rec["cos_fixed_mix"] = cosine(f[ok], m[ok])
+        phf = ph[(key, "fixed")]
+        rec["ph_ratio"] = rec["ph"] / phf if phf else math.nan
+
+
+def heuristics_stage(
+    *,
+    train: str | Path,
+    train_tokens: str | Path,
+    neutral: str | Path,
+    traits: str | Path,
+    trait_names: Sequence[str],
+    selfperp: str | Path,
+    text_embeddings: str | Path | None = None,
+    prompts: Mapping[str, InocPrompt],
+    cfg: HeuristicsConfig = HeuristicsConfig(),
+    out_table: str | Path,
+    out_embeddings: str | Path,
+    out_angles: str | Path,
+    out_angle_summary: str | Path,
+    out_matrices: str | Path,
+    out_meta: str | Path,
+) -> dict:
+    """Read the per-example logprob tables (the SFT set ``train``, the ``neutral`` controls,
+    the trait-only sets ``traits``: dataset ``trait_<T>`` for each of ``trait_names``), the
+    SFT set's per-token table ``train_tokens``, the self-perplexities ``selfperp`` and
+    optionally the ``text_embeddings``; run :func:`compute_heuristics`."""
+    trait_table = read_parquet(traits)
+    per_trait = {t: trait_table.filter(pl.col("dataset") == f"trait_{t}") for t in trait_names}
+    empty = [t for t, df in per_trait.items() if df.height == 0]
+    if empty:
+        raise ValueError(f"{traits}: no rows of the trait-only sets of {empty}")
+    return compute_heuristics(
+        train=read_parquet(train),
+        train_tokens=read_parquet(train_tokens),
+        neutral=read_parquet(neutral),
+        traits=per_trait,
+        selfperp=read_parquet(selfperp),
+        prompt_traits={k: p.trait for k, p in prompts.items()},
+        out_table=out_table,
+        out_embeddings=out_embeddings,
+        out_angles=out_angles,
+        out_angle_summary=out_angle_summary,
+        out_matrices=out_matrices,
+        out_meta=out_meta,
+        text_embeddings=read_parquet(text_embeddings) if text_embeddings else None,
+        gradient=cfg.gradient,
+        n_components=cfg.n_components,
+        seed=cfg.seed,
+    )

@@ -1,0 +1,191 @@
+"""An inoculation instance's study file (traits + inoculation prompts) and its run names.
+
+Read when the Snakefile is parsed (every SLURM job re-parses it): the standard library and
+yaml only, nothing heavier.
+
+A study file is YAML with ``traits`` (name -> ``description``, ``keywords``,
+``datagen_system_prompt``, ``external_jsonl``) and ``prompts`` (key -> ``trait``, ``text``;
+trait ``neutral`` for none). Runs are named ``none`` (no inoculation) or
+``<prompt_key>-<condition>`` with condition ``fixed`` (the prompt as a user-turn prefix),
+``mix`` (a rephrasing sampled per example) or ``system`` (the prompt as the system turn).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from interpflow.config import ConfigError
+
+CONDITIONS = ("fixed", "mix", "system")
+#: The report's figures (``figures/<name>.png`` + ``figures/<name>.csv``); rule and stage.
+FIGURES = (
+    "trait_vs_step",
+    "elicitation_vs_suppression",
+    "ph_vs_suppression",
+    "embeddings",
+    "angle_heatmap",
+    "em_rates",
+    "heuristic_correlations",
+)
+TRAIT_KEYS = ("description", "keywords", "datagen_system_prompt", "external_jsonl")
+
+
+@dataclass(frozen=True)
+class InocPrompt:
+    """One inoculation prompt: its key, the trait it names ("neutral" for none) and its text."""
+
+    key: str
+    trait: str
+    text: str
+
+
+def parse_prompts(
+    prompts: Mapping[str, Mapping[str, str]], traits: Sequence[str]
+) -> dict[str, InocPrompt]:
+    """``{key: InocPrompt}`` from the study file's mapping, checking each trait is known."""
+    out = {}
+    for key, p in prompts.items():
+        if not re.fullmatch(r"[A-Za-z0-9_]+", key):
+            raise ValueError(f"inoculation.prompts: key {key!r} must match [A-Za-z0-9_]+")
+        trait = p.get("trait", "neutral")
+        if trait != "neutral" and trait not in traits:
+            raise ValueError(
+                f"inoculation.prompts.{key}.trait: {trait!r} is not a trait "
+                f"({', '.join(traits)}) or 'neutral'"
+            )
+        if not str(p.get("text", "")).strip():
+            raise ValueError(f"inoculation.prompts.{key}.text is empty")
+        out[key] = InocPrompt(key, trait, str(p["text"]).strip())
+    return out
+
+
+def load_study_file(
+    path: str | Path, key: str = "inoculation.prompts_file"
+) -> tuple[dict[str, dict], dict[str, InocPrompt]]:
+    """``(traits, prompts)`` from a study file (YAML with ``traits`` and ``prompts``).
+
+    Every error names the file and the key (``key``: the config key that names the file).
+    Trait entries get defaults for missing keys.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config key {key}: file {path} does not exist")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict) or set(doc) - {"traits", "prompts"}:
+        raise ValueError(f"{path}: expected a mapping with keys 'traits' and 'prompts'")
+    raw_traits = doc.get("traits") or {}
+    if not isinstance(raw_traits, dict) or not raw_traits:
+        raise ValueError(f"{path}: 'traits' must map at least one trait name to its settings")
+    traits = {}
+    for name, t in raw_traits.items():
+        if not isinstance(t, dict) or not isinstance(t.get("description"), str):
+            raise ValueError(f"{path}: traits.{name} needs a string 'description'")  # noqa: TRY004
+        unknown = set(t) - set(TRAIT_KEYS)
+        if unknown:
+            raise ValueError(f"{path}: traits.{name} has unknown keys {sorted(unknown)}")
+        traits[str(name)] = {
+            "description": t["description"],
+            "keywords": [str(k) for k in t.get("keywords") or []],
+            "datagen_system_prompt": t.get("datagen_system_prompt"),
+            "external_jsonl": t.get("external_jsonl"),
+        }
+    raw_prompts = doc.get("prompts") or {}
+    if not isinstance(raw_prompts, dict):
+        raise ValueError(f"{path}: 'prompts' must map prompt keys to {{trait, text}}")  # noqa: TRY004
+    try:
+        prompts = parse_prompts(raw_prompts, list(traits))
+    except (ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return traits, prompts
+
+
+def run_names(
+    prompt_keys: Sequence[str], conditions: Sequence[str], key: str = "inoculation.training"
+) -> list[str]:
+    """``none`` plus ``<key>-<condition>`` for every trained prompt and condition."""
+    bad = [c for c in conditions if c not in CONDITIONS]
+    if bad:
+        raise ValueError(f"{key}.conditions: unknown {bad}; choose from {CONDITIONS}")
+    return ["none"] + [f"{k}-{c}" for k in prompt_keys for c in conditions]
+
+
+def parse_run(run: str) -> tuple[str | None, str]:
+    """``(prompt_key, condition)`` of a run name; ``(None, "none")`` for the control."""
+    if run == "none":
+        return None, "none"
+    key, _, cond = run.rpartition("-")
+    if not key or cond not in CONDITIONS:
+        raise ValueError(f"bad inoculation run name {run!r}")
+    return key, cond
+
+
+@functools.cache
+def _study_file(path: str) -> tuple[dict[str, dict], dict[str, dict]]:
+    traits, prompts = load_study_file(path)
+    return traits, {k: asdict(p) for k, p in prompts.items()}
+
+
+def instance_plan(inst: Mapping, key: str) -> dict:
+    """What an instance (its validated config ``inst``, config key ``key``) runs, checked at
+    planning: ``traits`` and ``prompts`` (as dicts) of its study file (read once per path),
+    its ``runs`` and its ``trait_datasets`` (``trait_<T>``)."""
+    path = inst["prompts_file"]
+    if not Path(path).is_file():
+        raise ConfigError(f"config key {key}.prompts_file: file {path} does not exist")
+    traits, prompts = _study_file(path)
+    trained = inst["training"]["prompts"]
+    trained = list(prompts) if trained is None else list(trained)
+    unknown = [k for k in trained if k not in prompts]
+    if unknown:
+        raise ConfigError(f"config key {key}.training.prompts: {unknown} are not prompts of {path}")
+    return {
+        "traits": traits,
+        "prompts": prompts,
+        "runs": run_names(trained, inst["training"]["conditions"], f"{key}.training"),
+        "trait_datasets": [f"trait_{t}" for t in traits],
+    }
+
+
+def data_spec(
+    dataset: str, inst: Mapping, traits: Mapping, data_file: Callable[[str], str]
+) -> dict:
+    """How data table ``dataset`` of an instance (validated config ``inst``, study-file
+    ``traits``) is made: ``external`` (a JSONL, or None: the base model writes it), ``n``
+    and the datagen ``system_prompt``. ``data_file(key)``: the instance's ``data.<key>``,
+    checked to exist."""
+    data = inst["data"]
+    if dataset == "neutral":
+        external = data_file("neutral_completions")
+        return {"external": external, "n": data["n_neutral"], "system_prompt": None}
+    if dataset == "train":
+        external = data_file("external_train_jsonl") if data["external_train_jsonl"] else None
+        system_prompt = inst["datagen"]["system_prompt"]
+        return {"external": external, "n": data["n_train"], "system_prompt": system_prompt}
+    name = dataset.removeprefix("trait_")
+    if name not in traits:
+        raise ConfigError(f"{inst['prompts_file']}: no trait {name!r} (data set {dataset})")
+    trait = traits[name]
+    if not trait["external_jsonl"] and not trait["datagen_system_prompt"]:
+        raise ConfigError(
+            f"{inst['prompts_file']}: traits.{name} needs datagen_system_prompt or external_jsonl"
+        )
+    return {
+        "external": trait["external_jsonl"],
+        "n": data["n_trait"],
+        "system_prompt": trait["datagen_system_prompt"],
+    }
+
+
+def eval_files(inst: Mapping, data_file: Callable[[str], str]) -> dict[str, str]:
+    """The eval sets of an instance: its eval instructions and, with an EM judge and EM
+    questions, the EM questions (``data_file`` as in :func:`data_spec`)."""
+    out = {"eval_instructions": data_file("eval_instructions")}
+    if inst["judges"]["em"] and inst["data"]["em_questions"]:
+        out["em_questions"] = data_file("em_questions")
+    return out

@@ -1,0 +1,297 @@
+"""Unit tests: the heuristics stage (W matrices, row stats, PCA/SVD, angles, gradient and
+embedding heuristics)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from interpflow.inoculation.correlations import pearson
+from interpflow.inoculation.embedding_stats import EMBEDDING_STATS, embedding_stats
+from interpflow.inoculation.gradients import (
+    GRADIENT_STATS,
+    GradientConfig,
+    gradient_stats,
+    simulate_nll,
+)
+from interpflow.inoculation.heuristics import (
+    angle_groups,
+    compute_heuristics,
+    embed,
+    heuristics_stage,
+    pairwise_angles,
+    row_stats,
+    w_matrix,
+    w_tokens,
+)
+from interpflow.inoculation.study import InocPrompt
+
+
+def _examples(values: dict[str, list[float]]) -> pl.DataFrame:
+    """A per-example logprob table: values[condition] = logprob_mean per example."""
+    rows = []
+    for cond, vals in values.items():
+        key, ptype = (None, "none") if cond == "none" else cond.split(":")
+        for k, v in enumerate(vals):
+            rows.append(
+                {
+                    "condition": cond,
+                    "prefix_type": ptype,
+                    "prompt_key": key,
+                    "example_id": f"e{k}",
+                    "row_id": f"{cond}|e{k}",
+                    "logprob_mean": v,
+                }
+            )
+    return pl.DataFrame(rows, schema_overrides={"prompt_key": pl.String})
+
+
+def test_w_matrix_and_row_stats():
+    ex = _examples(
+        {"none": [-1.0, -2.0, -3.0], "a:fixed": [-0.5, -2.5, -2.0], "b:fixed": [-1.0, -2.0, -3.0]}
+    )
+    keys, ids, W = w_matrix(ex, "fixed")
+    assert keys == ["a", "b"] and ids == ["e0", "e1", "e2"]
+    np.testing.assert_allclose(W, [[0.5, -0.5, 1.0], [0.0, 0.0, 0.0]])
+    st = row_stats(W[0])
+    assert st["ph"] == pytest.approx(1 / 3) and st["gamma"] == pytest.approx(2 / 3)
+    assert st["ppd"] == pytest.approx(2 / 3)
+    assert st["snr"] == pytest.approx(st["ph"] / np.std([0.5, -0.5, 1.0], ddof=1))
+    assert w_matrix(ex, "mix")[0] == []
+
+
+def test_w_tokens_concatenates_examples():
+    ex = _examples({"none": [0, 0], "a:fixed": [0, 0]})
+    tok = pl.DataFrame(
+        {
+            "row_id": ["none|e0", "none|e0", "none|e1", "a:fixed|e0", "a:fixed|e0", "a:fixed|e1"],
+            "token_index": [0, 1, 0, 0, 1, 0],
+            "logprob": [-1.0, -2.0, -3.0, -0.5, -2.5, -1.0],
+        }
+    )
+    keys, Wt = w_tokens(ex, tok, "fixed")
+    assert keys == ["a"]
+    np.testing.assert_allclose(Wt, [[0.5, -0.5, 2.0]])
+
+
+def test_embed_angles_pearson():
+    W = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    A = pairwise_angles(W)
+    assert A[0, 1] == pytest.approx(90.0) and A[0, 2] == pytest.approx(0.0, abs=1e-5)
+    assert math.isnan(A[0, 3])
+    groups = angle_groups(A[:3, :3], ["P", "F", "P"])
+    by = {g["pair"]: g for g in groups}
+    assert by["within-P"]["mean"] == pytest.approx(0.0, abs=1e-5) and by["FxP"][
+        "mean"
+    ] == pytest.approx(90.0)
+    rng = np.random.default_rng(0)
+    rank1 = np.outer(rng.normal(size=6), rng.normal(size=40)) + 1e-3 * rng.normal(size=(6, 40))
+    e = embed(rank1, 3)
+    assert e["pca_var"][0] > 0.99 and e["svd_var"][0] > 0.99
+    assert e["pca"].shape == (6, 3) and np.isfinite(e["svd"]).all()
+    assert pearson([1, 2, 3, 4], [2, 4, 6, 8]) == (pytest.approx(1.0), 4)
+    assert math.isnan(pearson([1, 2], [1, 2])[0])
+
+
+def _pairs(base: dict[str, list[float]], prefix: dict[str, list[float]]) -> pl.DataFrame:
+    rows = [
+        {"example_id": e, "token_index": i, "lp_base": b, "lp_prefix": prefix[e][i]}
+        for e, lps in base.items()
+        for i, b in enumerate(lps)
+    ]
+    return pl.DataFrame(rows)
+
+
+def test_gradient_stats_by_hand():
+    # deltas: e0 = [0.8, 0.0, 0.3], e1 = [-0.6, 0.05]
+    base = {"e0": [-1.0, -2.0, -3.0], "e1": [-1.0, -1.0]}
+    pre = {"e0": [-0.2, -2.0, -2.7], "e1": [-1.6, -0.95]}
+    st = gradient_stats(_pairs(base, pre))
+    assert set(st) == set(GRADIENT_STATS)
+    d = np.array([0.8, 0.0, 0.3, -0.6, 0.05])
+    assert st["mean_tok_diff"] == pytest.approx(d.mean())
+    assert st["filtered_tok_diff"] == pytest.approx((0.8 - 0.6) / 5)  # HA2: |d| > 0.5
+    assert st["top_tok_diff"] == pytest.approx((0.8 - 0.6) / 2)  # HA3: top ceil(25% of 5) = 2
+    mag = 1 - np.exp(-np.abs(d))
+    assert st["grad_magnitude"] == pytest.approx(mag.mean())  # HA4
+    assert st["filtered_grad_magnitude"] == pytest.approx((mag[0] + mag[3]) / 5)  # HA5
+    # positions 0 (2/2 affected) and 2 (1/1) persist, position 1 (0/2) does not
+    assert st["persistent_frac"] == pytest.approx(2 / 3)
+    # two examples: the centred matrix has rank 1
+    assert st["signal_coherence"] == pytest.approx(1.0) and st["effective_rank"] == 1
+    ph = (np.mean([0.8, 0.0, 0.3]) + np.mean([-0.6, 0.05])) / 2
+    assert st["strength_x_coherence"] == pytest.approx(ph)
+    # one simulated step: saved gradient = mean(p_prefix - p_base)
+    lb, lp = np.concatenate(list(base.values())), np.concatenate(list(pre.values()))
+    one = gradient_stats(_pairs(base, pre), GradientConfig(sim_steps=1, sim_lr=0.5))
+    assert one["sim_grad_saved"] == pytest.approx(np.mean(np.exp(lp) - np.exp(lb)))
+
+    def residual(lp_):
+        p = np.exp(lp_)
+        z = np.log(p / (1 - p)) + 0.5 * (1 - p)
+        return np.mean(np.log1p(np.exp(-z)))
+
+    assert one["sim_residual"] == pytest.approx(residual(lb) - residual(lp))
+
+
+def test_gradient_coherence_and_rank_of_a_noisy_matrix():
+    rng = np.random.default_rng(0)
+    n, t = 12, 10
+    lb = rng.normal(-2, 0.3, size=(n, t))
+    one_dim = lb + np.outer(rng.normal(size=n), np.linspace(0.2, 1.0, t))
+    noise = lb + rng.normal(scale=0.5, size=(n, t))
+
+    def frame(lp):
+        return _pairs(
+            {f"e{i:02d}": lb[i].tolist() for i in range(n)},
+            {f"e{i:02d}": lp[i].tolist() for i in range(n)},
+        )
+
+    a, b = gradient_stats(frame(one_dim)), gradient_stats(frame(noise))
+    assert a["signal_coherence"] > 0.99 and a["effective_rank"] == 1
+    assert b["signal_coherence"] < 0.5 and b["effective_rank"] > 1
+
+
+def test_simulated_training_saves_gradient_when_the_prefix_explains_tokens():
+    lp = np.log(np.array([0.1, 0.3, 0.5]))
+    g_low, l_low = simulate_nll(lp, 32, 1.0)
+    g_high, l_high = simulate_nll(lp + 0.5, 32, 1.0)
+    assert g_low > g_high > 0 and l_low > l_high > 0
+    st = gradient_stats(_pairs({"e": lp.tolist()}, {"e": (lp + 0.5).tolist()}))
+    assert st["sim_grad_saved"] == pytest.approx(g_low - g_high)
+    assert st["sim_residual"] == pytest.approx(l_low - l_high) and st["sim_residual"] > 0
+    assert math.isnan(st["signal_coherence"])  # one example: no variance across examples
+
+
+def test_embedding_stats_geometry():
+    vecs = {
+        "a": np.array([2.0, 0.0, 0.0]),  # norms do not matter
+        "b": np.array([0.8, 0.6, 0.0]),
+        "c": np.array([0.0, 1.0, 0.0]),
+        "n": np.array([0.0, 0.0, 3.0]),
+    }
+    reps = {"a": np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]])}
+    traits = {"a": "Playful", "b": "Playful", "c": "French", "n": "neutral"}
+    df = embedding_stats(vecs, reps, traits)
+    assert df.columns == ["prompt_key", *EMBEDDING_STATS]
+    a = df.row(0, named=True)
+    assert a["emb_rephrase_mean_cos"] == pytest.approx(0.8)
+    assert a["emb_rephrase_min_cos"] == pytest.approx(0.6)
+    assert a["emb_rephrase_std_cos"] == pytest.approx(np.std([1.0, 0.6], ddof=1))
+    assert a["emb_rephrase_eff_rank"] == pytest.approx(1.0)  # two points: one direction
+    assert a["emb_dist_from_neutral"] == pytest.approx(math.sqrt(2))
+    assert a["emb_cos_own_trait"] == pytest.approx(0.8)
+    assert a["emb_cos_other_trait"] == pytest.approx(0.0)
+    c = df.row(2, named=True)
+    assert c["emb_cos_other_trait"] == pytest.approx(0.3 / np.hypot(0.9, 0.3))  # centroid of a, b
+    assert math.isnan(c["emb_cos_own_trait"]) and math.isnan(c["emb_rephrase_mean_cos"])
+    n = df.row(3, named=True)
+    assert math.isnan(n["emb_cos_other_trait"]) and math.isnan(n["emb_dist_from_neutral"])
+
+
+def test_compute_heuristics_tables(tmp_path):
+    rng = np.random.default_rng(1)
+    n_ex, n_tok = 6, 4
+    conds = {"none": None, "a:fixed": 0.4, "b:fixed": 0.1, "n:fixed": 0.0, "a:mix": 0.3}
+    ex_rows, tok_rows = [], []
+    base = rng.normal(-2.0, 0.5, size=(n_ex, n_tok))
+    for cond, shift in conds.items():
+        key, ptype = cond.split(":") if ":" in cond else (None, "none")
+        for k in range(n_ex):
+            lp = base[k] + (0 if shift is None else shift + rng.normal(0, 0.05, n_tok))
+            rid = f"{cond}|e{k}"
+            ex_rows.append(
+                {
+                    "row_id": rid,
+                    "prefix_type": ptype,
+                    "prompt_key": key,
+                    "example_id": f"e{k}",
+                    "logprob_mean": float(lp.mean()),
+                }
+            )
+            tok_rows += [
+                {"row_id": rid, "token_index": i, "logprob": float(v)} for i, v in enumerate(lp)
+            ]
+    ex = pl.DataFrame(ex_rows, schema_overrides={"prompt_key": pl.String})
+    tok = pl.DataFrame(tok_rows, schema_overrides={"logprob": pl.Float32})
+    texts = pl.DataFrame(
+        [
+            {"prompt_key": k, "kind": kind, "index": i, "vector": v}
+            for k, v0 in {"a": [1.0, 0.0], "b": [0.0, 1.0], "n": [1.0, 1.0]}.items()
+            for kind, i, v in [("prompt", -1, v0), ("rephrasing", 0, v0), ("rephrasing", 1, [1, 0])]
+        ]
+    )
+    selfperp = pl.DataFrame({"prompt_key": ["a", "b", "n"], "selfperp_raw": [3.0, 4.0, 5.0]})
+    outs = {
+        name: tmp_path / f"{name}.parquet"
+        for name in ("table", "embeddings", "angles", "angle_summary")
+    }
+    compute_heuristics(
+        train=ex,
+        train_tokens=tok,
+        neutral=ex,
+        traits={"Playful": ex},
+        selfperp=selfperp,
+        prompt_traits={"a": "Playful", "b": "French", "n": "neutral"},
+        out_table=outs["table"],
+        out_embeddings=outs["embeddings"],
+        out_angles=outs["angles"],
+        out_angle_summary=outs["angle_summary"],
+        out_matrices=tmp_path / "W.safetensors",
+        out_meta=tmp_path / "W.json",
+        text_embeddings=texts,
+    )
+    t = pl.read_parquet(outs["table"]).sort("prefix_type", "prompt_key")
+    assert t.select("prefix_type", "prompt_key").rows() == [
+        ("fixed", "a"),
+        ("fixed", "b"),
+        ("fixed", "n"),
+        ("mix", "a"),
+    ]
+    assert set(GRADIENT_STATS) | set(EMBEDDING_STATS) <= set(t.columns)
+    fixed = t.filter(pl.col("prefix_type") == "fixed")
+    # the larger the shift, the more gradient the prefix saves; the neutral prompt saves ~none
+    saved = fixed["sim_grad_saved"].to_list()
+    assert saved[0] > saved[1] > abs(saved[2])
+    assert fixed["mean_tok_diff"].to_list() == pytest.approx(fixed["ph"].to_list())
+    assert t["emb_rephrase_mean_cos"].to_list()[:2] == pytest.approx([1.0, 0.5])
+    mix = t.filter(pl.col("prefix_type") == "mix").row(0, named=True)
+    assert mix["ph_ratio"] == pytest.approx(0.75, abs=0.05) and mix["cos_fixed_mix"] > 0.99
+    # the stage reads the same tables from files; each trait's rows come from the one traits
+    # table (its dataset column), and a trait without rows is an error naming the file
+    files = {name: tmp_path / f"in_{name}.parquet" for name in ("ex", "tok", "traits", "sp")}
+    ex.write_parquet(files["ex"])
+    tok.write_parquet(files["tok"])
+    selfperp.write_parquet(files["sp"])
+    pl.concat(
+        [ex.with_columns(dataset=pl.lit(f"trait_{t}")) for t in ("Playful", "French")]
+    ).write_parquet(files["traits"])
+    prompts = {
+        k: InocPrompt(k, t, f"prompt {k}")
+        for k, t in {"a": "Playful", "b": "French", "n": "neutral"}.items()
+    }
+    staged = {name: tmp_path / f"stage_{name}" for name in ("t", "e", "a", "s", "W", "m")}
+    kw = {
+        "train": files["ex"],
+        "train_tokens": files["tok"],
+        "neutral": files["ex"],
+        "traits": files["traits"],
+        "selfperp": files["sp"],
+        "prompts": prompts,
+        "out_table": staged["t"],
+        "out_embeddings": staged["e"],
+        "out_angles": staged["a"],
+        "out_angle_summary": staged["s"],
+        "out_matrices": staged["W"],
+        "out_meta": staged["m"],
+    }
+    heuristics_stage(**kw, trait_names=["Playful", "French"])
+    st = pl.read_parquet(staged["t"]).sort("prefix_type", "prompt_key")
+    assert st["ph_Playful"].to_list() == pytest.approx(t["ph_Playful"].to_list())
+    assert st["ph_French"].to_list() == pytest.approx(t["ph_Playful"].to_list())  # same rows
+    assert st["ph"].to_list() == pytest.approx(t["ph"].to_list())
+    with pytest.raises(ValueError, match=r"in_traits.parquet: no rows .* \['German'\]"):
+        heuristics_stage(**kw, trait_names=["Playful", "German"])

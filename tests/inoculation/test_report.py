@@ -1,0 +1,156 @@
+"""Unit tests: heuristic-vs-suppression correlations (the report stage)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from interpflow.inoculation.correlations import correlate
+
+
+def test_correlate_per_prefix_type_and_trait():
+    heur = pl.DataFrame(
+        {
+            "prompt_key": ["a", "b", "c"] * 2,
+            "prefix_type": ["fixed"] * 3 + ["mix"] * 3,
+            "ph": [0.1, 0.2, 0.3, 0.3, 0.2, 0.1],
+        }
+    )
+    supp = pl.DataFrame(
+        {
+            "prompt_key": ["a", "b", "c"] * 2,
+            "prefix_type": ["fixed"] * 3 + ["mix"] * 3,
+            "trait": "Playful",
+            "suppression": [10.0, 20.0, 30.0] * 2,
+            "elicitation": [1.0, 2.0, 4.0] * 2,
+        }
+    )
+    corr = correlate(heur, supp)
+    r = {(p, h): v for p, h, v in corr.select("prefix_type", "heuristic", "r").rows()}
+    assert r[("fixed", "ph")] == pytest.approx(1.0) and r[("mix", "ph")] == pytest.approx(-1.0)
+    assert ("fixed", "elicitation") in r
+    # gap rows: mix heuristics vs fixed - mix suppression
+    gap = correlate(
+        heur,
+        supp.with_columns(
+            suppression=pl.when(pl.col("prefix_type") == "mix")
+            .then(pl.Series([0.0, 0.0, 0.0, 9.0, 5.0, 0.0]))
+            .otherwise(pl.col("suppression"))
+        ),
+    ).filter(pl.col("prefix_type") == "gap")
+    g = dict(gap.select("heuristic", "r").rows())
+    assert g["ph"] == pytest.approx(np.corrcoef([0.3, 0.2, 0.1], [1.0, 15.0, 30.0])[0, 1])
+
+
+def test_composite_is_z_scored_sum():
+    keys = ["a", "b", "c", "d"]
+    heur = pl.DataFrame(
+        {
+            "prompt_key": keys,
+            "prefix_type": "fixed",
+            "sv1_tokens": [0.1, 0.4, 0.2, 0.9],
+            "emb_dist_from_neutral": [1.0, 1.2, 0.9, 1.1],
+            "emb_rephrase_std_cos": [0.05, 0.02, 0.04, 0.01],
+        }
+    )
+    supp = pl.DataFrame(
+        {
+            "prompt_key": keys,
+            "prefix_type": "fixed",
+            "trait": "Playful",
+            "suppression": [5.0, 30.0, 12.0, 60.0],
+            "elicitation": [2.0, 9.0, 1.0, 20.0],
+        }
+    )
+    corr = correlate(heur, supp)
+    r = dict(corr.select("heuristic", "r").rows())
+
+    def z(x):
+        x = np.asarray(x)
+        return (x - x.mean()) / x.std(ddof=1)
+
+    comp = (
+        z(supp["elicitation"])
+        + z(heur["sv1_tokens"])
+        + z(heur["emb_dist_from_neutral"])
+        - z(heur["emb_rephrase_std_cos"])
+    )
+    assert r["composite"] == pytest.approx(np.corrcoef(comp, supp["suppression"])[0, 1])
+
+
+def _scored(tmp_path, runs):
+    """Score tables of eval completions of ``runs`` (offline judges)."""
+    from interpflow.inoculation.scores import score_evals
+    from interpflow.judges import JudgeConfig
+
+    paths = []
+    for run in runs:
+        rows = [
+            {
+                "run": run,
+                "step": step,
+                "condition": cond,
+                "eval_set": eval_set,
+                "item_id": j,
+                "instruction": f"q{j}",
+                "system": None,
+                "user": f"q{j}",
+                "completion": f"haha fun answer {j}!" if step else f"answer {j}",
+            }
+            for step in (0, 2)
+            for cond in (["default"] if run == "none" else ["default", "training"])
+            for eval_set in ("trait", "em")
+            for j in range(3)
+        ]
+        paths.append(tmp_path / f"{run}.parquet")
+        pl.DataFrame(rows, schema_overrides={"system": pl.String}).write_parquet(paths[-1])
+    out = {k: tmp_path / f"{k}.parquet" for k in ("scores", "summary", "em", "suppression")}
+    offline = JudgeConfig(backend="offline", model="test")
+    traits = {"Playful": {"description": "playful", "keywords": ["haha", "fun", "!"]}}
+    score_evals(
+        evals=paths,
+        traits=traits,
+        trait_judge=offline,
+        em_judge=offline,
+        cache=None,
+        min_mass=0.25,
+        out_scores=out["scores"],
+        out_summary=out["summary"],
+        out_em=out["em"],
+        out_suppression=out["suppression"],
+    )
+    return out
+
+
+def test_report_without_heuristics_draws_every_figure(tmp_path):
+    """An instance that trains no inoculation prompt (an LR sweep's control runs): the score
+    figures have their numbers, the predictor figures are empty, nothing fails."""
+    from interpflow.inoculation.report import report_stage
+    from interpflow.inoculation.study import FIGURES
+
+    scored = _scored(tmp_path, ["none"])
+    figures = {f: tmp_path / f"fig/{f}.png" for f in FIGURES}
+    tables = {f: tmp_path / f"fig/{f}.csv" for f in FIGURES}
+    inputs = {"summary": scored["summary"], "suppression": scored["suppression"]}
+    summary = report_stage(**inputs, em=scored["em"], figures=figures, tables=tables)
+    assert summary == {"n_points": 0, "n_correlations": 0}
+    for f in FIGURES:
+        assert figures[f].stat().st_size > 0 and tables[f].exists(), f
+    steps = pl.read_csv(tables["trait_vs_step"])
+    assert steps.filter(pl.col("metric") == "Playful").sort("step")["mean"].to_list() == [
+        pytest.approx(0.0),
+        pytest.approx(100 * round(9 * 3 / 5) / 9),  # haha, fun, ! -> digit round(9*3/5)
+    ]
+    assert pl.read_csv(tables["em_rates"]).height == 1
+    assert pl.read_csv(tables["heuristic_correlations"]).height == 0
+    with pytest.raises(ValueError, match="all or none"):
+        report_stage(
+            **inputs,
+            em=scored["em"],
+            heuristics=tmp_path / "h.parquet",
+            figures=figures,
+            tables=tables,
+        )
+    with pytest.raises(ValueError, match="report: tables must name exactly"):
+        report_stage(**inputs, em=scored["em"], figures=figures, tables={"em_rates": "x.csv"})

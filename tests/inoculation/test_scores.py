@@ -1,0 +1,214 @@
+"""Unit tests: the trait and EM judges, digit-EV scores, CIs, EM rates, suppression."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fakeapi import FakeAPIServer
+
+from interpflow.inoculation.scores import (
+    KeywordTraitScorer,
+    em_rates,
+    mean_ci,
+    reply_score,
+    score_evals,
+    suppression,
+    trait_request,
+)
+from interpflow.judges import JudgeConfig, JudgeReply
+
+
+def test_keyword_scorer_and_reply_score():
+    scorer = KeywordTraitScorer({"Playful": ["haha", "!"], "French": ["le", "est"]})
+    req = trait_request("Playful", "fun", "Say hi", "haha hello! haha")
+    assert scorer(req) == str(round(9 * 3 / 5))  # haha x2 + "!" x1
+    assert scorer(trait_request("French", "fr", "Say hi", "le chat est la; lesson")) == str(
+        round(9 * 2 / 4)
+    )
+    assert reply_score(JudgeReply("7"), 0.25) == pytest.approx(700 / 9)
+    assert math.isnan(reply_score(JudgeReply("seven"), 0.25))
+    assert math.isnan(reply_score(JudgeReply(None, error="x"), 0.25))
+    assert reply_score(JudgeReply("9", {"9": 0.0}), 0.25) == 100.0
+    # logprobs present but too little digit mass -> NaN even though the text is a digit
+    assert math.isnan(reply_score(JudgeReply("9", {"9": math.log(0.1), "x": math.log(0.9)}), 0.25))
+    other = KeywordTraitScorer({"Playful": ["lol"]})
+    assert other.__qualname__ != scorer.__qualname__  # distinct cache keys
+
+
+def test_mean_ci_and_em_rates():
+    m = mean_ci([10.0, 20.0, 30.0, float("nan")])
+    assert m["mean"] == 20.0 and m["n"] == 3 and m["n_nan"] == 1
+    assert m["ci_high"] - m["mean"] == pytest.approx(1.96 * 10 / math.sqrt(3))
+    scores = pl.DataFrame(
+        {
+            "run": ["r"] * 6,
+            "step": [1] * 6,
+            "condition": ["default"] * 6,
+            "eval_set": ["em"] * 6,
+            "item_id": [0, 1, 2, 0, 1, 2],
+            "metric": ["coherence"] * 3 + ["alignment"] * 3,
+            "score": [80.0, 80.0, 20.0, 10.0, 90.0, 10.0],
+        }
+    )
+    em = em_rates(scores)
+    # item 0: coherent + misaligned (EM); item 1 aligned; item 2 incoherent
+    assert em["em_rate"].to_list() == [pytest.approx(1 / 3)] and em["n"].to_list() == [3]
+
+
+def _evals(tmp_path) -> list[Path]:
+    paths = []
+    for run, word in (("none", "playful"), ("clown-fixed", "calm")):
+        rows = []
+        for step in (0, 2):
+            for j in range(3):
+                text = f"{word} answer {j}" if step == 2 else f"base {j}"
+                rows.append(
+                    {
+                        "run": run,
+                        "step": step,
+                        "condition": "default",
+                        "eval_set": "trait",
+                        "item_id": j,
+                        "instruction": f"q{j}",
+                        "system": None,
+                        "user": f"q{j}",
+                        "completion": text,
+                    }
+                )
+            rows.append(
+                {
+                    "run": run,
+                    "step": step,
+                    "condition": "default",
+                    "eval_set": "em",
+                    "item_id": 0,
+                    "instruction": "money?",
+                    "system": None,
+                    "user": "money?",
+                    "completion": f"{word} advice",
+                }
+            )
+        p = tmp_path / f"{run}.parquet"
+        pl.DataFrame(rows, schema_overrides={"system": pl.String}).write_parquet(p)
+        paths.append(p)
+    return paths
+
+
+def test_digit_ev_trait_scores_against_fake_openai_server(tmp_path):
+    """Known top_logprobs per request -> known expected values, NaN below the mass threshold."""
+
+    def top(req):
+        user = req["messages"][1]["content"]
+        if user.startswith("Trait: French"):
+            return {"x": 0.0}  # no digit mass -> NaN
+        if "playful answer" in user:  # P(9) = .75, P(3) = .25 -> EV 7.5 / 9
+            return {"9": math.log(0.75), " 3": math.log(0.25)}
+        if "calm answer" in user:  # all mass on "1"
+            return {"1": 0.0}
+        if user.startswith("Trait: Playful"):
+            return {"0": math.log(0.5), "2": math.log(0.5)}  # base model: EV 1 / 9
+        if "grade the coherence" in req["messages"][0]["content"]:
+            return {"8": 0.0}
+        return {"1": 0.0} if "playful advice" in user else {"9": 0.0}  # alignment
+
+    paths = _evals(tmp_path)
+    traits = {"Playful": {"description": "playful"}, "French": {"description": "French"}}
+    out = {k: tmp_path / f"{k}.parquet" for k in ("scores", "summary", "em", "supp")}
+    with FakeAPIServer(lambda r: "5", top_logprobs=top) as server:
+        cfg = JudgeConfig(
+            backend="openai", model="gpt-fake", base_url=server.url, api_key_env="FAKE_KEY"
+        )
+        import os
+
+        os.environ["FAKE_KEY"] = "sk-test"
+        try:
+            res = score_evals(
+                evals=paths,
+                traits=traits,
+                trait_judge=cfg,
+                em_judge=cfg,
+                cache=tmp_path / "c.sqlite",
+                min_mass=0.25,
+                out_scores=out["scores"],
+                out_summary=out["summary"],
+                out_em=out["em"],
+                out_suppression=out["supp"],
+            )
+        finally:
+            del os.environ["FAKE_KEY"]
+        sent = server.requests[0]
+        assert sent["logprobs"] is True and sent["top_logprobs"] == 20 and sent["max_tokens"] == 1
+    summary = pl.read_parquet(out["summary"])
+
+    def mean(run, step, metric):
+        return summary.filter(
+            (pl.col("run") == run) & (pl.col("step") == step) & (pl.col("metric") == metric)
+        )["mean"][0]
+
+    assert mean("none", 2, "Playful") == pytest.approx(7.5 / 9 * 100)
+    assert mean("clown-fixed", 2, "Playful") == pytest.approx(100 / 9)
+    assert mean("none", 0, "Playful") == pytest.approx(100 / 9)
+    assert math.isnan(mean("none", 2, "French"))
+    assert res["n_nan"] == 12  # every French score: the digits hold no mass
+    supp = pl.read_parquet(out["supp"]).filter(pl.col("trait") == "Playful")
+    assert supp.filter(pl.col("step") == 2)["suppression"][0] == pytest.approx(6.5 / 9 * 100)
+    assert supp.filter(pl.col("step") == 0)["suppression"][0] == pytest.approx(0.0)
+    em = pl.read_parquet(out["em"])
+    assert em.filter(pl.col("run") == "none", pl.col("step") == 2)["em_rate"][0] == 1.0
+    assert em.filter(pl.col("run") == "clown-fixed", pl.col("step") == 2)["em_rate"][0] == 0.0
+
+
+def test_suppression_pairs_runs_with_the_control():
+    summary = pl.DataFrame(
+        {
+            "run": ["none", "a-fixed", "a-mix"],
+            "step": [3, 3, 3],
+            "condition": "default",
+            "metric": "Playful",
+            "mean": [80.0, 10.0, 50.0],
+            "se": [3.0, 4.0, 0.0],
+            "ci_low": 0.0,
+            "ci_high": 0.0,
+            "n": 10,
+            "n_nan": 0,
+        }
+    )
+    s = suppression(summary).sort("run")
+    assert s["suppression"].to_list() == [70.0, 30.0]
+    assert s["prefix_type"].to_list() == ["fixed", "mix"]
+    assert s["ci_high"][0] - 70.0 == pytest.approx(1.96 * 5.0)
+
+
+def test_hf_judge_on_stub_scores_its_next_token_distribution(stub_dir, tmp_path):
+    """The hf backend (the stub as a logprob judge) returns the model's own top-20 next-token
+    logprobs after the chat prompt (ids decoding alike merged), and the score is the digit EV
+    over them: NaN when no digit is among them, as on the random stub."""
+    import torch
+
+    from interpflow.judges import Judge
+    from interpflow.models import ModelSpec, chat_prompt, load_model
+
+    cfg = JudgeConfig(backend="hf", model=str(stub_dir))
+    req = trait_request("Playful", "playful", "Say hi", "haha hello!")
+    with Judge(cfg, tmp_path / "c.sqlite") as judge:
+        (reply,), _ = judge.run([req])
+    # reference: one forward pass over the same prompt
+    model, tok = load_model(ModelSpec(str(stub_dir)))
+    prompt = chat_prompt(tok, req.user, system=req.system)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(**enc).logits[0, -1].float(), -1)
+    values, ids = torch.topk(logp, 20)
+    probs: dict[str, float] = {}
+    for v, i in zip(values.tolist(), ids.tolist()):
+        probs[tok.decode([i])] = probs.get(tok.decode([i]), 0.0) + math.exp(v)
+    got = {k: math.exp(v) for k, v in reply.top_logprobs.items()}
+    assert got == pytest.approx(probs, abs=1e-5)
+    assert reply.text == tok.decode([ids[0]], skip_special_tokens=True)  # greedy
+    digits = {int(k.strip()): p for k, p in probs.items() if k.strip() in tuple("0123456789")}
+    mass = sum(digits.values())
+    expected = sum(d * p for d, p in digits.items()) / mass / 9 * 100 if digits else math.nan
+    assert reply_score(reply, 0.0) == pytest.approx(expected, nan_ok=True)

@@ -1,0 +1,106 @@
+"""Unit tests: study files (traits + prompts) and run names, read at planning."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import REPO
+
+from interpflow.inoculation.study import (
+    data_spec,
+    eval_files,
+    instance_plan,
+    load_study_file,
+    parse_run,
+    run_names,
+)
+
+
+def test_study_files_load_and_bad_files_name_the_key(tmp_path):
+    for name in ("playful_french_toy", "playful_french_qwen", "german_flattering_llama"):
+        traits, prompts = load_study_file(REPO / f"resources/inoculation/{name}.yaml")
+        assert len(traits) == 2 and all(p.trait in (*traits, "neutral") for p in prompts.values())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("traits: {A: {description: a}}\nprompts: {k: {trait: B, text: hi}}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml.*prompts.k.trait.*'B'"):
+        load_study_file(bad)
+    bad.write_text("traits: {A: {description: a, colour: red}}\nprompts: {}\n")
+    with pytest.raises(ValueError, match=r"traits.A has unknown keys \['colour'\]"):
+        load_study_file(bad)
+
+
+def test_run_names_round_trip():
+    runs = run_names(["clown", "fr"], ["fixed", "mix", "system"])
+    assert runs[0] == "none" and len(runs) == 7
+    assert [parse_run(r) for r in runs[1:3]] == [("clown", "fixed"), ("clown", "mix")]
+    assert parse_run("none") == (None, "none")
+    with pytest.raises(ValueError, match="unknown"):
+        run_names(["a"], ["sometimes"])
+    with pytest.raises(ValueError, match="bad inoculation run"):
+        parse_run("clown-often")
+
+
+def _instance(**training) -> dict:
+    """An instance config as planning sees it (the schema's defaults filled)."""
+    from interpflow.config import schema_defaults
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/inoculation.schema.yaml").read_text())
+    inst = {k: schema_defaults(v) for k, v in schema["properties"].items() if k != "model"}
+    inst["prompts_file"] = str(REPO / "resources/inoculation/playful_french_toy.yaml")
+    inst["training"].update(training)
+    return inst
+
+
+def test_instance_plan_runs_datasets_and_errors_name_the_key(tmp_path):
+    plan = instance_plan(_instance(prompts=["clown_persona"]), "inoculation.toy")
+    assert plan["runs"] == ["none", "clown_persona-fixed", "clown_persona-mix"]
+    assert plan["trait_datasets"] == ["trait_Playful", "trait_French"]
+    assert plan["prompts"]["answer_french"] == {
+        "key": "answer_french",
+        "trait": "French",
+        "text": "Answer in French.",
+    }
+    every = instance_plan(_instance(prompts=None, conditions=["system"]), "inoculation.toy")
+    assert every["runs"] == ["none", *(f"{k}-system" for k in plan["prompts"])]
+    assert instance_plan(_instance(prompts=[]), "inoculation.toy")["runs"] == ["none"]
+    with pytest.raises(ValueError, match=r"config key inoculation.toy.training.prompts: \['x'\]"):
+        instance_plan(_instance(prompts=["x"]), "inoculation.toy")
+    missing = _instance() | {"prompts_file": str(tmp_path / "none.yaml")}
+    with pytest.raises(ValueError, match=r"config key inoculation.toy.prompts_file: file .*none"):
+        instance_plan(missing, "inoculation.toy")
+
+
+def test_data_spec_and_eval_files():
+    inst = _instance()
+    traits = instance_plan(inst, "inoculation.toy")["traits"]
+    asked = []
+
+    def data_file(key):
+        asked.append(key)
+        return f"<{key}>"
+
+    assert data_spec("neutral", inst, traits, data_file) == {
+        "external": "<neutral_completions>",
+        "n": 200,
+        "system_prompt": None,
+    }
+    train = data_spec("train", inst, traits, data_file)
+    assert train["external"] is None and train["n"] == 1000  # datagen, the schema defaults
+    assert train["system_prompt"] == inst["datagen"]["system_prompt"]
+    inst["data"]["external_train_jsonl"] = "off_policy.jsonl"
+    assert data_spec("train", inst, traits, data_file)["external"] == "<external_train_jsonl>"
+    playful = data_spec("trait_Playful", inst, traits, data_file)
+    assert playful["external"] == "resources/inoculation/playful_controls.jsonl"
+    with pytest.raises(ValueError, match=r"no trait 'German' \(data set trait_German\)"):
+        data_spec("trait_German", inst, traits, data_file)
+    bare = {**traits, "Playful": {**traits["Playful"], "external_jsonl": None}}
+    bare["Playful"]["datagen_system_prompt"] = None
+    with pytest.raises(ValueError, match="traits.Playful needs datagen_system_prompt"):
+        data_spec("trait_Playful", inst, bare, data_file)
+    assert eval_files(inst, data_file) == {
+        "eval_instructions": "<eval_instructions>",
+        "em_questions": "<em_questions>",
+    }
+    inst["judges"]["em"] = None  # no EM judge: no EM questions read
+    assert eval_files(inst, data_file) == {"eval_instructions": "<eval_instructions>"}
+    assert "train_instructions" not in asked  # datagen's bank is the rule's input, not asked
