@@ -3,7 +3,7 @@ call of the engine (interpflow.generate.generate_and_capture)."""
 
 from interpflow.artifacts import log_to
 from interpflow.config import from_config
-from interpflow.deception.common import DeceptionCapture, GenerationConfig
+from interpflow.deception.generate import DeceptionCapture, GenerationConfig
 from interpflow.generate import generate_and_capture
 from interpflow.models import ModelSpec
 

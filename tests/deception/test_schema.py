@@ -11,12 +11,8 @@ import yaml
 from conftest import REPO
 
 from interpflow.config import from_config, schema_defaults
-from interpflow.deception.common import (
-    DeceptionCapture,
-    GenerationConfig,
-    MLPConfig,
-    ProbeConfig,
-)
+from interpflow.deception.common import MLPConfig, ProbeConfig
+from interpflow.deception.generate import DeceptionCapture, GenerationConfig
 from interpflow.generate import RunConfig, SamplingConfig
 from interpflow.probes import MLPProbe
 

@@ -1,46 +1,16 @@
-"""The config blocks of a deception instance as dataclasses (built by the stage scripts with
-:func:`interpflow.config.from_config`). Their defaults equal those of
-``workflow/schemas/deception.schema.yaml`` (the one place defaults live; tests/deception/
-test_schema.py checks it).
-
-- ``generation`` -> :class:`GenerationConfig`: the engine's sampling options
-  (:class:`~interpflow.generate.SamplingConfig`) plus batching (``batch_size``,
-  ``shard_size`` -> :class:`~interpflow.generate.RunConfig`).
-- ``capture`` -> :class:`DeceptionCapture`: the engine's
-  :class:`~interpflow.generate.CaptureConfig` with the study's defaults.
-- ``probes`` -> :class:`ProbeConfig` (its ``mlp`` block -> :class:`MLPConfig`, the keyword
-  arguments of :class:`~interpflow.probes.MLPProbe`).
+"""The ``probes`` block of a deception instance as dataclasses, shared by the probe and the
+layer-sweep stages (built by their scripts with :func:`interpflow.config.from_config`):
+:class:`ProbeConfig`, its ``mlp`` block :class:`MLPConfig` (the keyword arguments of
+:class:`~interpflow.probes.MLPProbe`). The ``generation`` and ``capture`` blocks are in
+:mod:`interpflow.deception.generate`. Their defaults equal those of
+``workflow/schemas/deception.schema.yaml`` (the one place defaults live;
+tests/deception/test_schema.py checks it). Standard library only, so importing it adds no
+module to a stage's code hash.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-
-from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig
-
-
-@dataclass(frozen=True)
-class GenerationConfig(SamplingConfig):
-    """``deception.<instance>.generation``: sampling, and prompts per batch / per shard."""
-
-    batch_size: int = 32  #: prompts per generate() call
-    shard_size: int = 100  #: prompts per resumable shard (a kill loses at most one)
-
-    def sampling(self) -> SamplingConfig:
-        """The sampling options alone (what the engine fingerprints as sampling)."""
-        return SamplingConfig(**{f.name: getattr(self, f.name) for f in fields(SamplingConfig)})
-
-    def run(self) -> RunConfig:
-        return RunConfig(batch_size=self.batch_size, shard_size=self.shard_size)
-
-
-@dataclass(frozen=True)
-class DeceptionCapture(CaptureConfig):
-    """``deception.<instance>.capture``: layer 20 (seed 000's probe layer), the last prompt
-    token and the first four response tokens."""
-
-    layers: tuple[int, ...] = (20,)
-    positions: tuple[str, ...] = ("last_prompt", "response[0..3]")
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
