@@ -222,3 +222,56 @@ def test_every_schema_key_is_described_and_well_formed():
                 continue  # a constraint's shape (e.g. "not every set null"), not a config key
             for name, sub in (node.get("properties") or {}).items():
                 assert "$ref" in sub or isinstance(sub.get("description"), str), f"{where}.{name}"
+
+
+def _module_level_imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.If, ast.Try)):
+            stack += node.body + node.orelse + getattr(node, "finalbody", [])
+            stack += [s for h in getattr(node, "handlers", []) for s in h.body]
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_snakefile_imports_only_light_modules_at_parse_time():
+    """The rule files import the standard library, yaml, snakemake and interpflow modules
+    whose own module-level imports (transitively) are the standard library and yaml only."""
+    import re
+    import sys
+
+    from conftest import REPO
+
+    light = set(sys.stdlib_module_names) | {"yaml", "snakemake", "__future__"}
+    smk = [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]
+    todo = set()
+    for path in smk:
+        for m in re.finditer(r"^(?:from|import) ([\w.]+)", path.read_text(), re.MULTILINE):
+            top = m.group(1).split(".")[0]
+            if top == "interpflow":
+                todo.add(m.group(1))
+            else:
+                assert top in light, f"{path.name} imports {m.group(1)} at parse time"
+    seen = set()
+    while todo:
+        mod = todo.pop()
+        seen.add(mod)
+        file = REPO / "src" / (mod.replace(".", "/") + ".py")
+        if not file.exists():
+            file = REPO / "src" / mod.replace(".", "/") / "__init__.py"
+        for name in _module_level_imports(file):
+            top = name.split(".")[0]
+            if top == "interpflow":
+                if name not in seen:
+                    todo.add(name)
+            else:
+                assert top in light, f"{mod} imports {name} at module level (parsed by snakemake)"
+    assert "interpflow.config" in seen and "interpflow.codehash" in seen

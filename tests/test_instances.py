@@ -156,3 +156,25 @@ def test_a_real_run_without_the_key_stops_at_planning(tmp_path):
     assert "OPENAI_API_KEY" in proc.stdout + proc.stderr
     assert not (work / "results").exists(), "nothing ran"
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
+
+
+def test_parsing_the_snakefile_imports_nothing_heavy(tmp_path):
+    """Every SLURM job re-parses the Snakefile: planning imports the standard library, yaml,
+    snakemake and light interpflow modules, never torch, transformers, polars or sklearn."""
+    work = copy_repo(tmp_path / "w")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: open(os.environ['MODULES_OUT'], 'w').write("
+        "'\\n'.join(sorted(sys.modules))))\n"
+    )
+    out = tmp_path / "modules.txt"
+    snakemake(
+        work, "-n", "all", env={**OFFLINE_ENV, "PYTHONPATH": str(hook), "MODULES_OUT": str(out)}
+    )
+    modules = {m.split(".")[0] for m in out.read_text().split()}
+    assert "snakemake" in modules and "interpflow" in modules
+    # (numpy and pyarrow come with snakemake's SLURM plugin, which imports pandas at start)
+    heavy = modules & {"torch", "transformers", "polars", "sklearn", "peft", "safetensors"}
+    assert not heavy, heavy
