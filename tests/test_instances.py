@@ -35,18 +35,17 @@ def side_by_side(stub_dir, tmp_path_factory):
         out_dir=work / "models/other",
         cfg=StubConfig(seed=1),
     )
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    deception = default["deception"]["default"]  # the toy sizes of the default instances
+    steering = default["steering"]["default"]
     cfg = {
         "models": {"other": {"source": "./models/other"}},
         "deception": {
-            "on_stub": {"model": {"name": "stub"}},
-            "on_other": {"model": {"name": "other"}},
+            "on_stub": deception,
+            "on_other": {**deception, "model": {"name": "other"}},
         },
         "steering": {
-            "lr": {
-                "model": {"name": "stub"},
-                "families": ["lora"],
-                "sweep": {"train.lr": [0.01, 0.001]},
-            }
+            "lr": {**steering, "families": ["lora"], "sweep": {"train.lr": [0.01, 0.001]}}
         },
     }
     write_config(work / "two.yaml", cfg)
@@ -139,7 +138,8 @@ def test_every_preset_plans_with_no_api_key(preset, tmp_path):
         j.get("backend") in ("openai", "anthropic") for j in (declared.get("judges") or {}).values()
     )
     if uses_api:
-        assert "API_KEY" in proc.stderr and "a dry run plans anyway" in proc.stderr
+        out = proc.stdout + proc.stderr
+        assert "API_KEY" in out and "a dry run plans anyway" in out
 
 
 def test_a_real_run_without_the_key_stops_at_planning(tmp_path):
