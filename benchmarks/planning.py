@@ -118,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
         Goal("jobs", f"the sweep has >= {args.min_jobs} jobs", jobs["sweep"], ">=", args.min_jobs),
     ]
+    load_after = load_average()
     header = [
         (
             f"planning: `snakemake -n all`, default config ({jobs['default']} jobs) vs an "
             f"inoculation sweep of {args.prompts} prompts x 2 conditions x {len(args.lrs)} LRs "
             f"x {len(args.seeds)} seeds ({jobs['sweep']} jobs), {args.repeats} interleaved repeats"
         ),
-        load_line(load_before, load_average()),
+        load_line(load_before, load_after),
     ]
     return report(
         "planning",
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "sweep_jobs": jobs["sweep"],
             "default_jobs": jobs["default"],
         },
-        {"prompts": args.prompts, "lrs": args.lrs, "seeds": args.seeds},
+        {"args": vars(args), "load_before": load_before, "load_after": load_after},
         args.out,
     )
 

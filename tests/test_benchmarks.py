@@ -130,3 +130,20 @@ def test_judge_throughput(tmp_path, goal_args, rc):
     assert [w["server_calls"] for w in doc["meta"]["warm_runs"]] == [0, 0]
     assert doc["meta"]["cold_server_calls"] == {"concurrent": [6, 6], "serial": [6, 6]}
     assert "goal: warm rerun of 6 cached requests makes 0 server requests" in proc.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("goal_args", "rc"), [((), 0), (("--goal-seconds", "0.001"), 1)])
+def test_planning(tmp_path, goal_args, rc):
+    """A tiny sweep (2 prompts x 2 conditions x 1 LR x 2 seeds) against the default config."""
+    out = tmp_path / "planning.json"
+    proc = run_bench(
+        "planning.py",
+        *("--prompts", "2", "--lrs", "0.001", "--seeds", "0", "1", "--repeats", "1"),
+        *("--min-jobs", "20", "--out", str(out), *goal_args),
+    )
+    assert proc.returncode == rc, proc.stdout + proc.stderr
+    goals = {"seconds": rc == 0, "jobs": True}
+    pairs, doc = check_output(proc, out, "planning", goals, configs=2, repeats=1)
+    assert int(pairs["sweep_jobs"]) == doc["figures"]["sweep_jobs"] > int(pairs["default_jobs"])
+    assert "inoculation sweep of 2 prompts x 2 conditions x 1 LRs x 2 seeds" in proc.stdout
