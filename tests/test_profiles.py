@@ -118,3 +118,14 @@ def test_every_planned_job_is_routed_by_its_gpu_mark(slurm_plan):
         assert partition == ("gpu" if gpus else "cpu"), (rule, resources)
         assert set_gres_string(job).strip() == (f"--gpus={gpus}" if gpus else ""), rule
     assert any(r.get("gpu") for _, r, _ in jobs), "no GPU rule in the plan"
+
+
+def test_every_set_resources_key_names_a_rule():
+    """A renamed rule leaves no stale set-resources entry behind (snakemake ignores it)."""
+    rules = set()
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        rules |= set(re.findall(r"^rule (\w+):", smk.read_text(), re.MULTILINE))
+    assert {"deception_generate", "tribunal_generate", "inoculation_train"} <= rules
+    for profile in sorted((REPO / "profiles").glob("*/config.yaml")):
+        keys = set((yaml.safe_load(profile.read_text()) or {}).get("set-resources") or {})
+        assert keys <= rules, f"{profile.relative_to(REPO)}: no rule named {sorted(keys - rules)}"
