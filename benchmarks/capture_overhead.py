@@ -1,12 +1,12 @@
 """Capture overhead: what activation capture adds to generation, measured side by side.
 
 What the pipeline does (:mod:`interpflow.generate`): ``generate_and_capture`` calls
-``run_batch`` per batch; with capture layers it samples through ``sample_and_capture``, whose
-forward hooks on the decoder blocks keep the residual stream of every token ``generate`` feeds
-(prompt at prefill, one token per decode step), plus one cached decode step for the last
-sampled token. There is no second, teacher-forced pass. Without capture layers ``run_batch``
-calls plain ``sample_batch``. Both configurations below go through that same ``run_batch``,
-with greedy decoding so both do the same work:
+``run_batch`` per batch; with capture layers it samples through ``sample_and_capture``
+(:mod:`interpflow.capture`), whose forward hooks on the decoder blocks keep the residual
+stream of every token ``generate`` feeds (prompt at prefill, one token per decode step), plus
+one cached decode step for the last sampled token. There is no second, teacher-forced pass.
+Without capture layers ``run_batch`` calls plain ``sample_batch``. Both configurations below
+go through that same ``run_batch``, with greedy decoding so both do the same work:
 
 * ``generation``          ``run_batch`` without capture, batches of ``--batch-size``;
 * ``generation+capture``  ``run_batch`` capturing every layer at 5 positions (``last_prompt``,

@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 import torch
 
+import interpflow.capture as C
 import interpflow.generate as G
 from interpflow.deception.prompts import build_prompt_table
 from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
@@ -45,12 +46,12 @@ def test_capture_matches_unpadded_hidden_states(stub_dir, new_tokens):
     only_row0 = [t for t in seqs[0, width:].tolist() if t not in seqs[1, width:].tolist()]
     eos = only_row0[:1] or [-1]
     torch.manual_seed(1)
-    seqs, pmask, width, p_lens, r_lens, _, during, during_ix = G.sample_and_capture(
+    seqs, pmask, width, p_lens, r_lens, _, during, during_ix = C.sample_and_capture(
         model, tok, chats, sampling, eos, (0, 2), positions
     )
     if new_tokens > 1:
         assert int(r_lens[0]) < new_tokens and int(r_lens[1]) == new_tokens
-    forced, forced_ix = G.capture_batch(
+    forced, forced_ix = C.capture_batch(
         model, seqs, pmask, width, p_lens, r_lens, (0, 2), positions
     )
     assert during_ix.keys() == forced_ix.keys()
@@ -86,7 +87,7 @@ def test_layer_out_of_range(stub_dir):
         model, tok, [chat_prompt(tok, "Hi")], SamplingConfig(max_new_tokens=2), [-1]
     )
     with pytest.raises(ValueError, match="capture layer 9 out of range: the model has 4 layers"):
-        G.capture_batch(
+        C.capture_batch(
             model, seqs, pmask, width, p_lens, r_lens, (9,), parse_positions(["last_prompt"])
         )
 

@@ -1,15 +1,10 @@
 """Batched generation with residual-stream capture, sharded and resumable.
 
 For each batch of prompts: sample responses with ``model.generate`` (chat template, left
-padding) while forward hooks on the requested decoder layers keep the residual stream of
-every token ``generate`` feeds; the last sampled token, which ``generate`` never feeds back,
-gets one extra cached decode step. The configured positions (:mod:`interpflow.positions`) are
-read from that. This equals a teacher-forced pass over prompt + response (tested to 1e-6 in
-fp32) at the cost of about one decode step instead of a second forward pass
-(``benchmarks/capture_overhead.py``). :func:`capture_batch` is the teacher-forced pass, for
-completions that were not generated here. :func:`generate_answers` is the plain loop (no
-capture, no shards) that answers ``(system, user)`` prompts: inoculation's training data and
-steering's persona data.
+padding); with capture layers, through :func:`interpflow.capture.sample_and_capture`, whose
+hooks read the configured positions (:mod:`interpflow.positions`) while generating.
+:func:`generate_answers` is the plain loop (no capture, no shards) that answers
+``(system, user)`` prompts: inoculation's training data and steering's persona data.
 
 Work is written in shards of ``shard_size`` prompts beside the declared output
 (``<generations>.shards/``). A rerun after a kill resumes from the finished shards; each
@@ -37,18 +32,7 @@ response_tokens   int32    response length in tokens, up to (excluding) EOS
 finished          bool     the response ended with an EOS token
 ================  =======  ==================================================
 
-``activations`` parquet, one row per prompt x layer x position:
-
-============  ==================================  ======================================
-prompt_id     str                                 joins to generations / labels
-layer         int16                               decoder block index (0-based); the
-                                                  value is that block's output, i.e.
-                                                  ``hidden_states[layer + 1]``
-position      str                                 position name (``last_prompt``, …)
-token_index   int32                               absolute index in prompt+response,
-                                                  -1 for mean positions
-activation    fixed_size_list<float16>[d_model]   the residual-stream vector
-============  ==================================  ======================================
+``activations`` parquet, one row per prompt x layer x position: see :mod:`interpflow.capture`.
 """
 
 from __future__ import annotations
@@ -75,8 +59,9 @@ from interpflow.artifacts import (
     write_parquet,
     write_provenance,
 )
-from interpflow.models import ModelSpec, chat_prompt, decoder_layers, eos_token_ids, load_model
-from interpflow.positions import Position, parse_positions
+from interpflow.capture import _activation_table, _empty_activation_table, sample_and_capture
+from interpflow.models import ModelSpec, chat_prompt, eos_token_ids, load_model
+from interpflow.positions import parse_positions
 from interpflow.signals import StopSignals, interruptions, restores_signals
 
 
@@ -114,10 +99,6 @@ class BatchResult:
     rows: list[dict]
     vectors: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     token_index: dict[str, np.ndarray] = field(default_factory=dict)  # position -> [B], -1 = none
-
-
-class _StopForward(Exception):
-    """Raised by the deepest hook: later layers, the final norm and logits are not needed."""
 
 
 def tokenize_chats(tokenizer, chats: list[str], device):
@@ -222,245 +203,6 @@ def generate_answers(
         texts += decode_responses(tokenizer, seqs, width, r_lens)
         finished += [bool(f) for f in fin]
     return Answers(texts, finished)
-
-
-def _check_layers(model, layers: tuple[int, ...]):
-    decoder, blocks = decoder_layers(model)
-    for layer in layers:
-        if not 0 <= layer < len(blocks):
-            raise ValueError(
-                f"capture layer {layer} out of range: the model has {len(blocks)} layers"
-            )
-    return decoder, blocks
-
-
-@dataclass
-class _PositionPlan:
-    """Where each position sits in the left-padded [B, total] layout of one batch."""
-
-    names: list[str]
-    padded_idx: object  # long [B, n_index] (0 where missing)
-    weights: object  # float [B, n_mean, total]
-    exists: np.ndarray  # bool [B, n_pos]
-    token_index: dict[str, np.ndarray]
-
-    @classmethod
-    def build(cls, positions: list[Position], width, p_lens, r_lens, total, device):
-        import torch
-
-        bsz = len(p_lens)
-        pad_left = (width - p_lens).cpu()
-        index_pos = [p for p in positions if p.kind == "index"]
-        mean_pos = [p for p in positions if p.kind == "mean"]
-        idx = torch.full((bsz, len(index_pos)), -1, dtype=torch.long)
-        weights = torch.zeros((bsz, len(mean_pos), total))
-        for b in range(bsz):
-            p_len, r_len, off = int(p_lens[b]), int(r_lens[b]), int(pad_left[b])
-            for j, p in enumerate(index_pos):
-                t = p.token_index(p_len, r_len)
-                if t is not None:
-                    idx[b, j] = t
-            for j, p in enumerate(mean_pos):
-                span = p.span(p_len, r_len)
-                if span is not None:
-                    weights[b, j, off + span[0] : off + span[1]] = 1.0 / (span[1] - span[0])
-        token_index = {p.name: idx[:, j].numpy() for j, p in enumerate(index_pos)}
-        token_index.update({p.name: np.full(bsz, -1) for p in mean_pos})
-        return cls(
-            names=[p.name for p in index_pos + mean_pos],
-            padded_idx=torch.where(idx >= 0, idx + pad_left[:, None], 0).to(device),
-            weights=weights.to(device),
-            exists=torch.cat([idx >= 0, weights.sum(-1) > 0], dim=1).numpy(),
-            token_index=token_index,
-        )
-
-    def read(self, h):
-        """float32 [B, n_pos, d] from one layer's hidden states [B, S >= used, d]."""
-        import torch
-
-        h = h.float()
-        parts = []
-        if self.padded_idx.shape[1]:
-            parts.append(h.gather(1, self.padded_idx[:, :, None].expand(-1, -1, h.shape[-1])))
-        if self.weights.shape[1]:
-            w = self.weights[:, :, : h.shape[1]]
-            parts.append(torch.einsum("bms,bsd->bmd", w, h[:, : w.shape[2]]))
-        return torch.cat(parts, dim=1).cpu()
-
-    def vectors(self, got: dict) -> dict[tuple[int, str], np.ndarray]:
-        """``{(layer, name): float32 [B, d]}`` with NaN rows where a position does not exist."""
-        out = {}
-        for layer, arr in got.items():
-            arr = arr.numpy()
-            for j, name in enumerate(self.names):
-                v = arr[:, j, :].copy()
-                v[~self.exists[:, j]] = np.nan
-                out[(layer, name)] = v
-        return out
-
-
-def sample_and_capture(
-    model,
-    tokenizer,
-    chats: list[str],
-    sampling: SamplingConfig,
-    eos_ids: list[int],
-    layers: tuple[int, ...],
-    positions: list[Position],
-):
-    """:func:`sample_batch` that also reads ``positions`` at ``layers`` while generating.
-
-    Forward hooks keep each requested block's output for every token ``generate`` feeds (the
-    prompt at prefill, then one token per decode step); the last sampled token, which
-    ``generate`` never feeds back, gets one more cached decode step when a row needs it. So
-    capture costs about one decode step instead of a second pass over prompt + response.
-    Returns ``(seqs, prompt_mask, width, p_lens, r_lens, finished, vectors, token_index)``.
-    """
-    import torch
-
-    _, blocks = _check_layers(model, layers)
-    seen: dict[int, list] = {layer: [] for layer in layers}
-
-    def hook_for(layer):
-        def hook(_module, _args, out):
-            seen[layer].append(out[0] if isinstance(out, tuple) else out)  # tensor in tf 5
-
-        return hook
-
-    enc = tokenize_chats(tokenizer, chats, model.device)
-    width = enc["input_ids"].shape[1]
-    handles = [blocks[layer].register_forward_hook(hook_for(layer)) for layer in layers]
-    try:
-        with torch.inference_mode():
-            out = model.generate(
-                **enc,
-                **_generate_kwargs(sampling, tokenizer, eos_ids),
-                return_dict_in_generate=True,
-            )
-            seqs = out.sequences
-            r_lens, finished = _response_lengths(seqs, width, eos_ids)
-            n_new = seqs.shape[1] - width
-            if bool((r_lens == n_new).any()):  # a row ended without EOS: feed its last token
-                mask = torch.cat([enc["attention_mask"], torch.ones_like(seqs[:, width:])], dim=1)
-                model(
-                    input_ids=seqs[:, -1:],
-                    attention_mask=mask,
-                    position_ids=(mask.cumsum(-1) - 1)[:, -1:],
-                    cache=out.past_key_values,
-                    use_cache=True,
-                )
-    finally:
-        for h in handles:
-            h.remove()
-    p_lens = enc["attention_mask"].sum(dim=1)
-    plan = _PositionPlan.build(positions, width, p_lens, r_lens, seqs.shape[1], seqs.device)
-    got = {layer: plan.read(torch.cat(seen[layer], dim=1)) for layer in layers}
-    return (
-        seqs,
-        enc["attention_mask"],
-        width,
-        p_lens,
-        r_lens,
-        finished,
-        plan.vectors(got),
-        plan.token_index,
-    )
-
-
-def capture_batch(
-    model,
-    seqs,
-    prompt_mask,
-    width: int,
-    p_lens,
-    r_lens,
-    layers: tuple[int, ...],
-    positions: list[Position],
-) -> tuple[dict[tuple[int, str], np.ndarray], dict[str, np.ndarray]]:
-    """Teacher-forced pass over given prompt+response sequences; read ``positions`` at ``layers``.
-
-    For completions that were not just generated (generation itself captures through
-    :func:`sample_and_capture`). The pass stops after the deepest requested layer and never
-    computes logits. Returns vectors ``{(layer, name): float32 [B, d]}`` (NaN rows where a
-    position does not exist) and ``{name: int [B]}`` absolute token indices (-1 for means).
-    """
-    import torch
-
-    decoder, blocks = _check_layers(model, layers)
-    dev = seqs.device
-    total = width + int(r_lens.max().item()) if seqs.shape[0] else width
-    ar = torch.arange(total - width, device=dev)
-    mask = torch.cat([prompt_mask, (ar[None, :] < r_lens[:, None]).to(prompt_mask.dtype)], dim=1)
-    plan = _PositionPlan.build(positions, width, p_lens, r_lens, total, dev)
-    got: dict[int, torch.Tensor] = {}
-    deepest = max(layers)
-
-    def hook_for(layer):
-        def hook(_module, _args, out):
-            got[layer] = plan.read(out[0] if isinstance(out, tuple) else out)
-            if layer == deepest:
-                raise _StopForward
-
-        return hook
-
-    handles = [blocks[layer].register_forward_hook(hook_for(layer)) for layer in layers]
-    try:
-        with torch.inference_mode():
-            decoder(
-                input_ids=seqs[:, :total],
-                attention_mask=mask,
-                position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
-                use_cache=False,
-            )
-    except _StopForward:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    return plan.vectors({layer: got[layer] for layer in layers}), plan.token_index
-
-
-def _activation_table(
-    prompt_ids: list[str],
-    vectors: dict[tuple[int, str], np.ndarray],
-    token_index: dict[str, np.ndarray],
-    store_dtype: str,
-) -> pa.Table:
-    """Long table of the (prompt, layer, position) vectors that exist (NaN rows skipped)."""
-    pids, layers, names, tix, vecs = [], [], [], [], []
-    for (layer, name), arr in vectors.items():
-        ok = ~np.isnan(arr).any(axis=1)
-        for b in np.flatnonzero(ok):
-            pids.append(prompt_ids[b])
-            layers.append(layer)
-            names.append(name)
-            tix.append(int(token_index[name][b]))
-            vecs.append(arr[b])
-    d = next(iter(vectors.values())).shape[1] if vectors else 0
-    flat = np.asarray(vecs, dtype=np.dtype(store_dtype)).reshape(-1)
-    table = pa.table(
-        {
-            "prompt_id": pa.array(pids, pa.string()),
-            "layer": pa.array(layers, pa.int16()),
-            "position": pa.array(names, pa.string()),
-            "token_index": pa.array(tix, pa.int32()),
-            "activation": pa.FixedSizeListArray.from_arrays(pa.array(flat), d),
-        }
-    )
-    return table
-
-
-def _empty_activation_table(store_dtype: str, d: int) -> pa.Table:
-    value = pa.float16() if store_dtype == "float16" else pa.float32()
-    return pa.table(
-        {
-            "prompt_id": pa.array([], pa.string()),
-            "layer": pa.array([], pa.int16()),
-            "position": pa.array([], pa.string()),
-            "token_index": pa.array([], pa.int32()),
-            "activation": pa.array([], pa.list_(value, d)),
-        }
-    )
 
 
 def run_batch(model, tokenizer, batch: pl.DataFrame, sampling, capture, positions, eos_ids):

@@ -4,7 +4,7 @@ The same code path as generation: the model and tokenizer come from
 :func:`interpflow.models.load_model`, the prompt is :func:`interpflow.models.chat_prompt`
 (system + user turn, ending in the assistant header), and the completion's tokens follow it.
 One forward pass per batch (left padding, explicit position ids, as in
-:func:`interpflow.generate.capture_batch`); the log-softmax is taken only over each row's
+:func:`interpflow.capture.capture_batch`); the log-softmax is taken only over each row's
 completion span, in float32.
 
 Input rows (a polars frame): ``row_id`` (str, unique), ``system`` (nullable str), ``user``

@@ -35,12 +35,13 @@ from interpflow.steering.common import (
 def last_token_states(model, tok, chats: list[str], batch_size: int = 16):
     """``[n, L, d]`` float32: every decoder block's output at the last prompt token.
 
-    The position spec's ``last_prompt`` read by :func:`interpflow.generate.capture_batch`
+    The position spec's ``last_prompt`` read by :func:`interpflow.capture.capture_batch`
     (prompt only: zero-length responses).
     """
     import torch
 
-    from interpflow.generate import capture_batch, tokenize_chats
+    from interpflow.capture import capture_batch
+    from interpflow.generate import tokenize_chats
     from interpflow.positions import parse_positions
 
     _, blocks = decoder_layers(model)
