@@ -14,10 +14,10 @@ from interpflow.adapters import (
     encode_examples,
     layer_indices,
     peft_config,
-    resume_dir_for,
     train_adapter,
     wrap_model,
 )
+from interpflow.checkpoints import resume_dir_for
 from interpflow.models import ModelSpec, load_model
 
 SMALL = {"rank": 4, "alpha": 8.0, "layer_slice": (0.3, 0.8)}

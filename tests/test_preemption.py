@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 
 import interpflow.generate as G
-from interpflow.adapters import AdapterConfig, TrainConfig, resume_dir_for, train_adapter
+from interpflow.adapters import AdapterConfig, TrainConfig, train_adapter
+from interpflow.checkpoints import resume_dir_for
 from interpflow.deception.prompts import build_prompt_table
 from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
 from interpflow.models import ModelSpec
