@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fakeapi import EMBED_DIM, FakeAPIServer, default_embedder
 
+from interpflow.cache import CacheError
 from interpflow.embeddings import (
     OFFLINE_DIM,
     EmbeddingError,
@@ -22,7 +23,7 @@ from interpflow.embeddings import (
     embed_key,
     embed_texts,
 )
-from interpflow.judges import CacheError, JudgeConfig
+from interpflow.judges import JudgeConfig
 
 SECRET = "sk-test-SECRET123"
 

@@ -11,8 +11,8 @@ import time
 import pytest
 from fakeapi import FakeAPIServer
 
+from interpflow.cache import CacheError
 from interpflow.judges import (
-    CacheError,
     Judge,
     JudgeConfig,
     JudgeFailureError,

@@ -19,12 +19,12 @@ the same machinery as :class:`~interpflow.judges.Judge` around every backend:
   well-formed embeddings list: wrong count, bad index, vectors of different dimensions, or a
   dimension unlike the model's other vectors) does not stop the others. When all batches are
   done, the successes are already cached; then the judges' share rule applies
-  (:func:`~interpflow.judges.check_failures`): when more than ``cfg.max_failed_share`` of the
+  (:func:`~interpflow.failures.check_failures`): when more than ``cfg.max_failed_share`` of the
   texts have no vector, :class:`EmbeddingError` says which embedder (name, backend, model),
   the HTTP status, how many texts failed and the first error; otherwise the failed texts'
   rows are NaN and counted in :attr:`EmbedStats.n_failed`.
 
-Backends:
+Backends (:mod:`interpflow.embedding_backends`, imported when there is something to embed):
 
 * ``offline`` — deterministic, no network, no model: signed feature hashing (blake2b from
   :mod:`hashlib`, so stable across processes, unlike ``hash()``) of lowercased word unigrams,
@@ -34,7 +34,7 @@ Backends:
 * ``openai`` — ``client.embeddings.create(model=cfg.model, input=batch)`` of the official SDK
   (also any OpenAI-compatible server through ``base_url``), vectors ordered by each item's
   ``index``. The request asks for ``encoding_format="base64"`` explicitly (the SDK's own
-  default on the wire), which leaves the response to this module's checks.
+  default on the wire), which leaves the response to the embedder's own checks.
 * ``hf`` — a local transformers model (:func:`interpflow.models.load_model`): the final
   hidden layer (after the final norm) of the raw text — tokenizer special tokens as the
   tokenizer adds them, no chat template — mean-pooled over the non-padding tokens, in
@@ -49,12 +49,10 @@ time; numpy, the SDK and torch are imported when needed.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import re
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -65,18 +63,16 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from interpflow.judges import (
-    JudgeConfig,
+from interpflow.cache import SqliteCache
+from interpflow.failures import (
     JudgeFailureError,
-    OpenAIClient,
-    _Counter,
     _MalformedResponse,
-    cache_errors,
     check_failures,
     error_text,
     failure_message,
     failure_reason,
 )
+from interpflow.judges import JudgeConfig, _Counter
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,28 +179,17 @@ def offline_embedding(text: str) -> np.ndarray:
 # -- cache -------------------------------------------------------------------------------------
 
 
-class _VectorCache:
+class _VectorCache(SqliteCache):
     """Successful vectors in one sqlite table; used from the calling thread only.
 
-    Corrupt or locked files raise as in :func:`interpflow.judges.cache_errors`.
+    Corrupt or locked files raise as in :func:`interpflow.cache.cache_errors`.
     """
 
-    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.timeout_s = timeout_s
-        self._conn = sqlite3.connect(self.path, timeout=timeout_s)
-        with self._errors():
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS embeddings ("
-                " key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL, created REAL)"
-            )
-            self._conn.commit()
-
-    def _errors(self):
-        return cache_errors(self.path, "embedding cache", self.timeout_s)
+    what = "embedding cache"
+    table = (
+        "CREATE TABLE IF NOT EXISTS embeddings ("
+        " key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL, created REAL)"
+    )
 
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         import numpy as np
@@ -236,113 +221,6 @@ class _VectorCache:
                 "INSERT OR REPLACE INTO embeddings (key, dim, vec, created) VALUES (?,?,?,?)", rows
             )
             self._conn.commit()
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-# -- backends: each maps a list of texts to an (n, d) float32 array -----------------------------
-
-
-class _OfflineEmbedder:
-    failures: tuple[type[BaseException], ...] = ()
-
-    def __init__(self, counter: _Counter) -> None:
-        self.counter = counter
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        import numpy as np
-
-        self.counter.incr()
-        return np.stack([offline_embedding(t) for t in texts])
-
-
-class _OpenAIEmbedder(OpenAIClient):
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        import numpy as np
-
-        resp = self.client.embeddings.create(
-            model=self.cfg.model, input=list(texts), encoding_format="base64"
-        )
-        data = getattr(resp, "data", None)
-        if not isinstance(data, list):
-            raise _MalformedResponse(f"response has no data list ({type(resp).__name__})")
-        n = len(texts)
-        if len(data) != n:
-            raise _MalformedResponse(f"response has {len(data)} vectors for {n} inputs")
-        rows: list[Any] = [None] * n
-        for item in data:
-            i = getattr(item, "index", None)
-            if (
-                not isinstance(i, int)
-                or isinstance(i, bool)
-                or not 0 <= i < n
-                or rows[i] is not None
-            ):
-                raise _MalformedResponse(f"response item has a bad or repeated index {i!r}")
-            emb = getattr(item, "embedding", None)
-            if isinstance(emb, str):  # base64 little-endian float32, as requested
-                vec = np.frombuffer(base64.b64decode(emb, validate=True), dtype="<f4")
-            elif isinstance(emb, list):  # a server that ignores encoding_format
-                try:
-                    vec = np.asarray(emb, dtype=np.float64)
-                except (TypeError, ValueError) as exc:
-                    raise _MalformedResponse(f"embedding {i} is not a list of numbers") from exc
-            else:
-                raise _MalformedResponse(f"embedding {i} is {type(emb).__name__}, not a vector")
-            if vec.ndim != 1:
-                raise _MalformedResponse(f"embedding {i} is not a flat vector")
-            rows[i] = vec.astype(np.float32)
-        dims = sorted({int(r.shape[0]) for r in rows})
-        if len(dims) != 1:
-            raise _MalformedResponse(f"response mixes vector dimensions {dims}")
-        return np.stack(rows)
-
-
-class _HFEmbedder:
-    """Mean of the final hidden layer over the non-padding tokens; padding on the right."""
-
-    failures: tuple[type[BaseException], ...] = ()
-
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
-        import torch
-
-        from interpflow.models import ModelSpec, load_model
-
-        self.torch = torch
-        self.counter = counter
-        self.model, self.tok = load_model(ModelSpec(cfg.model))
-        # Right padding: real tokens keep positions 0..n-1 and (causal mask) never attend to
-        # the padding, so a text's vector does not depend on what it is batched with.
-        self.tok.padding_side = "right"
-        # The transformer without its LM head: no (batch, seq, vocab) logits are computed.
-        self.body = self.model.base_model
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        torch = self.torch
-        enc = self.tok(list(texts), padding=True, return_tensors="pt")
-        ids = enc["input_ids"].to(self.model.device)
-        mask = enc["attention_mask"].to(self.model.device)
-        with torch.inference_mode():
-            self.counter.incr()
-            out = self.body(input_ids=ids, attention_mask=mask, use_cache=False)
-            hidden = getattr(out, "last_hidden_state", None)
-            if hidden is None:
-                raise TypeError(
-                    f"{type(self.body).__name__} returns no last_hidden_state; "
-                    "the hf embedding backend needs a transformers decoder model"
-                )
-            m = mask.unsqueeze(-1).to(torch.float32)
-            pooled = (hidden.float() * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
-        return pooled.cpu().numpy().astype("float32", copy=False)
-
-
-def _make_backend(cfg: JudgeConfig, counter: _Counter) -> Any:
-    if cfg.backend == "offline":
-        return _OfflineEmbedder(counter)
-    if cfg.backend == "openai":
-        return _OpenAIEmbedder(cfg, counter)
-    return _HFEmbedder(cfg, counter)
 
 
 def _check_vectors(vecs: Any, n: int) -> np.ndarray:
@@ -442,7 +320,10 @@ def embed_texts(
         errors: dict[int, tuple[str, str]] = {}  # batch index -> (reason, error text)
 
         if batches:
-            backend = _make_backend(cfg, counter)  # config errors (no key, bad path) raise here
+            # Here, not at the top: interpflow.embedding_backends imports this module.
+            from interpflow.embedding_backends import make_backend
+
+            backend = make_backend(cfg, counter)  # config errors (no key, bad path) raise here
             secret = getattr(backend, "secret", None)
             failures = (_MalformedResponse, *backend.failures)
 

@@ -7,7 +7,8 @@ in request order. Around every backend it puts the same machinery:
   model, base_url, temperature and the request fields. Only successful replies are stored, so
   failures are retried on the next run, and a warm rerun makes zero backend calls. The cache is
   also what makes a long labelling job resumable: a killed job loses only calls in flight.
-  The API key is never part of the key and never stored.
+  The API key is never part of the key and never stored. A corrupt or locked file raises
+  :class:`interpflow.cache.CacheError` naming it.
 * **bounded concurrency** — a ``ThreadPoolExecutor(cfg.concurrency)``; duplicate requests in a
   batch are called once.
 * **retries** — left to the SDKs' own ``max_retries`` (exponential backoff, honours
@@ -18,9 +19,11 @@ in request order. Around every backend it puts the same machinery:
   then call :func:`check_failures`, which stops the stage with one :class:`JudgeFailureError`
   when more than ``max_failed_share`` of the calls failed (a wrong key or model fails them
   all) — after the cache holds every success, so a rerun calls only for the failed ones.
+  Both live in :mod:`interpflow.failures`, shared with the embedders.
 
 This module imports no heavy or optional package at import time (Snakemake's planning code
-imports it to call :func:`require_api_key`); each backend imports its SDK lazily.
+imports it to call :func:`require_api_key`). The backends (:mod:`interpflow.judge_backends`)
+are imported when a :class:`Judge` first needs one, and each imports its SDK then.
 
 Scores from logprobs: :func:`digit_expected_value` turns the first token's top-k logprobs into an
 expected value over the digit tokens ``"0".."9"``, on a 0-100 scale.
@@ -28,22 +31,28 @@ expected value over the digit tokens ``"0".."9"``, on a 0-100 scale.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
-import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, get_args
+
+from interpflow.cache import SqliteCache
+from interpflow.failures import (
+    JudgeFailureError,
+    check_failures,
+    error_text,
+    failure_message,
+    failure_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,70 +216,6 @@ class JudgeStats:
         return asdict(self)
 
 
-class JudgeFailureError(RuntimeError):
-    """More than ``max_failed_share`` of a stage's calls failed; ``stats`` has the counts.
-    The message never contains the API key."""
-
-    def __init__(self, message: str, stats: Any) -> None:
-        super().__init__(message)
-        self.stats = stats
-
-
-def failure_reason(exc: BaseException) -> str:
-    """``"HTTP <status> <phrase>"`` from an SDK error's ``status_code``; else the class name."""
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and not isinstance(status, bool):
-        try:
-            return f"HTTP {status} {HTTPStatus(status).phrase}"
-        except ValueError:
-            return f"HTTP {status}"
-    return type(exc).__name__
-
-
-def _hint(cfg: JudgeConfig, reason: str) -> str:
-    if reason.startswith(("HTTP 401", "HTTP 403")) and cfg.key_env:
-        return f"; check the API key in {cfg.key_env}"
-    if reason.startswith("HTTP 404"):
-        return "; check the model name and base_url"
-    return ""
-
-
-def failure_message(
-    stats: Any, cfg: JudgeConfig, cache_path: str | Path | None = None, why: str = ""
-) -> str:
-    """One line on ``stats``' failures: who (name, backend, model), HTTP status, k of n, why
-    that stops the stage (default: the share), the first error, and where the successes are
-    cached. ``stats`` is a :class:`JudgeStats` or an :class:`~interpflow.embeddings.EmbedStats`
-    (``n_failed``, ``failures``, ``first_error``, ``n_total``, ``ROLE``, ``UNIT``)."""
-    name = f" {cfg.name!r}" if cfg.name else ""
-    reasons = sorted(stats.failures.items(), key=lambda kv: -kv[1])
-    counts = ", ".join(f"{r}: {n}" for r, n in reasons)
-    saved = (
-        f" What succeeded is cached in {cache_path}: a rerun calls only for the failed ones."
-        if cache_path is not None
-        else ""
-    )
-    why = why or f"more than max_failed_share={cfg.max_failed_share:g} allows"
-    hint = _hint(cfg, reasons[0][0]) if reasons else ""
-    return (
-        f"{stats.ROLE}{name} ({cfg.backend} model {cfg.model!r}): {stats.n_failed} of "
-        f"{stats.n_total} {stats.UNIT} failed ({counts}), {why}{hint}. "
-        f"First error: {(stats.first_error or '').rstrip('.')}.{saved}"
-    )
-
-
-def check_failures(
-    stats: Any,
-    cfg: JudgeConfig,
-    cache_path: str | Path | None = None,
-    error: type[JudgeFailureError] = JudgeFailureError,
-) -> None:
-    """Raise ``error`` with :func:`failure_message` when more than ``cfg.max_failed_share``
-    of ``stats``' calls failed; else nothing (the failures stay NaN/null and counted)."""
-    if stats.n_failed and stats.n_failed / stats.n_total > cfg.max_failed_share:
-        raise error(failure_message(stats, cfg, cache_path), stats)
-
-
 def require_api_key(cfg: JudgeConfig) -> None:
     """Raise ``ValueError`` naming the variable when an API backend has no key; else no-op.
 
@@ -324,63 +269,19 @@ def request_key(cfg: JudgeConfig, req: JudgeRequest, judge_id: str = "") -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class CacheError(RuntimeError):
-    """A sqlite cache file that cannot be used: corrupt, or locked past the busy timeout."""
-
-
-@contextlib.contextmanager
-def cache_errors(path: Path, what: str, timeout_s: float) -> Iterator[None]:
-    """Turn sqlite's errors on the cache file ``path`` into one :class:`CacheError` naming it.
-
-    A corrupt cache is left where it is, never deleted or moved aside: it may hold paid API
-    results, and the user decides (restore a backup, salvage it, or move it aside).
-    """
-    try:
-        yield
-    except sqlite3.DatabaseError as e:
-        code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
-        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            msg = (
-                f"{path}: {what} is locked by another process (waited {timeout_s:g} s); "
-                "let that job finish or stop it, then rerun"
-            )
-        elif code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-            msg = (
-                f"{path}: {what} is corrupt ({e}); left as it is, since it may hold paid API "
-                "results: restore it from a backup, or move it aside (with its -wal and -shm "
-                "files) to start an empty cache, then rerun"
-            )
-        elif isinstance(e, sqlite3.OperationalError):
-            msg = f"{path}: {what}: {e}"
-        else:
-            raise
-        raise CacheError(msg) from e
-
-
-class _Cache:
+class _Cache(SqliteCache):
     """Successful replies in one sqlite table; one connection shared under a lock.
 
     Another process writing the same file is waited for up to ``timeout_s``; see
-    :func:`cache_errors` for what a corrupt or still-locked file raises.
+    :func:`interpflow.cache.cache_errors` for what a corrupt or still-locked file raises.
     """
 
-    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.timeout_s = timeout_s
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=timeout_s, check_same_thread=False)
-        with self._lock, self._errors():
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS replies ("
-                " key TEXT PRIMARY KEY, text TEXT NOT NULL, top_logprobs TEXT, created REAL)"
-            )
-            self._conn.commit()
-
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
-        return cache_errors(self.path, "judge cache", self.timeout_s)
+    what = "judge cache"
+    table = (
+        "CREATE TABLE IF NOT EXISTS replies ("
+        " key TEXT PRIMARY KEY, text TEXT NOT NULL, top_logprobs TEXT, created REAL)"
+    )
+    shared = True
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JudgeReply]:
         out: dict[str, JudgeReply] = {}
@@ -406,22 +307,6 @@ class _Cache:
             )
             self._conn.commit()
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
-class _MalformedResponse(ValueError):
-    """The server answered, but not with a usable completion."""
-
-
-def _merge_logprob(out: dict[str, float], token: str, logprob: float) -> None:
-    """Add probability mass under ``token`` (two ids may decode to the same string)."""
-    if token in out:
-        out[token] = float(math.log(math.exp(out[token]) + math.exp(logprob)))
-    else:
-        out[token] = float(logprob)
-
 
 class _Counter:
     def __init__(self) -> None:
@@ -431,161 +316,6 @@ class _Counter:
     def incr(self, *_: Any) -> None:
         with self._lock:
             self.value += 1
-
-
-def error_text(exc: BaseException, secret: str | None) -> str:
-    """``"<Type>: <message>"`` cut to 300 characters, with the API key redacted."""
-    msg = f"{type(exc).__name__}: {exc}"
-    if secret:
-        msg = msg.replace(secret, "<redacted>")
-    return msg if len(msg) <= 300 else msg[:297] + "..."
-
-
-def _read_key(cfg: JudgeConfig) -> str:
-    require_api_key(cfg)
-    return os.environ[cfg.key_env]  # type: ignore[index]
-
-
-class OpenAIClient:
-    """The official OpenAI client built from a :class:`JudgeConfig`; the judges' chat backend
-    and :mod:`interpflow.embeddings` subclass it and add their ``__call__``."""
-
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
-        import openai
-
-        # Failures that become failed replies; anything else (a bug) propagates.
-        # ValueError covers non-JSON bodies, bad base64 and pydantic validation errors.
-        self.failures = (openai.APIError, ValueError)
-
-        self.cfg = cfg
-        self.secret = _read_key(cfg)
-        self.client = openai.OpenAI(
-            api_key=self.secret,
-            base_url=cfg.base_url,
-            max_retries=cfg.max_retries,
-            timeout=cfg.timeout_s,
-            # SDK defaults (limits, timeouts) plus a hook that counts every attempt, retries too.
-            http_client=openai.DefaultHttpxClient(event_hooks={"request": [counter.incr]}),
-        )
-
-
-class _OpenAIBackend(OpenAIClient):
-    def __call__(self, req: JudgeRequest) -> JudgeReply:
-        kwargs: dict[str, Any] = {}
-        if req.top_logprobs > 0:
-            kwargs.update(logprobs=True, top_logprobs=req.top_logprobs)
-        resp = self.client.chat.completions.create(
-            model=self.cfg.model,
-            messages=[
-                {"role": "system", "content": req.system},
-                {"role": "user", "content": req.user},
-            ],
-            max_tokens=req.max_tokens,
-            temperature=self.cfg.temperature,
-            **kwargs,
-        )
-        choices = getattr(resp, "choices", None)
-        if not isinstance(choices, list) or not choices:
-            raise _MalformedResponse(f"response has no choices ({type(resp).__name__})")
-        message = getattr(choices[0], "message", None)
-        text = getattr(message, "content", None)
-        if not isinstance(text, str):
-            raise _MalformedResponse("first choice has no message content")
-        top = None
-        if req.top_logprobs > 0:
-            content = getattr(getattr(choices[0], "logprobs", None), "content", None)
-            if content:
-                top = {}
-                for alt in content[0].top_logprobs or []:
-                    _merge_logprob(top, alt.token, alt.logprob)
-            # A server that ignores logprobs still gives text; the digit score is then NaN.
-        return JudgeReply(text=text, top_logprobs=top)
-
-
-class _AnthropicBackend:
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
-        import anthropic
-
-        self.failures = (anthropic.APIError, ValueError)
-
-        self.cfg = cfg
-        self.secret = _read_key(cfg)
-        self.client = anthropic.Anthropic(
-            api_key=self.secret,
-            base_url=cfg.base_url,
-            max_retries=cfg.max_retries,
-            timeout=cfg.timeout_s,
-            http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [counter.incr]}),
-        )
-
-    def __call__(self, req: JudgeRequest) -> JudgeReply:
-        resp = self.client.messages.create(
-            model=self.cfg.model,
-            system=req.system,
-            messages=[{"role": "user", "content": req.user}],
-            max_tokens=req.max_tokens,
-        )
-        for block in getattr(resp, "content", None) or []:
-            if getattr(block, "type", None) == "text" and isinstance(block.text, str):
-                return JudgeReply(text=block.text, top_logprobs=None)
-        raise _MalformedResponse("response has no text content block")
-
-
-class _HFBackend:
-    """A local causal LM: greedy decode for the text, first-step log-softmax for top-k."""
-
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
-        import torch
-
-        from interpflow.models import ModelSpec, load_model
-
-        self.torch = torch
-        self.counter = counter
-        self.lock = threading.Lock()
-        self.model, self.tok = load_model(ModelSpec(cfg.model))
-
-    def __call__(self, req: JudgeRequest) -> JudgeReply:
-        from interpflow.models import chat_prompt
-
-        torch = self.torch
-        prompt = chat_prompt(self.tok, req.user, system=req.system)
-        enc = self.tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.model.device)
-        with self.lock, torch.inference_mode():
-            self.counter.incr()
-            out = self.model.generate(
-                **enc,
-                max_new_tokens=req.max_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                output_logits=True,  # raw logits: no repetition penalty etc. in the top-k
-                return_dict_in_generate=True,
-                pad_token_id=self.tok.pad_token_id,
-            )
-        new_ids = out.sequences[0, enc["input_ids"].shape[1] :]
-        text = self.tok.decode(new_ids, skip_special_tokens=True)
-        top = None
-        if req.top_logprobs > 0:
-            logp = torch.log_softmax(out.logits[0][0].float(), dim=-1)
-            values, ids = torch.topk(logp, req.top_logprobs)
-            top = {}
-            for v, i in zip(values.tolist(), ids.tolist(), strict=True):
-                _merge_logprob(top, self.tok.decode([i]), v)
-        return JudgeReply(text=text, top_logprobs=top)
-
-
-class _OfflineBackend:
-    def __init__(self, fn: Callable[[JudgeRequest], str], counter: _Counter) -> None:
-        self.fn = fn
-        self.counter = counter
-
-    def __call__(self, req: JudgeRequest) -> JudgeReply:
-        self.counter.incr()
-        text = self.fn(req)
-        if not isinstance(text, str):
-            raise TypeError(f"offline judge returned {type(text).__name__}, expected str")
-        return JudgeReply(text=text)
 
 
 class Judge:
@@ -621,15 +351,10 @@ class Judge:
     def _get_backend(self) -> Callable[[JudgeRequest], JudgeReply]:
         with self._backend_lock:
             if self._backend is None:
-                b = self.cfg.backend
-                if b == "offline":
-                    self._backend = _OfflineBackend(self._offline, self._counter)  # type: ignore[arg-type]
-                elif b == "openai":
-                    self._backend = _OpenAIBackend(self.cfg, self._counter)
-                elif b == "anthropic":
-                    self._backend = _AnthropicBackend(self.cfg, self._counter)
-                else:
-                    self._backend = _HFBackend(self.cfg, self._counter)
+                # Here, not at the top: interpflow.judge_backends imports this module.
+                from interpflow.judge_backends import make_backend
+
+                self._backend = make_backend(self.cfg, self._offline, self._counter)
             return self._backend
 
     def _error_text(self, exc: BaseException) -> str:
@@ -721,7 +446,6 @@ class Judge:
 
 __all__ = [
     "BACKENDS",
-    "CacheError",
     "Judge",
     "JudgeConfig",
     "JudgeFailureError",
