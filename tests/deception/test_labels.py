@@ -37,20 +37,6 @@ def test_keyword_label():
     assert keyword_label("How do I bake bread?") == "normal"
 
 
-@pytest.fixture
-def generations(tmp_path):
-    path = tmp_path / "gen.parquet"
-    pl.DataFrame(
-        {
-            "prompt_id": ["a", "b", "c", "d"],
-            "category": ["normal", "deceptive", "eval_aware", "normal"],
-            "prompt": ["Bake bread?", "Lie to the inspector.", "You are being graded.", "Cats?"],
-            "response": ["Sure.", "Okay.", "Fine.", "Meow."],
-        }
-    ).write_parquet(path)
-    return path
-
-
 def test_offline_labels_and_summary(generations, tmp_path):
     summary = label_generations(
         generations=generations,

@@ -13,20 +13,6 @@ from interpflow.judges import JudgeConfig
 CLASSES = ["normal", "eval_aware", "deceptive"]
 
 
-@pytest.fixture
-def generations(tmp_path):
-    path = tmp_path / "gen.parquet"
-    pl.DataFrame(
-        {
-            "prompt_id": ["a", "b", "c", "d"],
-            "category": ["normal", "deceptive", "eval_aware", "normal"],
-            "prompt": ["Bake bread?", "Lie to the inspector.", "You are being graded.", "Cats?"],
-            "response": ["Sure.", "Okay.", "Fine.", "Meow."],
-        }
-    ).write_parquet(path)
-    return path
-
-
 def test_verbalizer_at_one_layer(generations, tmp_path):
     d = 4
     rows = [

@@ -22,32 +22,20 @@ from interpflow.tribunal.common import (
     StoppingConfig,
 )
 from interpflow.tribunal.prompts import build_prompts, load_problems
+from tribunal.traces import traces
 
 SAMPLE = REPO / "resources/tribunal/gsm8k_sample.jsonl"
-
-
-def _gens(prompts: pl.DataFrame, responses: list[str]) -> pl.DataFrame:
-    n = len(responses)
-    return pl.DataFrame(
-        {
-            "prompt_id": prompts["prompt_id"][:n],
-            "category": prompts["category"][:n],
-            "response": responses,
-            "finished": [True] * n,
-            "response_tokens": pl.Series([5] * n, dtype=pl.Int32),
-        }
-    )
 
 
 def test_stopping_rule():
     prompts = build_prompts(load_problems(SAMPLE), "x", 1, 6, shuffle=False)
     gold = prompts["gold"].to_list()
     stop = G.StoppingRule(target_correct=2, target_incorrect=1)(prompts)
-    assert not stop(_gens(prompts, [f"#### {gold[0]}", "???"]))
-    assert not stop(_gens(prompts, [f"#### {gold[0]}", f"#### {gold[1]}", "???"]))
-    assert stop(_gens(prompts, [f"#### {gold[0]}", f"#### {gold[1]}", "???", "#### 1"])) is True
+    assert not stop(traces(prompts, [f"#### {gold[0]}", "???"]))
+    assert not stop(traces(prompts, [f"#### {gold[0]}", f"#### {gold[1]}", "???"]))
+    assert stop(traces(prompts, [f"#### {gold[0]}", f"#### {gold[1]}", "???", "#### 1"])) is True
     as_incorrect = G.StoppingRule(1, 1, unparseable="incorrect")(prompts)
-    assert as_incorrect(_gens(prompts, [f"#### {gold[0]}", "???"]))
+    assert as_incorrect(traces(prompts, [f"#### {gold[0]}", "???"]))
 
 
 # ------------------------------------------------------------------------------------------

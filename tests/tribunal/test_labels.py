@@ -11,27 +11,15 @@ from conftest import REPO
 from interpflow.tribunal import labels as L
 from interpflow.tribunal.common import LabelsConfig
 from interpflow.tribunal.prompts import build_prompts, load_problems
+from tribunal.traces import traces
 
 SAMPLE = REPO / "resources/tribunal/gsm8k_sample.jsonl"
-
-
-def _gens(prompts: pl.DataFrame, responses: list[str]) -> pl.DataFrame:
-    n = len(responses)
-    return pl.DataFrame(
-        {
-            "prompt_id": prompts["prompt_id"][:n],
-            "category": prompts["category"][:n],
-            "response": responses,
-            "finished": [True] * n,
-            "response_tokens": pl.Series([5] * n, dtype=pl.Int32),
-        }
-    )
 
 
 def test_label_traces_counts_unparseable():
     prompts = build_prompts(load_problems(SAMPLE), "x", 1, 4, shuffle=False)
     gold = prompts["gold"].to_list()  # 29, 14, 260, 11
-    gens = _gens(prompts, [f"The answer is {gold[0]}.", "\\boxed{15}", "I give up", "#### 11.0"])
+    gens = traces(prompts, [f"The answer is {gold[0]}.", "\\boxed{15}", "I give up", "#### 11.0"])
     lab = L.label_traces(gens, prompts)
     assert lab["label"].to_list() == ["correct", "incorrect", "unparseable", "correct"]
     assert lab["probe_label"].to_list() == ["correct", "incorrect", None, "correct"]
@@ -52,7 +40,7 @@ def test_label_traces_counts_unparseable():
 def test_write_labels_stage_writes_the_table_and_summary(tmp_path):
     prompts = build_prompts(load_problems(SAMPLE), "x", 2, 6, shuffle=False)
     gold = prompts["gold"].to_list()
-    gens = _gens(prompts, [f"#### {gold[0]}", "#### 0.5", "no idea", "x", "1 2 3", "#### 7"])
+    gens = traces(prompts, [f"#### {gold[0]}", "#### 0.5", "no idea", "x", "1 2 3", "#### 7"])
     prompts.write_parquet(tmp_path / "prompts.parquet")
     gens.write_parquet(tmp_path / "generations.parquet")
     summary = L.write_labels(
