@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -55,7 +56,7 @@ def side_by_side(stub_dir, tmp_path_factory):
 
 def test_two_models_and_a_sweep_build_side_by_side(side_by_side):
     work, proc = side_by_side
-    jobs = job_counts(proc.stdout)
+    jobs = job_counts(proc.stdout + proc.stderr)  # a real run logs its job stats to stderr
     # a preset means exactly its instances: nothing of the default config's studies
     assert not {r for r in jobs if r.startswith(("tribunal_", "inoculation_"))}, jobs
     assert jobs["deception_probes"] == 2 and jobs["deception_generate"] == 2
@@ -69,12 +70,16 @@ def test_two_models_and_a_sweep_build_side_by_side(side_by_side):
     ]:
         a, b = (_files(res / study / n) for n in names)
         assert a == b, f"{study}: both instances make the same set of files"
-    # different models, different activations
-    acts = [
-        pq.read_table(res / f"deception/{n}/activations.parquet") for n in ("on_stub", "on_other")
-    ]
-    assert acts[0].num_rows == acts[1].num_rows > 0
-    x = [a["activation"].combine_chunks().flatten().to_numpy().astype(np.float32) for a in acts]
+    # different models, different activations: the same prompts' last-prompt-token states
+    # (responses, hence their positions, differ in length between the models)
+    acts = []
+    for name in ("on_stub", "on_other"):
+        t = pl.from_arrow(pq.read_table(res / f"deception/{name}/activations.parquet"))
+        t = t.filter(pl.col("position") == "last_prompt").sort("prompt_id", "layer")
+        acts.append(t)
+    assert acts[0].height == acts[1].height > 0
+    assert acts[0]["prompt_id"].to_list() == acts[1]["prompt_id"].to_list()
+    x = [np.array(a["activation"].to_list(), dtype=np.float32) for a in acts]
     assert x[0].shape == x[1].shape and not np.allclose(x[0], x[1])
     # different learning rates, different weight diffs (same seed, same data)
     dws = [
