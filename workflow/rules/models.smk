@@ -1,4 +1,5 @@
-# Models that a rule builds (declared under `models` with that source): the stub, offline.
+# Models that a rule builds (declared under `models` with that source): the stub, built
+# offline, and real small models that install from PyPI as GGUF files (interpflow.packaged).
 
 
 rule models_stub:
@@ -15,3 +16,22 @@ rule models_stub:
         "../../envs/gpu.yaml"
     script:
         "../../scripts/models/stub.py"
+
+
+# A packaged model's GGUF file is found at planning, only when an instance uses it (a missing
+# package says how to install it).
+rule models_packaged:
+    input:
+        gguf=lambda wildcards: str(packaged_gguf(wildcards.source)),
+    output:
+        directory("results/models/{source}"),
+    log:
+        "logs/models/{source}.log",
+    params:
+        code=code_hash("models/packaged"),
+    wildcard_constraints:
+        source="|".join(PACKAGED),
+    conda:
+        "../../envs/gpu.yaml"
+    script:
+        "../../scripts/models/packaged.py"
