@@ -81,6 +81,32 @@ def prompt_frame(n: int) -> pl.DataFrame:
     )
 
 
+def stub_dir(tmp: str | Path) -> Path:
+    """Build the stub model and tokenizer under ``tmp`` (seconds; nothing downloaded)."""
+    return build_stub(
+        corpus_files=[REPO / "resources/stub/corpus.txt"],
+        out_dir=Path(tmp) / "stub",
+        cfg=StubConfig(),
+    )
+
+
+def random_model(shape: dict, device: str):
+    """A random-init (seeded) Qwen2 causal LM of ``shape`` on ``device``, in eval mode.
+
+    bf16 on CUDA, fp32 elsewhere; built on the device, nothing downloaded. Its generation
+    config has no EOS: responses end at the tokenizer's EOS, if ever.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model("qwen2", **shape)
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype).eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
 class Runner:
     """Runs ``run_batch`` over ``frame`` in batches; a call returns its wall seconds.
 
@@ -122,14 +148,7 @@ def real_size(
 
     Returns ``(times, ratios, figures)``. ``shape`` overrides the config (tests use a tiny one).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    cfg = AutoConfig.for_model("qwen2", **(shape or QWEN25_1_5B))
-    torch.manual_seed(0)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    with torch.device(device):
-        big = AutoModelForCausalLM.from_config(cfg, dtype=dtype).eval()
-    big.generation_config.eos_token_id = None  # responses end at the tokenizer's EOS, if ever
+    big = random_model(shape or QWEN25_1_5B, device)
     configs = {}
     for b in batches:
         frame = prompt_frame(b)
@@ -169,13 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.model or str(
-            build_stub(
-                corpus_files=[REPO / "resources/stub/corpus.txt"],
-                out_dir=Path(tmp) / "stub",
-                cfg=StubConfig(),
-            )
-        )
+        path = args.model or str(stub_dir(tmp))
         model, tok = load_model(ModelSpec(path))
         layers = tuple(range(model.config.num_hidden_layers))
         frame = prompt_frame(args.prompts)

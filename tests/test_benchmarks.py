@@ -147,3 +147,59 @@ def test_planning(tmp_path, goal_args, rc):
     pairs, doc = check_output(proc, out, "planning", goals, configs=2, repeats=1)
     assert int(pairs["sweep_jobs"]) == doc["figures"]["sweep_jobs"] > int(pairs["default_jobs"])
     assert "inoculation sweep of 2 prompts x 2 conditions x 1 LRs x 2 seeds" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("goal_args", "rc"),
+    [
+        (["--goal-overhead", "1000", "--goal-batching", "0"], 0),
+        (["--goal-overhead", "0.001", "--goal-batching", "0"], 1),  # impossible
+    ],
+    ids=["met", "missed"],
+)
+def test_gpu_tiny_on_cpu(tmp_path, goal_args, rc):
+    """``gpu.py`` at its tiny shape on the CPU: decode with/without capture, one LoRA step."""
+    out = tmp_path / "gpu.json"
+    proc = run_bench(
+        "gpu.py",
+        *("--shape", "tiny", "--device", "cpu", "--batches", "1", "4", "--repeats", "2"),
+        *goal_args,
+        *("--out", str(out)),
+    )
+    assert proc.returncode == rc, proc.stdout + proc.stderr
+    goals = {"b1_capture_overhead": rc == 0, "b4_capture_overhead": rc == 0}
+    goals["batching_speedup"] = True
+    pairs, doc = check_output(proc, out, "gpu", goals, configs=7, repeats=2)
+    assert set(doc["per_repeat_s"]) == {
+        *(f"b{b} {c}" for b in (1, 4) for c in ("generation", "generation+capture", "prefill")),
+        "lora step",
+    }
+    assert set(doc["per_repeat_ratio"]) == {
+        "b1 overhead (capture / generation)",
+        "b4 overhead (capture / generation)",
+        "batching (b4 / b1 tok/s)",
+    }
+    assert pairs["device"] == "cpu"
+    for b in (1, 4):
+        for k in ("tok_per_s", "capture_tok_per_s", "decode_tok_per_s", "capture_overhead"):
+            assert float(pairs[f"b{b}_{k}"]) > 0, k
+    assert float(pairs["batching_speedup"]) > 0 and float(pairs["lora_step_s"]) > 0
+    assert int(pairs["lora_trainable"]) > 0 and int(pairs["params"]) > 0
+    # no HBM on a CPU: the bandwidth share and the peak GPU memory are n/a
+    assert pairs["hbm_share_b1"] == pairs["hbm_gbps"] == pairs["lora_peak_gib"] == "n/a"
+    assert doc["figures"]["hbm_share_b1"] == "n/a"
+    assert doc["meta"]["gpu"] is None and doc["meta"]["layers"] == [1, 2, 3, 4, 5]
+    assert "goal: batch 4 generates >= 0.0x the tokens/s of batch 1" in proc.stdout
+    assert "prompts of 32 tokens, 8 new tokens (greedy)" in proc.stdout
+
+
+def test_gpu_bandwidth_by_name(monkeypatch):
+    """HBM bandwidth by GPU name; unknown names (and GH200's two variants) need --hbm-gbps."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    bench = importlib.import_module("gpu")
+    assert bench.hbm_gbps("NVIDIA H100 80GB HBM3") == 3350
+    assert bench.hbm_gbps("NVIDIA H200") == 4800
+    assert bench.hbm_gbps("NVIDIA A100-SXM4-80GB") == 2039
+    assert bench.hbm_gbps("NVIDIA H100 PCIe") == 2000
+    assert bench.hbm_gbps("NVIDIA GH200 480GB") is None
+    assert bench.hbm_gbps("Tesla V100-SXM2-16GB") is None
