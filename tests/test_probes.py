@@ -219,6 +219,54 @@ def test_binary_auroc_matches_sklearn():
     assert np.isnan(probes.binary_auroc(np.zeros(5, bool), score[:5]))
 
 
+def _scorers(n_groups=60, rows_per_group=3, seed=0):
+    """Three classes, several rows per prompt: a perfect scorer and two independent random
+    ones (Dirichlet probabilities, drawn per row)."""
+    rng = np.random.default_rng(seed)
+    classes = np.array(["a", "b", "c"])
+    y = np.repeat(classes[np.arange(n_groups) % 3], rows_per_group)
+    groups = np.repeat([f"g{i}" for i in range(n_groups)], rows_per_group)
+    perfect = np.eye(3)[np.searchsorted(classes, y)] * 0.9 + 0.1 / 3
+    random1, random2 = (rng.dirichlet(np.ones(3), size=y.size) for _ in range(2))
+    return y, groups, classes, perfect, random1, random2
+
+
+def test_margin_ci_excludes_zero_for_a_perfect_scorer_over_a_random_one():
+    y, groups, classes, perfect, random1, _ = _scorers()
+    m = probes.paired_margin(y, perfect, random1, classes, groups, n_bootstrap=300, seed=0)
+    auroc_random = probes.macro_auroc(np.searchsorted(classes, y), random1)
+    assert m["auroc"] == pytest.approx(1.0 - auroc_random)
+    assert 0 < m["auroc_ci"][0] <= m["auroc"] <= m["auroc_ci"][1]
+    assert m["accuracy_ci"][0] > 0 and m["n_bootstrap_auroc"] == 300
+    # the other way round: the same margin, negated
+    back = probes.paired_margin(y, random1, perfect, classes, groups, n_bootstrap=300, seed=0)
+    assert back["auroc"] == pytest.approx(-m["auroc"]) and back["auroc_ci"][1] < 0
+
+
+def test_margin_ci_includes_zero_for_the_same_scorer_or_two_random_ones():
+    y, groups, classes, _, random1, random2 = _scorers()
+    same = probes.paired_margin(y, random1, random1, classes, groups, n_bootstrap=300, seed=0)
+    assert same["auroc"] == same["accuracy"] == 0.0
+    assert same["auroc_ci"] == same["accuracy_ci"] == [0.0, 0.0]
+    two = probes.paired_margin(y, random1, random2, classes, groups, n_bootstrap=300, seed=0)
+    assert two["auroc_ci"][0] < 0 < two["auroc_ci"][1]
+    assert two["accuracy_ci"][0] < 0 < two["accuracy_ci"][1]
+
+
+def test_margin_is_paired_on_the_same_resampled_prompts():
+    """b = a with a little noise: the two scorers' own CIs are wide (few prompts), the paired
+    margin's CI is narrow, because every resample draws the same prompts for both."""
+    y, groups, classes, _, random1, _ = _scorers(n_groups=30)
+    rng = np.random.default_rng(1)
+    a = 0.8 * random1 + 0.2 * np.eye(3)[np.searchsorted(classes, y)]  # a fair scorer
+    b = np.clip(a + rng.normal(0, 0.02, a.shape), 1e-6, None)
+    ma = probes.classification_metrics(y, a, classes, groups, n_bootstrap=300, seed=0)
+    m = probes.paired_margin(y, a, b, classes, groups, n_bootstrap=300, seed=0)
+    assert _ci_width(m, "auroc_ci") < _ci_width(ma, "auroc_ci") / 4
+    with pytest.raises(ValueError, match="proba shapes"):
+        probes.paired_margin(y, a, b[:-1], classes, groups)
+
+
 # ---------------------------------------------------------------------------- probes
 
 

@@ -1,5 +1,5 @@
-"""Rule deception_probes: logreg + MLP probes on one layer, with metrics, CIs and confusion
-matrices."""
+"""Rule deception_probes: logreg + MLP probes on one layer, with metrics, CIs, text baselines
+and confusion matrices."""
 
 from interpflow.artifacts import log_to
 from interpflow.config import from_config
@@ -12,6 +12,7 @@ def main(smk):
     metrics = train_probes(
         activations=smk.input.activations,
         labels=smk.input.labels,
+        prompts=smk.input.prompts,
         logreg=out.logreg,
         logreg_tensors=out.logreg_tensors,
         logreg_meta=out.logreg_meta,
@@ -30,8 +31,12 @@ def main(smk):
             ProbeConfig, smk.params.probes, f"deception.{smk.wildcards.instance}.probes"
         ),
     )
+    for name, m in metrics["baselines"].items():
+        print(f"baseline {name}: accuracy={m['accuracy']:.3f} auroc={m.get('auroc')}")
     for name, m in metrics["probes"].items():
         print(f"{name}: accuracy={m['accuracy']:.3f} auroc={m['auroc']}")
+        for base, margin in m["margins"].items():
+            print(f"  margin over {base}: auroc {margin['auroc']} CI {margin['auroc_ci']}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
 - :func:`majority_baseline` — accuracy of always predicting the train set's majority class,
   and :func:`shuffled_label_baseline` — the same estimator refit on permuted train labels:
   what a probe must beat.
+- :func:`paired_margin` — one scorer's margin over another on the same rows (AUROC and
+  accuracy differences), with a paired bootstrap CI: both are scored on the same resampled
+  prompts.
 - The pieces: :func:`expected_calibration_error`, :func:`binary_auroc` (Mann–Whitney U),
   :func:`macro_auroc`, :func:`group_bootstrap_indices`, :func:`ci95`, :func:`nan_to_none`.
 
@@ -197,6 +200,56 @@ def majority_baseline(
     return {"class": str(majority), "accuracy": float(correct.mean()), "accuracy_ci": ci95(accs)}
 
 
+def paired_margin(
+    y_true: np.ndarray,
+    proba_a: np.ndarray,
+    proba_b: np.ndarray,
+    classes: Sequence[str],
+    groups: np.ndarray,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Margin of scorer ``a`` over scorer ``b`` on the same rows, with 95% CIs from a paired
+    bootstrap over groups.
+
+    ``proba_a`` / ``proba_b`` are ``[n, k]`` probabilities of ``classes`` for the rows
+    ``y_true``. Returns ``auroc`` = macro AUROC(a) − macro AUROC(b), ``accuracy`` = accuracy(a)
+    − accuracy(b), and ``<metric>_ci``: each resample draws prompt ids (``groups``) with
+    replacement, the same draw for both scorers (the resamples of
+    :func:`classification_metrics` with the same ``groups``, ``n_bootstrap`` and ``seed``), so
+    what the two share cancels. Resamples that lose a class skip AUROC
+    (``n_bootstrap_auroc`` counts those used). A CI above 0 means ``a`` beats ``b``.
+    """
+    classes = np.asarray(classes)
+    y_true, groups = np.asarray(y_true), np.asarray(groups)
+    proba_a = np.asarray(proba_a, dtype=np.float64)
+    proba_b = np.asarray(proba_b, dtype=np.float64)
+    if proba_a.shape != (y_true.size, classes.size) or proba_b.shape != proba_a.shape:
+        raise ValueError(
+            f"proba shapes {proba_a.shape} and {proba_b.shape} != ({y_true.size}, {classes.size})"
+        )
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    y_idx = np.array([lookup[c] for c in y_true.tolist()], dtype=np.int64)
+    present = np.unique(y_idx)
+    correct_a = proba_a.argmax(axis=1) == y_idx
+    correct_b = proba_b.argmax(axis=1) == y_idx
+    accs, aucs = [], []
+    for idx in group_bootstrap_indices(groups, n_bootstrap, seed):
+        accs.append(correct_a[idx].mean() - correct_b[idx].mean())
+        aucs.append(
+            macro_auroc(y_idx[idx], proba_a[idx], required=present)
+            - macro_auroc(y_idx[idx], proba_b[idx], required=present)
+        )
+    return {
+        "auroc": nan_to_none(macro_auroc(y_idx, proba_a) - macro_auroc(y_idx, proba_b)),
+        "auroc_ci": ci95(aucs),
+        "accuracy": float(correct_a.mean() - correct_b.mean()),
+        "accuracy_ci": ci95(accs),
+        "n_bootstrap": int(n_bootstrap),
+        "n_bootstrap_auroc": int(np.isfinite(np.asarray(aucs, dtype=np.float64)).sum()),
+    }
+
+
 def group_labels(groups: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unique groups, each group's label (its most frequent one), and each row's group index."""
     uniq, row_group = np.unique(groups, return_inverse=True)
@@ -274,6 +327,7 @@ __all__ = [
     "macro_auroc",
     "majority_baseline",
     "nan_to_none",
+    "paired_margin",
     "permute_labels",
     "proba_for",
     "shuffled_label_baseline",

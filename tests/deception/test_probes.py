@@ -1,5 +1,6 @@
 """The deception probe stage (interpflow.deception.probes) on synthetic activations with a
-known signal layer: it beats its baselines and writes every declared file."""
+known signal layer: it beats its baselines (majority, shuffled labels, and the text baselines
+on prompts whose words carry no class) and writes every declared file."""
 
 from __future__ import annotations
 
@@ -35,11 +36,28 @@ FILES = {
 }
 
 
+WORDS = ("alpha", "beta", "gamma", "delta", "tea", "cake", "river", "stone", "why", "how")
+
+
+def write_prompts(path, labels: pl.DataFrame, seed: int = 0) -> None:
+    """A prompts table whose texts are random words and punctuation, drawn independently of
+    the class: the text baselines can only guess."""
+    rng = np.random.default_rng(seed)
+    texts = [
+        " ".join(rng.choice(WORDS, size=rng.integers(3, 12))) + rng.choice([".", "?"])
+        for _ in range(labels.height)
+    ]
+    labels.select("prompt_id", "category").with_columns(prompt=pl.Series(texts)).write_parquet(path)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("acts")
     activations, labels = d / "activations.parquet", d / "labels.parquet"
-    write_activations(activations).write_parquet(labels)
+    prompts = d / "prompts.parquet"
+    label_table = write_activations(activations)
+    label_table.write_parquet(labels)
+    write_prompts(prompts, label_table)
     cfg = ProbeConfig(
         target="category",
         layer=SIGNAL_LAYER,
@@ -53,6 +71,7 @@ def trained(tmp_path_factory):
     metrics = train_probes(
         activations=activations,
         labels=labels,
+        prompts=prompts,
         **{k: out / name for k, name in FILES.items()},
         cfg=cfg,
         n_permutations=5,
@@ -76,6 +95,32 @@ def test_train_probes_beats_baselines(trained):
     assert metrics["n_train_rows"] + metrics["n_test_rows"] == ds.X.shape[0]
     assert metrics["layer"] == SIGNAL_LAYER and metrics["target"] == "category"
     assert metrics["positions"] == sorted(POSITIONS) and metrics["n_dropped_null"] == 0
+
+
+def test_text_baselines_and_margins(trained):
+    """Prompt words independent of the class: both text baselines sit near chance, on the
+    probes' own test rows, and each probe's margin over each has a CI above 0."""
+    _, _, metrics = trained
+    n_test = metrics["n_test_rows"]
+    for name in ("lexical", "form"):
+        base = metrics["baselines"][name]
+        assert base["n"] == n_test and base["n_groups"] == metrics["n_test_prompts"]
+        assert base["auroc"] < 0.75 and base["auroc_ci"][0] <= base["auroc"] <= base["auroc_ci"][1]
+    assert metrics["baselines"]["form"]["features"][:4] == [
+        "chars",
+        "words",
+        "mean_word_length",
+        "sentences",
+    ]
+    assert metrics["baselines"]["lexical"]["vocabulary_size"] <= len(WORDS)
+    for probe in ("logreg", "mlp"):
+        m = metrics["probes"][probe]
+        for name in ("lexical", "form"):
+            margin = m["margins"][name]
+            base = metrics["baselines"][name]
+            assert margin["auroc"] == pytest.approx(m["auroc"] - base["auroc"])
+            assert margin["accuracy"] == pytest.approx(m["accuracy"] - base["accuracy"])
+            assert margin["auroc_ci"][0] > 0 and margin["accuracy_ci"][0] > 0, (probe, name)
 
 
 def test_train_probes_artifacts(trained):

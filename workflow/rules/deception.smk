@@ -158,6 +158,7 @@ rule deception_probes:
     input:
         activations=f"{DECEPTION}/activations.parquet",
         labels=f"{DECEPTION}/labels.parquet",
+        prompts=f"{DECEPTION}/prompts.parquet",  # the text baselines' input
     output:
         logreg=f"{DECEPTION}/probes/logreg.joblib",
         logreg_tensors=f"{DECEPTION}/probes/logreg.safetensors",

@@ -5,6 +5,13 @@ The rows are the activations at ``probes.layer`` (and ``probes.positions``) join
 ``prompt_id`` to ``probes.target`` of the labels table (:func:`interpflow.probes.
 load_probe_dataset`); the split groups by prompt (:func:`interpflow.probes.group_split`).
 Every file the stage writes is an argument of :func:`train_probes`: the rule declares them all.
+
+Beside the probes, on the same split and the same test rows, two baselines that never see the
+model read the prompt text (:mod:`interpflow.text_baselines`): ``lexical`` (bag of words) and
+``form`` (lengths, punctuation, sentences; no words). Each probe reports its margin over each
+(probe − baseline, AUROC and accuracy) with a paired bootstrap CI over prompts
+(:func:`interpflow.metrics.paired_margin`). The third control, the same pipeline on a
+random-init copy of the model, is a second instance (``models.<name>.init: random``).
 """
 
 from __future__ import annotations
@@ -21,13 +28,17 @@ from interpflow.deception.common import ProbeConfig
 from interpflow.probes import (
     MLPProbe,
     ProbeDataset,
+    classification_metrics,
     export_logreg,
     fit_and_score,
     group_split,
     load_probe_dataset,
     majority_baseline,
     make_logreg,
+    paired_margin,
+    proba_for,
 )
+from interpflow.text_baselines import FORM_FEATURES, TEXT_BASELINES, prompt_level_proba
 
 
 def load_dataset(activations: str | Path, labels: str | Path, cfg: ProbeConfig) -> ProbeDataset:
@@ -37,10 +48,45 @@ def load_dataset(activations: str | Path, labels: str | Path, cfg: ProbeConfig) 
     )
 
 
+def prompt_texts(prompts: str | Path) -> dict[str, str]:
+    """``prompt_id`` -> prompt text, from the prompts table."""
+    table = read_parquet(prompts, columns=["prompt_id", "prompt"])
+    return dict(zip(table["prompt_id"].to_list(), table["prompt"].to_list(), strict=True))
+
+
+def text_baselines(
+    ds: ProbeDataset,
+    texts: dict[str, str],
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    classes: np.ndarray,
+    seed: int,
+    n_bootstrap: int,
+) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """The text baselines fit on the train prompts and scored on the probes' test rows (each
+    row gets its prompt's probabilities): (metrics by name, test-row probabilities by name)."""
+    metrics, probas = {}, {}
+    for name, (make, what) in TEXT_BASELINES.items():
+        model, proba = prompt_level_proba(
+            make(seed), texts, ds.groups, ds.y, train_idx, test_idx, classes
+        )
+        m = classification_metrics(
+            ds.y[test_idx], proba, classes, ds.groups[test_idx], n_bootstrap, seed
+        )
+        m["what"] = what
+        if name == "lexical":
+            m["vocabulary_size"] = len(model.named_steps["words"].vocabulary_)
+        else:
+            m["features"] = list(FORM_FEATURES)
+        metrics[name], probas[name] = m, proba
+    return metrics, probas
+
+
 def train_probes(
     *,
     activations: str | Path,
     labels: str | Path,
+    prompts: str | Path,
     logreg: str | Path,
     logreg_tensors: str | Path,
     logreg_meta: str | Path,
@@ -61,14 +107,16 @@ def train_probes(
     """Fit logreg and MLP probes on a prompt-grouped split; write every file; return the
     metrics written to ``metrics``.
 
-    ``activations`` (parquet) and ``labels`` (parquet, with ``prompt_id`` and the target
-    column) are read. Written: ``logreg`` (joblib pipeline) and its pickle-free export
+    ``activations`` (parquet), ``labels`` (parquet, with ``prompt_id`` and the target
+    column) and ``prompts`` (parquet, ``prompt_id`` and ``prompt``: the text baselines' input)
+    are read. Written: ``logreg`` (joblib pipeline) and its pickle-free export
     ``logreg_tensors`` / ``logreg_meta`` (safetensors / JSON); ``mlp`` / ``mlp_meta``
     (safetensors / JSON); ``classes`` (one class per line, the probability column order);
     ``train_indices`` / ``test_indices`` (``.npy``, rows of the dataset); ``metrics`` (JSON)
     and its ``provenance``; the confusion heatmaps (PNG) and their tables (CSV). Each probe's
     metrics carry a ``shuffled_label`` baseline (``n_permutations`` refits of the same
-    estimator on permuted train labels).
+    estimator on permuted train labels) and, under ``margins``, its margin over each text
+    baseline (``baselines.lexical``, ``baselines.form``) with a paired bootstrap CI.
     """
     ds = load_dataset(activations, labels, cfg)
     seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
@@ -78,6 +126,16 @@ def train_probes(
     fit = (ds, train_idx, test_idx, labels_, seed, n_bootstrap, n_permutations)
     logreg_model, m_log = fit_and_score(make_logreg(seed), *fit)
     mlp_model, m_mlp = fit_and_score(MLPProbe(random_state=seed, **cfg.mlp.kwargs()), *fit)
+    base, base_proba = text_baselines(
+        ds, prompt_texts(prompts), train_idx, test_idx, labels_, seed, n_bootstrap
+    )
+    y_test, g_test = ds.y[test_idx], ds.groups[test_idx]
+    for model, m in ((logreg_model, m_log), (mlp_model, m_mlp)):
+        proba = proba_for(model, ds.X[test_idx], labels_)
+        m["margins"] = {
+            name: paired_margin(y_test, proba, p, labels_, g_test, n_bootstrap, seed)
+            for name, p in base_proba.items()
+        }
 
     with atomic_path(logreg) as tmp:
         joblib.dump(logreg_model, tmp)
@@ -118,9 +176,8 @@ def train_probes(
         "mlp_params": mlp_model.get_params(),
         "probes": {"logreg": m_log, "mlp": m_mlp},
         "baselines": {
-            "majority": majority_baseline(
-                ds.y[train_idx], ds.y[test_idx], ds.groups[test_idx], n_bootstrap, seed
-            ),
+            "majority": majority_baseline(ds.y[train_idx], y_test, g_test, n_bootstrap, seed),
+            **base,
         },
     }
     write_json(out, metrics)
