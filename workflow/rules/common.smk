@@ -53,8 +53,14 @@ INSTANCES = resolve_instances(config, declared_instances(_cli) if _cli is not No
 validate(config, schema="../schemas/config.schema.yaml")
 _fill_instance_defaults()
 MODELS = config["models"]
-# model source -> the directory a rule builds: the stub, and the models that install from PyPI
+# model source -> the directory that a rule builds (the stub, the models installed from PyPI)
 BUILT_MODELS = {"stub": "results/models/stub"} | {s: f"results/models/{s}" for s in PACKAGED}
+# model name -> the directory that models_random_init builds, for each model declared with
+# init = random (the random-init controls, interpflow.random_init)
+RANDOM_INIT = {
+    name: f"results/models/{name}" for name, decl in MODELS.items() if decl["init"] == "random"
+}
+BUILT_DIRS = {*BUILT_MODELS.values(), *RANDOM_INIT.values()}  # every directory a rule builds
 
 
 wildcard_constraints:
@@ -111,24 +117,49 @@ def _model(study, name):
     return model, MODELS[model]
 
 
-def model_path(study, name):
-    """The directory a rule builds (the stub), a hub id, or a local directory."""
-    model, decl = _model(study, name)
-    source = decl["source"]
+def source_path(model):
+    """Where the source of declared model ``model`` is: the directory a rule builds (stub,
+    smollm2), a hub id, or a local directory (a missing one fails, naming the key)."""
+    source = MODELS[model]["source"]
     if source in BUILT_MODELS:
         return BUILT_MODELS[source]
     check_model_path(source, f"models.{model}.source")
     return source
 
 
+def model_path(study, name):
+    """The directory a rule builds (the stub, a packaged or a random-init model), a hub id, or
+    a local directory."""
+    model, _ = _model(study, name)
+    path = source_path(model)  # checked for random-init models too: their rule reads it
+    return RANDOM_INIT.get(model, path)
+
+
 def model_input(study):
-    """An input function: the model directory when a rule builds it (the stub), else nothing."""
+    """An input function: the model directory when a rule builds it, else nothing."""
 
     def get(wildcards):
         path = model_path(study, instance_name(study, wildcards))
-        return [path] if path in BUILT_MODELS.values() else []
+        return [path] if path in BUILT_DIRS else []
 
     return get
+
+
+def random_init_input(model):
+    """Input of models_random_init for ``model``, its source when a rule builds that."""
+    path = source_path(model)
+    return [path] if path in BUILT_DIRS else []
+
+
+def random_init_params(model):
+    """Keyword arguments of interpflow.random_init.build_random_init for ``model``."""
+    decl = MODELS[model]
+    return dict(
+        source=source_path(model),
+        seed=decl["init_seed"],
+        revision=decl["revision"],
+        trust_remote_code=decl["trust_remote_code"],
+    )
 
 
 def model_spec_of(study, name):
@@ -181,13 +212,21 @@ def judge(name, key):
         if not workflow.output_settings.dryrun:
             raise
         logger.warning(f"config key {key}: {e} (a dry run plans anyway; a real run stops here)")
-    if cfg.backend == "hf" and cfg.model not in BUILT_MODELS.values():  # may not be built yet
+    if cfg.backend == "hf" and cfg.model not in BUILT_DIRS:  # may not be built yet
         check_model_path(cfg.model, f"judges.{name}.model")
     return dict(config["judges"][name], name=name)
 
 
 def check_instances():
-    """Every instance's model resolves (unknown names, missing local directories fail here)."""
+    """Every instance's model resolves (unknown names, missing local directories fail here);
+    no random-init model takes the directory of a source a rule builds."""
+    for model in RANDOM_INIT:
+        if model in BUILT_MODELS:
+            raise ConfigError(
+                f"config key models.{model}: a random-init model (init: random) needs a name of "
+                f"its own; {model!r} is a built source ({', '.join(BUILT_MODELS)}) and "
+                f"results/models/{model} is its directory"
+            )
     for study in STUDIES:
         for name in INSTANCES[study]:
             model_path(study, name)

