@@ -81,7 +81,7 @@ def test_missing_bank_or_model_path_fails_at_planning_naming_the_key(tmp_path):
             {"deception": {"default": {"model": {"name": "nope"}}}},
             (
                 "config key deception.default.model.name: model 'nope' is not declared under models "
-                "(declared: stub)"
+                "(declared: smollm2, stub)"
             ),
         ),
         "judge": (
