@@ -27,9 +27,12 @@ def main(smk):
         confusion_logreg_csv=out.confusion_logreg_csv,
         confusion_mlp=out.confusion_mlp,
         confusion_mlp_csv=out.confusion_mlp_csv,
+        test_proba=out.test_proba,
         cfg=from_config(
             ProbeConfig, smk.params.probes, f"deception.{smk.wildcards.instance}.probes"
         ),
+        control_proba=smk.input.get("control_proba"),  # only with probes.control set
+        instance=smk.wildcards.instance,
     )
     for name, m in metrics["baselines"].items():
         print(f"baseline {name}: accuracy={m['accuracy']:.3f} auroc={m.get('auroc')}")

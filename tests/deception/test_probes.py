@@ -5,16 +5,17 @@ on prompts whose words carry no class) and writes every declared file."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import joblib
 import numpy as np
 import polars as pl
 import pytest
-from probe_data import CLASSES, POSITIONS, SIGNAL_LAYER, write_activations
+from probe_data import CLASSES, NOISE_LAYER, POSITIONS, SIGNAL_LAYER, write_activations
 
 from interpflow import probes
 from interpflow.deception.common import MLPConfig, ProbeConfig
-from interpflow.deception.probes import load_dataset, train_probes
+from interpflow.deception.probes import load_dataset, proba_column, train_probes
 from interpflow.probes import MLPProbe
 
 #: train_probes argument -> file name (as the rule deception_probes declares them)
@@ -27,6 +28,7 @@ FILES = {
     "classes": "label_classes.txt",
     "train_indices": "train_indices.npy",
     "test_indices": "test_indices.npy",
+    "test_proba": "test_proba.parquet",
     "metrics": "metrics.json",
     "provenance": "metrics.json.provenance.json",
     "confusion_logreg": "confusion_logreg.png",
@@ -50,33 +52,48 @@ def write_prompts(path, labels: pl.DataFrame, seed: int = 0) -> None:
     labels.select("prompt_id", "category").with_columns(prompt=pl.Series(texts)).write_parquet(path)
 
 
+CFG = ProbeConfig(
+    target="category",
+    layer=SIGNAL_LAYER,
+    positions=None,
+    test_size=0.25,
+    seed=0,
+    n_bootstrap=200,
+    mlp=MLPConfig(epochs=20, hidden_size=64, lr=1e-2),
+)
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def inputs(tmp_path_factory):
+    """(activations, labels, prompts): a signal at SIGNAL_LAYER, noise at NOISE_LAYER."""
     d = tmp_path_factory.mktemp("acts")
     activations, labels = d / "activations.parquet", d / "labels.parquet"
     prompts = d / "prompts.parquet"
     label_table = write_activations(activations)
     label_table.write_parquet(labels)
     write_prompts(prompts, label_table)
-    cfg = ProbeConfig(
-        target="category",
-        layer=SIGNAL_LAYER,
-        positions=None,
-        test_size=0.25,
-        seed=0,
-        n_bootstrap=200,
-        mlp=MLPConfig(epochs=20, hidden_size=64, lr=1e-2),
-    )
-    out = tmp_path_factory.mktemp("probes")
-    metrics = train_probes(
+    return activations, labels, prompts
+
+
+def run_probes(inputs, out, cfg=CFG, **kwargs):
+    activations, labels, prompts = inputs
+    out.mkdir(parents=True, exist_ok=True)
+    return train_probes(
         activations=activations,
         labels=labels,
         prompts=prompts,
         **{k: out / name for k, name in FILES.items()},
         cfg=cfg,
-        n_permutations=5,
+        **kwargs,
     )
-    return load_dataset(activations, labels, cfg), out, metrics
+
+
+@pytest.fixture(scope="module")
+def trained(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("probes")
+    metrics = run_probes(inputs, out, n_permutations=5)
+    activations, labels, _ = inputs
+    return load_dataset(activations, labels, CFG), out, metrics
 
 
 def test_train_probes_beats_baselines(trained):
@@ -148,3 +165,75 @@ def test_train_probes_artifacts(trained):
     mlp = MLPProbe.load(out / "mlp.safetensors", out / "mlp.json")
     assert list(mlp.classes_) == list(CLASSES)
     assert json.loads((out / "mlp.json").read_text())["params"]["epochs"] == 20
+
+
+def test_test_proba_holds_each_probes_test_row_probabilities(trained):
+    ds, out, metrics = trained
+    table = pl.read_parquet(out / "test_proba.parquet")
+    te = np.load(out / "test_indices.npy")
+    assert table["row"].to_list() == te.tolist()
+    assert table["prompt_id"].to_list() == ds.groups[te].tolist()
+    assert table["label"].to_list() == ds.y[te].tolist()
+    assert metrics["control"] is None and "control" not in metrics["probes"]["logreg"]["margins"]
+    logreg = joblib.load(out / "logreg.joblib")
+    cols = [proba_column("logreg", c) for c in CLASSES]
+    np.testing.assert_allclose(table.select(cols).to_numpy(), logreg.predict_proba(ds.X[te]))
+    mlp_cols = [proba_column("mlp", c) for c in CLASSES]
+    np.testing.assert_allclose(table.select(mlp_cols).to_numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_margin_over_a_control_whose_features_do_not_separate(inputs, trained, tmp_path):
+    """The control reads the noise layer (a random network's stand-in), the instance the signal
+    layer: each probe beats its control's same probe, with a CI above 0."""
+    control = tmp_path / "control"
+    run_probes(inputs, control, cfg=replace(CFG, layer=NOISE_LAYER), n_permutations=1)
+    assert pl.read_parquet(control / "test_proba.parquet")["prompt_id"].n_unique() > 0
+    real = run_probes(
+        inputs,
+        tmp_path / "real",
+        cfg=replace(CFG, control="random"),
+        n_permutations=1,
+        control_proba=control / "test_proba.parquet",
+        instance="real",
+    )
+    assert real["control"]["instance"] == "random"
+    assert real["control"]["n_test_rows"] == real["n_test_rows"]
+    assert real["control"]["n_test_rows_unmatched"] == 0
+    for name, m in real["probes"].items():
+        margin = m["margins"]["control"]
+        assert margin["auroc"] > 0.3 and margin["auroc_ci"][0] > 0, name
+        assert margin["accuracy"] > 0.3 and margin["accuracy_ci"][0] > 0, name
+    assert json.loads((tmp_path / "real/metrics.json").read_text())["control"] == real["control"]
+
+
+def test_margin_over_an_identical_control_is_zero(inputs, trained, tmp_path):
+    _, out, metrics = trained
+    twin = run_probes(
+        inputs,
+        tmp_path / "twin",
+        cfg=replace(CFG, control="default"),
+        n_permutations=5,
+        control_proba=out / "test_proba.parquet",
+        instance="twin",
+    )
+    for name, m in twin["probes"].items():
+        margin = m["margins"]["control"]
+        assert margin["auroc"] == 0 and margin["accuracy"] == 0, name
+        assert margin["auroc_ci"] == [0, 0] and margin["accuracy_ci"] == [0, 0], name
+        assert m["auroc"] == metrics["probes"][name]["auroc"], name
+
+
+def test_a_control_on_another_split_fails_naming_both_instances(inputs, tmp_path):
+    other = tmp_path / "other"
+    run_probes(inputs, other, cfg=replace(CFG, seed=7), n_permutations=1)
+    with pytest.raises(
+        ValueError, match="'real' and its control 'shifted'.*do not share the split"
+    ):
+        run_probes(
+            inputs,
+            tmp_path / "real",
+            cfg=replace(CFG, control="shifted"),
+            n_permutations=1,
+            control_proba=other / "test_proba.parquet",
+            instance="real",
+        )

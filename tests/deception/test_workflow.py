@@ -4,6 +4,7 @@ generation resumed, the judge stage against a local OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import json
 import os
@@ -16,6 +17,7 @@ import joblib
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from conftest import SNAKEMAKE, copy_repo, job_counts, snakemake, write_config
 from fakeapi import FakeAPIServer
 from sklearn.metrics import confusion_matrix
@@ -257,3 +259,50 @@ def test_openai_judge_stage_against_local_server(all_run, tmp_path):
     assert (work / "logs/deception/default/labels.log") in files
     for path in files:
         assert b"SECRET-4242" not in path.read_bytes(), path
+
+
+def _control_config(stub_dir, tmp_path, control):
+    """A working copy with a preset of two deception instances on the stub's toy sizes:
+    `real` on the stub, `random` on its random-init copy, `real`'s probes.control = control."""
+    work = with_stub(copy_repo(tmp_path), stub_dir)
+    default = yaml.safe_load((work / "config/config.yaml").read_text())["deception"]["default"]
+    default["labels"]["verbalizer"]["enabled"] = False
+    default["capture"]["positions"] = ["last_prompt"]  # one row per prompt in both instances
+    real = copy.deepcopy(default)
+    real["probes"]["control"] = control
+    random = copy.deepcopy(default) | {"model": {**default["model"], "name": "stub-random"}}
+    cfg = {
+        "models": {"stub-random": {"source": "stub", "init": "random"}},
+        "deception": {"real": real, "random": random},
+    }
+    return work, write_config(work / "control.yaml", cfg)
+
+
+def test_random_init_control_margins(stub_dir, tmp_path):
+    """probes.control: the instance's probes take the control's test-row probabilities and
+    report each probe's paired margin over the control's same probe on the same test rows."""
+    work, preset = _control_config(stub_dir, tmp_path, "random")
+    snakemake(work, "results/deception/real/probes/metrics.json", "--configfile", preset.name)
+    res = work / "results/deception"
+    metrics = json.loads((res / "real/probes/metrics.json").read_text())
+    control = json.loads((res / "random/probes/metrics.json").read_text())
+    assert control["control"] is None and "control" not in control["probes"]["logreg"]["margins"]
+    assert metrics["control"]["instance"] == "random"
+    assert metrics["control"]["n_test_prompts"] == metrics["n_test_prompts"]
+    assert metrics["control"]["n_test_rows"] == metrics["n_test_rows"]  # every row matched
+    ours = pl.read_parquet(res / "real/probes/test_proba.parquet")
+    theirs = pl.read_parquet(res / "random/probes/test_proba.parquet")
+    assert set(ours["prompt_id"]) == set(theirs["prompt_id"])  # the same split
+    for name, m in metrics["probes"].items():
+        margin = m["margins"]["control"]
+        assert margin["auroc"] == pytest.approx(m["auroc"] - control["probes"][name]["auroc"])
+        assert margin["auroc_ci"][0] <= margin["auroc"] <= margin["auroc_ci"][1], name
+        assert margin["n_bootstrap"] == metrics["n_bootstrap"], name
+
+
+def test_unknown_control_fails_at_planning(stub_dir, tmp_path):
+    work, preset = _control_config(stub_dir, tmp_path, "nope")
+    proc = snakemake(work, "-n", "--configfile", preset.name, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "config key deception.real.probes.control: no deception instance 'nope'" in out

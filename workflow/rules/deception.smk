@@ -46,6 +46,35 @@ deception_banks = lambda wildcards: [
     for bank in inst["banks"]
 ]
 
+# Random-init (or any) controls: deception.<name>.probes.control names another instance with
+# the same prompts and split; its probes/test_proba.parquet is an input of <name>'s probes, which
+# report each probe's margin over the control's. An unknown name, the instance itself or a
+# control that has a control of its own fails at planning, naming the key.
+DECEPTION_CONTROLS = {
+    name: inst["probes"]["control"]
+    for name, inst in INSTANCES["deception"].items()
+    if inst["probes"]["control"] is not None
+}
+for _name, _control in DECEPTION_CONTROLS.items():
+    _key = f"config key deception.{_name}.probes.control"
+    if _control not in INSTANCES["deception"]:
+        raise ConfigError(
+            f"{_key}: no deception instance {_control!r} in the config (declared: "
+            f"{', '.join(sorted(INSTANCES['deception']))})"
+        )
+    if _control == _name or _control in DECEPTION_CONTROLS:
+        raise ConfigError(
+            f"{_key}: the control {_control!r} must be another instance whose own "
+            f"probes.control is null (it is {INSTANCES['deception'][_control]['probes']['control']!r})"
+        )
+
+# An input function (unpack): the control's test-row probabilities, for an instance that has one.
+deception_control = lambda wildcards: {
+    "control_proba": f"results/deception/{control}/probes/test_proba.parquet"
+    for control in [DECEPTION_CONTROLS.get(instance_name("deception", wildcards))]
+    if control is not None
+}
+
 # The end products of every deception instance (rule all).
 DECEPTION_TARGETS = [
     "probes/logreg.joblib",
@@ -156,6 +185,7 @@ rule deception_verbalize:
 
 rule deception_probes:
     input:
+        unpack(deception_control),  # control_proba: probes.control's test_proba.parquet, if set
         activations=f"{DECEPTION}/activations.parquet",
         labels=f"{DECEPTION}/labels.parquet",
         prompts=f"{DECEPTION}/prompts.parquet",  # the text baselines' input
@@ -168,6 +198,7 @@ rule deception_probes:
         classes=f"{DECEPTION}/probes/label_classes.txt",
         train=f"{DECEPTION}/probes/train_indices.npy",
         test=f"{DECEPTION}/probes/test_indices.npy",
+        test_proba=f"{DECEPTION}/probes/test_proba.parquet",
         metrics=f"{DECEPTION}/probes/metrics.json",
         provenance=f"{DECEPTION}/probes/metrics.json.provenance.json",
         confusion_logreg=report(

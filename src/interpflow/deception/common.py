@@ -41,3 +41,6 @@ class ProbeConfig:
     seed: int = 0
     n_bootstrap: int = 1000  #: resamples (by prompt) for the 95% CIs
     mlp: MLPConfig = field(default_factory=MLPConfig)
+    #: name of a deception instance on a control model (e.g. a random-init copy) with the same
+    #: prompts and split: each probe's margin over the control's same probe (None = no control)
+    control: str | None = None

@@ -11,7 +11,10 @@ model read the prompt text (:mod:`interpflow.text_baselines`): ``lexical`` (bag 
 ``form`` (lengths, punctuation, sentences; no words). Each probe reports its margin over each
 (probe − baseline, AUROC and accuracy) with a paired bootstrap CI over prompts
 (:func:`interpflow.metrics.paired_margin`). The third control, the same pipeline on a
-random-init copy of the model, is a second instance (``models.<name>.init: random``).
+random-init copy of the model, is a second instance (``models.<name>.init: random``); with
+``probes.control: <that instance>`` each probe also reports ``margins.control``, its paired
+margin over the control's same probe on the same test rows (:func:`control_margins`, read from
+the control's ``probes/test_proba.parquet``, which every instance writes: :func:`row_probabilities`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ from typing import Any
 
 import joblib
 import numpy as np
+import polars as pl
 
 from interpflow import figures
-from interpflow.artifacts import atomic_path, read_parquet, write_json, write_provenance
+from interpflow.artifacts import (
+    atomic_path,
+    read_parquet,
+    write_json,
+    write_parquet,
+    write_provenance,
+)
 from interpflow.deception.common import ProbeConfig
 from interpflow.probes import (
     MLPProbe,
@@ -82,6 +92,99 @@ def text_baselines(
     return metrics, probas
 
 
+#: the columns of test_proba.parquet that identify a row (``occurrence``: its rank among the
+#: rows of the same prompt and position, in token order)
+ROW_KEY = ("prompt_id", "position", "occurrence")
+
+
+def proba_column(probe: str, cls: str) -> str:
+    """The column of ``probe``'s probability of class ``cls`` in test_proba.parquet."""
+    return f"{probe}:{cls}"
+
+
+def row_probabilities(
+    ds: ProbeDataset, test_idx: np.ndarray, classes: np.ndarray, probas: dict[str, np.ndarray]
+) -> pl.DataFrame:
+    """The test rows with each probe's class probabilities: ``row`` (the dataset row, as in
+    test_indices.npy), ``prompt_id``, ``position``, ``occurrence``, ``label`` (the true class)
+    and ``<probe>:<class>`` for each probe in ``probas`` (``[n_test, k]``, ``classes`` order)."""
+    table = pl.DataFrame(
+        {
+            "row": np.asarray(test_idx, dtype=np.int64),
+            "prompt_id": ds.groups[test_idx].tolist(),
+            "position": ds.positions[test_idx].tolist(),
+            "label": ds.y[test_idx].tolist(),
+        }
+    ).with_columns(occurrence=pl.int_range(pl.len(), dtype=pl.Int64).over("prompt_id", "position"))
+    cols = {
+        proba_column(probe, str(c)): np.asarray(p, dtype=np.float64)[:, j]
+        for probe, p in probas.items()
+        for j, c in enumerate(classes)
+    }
+    return table.select("row", *ROW_KEY, "label").with_columns(
+        *(pl.Series(name, values) for name, values in cols.items())
+    )
+
+
+def control_margins(
+    table: pl.DataFrame,
+    control: pl.DataFrame,
+    classes: np.ndarray,
+    *,
+    instance: str,
+    control_name: str,
+    n_bootstrap: int,
+    seed: int,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Each probe's paired margin over the control's same probe on the same test rows.
+
+    ``table`` and ``control`` are :func:`row_probabilities` of this instance and of its control
+    (``instance`` and ``control_name`` name them in errors). The two must hold out the same
+    prompts (the same prompts, ``probes.test_size`` and ``probes.seed``), else ``ValueError``.
+    The margins are over the rows of this instance's test set that the control also has
+    (matched by :data:`ROW_KEY`), with this instance's labels. Returns (margin by probe, a
+    summary: the control's name and the rows compared).
+    """
+    ours, theirs = set(table["prompt_id"].to_list()), set(control["prompt_id"].to_list())
+    if ours != theirs:
+        only_ours, only_theirs = sorted(ours - theirs), sorted(theirs - ours)
+        raise ValueError(
+            f"deception instances {instance!r} and its control {control_name!r} "
+            f"(deception.{instance}.probes.control) do not share the split: their test prompt "
+            f"ids differ ({len(only_ours)} only in {instance!r}, e.g. {only_ours[:3]}; "
+            f"{len(only_theirs)} only in {control_name!r}, e.g. {only_theirs[:3]}); give both "
+            "the same prompts, probes.test_size and probes.seed"
+        )
+    probes = sorted({c.split(":", 1)[0] for c in table.columns if ":" in c})
+    wanted = [proba_column(p, str(c)) for p in probes for c in classes]
+    missing = [c for c in wanted if c not in control.columns]
+    if missing:
+        raise ValueError(
+            f"the control {control_name!r} of deception instance {instance!r} has no "
+            f"probabilities {missing} in its test_proba.parquet (its probes or classes differ)"
+        )
+    theirs_ = control.select(*ROW_KEY, *(pl.col(c).alias(f"control|{c}") for c in wanted))
+    joined = table.join(theirs_, on=list(ROW_KEY), how="inner", maintain_order="left")
+    if joined.height == 0:
+        raise ValueError(
+            f"deception instances {instance!r} and its control {control_name!r} share no test row"
+        )
+    y, groups = joined["label"].to_numpy().astype(str), joined["prompt_id"].to_numpy().astype(str)
+    margins = {}
+    for probe in probes:
+        cols = [proba_column(probe, str(c)) for c in classes]
+        mine = joined.select(cols).to_numpy()
+        other = joined.select(f"control|{c}" for c in cols).to_numpy()
+        margins[probe] = paired_margin(y, mine, other, classes, groups, n_bootstrap, seed)
+    summary = {
+        "instance": control_name,
+        "n_test_rows": joined.height,
+        "n_test_rows_unmatched": table.height - joined.height,
+        "n_test_prompts": int(np.unique(groups).size),
+    }
+    return margins, summary
+
+
 def train_probes(
     *,
     activations: str | Path,
@@ -101,8 +204,11 @@ def train_probes(
     confusion_logreg_csv: str | Path,
     confusion_mlp: str | Path,
     confusion_mlp_csv: str | Path,
+    test_proba: str | Path,
     cfg: ProbeConfig,
     n_permutations: int = 3,
+    control_proba: str | Path | None = None,
+    instance: str = "this",
 ) -> dict[str, Any]:
     """Fit logreg and MLP probes on a prompt-grouped split; write every file; return the
     metrics written to ``metrics``.
@@ -117,7 +223,16 @@ def train_probes(
     metrics carry a ``shuffled_label`` baseline (``n_permutations`` refits of the same
     estimator on permuted train labels) and, under ``margins``, its margin over each text
     baseline (``baselines.lexical``, ``baselines.form``) with a paired bootstrap CI.
+    ``test_proba`` (parquet, :func:`row_probabilities`) holds each probe's class probabilities
+    on the test rows. With ``cfg.control`` set, ``control_proba`` is that control instance's
+    ``test_proba`` and each probe's ``margins.control`` is its margin over the control's same
+    probe (:func:`control_margins`; ``instance`` names this instance in its errors).
     """
+    if (cfg.control is None) != (control_proba is None):
+        raise ValueError(
+            f"deception instance {instance!r}: probes.control is {cfg.control!r} but "
+            f"control_proba is {control_proba!r} (give both or neither)"
+        )
     ds = load_dataset(activations, labels, cfg)
     seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
     train_idx, test_idx = group_split(ds.groups, ds.y, cfg.test_size, seed)
@@ -130,12 +245,27 @@ def train_probes(
         ds, prompt_texts(prompts), train_idx, test_idx, labels_, seed, n_bootstrap
     )
     y_test, g_test = ds.y[test_idx], ds.groups[test_idx]
-    for model, m in ((logreg_model, m_log), (mlp_model, m_mlp)):
-        proba = proba_for(model, ds.X[test_idx], labels_)
+    probe_proba = {}
+    for name, model, m in (("logreg", logreg_model, m_log), ("mlp", mlp_model, m_mlp)):
+        proba = probe_proba[name] = proba_for(model, ds.X[test_idx], labels_)
         m["margins"] = {
-            name: paired_margin(y_test, proba, p, labels_, g_test, n_bootstrap, seed)
-            for name, p in base_proba.items()
+            base: paired_margin(y_test, proba, p, labels_, g_test, n_bootstrap, seed)
+            for base, p in base_proba.items()
         }
+    proba_table = row_probabilities(ds, test_idx, labels_, probe_proba)
+    control = None
+    if cfg.control is not None:
+        by_probe, control = control_margins(
+            proba_table,
+            read_parquet(control_proba),
+            labels_,
+            instance=instance,
+            control_name=cfg.control,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
+        for name, m in (("logreg", m_log), ("mlp", m_mlp)):
+            m["margins"]["control"] = by_probe[name]
 
     with atomic_path(logreg) as tmp:
         joblib.dump(logreg_model, tmp)
@@ -143,6 +273,7 @@ def train_probes(
     mlp_model.save(mlp, mlp_meta)
     with atomic_path(classes) as tmp:
         tmp.write_text("".join(f"{c}\n" for c in labels_))
+    write_parquet(proba_table, test_proba)
     for path, idx in ((train_indices, train_idx), (test_indices, test_idx)):
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, idx.astype(np.int64))
@@ -175,6 +306,7 @@ def train_probes(
         "n_test_prompts": int(np.unique(ds.groups[test_idx]).size),
         "mlp_params": mlp_model.get_params(),
         "probes": {"logreg": m_log, "mlp": m_mlp},
+        "control": control,  # None, or the control instance and the rows compared
         "baselines": {
             "majority": majority_baseline(ds.y[train_idx], y_test, g_test, n_bootstrap, seed),
             **base,
@@ -190,5 +322,6 @@ def train_probes(
         seed=seed,
         test_size=cfg.test_size,
         mlp_params=mlp_model.get_params(),
+        control=cfg.control,
     )
     return out
