@@ -70,6 +70,7 @@ def fit_repe(
     out_norms: str | Path,
     n_questions: int | None = None,
     answer_prefix: str = "",
+    loaded: tuple | None = None,
 ) -> dict:
     """Mean-difference directions at every layer (safetensors ``directions``: ``[L, d]``) and
     their per-layer norms (JSON)."""
@@ -77,7 +78,7 @@ def fit_repe(
 
     pos, neg = load_personas(personas)
     pool = load_questions(questions, n_questions)
-    lm, tok = load_model(model)
+    lm, tok = loaded or load_model(model)  # the stage passes its one load
 
     def states(prompts):
         chats = [prompt_with_prefix(tok, q, p, answer_prefix) for p in prompts for q in pool]
@@ -136,12 +137,13 @@ def eval_repe(
     eval_sets: Mapping[str, str],
     out_evals: str | Path,
     config: EvalConfig,
+    loaded: tuple | None = None,
 ) -> pl.DataFrame:
     """α-sweep of the RepE residual additions on the eval sets (method ``repe``)."""
     from safetensors.torch import load_file
 
     evals = load_eval_sets(eval_sets, config.n_rows)
-    lm, tok = load_model(model)
+    lm, tok = loaded or load_model(model)  # the stage passes its one load
     steer = ResidualSteerer(lm, load_file(str(directions))["directions"])
     scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
     parts = []
@@ -165,13 +167,14 @@ def eval_prompt_baselines(
     eval_sets: Mapping[str, str],
     out_evals: str | Path,
     config: EvalConfig,
+    loaded: tuple | None = None,
 ) -> pl.DataFrame:
     """The base model under each named system prompt (``null`` = none), at α = 0."""
     named = json.loads(Path(prompts).read_text())
     if "none" not in named:
         raise ValueError(f"{prompts}: needs a 'none' entry (the unprompted reference)")
     evals = load_eval_sets(eval_sets, config.n_rows)
-    lm, tok = load_model(model)
+    lm, tok = loaded or load_model(model)  # the stage passes its one load
     scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
     parts = [
         score_rows(scorer, evals, "prompt", name, 0.0, system) for name, system in named.items()
@@ -201,8 +204,10 @@ def run_baselines(
         import torch
 
         torch.set_num_threads(threads)
+    loaded = load_model(model)  # one load for every step of the stage
     fit = fit_repe(
         model=model,
+        loaded=loaded,
         personas=personas,
         questions=questions,
         out_directions=out_directions,
@@ -212,12 +217,18 @@ def run_baselines(
     )
     repe = eval_repe(
         model=model,
+        loaded=loaded,
         directions=out_directions,
         eval_sets=eval_sets,
         out_evals=out_repe,
         config=config,
     )
     base = eval_prompt_baselines(
-        model=model, prompts=prompts, eval_sets=eval_sets, out_evals=out_prompts, config=config
+        model=model,
+        loaded=loaded,
+        prompts=prompts,
+        eval_sets=eval_sets,
+        out_evals=out_prompts,
+        config=config,
     )
     return {"repe_layers": fit["layers"], "repe_rows": repe.height, "prompt_rows": base.height}

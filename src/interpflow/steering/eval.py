@@ -51,12 +51,13 @@ def eval_weight_steering(
     eval_sets: Mapping[str, str],
     out_evals: str | Path,
     config: EvalConfig,
+    loaded: tuple | None = None,
 ) -> pl.DataFrame:
     """α-sweep of ``base + α·dW`` (applied in place on a fresh base) on the eval sets."""
     from safetensors.torch import load_file
 
     evals = load_eval_sets(eval_sets, config.n_rows)
-    lm, tok = load_model(model)
+    lm, tok = loaded or load_model(model)  # the stage passes its one load
     steer = WeightSteerer(lm, load_file(str(dw)))
     scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
     parts = []
@@ -141,6 +142,7 @@ def subspace_diagnostics(
     out_projection: str | Path,
     config: EvalConfig,
     diagnostics: DiagnosticsConfig,
+    loaded: tuple | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Subspace overlaps of dW per module, and the projection / complement steering test.
 
@@ -160,7 +162,7 @@ def subspace_diagnostics(
 
     k = diagnostics.k
     dw_path, dw = dw, load_file(str(dw))
-    lm, tok = load_model(model)
+    lm, tok = loaded or load_model(model)  # the stage passes its one load
     pos, neg = load_personas(personas)
     pool = load_questions(questions, diagnostics.n_questions)
     chats = [chat_prompt(tok, q, p) for p in pos + neg for q in pool]
@@ -264,8 +266,10 @@ def evaluate_family(
         import torch
 
         torch.set_num_threads(threads)
+    loaded = load_model(model)  # one load for every step of the stage
     ev = eval_weight_steering(
         model=model,
+        loaded=loaded,
         dw=dw,
         family=family,
         eval_sets=eval_sets,
@@ -274,6 +278,7 @@ def evaluate_family(
     )
     overlap, _ = subspace_diagnostics(
         model=model,
+        loaded=loaded,
         dw=dw,
         family=family,
         personas=personas,
