@@ -48,6 +48,17 @@ def all_run(tmp_path_factory) -> tuple[Path, float]:
     return work, time.perf_counter() - t0
 
 
+@pytest.fixture(scope="session")
+def smollm2_work(tmp_path_factory) -> Path:
+    """A working copy with SmolLM2-135M-Instruct converted (rule models_packaged), once per
+    session: the real-model known-answer tests (marker ``smollm2``) run their study's preset in
+    it one after another, sharing the 50 s conversion. Tests add results, never change inputs.
+    """
+    work = copy_repo(tmp_path_factory.mktemp("smollm2"))
+    snakemake(work, "results/models/smollm2", env=OFFLINE_ENV)
+    return work
+
+
 def copy_repo(dest: Path) -> Path:
     """A working copy of the workflow (no results) to run snakemake in."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from conftest import OFFLINE_ENV, copy_repo, snakemake
 
 from interpflow import packaged
 from interpflow.models import ModelSpec, chat_prompt, load_model
@@ -27,10 +26,8 @@ def test_a_missing_package_says_how_to_install_it(monkeypatch):
 
 
 @pytest.mark.e2e
-def test_rule_converts_smollm2_to_a_model_that_answers(tmp_path):
-    work = copy_repo(tmp_path)
-    snakemake(work, "results/models/smollm2", env=OFFLINE_ENV)
-    out = work / "results/models/smollm2"
+def test_rule_converts_smollm2_to_a_model_that_answers(smollm2_work):
+    out = smollm2_work / "results/models/smollm2"  # rule models_packaged, shared by the session
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["architectures"] == ["LlamaForCausalLM"]
     assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["vocab_size"]) == (30, 576, 49152)

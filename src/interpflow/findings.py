@@ -1,0 +1,211 @@
+"""Findings: each study instance's headline results beside their controls, as one table.
+
+A study's findings stage (rule ``<study>_findings``) writes
+``results/<study>/<instance>/findings.json``: a list of :class:`Finding` rows, each a
+statistic with its 95% CI, the criterion that makes it a finding, whether it holds, and the
+controls it is measured against (each with its own value and the paired margin over it).
+Rule ``findings`` gathers every instance's rows into ``results/findings.json`` and
+``results/findings.md`` (the table plus the wall time of each instance's rules, from their
+``benchmark:`` files); ``make run`` prints that summary and writes the table into the README's
+"Reference run" section (:func:`update_readme`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+README_START = "<!-- reference-run:start -->"
+README_END = "<!-- reference-run:end -->"
+
+
+@dataclass
+class Control:
+    """A control beside a finding: its own value, and the finding's margin over it.
+
+    ``margin`` is the finding's value minus the control's on the same items, with a paired CI
+    where the two share items (the same test prompts, the same eval questions).
+    """
+
+    name: str
+    value: float | None = None
+    ci: tuple[float, float] | None = None
+    margin: float | None = None
+    margin_ci: tuple[float, float] | None = None
+
+
+@dataclass
+class Finding:
+    """One headline statistic of a study instance.
+
+    ``expect`` states the criterion in words (e.g. "CI above 0.5 and margin CIs above 0");
+    ``holds`` says whether this run meets it; a finding that does not hold is reported, never
+    dropped.
+    """
+
+    study: str
+    instance: str
+    model: str
+    finding: str
+    metric: str
+    value: float
+    ci: tuple[float, float] | None
+    n: int
+    expect: str
+    holds: bool
+    controls: list[Control] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, row: dict) -> Finding:
+        row = dict(row)
+        row["controls"] = [Control(**c) for c in row.get("controls", [])]
+        return cls(**row)
+
+
+def write(path: str | Path, findings: list[Finding]) -> None:
+    """Write ``findings`` as JSON (non-finite numbers as null)."""
+    rows = [_finite(asdict(f)) for f in findings]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
+
+
+def read(path: str | Path) -> list[Finding]:
+    return [Finding.from_dict(row) for row in json.loads(Path(path).read_text())]
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def wall_seconds(benchmark_dir: str | Path) -> float | None:
+    """Total wall seconds of the rules whose ``benchmark:`` files are under ``benchmark_dir``
+    (the ``s`` column of each ``.tsv``, last row: the latest run), or None when there are none."""
+    total, found = 0.0, False
+    for tsv in sorted(Path(benchmark_dir).rglob("*.tsv")):
+        lines = tsv.read_text().strip().splitlines()
+        if len(lines) < 2:
+            continue
+        header, last = lines[0].split("\t"), lines[-1].split("\t")
+        total += float(last[header.index("s")])
+        found = True
+    return total if found else None
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _ci(ci) -> str:
+    return "" if ci is None else f" [{_num(ci[0])}, {_num(ci[1])}]"
+
+
+def _signed(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:+.3f}"
+
+
+def table_markdown(findings: list[Finding], walls: dict[tuple[str, str], float | None]) -> str:
+    """The findings table: one row per finding, controls as margins with their CIs."""
+    lines = [
+        "| study | instance | model | metric | value [95% CI] | n | controls: margin [95% CI] "
+        "| holds | wall (2 cores) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in findings:
+        controls = "; ".join(
+            f"{c.name} {_num(c.value)}: {_signed(c.margin)}{_ci(c.margin_ci)}"
+            if c.margin is not None
+            else f"{c.name} {_num(c.value)}{_ci(c.ci)}"
+            for c in f.controls
+        )
+        wall = walls.get((f.study, f.instance))
+        lines.append(
+            f"| {f.study} | {f.instance} | {f.model} | {f.metric} | {_num(f.value)}{_ci(f.ci)} "
+            f"| {f.n} | {controls or '-'} | {'yes' if f.holds else '**no**'} "
+            f"| {'n/a' if wall is None else f'{wall / 60:.1f} min'} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_text(findings: list[Finding]) -> str:
+    """A one-screen summary: per finding, what it says, its value and CI, and its controls."""
+    out = []
+    for f in findings:
+        mark = "holds" if f.holds else "DOES NOT HOLD"
+        out.append(f"{f.study}/{f.instance} ({f.model}): {f.finding}")
+        out.append(f"    {f.metric} = {_num(f.value)}{_ci(f.ci)}, n={f.n}; {mark} ({f.expect})")
+        for c in f.controls:
+            margin = "" if c.margin is None else f", margin {_signed(c.margin)}{_ci(c.margin_ci)}"
+            out.append(f"    vs {c.name}: {_num(c.value)}{_ci(c.ci)}{margin}")
+    return "\n".join(out)
+
+
+def gather(
+    paths: list[str | Path], out_json: str | Path, out_md: str | Path,
+    benchmarks: str | Path = "benchmarks/results",
+) -> list[Finding]:
+    """Every instance's findings (rule findings): ``out_json`` holds the rows and each
+    instance's rule seconds, ``out_md`` the markdown table (the README's reference run)."""
+    findings = [f for p in paths for f in read(p)]
+    walls = {
+        (f.study, f.instance): wall_seconds(Path(benchmarks) / f.study / f.instance)
+        for f in findings
+    }
+    rows = {
+        "findings": [_finite(asdict(f)) for f in findings],
+        "rule_seconds": [
+            {"study": s, "instance": i, "seconds": w} for (s, i), w in walls.items()
+        ],
+    }
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_json).write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
+    Path(out_md).write_text(
+        table_markdown(findings, walls)
+        + "\n\n*wall (2 cores)*: the sum of the instance's jobs' wall times, from their "
+        "`benchmark:` files (jobs of one run may overlap; the shared model conversion is not "
+        "counted). *holds*: whether the run meets the criterion in `results/findings.json`.\n"
+    )
+    return findings
+
+
+def update_readme(readme: str | Path, table: str) -> bool:
+    """Replace the text between the reference-run markers with ``table``; False if unchanged."""
+    path = Path(readme)
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path}: no {README_START} ... {README_END} markers to write the table")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_START}\n{table}\n{README_END}{tail}"
+    if new == text:
+        return False
+    path.write_text(new)
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m interpflow.findings results/findings.json [--readme README.md]`: print the
+    one-screen summary and, with --readme, write the table into the README's reference run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("findings", help="results/findings.json (rule findings)")
+    parser.add_argument("--readme", help="write the table between the reference-run markers")
+    args = parser.parse_args(argv)
+    gathered = json.loads(Path(args.findings).read_text())
+    findings = [Finding.from_dict(row) for row in gathered["findings"]]
+    print(summary_text(findings))
+    if args.readme:
+        changed = update_readme(args.readme, Path(args.findings).with_suffix(".md").read_text())
+        print(f"{args.readme}: reference-run table {'updated' if changed else 'unchanged'}")
+
+
+if __name__ == "__main__":
+    main()

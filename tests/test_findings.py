@@ -1,0 +1,90 @@
+"""interpflow.findings: findings rows, their gathering with rule seconds, the README table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from interpflow import findings as F
+
+
+def _finding(**kw) -> F.Finding:
+    base = dict(
+        study="deception",
+        instance="smollm2",
+        model="smollm2",
+        finding="a linear probe reads the prompt category",
+        metric="AUROC (layer 15)",
+        value=0.95,
+        ci=(0.9, 0.99),
+        n=60,
+        expect="CI above each control's",
+        holds=True,
+        controls=[F.Control("form", 0.7, (0.6, 0.8), 0.25, (0.15, 0.35))],
+    )
+    base.update(kw)
+    return F.Finding(**base)
+
+
+def test_rows_round_trip_and_non_finite_numbers_become_null(tmp_path):
+    rows = [_finding(), _finding(value=math.nan, ci=None, holds=False, controls=[])]
+    F.write(tmp_path / "f.json", rows)
+    raw = json.loads((tmp_path / "f.json").read_text())
+    assert raw[1]["value"] is None and raw[1]["ci"] is None  # NaN is not valid JSON
+    back = F.read(tmp_path / "f.json")
+    assert back[0].controls[0] == F.Control("form", 0.7, [0.6, 0.8], 0.25, [0.15, 0.35])
+    assert back[0].value == 0.95 and back[1].holds is False
+
+
+def _bench(path, *seconds):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "s\th:m:s\tmax_rss\n"
+    path.write_text(header + "".join(f"{s}\t0:00:01\t10\n" for s in seconds))
+
+
+def test_rule_seconds_sum_each_rules_latest_run(tmp_path):
+    _bench(tmp_path / "a.tsv", 100.0, 3.5)  # a rerun: the last row counts
+    _bench(tmp_path / "sub/b.tsv", 2.25)
+    (tmp_path / "empty.tsv").write_text("s\th:m:s\n")
+    assert F.wall_seconds(tmp_path) == pytest.approx(5.75)
+    assert F.wall_seconds(tmp_path / "nothing") is None
+
+
+def test_gather_writes_rows_rule_seconds_and_a_table(tmp_path):
+    F.write(tmp_path / "d.json", [_finding()])
+    F.write(tmp_path / "t.json", [_finding(study="tribunal", holds=False, controls=[])])
+    _bench(tmp_path / "bench/deception/smollm2/probes.tsv", 90.0)
+    out = F.gather(
+        [tmp_path / "d.json", tmp_path / "t.json"],
+        tmp_path / "findings.json",
+        tmp_path / "findings.md",
+        benchmarks=tmp_path / "bench",
+    )
+    assert [f.study for f in out] == ["deception", "tribunal"]
+    raw = json.loads((tmp_path / "findings.json").read_text())
+    assert raw["rule_seconds"] == [
+        {"study": "deception", "instance": "smollm2", "seconds": 90.0},
+        {"study": "tribunal", "instance": "smollm2", "seconds": None},
+    ]
+    table = (tmp_path / "findings.md").read_text().splitlines()
+    assert table[2] == (
+        "| deception | smollm2 | smollm2 | AUROC (layer 15) | 0.950 [0.900, 0.990] | 60 "
+        "| form 0.700: +0.250 [0.150, 0.350] | yes | 1.5 min |"
+    )
+    assert table[3].endswith("| - | **no** | n/a |")
+    text = F.summary_text(out)
+    assert "vs form: 0.700 [0.600, 0.800], margin +0.250 [0.150, 0.350]" in text
+    assert "DOES NOT HOLD" in text
+
+
+def test_readme_table_is_replaced_between_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\nbefore\n{F.README_START}\nold\n{F.README_END}\nafter\n")
+    assert F.update_readme(readme, "| new |")
+    assert readme.read_text() == f"# x\nbefore\n{F.README_START}\n| new |\n{F.README_END}\nafter\n"
+    assert not F.update_readme(readme, "| new |")  # idempotent
+    (tmp_path / "bare.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="bare.md: no <!-- reference-run:start -->"):
+        F.update_readme(tmp_path / "bare.md", "| new |")
