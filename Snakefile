@@ -31,3 +31,26 @@ rule all:
         steering_targets(),
     default_target: True
     localrule: True
+
+
+# Every instance's headline findings beside their controls, in one table: `make run` prints
+# it and writes it into the README's "Reference run" (interpflow.findings).
+rule findings:
+    input:
+        findings=[
+            f"results/{study}/{name}/findings.json"
+            for study in STUDIES
+            for name in INSTANCES[study]
+        ],
+    output:
+        json="results/findings.json",
+        md="results/findings.md",
+    log:
+        "logs/findings.log",
+    params:
+        code=code_hash("findings"),
+    localrule: True
+    conda:
+        "envs/cpu.yaml"
+    script:
+        "scripts/findings.py"

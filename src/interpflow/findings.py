@@ -198,10 +198,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("findings", help="results/findings.json (rule findings)")
     parser.add_argument("--readme", help="write the table between the reference-run markers")
+    parser.add_argument("--report", help="the HTML report's path, to print")
+    parser.add_argument("--elapsed", type=float, help="the run's wall seconds, to print")
     args = parser.parse_args(argv)
     gathered = json.loads(Path(args.findings).read_text())
     findings = [Finding.from_dict(row) for row in gathered["findings"]]
+    print(f"\n=== findings ({sum(f.holds for f in findings)} of {len(findings)} hold) ===")
     print(summary_text(findings))
+    print(f"\ntable: {Path(args.findings).with_suffix('.md')}; rows: {args.findings}")
+    if args.report:
+        print(f"report: {args.report}")
+    if args.elapsed is not None:
+        print(f"wall time: {args.elapsed / 60:.1f} min")
     if args.readme:
         changed = update_readme(args.readme, Path(args.findings).with_suffix(".md").read_text())
         print(f"{args.readme}: reference-run table {'updated' if changed else 'unchanged'}")
