@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 from interpflow.deception.prompts import build_prompt_table, prompt_id
-from interpflow.text_baselines import cross_validated_scores, make_form
+from interpflow.text_baselines import cross_validated_scores, make_form, make_lexical
 
 #: The form-only macro AUROC a prompt bank should stay under (0.5 = form says nothing).
 FORM_LEAK_THRESHOLD = 0.75
@@ -61,40 +61,54 @@ def test_shipped_banks_are_big_and_distinct(tmp_path):
         assert counts["unique"] >= 60, cat
     df = pl.read_parquet(tmp_path / "p.parquet")
     assert not df["prompt"].str.contains(r"(?i)variant \d").any()
+    assert summary["n_duplicates_removed"] == 0
     assert summary["n_cross_category_conflicts"] == 0
 
 
-@pytest.fixture(scope="module")
-def shipped_form_auroc(tmp_path_factory):
-    """Out-of-fold macro AUROC of the form-only baseline on the shipped banks (5 stratified
-    folds over the deduplicated prompts, seed 0)."""
+def _shipped_cv(tmp_path_factory, make) -> float:
+    """Out-of-fold macro AUROC of a text baseline on the shipped banks (5 stratified folds
+    over the deduplicated prompts, seed 0)."""
     d = tmp_path_factory.mktemp("banks")
     banks = sorted((REPO / "resources/prompt_banks/deception").glob("*.txt"))
     build_prompt_table(banks=banks, table=d / "p.parquet", summary=d / "s.json")
     df = pl.read_parquet(d / "p.parquet")
-    scores = cross_validated_scores(make_form(0), df["prompt"], df["category"], n_folds=5, seed=0)
-    return scores["auroc"]
+    return cross_validated_scores(make(0), df["prompt"], df["category"], n_folds=5, seed=0)["auroc"]
+
+
+@pytest.fixture(scope="module")
+def shipped_form_auroc(tmp_path_factory):
+    return _shipped_cv(tmp_path_factory, make_form)
+
+
+@pytest.fixture(scope="module")
+def shipped_lexical_auroc(tmp_path_factory):
+    return _shipped_cv(tmp_path_factory, make_lexical)
 
 
 def test_shipped_banks_against_the_form_only_baseline(shipped_form_auroc):
-    """MEASURED: the shipped banks (268 prompts) LEAK their class through form. The form-only
-    baseline (lengths, punctuation, sentences, no words), 5 folds by prompt, reaches macro
-    AUROC 0.911 (accuracy 0.80; 0.915 / 0.916 with fold seeds 1 / 2), far above the 0.75 a
-    bank should stay under; the bag-of-words baseline reaches 0.954. Normal prompts are short
-    (67 characters on average, against 108 deceptive and 119 eval_aware) and 70% of them end
-    with "?" (3% of deceptive ones do); length alone gives AUROC 0.80, and every pair of
-    classes separates by form alone (0.91-0.94).
+    """MEASURED: the form-only baseline (lengths, punctuation, sentences, no words), 5 folds by
+    prompt, reaches macro AUROC 0.541 on the shipped banks (0.553 / 0.525 with fold seeds 1 / 2;
+    accuracy 0.40, chance 0.33). Every prompt is one of 90 shared tasks plus one framing
+    sentence that carries the class, placed alike in every bank, so the classes match in
+    length (about 89 characters each), sentence count (2) and final punctuation.
 
-    This pins the measured figure, so that any change to the banks is measured again; the goal
-    is the strict xfail below, which passes (and so fails) once the banks stop leaking."""
-    assert 0.88 < shipped_form_auroc < 0.94
+    The banks before this design leaked: normal prompts were short (67 characters against
+    108-119) and 70% ended with "?" (3% of deceptive ones did); form alone reached 0.911. This
+    pins the measured figure so that any change to the banks is measured again."""
+    assert 0.50 < shipped_form_auroc < 0.60
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the shipped banks leak through form: form-only AUROC 0.911 (issue 12)"
-)
 def test_shipped_banks_do_not_leak_through_form(shipped_form_auroc):
     assert shipped_form_auroc < FORM_LEAK_THRESHOLD
+
+
+def test_shipped_banks_against_the_bag_of_words_baseline(shipped_lexical_auroc):
+    """MEASURED, not a goal met: bag of words still reaches macro AUROC 0.853 (0.840 / 0.837
+    with fold seeds 1 / 2; 0.954 on the banks before). The framings' cue words vary and their
+    voice (I / you / impersonal) is mixed across classes, but a class is its meaning, and
+    words like "graded" or "false" carry it: a probe must beat this baseline to be a finding
+    (margins.lexical in probes/metrics.json)."""
+    assert 0.80 < shipped_lexical_auroc < 0.90
 
 
 def test_missing_bank_names_the_file(tmp_path):

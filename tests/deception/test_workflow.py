@@ -31,7 +31,7 @@ def test_all_on_stub(all_run):
     work, seconds = all_run
     res = work / "results/deception/default"
     prompts = json.loads((res / "prompts.summary.json").read_text())
-    assert prompts["n_duplicates_removed"] == 5 and prompts["n_prompts"] == 268
+    assert prompts["n_duplicates_removed"] == 0 and prompts["n_prompts"] == 270
     gens = pl.read_parquet(res / "generations.parquet")
     assert gens.height == prompts["n_prompts"]
     prov = json.loads((res / "activations.parquet.provenance.json").read_text())
