@@ -22,6 +22,7 @@ from interpflow.inoculation.heuristics import (
     compute_heuristics,
     embed,
     heuristics_stage,
+    orient,
     pairwise_angles,
     row_stats,
     w_matrix,
@@ -94,6 +95,50 @@ def test_embed_angles_pearson():
     assert e["pca"].shape == (6, 3) and np.isfinite(e["svd"]).all()
     assert pearson([1, 2, 3, 4], [2, 4, 6, 8]) == (pytest.approx(1.0), 4)
     assert math.isnan(pearson([1, 2], [1, 2])[0])
+
+
+def _w_with_known_axis(seed=0, n=12, d=30):
+    """Rows = strength_i * u + noise; u sums to > 0 (+PC1 must mean a larger uplift) but its
+    largest-magnitude entry is negative, where sklearn's own sign convention points PC1 the
+    other way."""
+    rng = np.random.default_rng(seed)
+    strength = rng.uniform(0.0, 2.0, size=n)
+    u = rng.uniform(0.5, 1.5, size=d)
+    u[0] = -6.0
+    return np.outer(strength, u) + 0.05 * rng.normal(size=(n, d)), strength
+
+
+def test_components_are_oriented_by_the_loadings_sum_not_the_solver():
+    W, strength = _w_with_known_axis()
+    e = embed(W, 3)
+    for method in ("pca", "svd"):
+        pc1 = e[method][:, 0]
+        # the stated rule: +PC1 raises the mean W entry, so PC1 follows the known strength
+        assert pearson(pc1, strength)[0] > 0.99
+        assert pearson(pc1, W.mean(axis=1))[0] > 0.99
+    # a solver that returned the opposite signs gets the same oriented answer
+    rng = np.random.default_rng(1)
+    scores, comps = rng.normal(size=(12, 3)), rng.normal(size=(3, 30))
+    a_scores, a_comps = orient(scores, comps)
+    b_scores, b_comps = orient(-scores, -comps)
+    np.testing.assert_array_equal(a_scores, b_scores)
+    np.testing.assert_array_equal(a_comps, b_comps)
+    assert (a_comps.sum(axis=1) >= 0).all()
+    # a zero-sum loading vector: the largest-magnitude loading is made positive
+    s0, c0 = orient(np.array([[1.0], [-2.0]]), np.array([[0.2, -0.9, 0.7]]))
+    assert c0.tolist() == [[-0.2, 0.9, -0.7]] and s0[:, 0].tolist() == [-1.0, 2.0]
+
+
+def test_a_solver_sign_flip_cannot_flip_r_with_suppression():
+    # the same rows with the columns permuted: the solver may return either sign, the oriented
+    # coordinates (and so r with suppression) may not change
+    W, strength = _w_with_known_axis(seed=2)
+    suppression = 30 * strength + np.random.default_rng(3).normal(size=len(strength))
+    perm = np.random.default_rng(4).permutation(W.shape[1])
+    for method in ("pca", "svd"):
+        r = pearson(embed(W, 2)[method][:, 0], suppression)[0]
+        r_perm = pearson(embed(W[:, perm], 2)[method][:, 0], suppression)[0]
+        assert r > 0.95 and r_perm == pytest.approx(r)
 
 
 def _pairs(base: dict[str, list[float]], prefix: dict[str, list[float]]) -> pl.DataFrame:

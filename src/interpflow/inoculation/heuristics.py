@@ -148,11 +148,34 @@ def row_stats(w: np.ndarray) -> dict[str, float]:
     }
 
 
+def orient(scores: np.ndarray, components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Give each component a sign by a stated rule, not the solver's arbitrary one.
+
+    Component k (a row of ``components``, its loadings over W's columns) is flipped so that its
+    loadings sum to a non-negative number: moving along +PCk / +SVk raises a prompt's mean W
+    entry (its mean log-prob uplift, PH for the datapoint matrix). Where the sum is zero (to
+    1e-9 of the loadings' L1 norm) the largest-magnitude loading is made positive. Returns
+    the oriented (scores, components); a solver that returns (-s, -v) gets the same answer.
+    """
+    scores, components = np.array(scores, dtype=np.float64), np.array(components, np.float64)
+    for k, v in enumerate(components):
+        total = v.sum()
+        if abs(total) > 1e-9 * np.abs(v).sum():
+            flip = total < 0
+        else:
+            flip = v[np.argmax(np.abs(v))] < 0
+        if flip:
+            scores[:, k], components[k] = -scores[:, k], -v
+    return scores, components
+
+
 def embed(W: np.ndarray, n_components: int = 3, seed: int = 0) -> dict:
     """PCA and TruncatedSVD of ``W``'s rows, with explained-variance ratios.
 
     ``n_components`` is capped by the matrix rank limits (PCA: min(n_rows - 1, n_cols);
     TruncatedSVD: min(n_rows, n_cols) - 1, at least 1). Missing components are NaN columns.
+    Each component is oriented by :func:`orient` (+PCk raises the mean W entry), so H3, H4,
+    H9b, H10 and the H7 composite keep their sign across datasets and solver versions.
     """
     from sklearn.decomposition import PCA, TruncatedSVD
 
@@ -169,7 +192,7 @@ def embed(W: np.ndarray, n_components: int = 3, seed: int = 0) -> dict:
     k_pca = min(n_components, n - 1, d)  # centred rows span at most n - 1 directions
     if k_pca >= 1:
         pca = PCA(n_components=k_pca, random_state=seed).fit(W)
-        out["pca"][:, :k_pca] = pca.transform(W)
+        out["pca"][:, :k_pca] = orient(pca.transform(W), pca.components_)[0]
         out["pca_var"][:k_pca] = pca.explained_variance_ratio_.tolist()
     k_svd = min(n_components, max(min(n, d) - 1, 1))
     if d >= 2 and n >= 2:  # one row has no variance to explain
@@ -178,7 +201,7 @@ def embed(W: np.ndarray, n_components: int = 3, seed: int = 0) -> dict:
             random_state=seed,
             algorithm="arpack" if k_svd < min(n, d) else "randomized",
         )
-        out["svd"][:, :k_svd] = svd.fit_transform(W)
+        out["svd"][:, :k_svd] = orient(svd.fit_transform(W), svd.components_)[0]
         out["svd_var"][:k_svd] = svd.explained_variance_ratio_.tolist()
     return out
 
