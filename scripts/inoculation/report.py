@@ -16,6 +16,7 @@ def main(smk):
         embeddings=inp.get("embeddings"),
         angles=inp.get("angles"),
         meta=inp.get("meta"),
+        prompt_traits={k: p["trait"] for k, p in smk.params.prompts.items()},
         figures=dict(zip(names, smk.output.figures, strict=True)),
         tables=dict(zip(names, smk.output.tables, strict=True)),
     )

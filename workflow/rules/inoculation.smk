@@ -390,6 +390,7 @@ rule inoculation_report:
         "../../envs/cpu.yaml"
     params:
         figures=list(INOC_FIGURES),
+        prompts=inoc("prompts"),
         code=code_hash("inoculation/report"),
     script:
         "../../scripts/inoculation/report.py"

@@ -4,7 +4,7 @@ fixed-minus-mix gap, and the H7 z-score composite (seed 003)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -66,18 +66,41 @@ CORRELATED = (
 )
 
 
-def correlate(heuristics: pl.DataFrame, suppression: pl.DataFrame) -> pl.DataFrame:
-    """Pearson r of each heuristic vs measured suppression, per prefix type and suppressed trait.
+#: Which prompts each correlation runs over, for the suppression of trait T (seed 003, Exp 20):
+#: ``own``: the prompts that name T plus the neutral ones; ``cross``: the prompts that name
+#: another trait (their suppression of T is cross-trait gating).
+SCOPES = ("own", "cross")
+
+
+def _scope(prompt_trait: str, trait: str, neutral: str = "neutral") -> str:
+    return "own" if prompt_trait in (trait, neutral) else "cross"
+
+
+def correlate(
+    heuristics: pl.DataFrame,
+    suppression: pl.DataFrame,
+    prompt_traits: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """Pearson r of each heuristic vs measured suppression, per prefix type, suppressed trait
+    and scope.
 
     ``heuristics``: one row per (prompt_key, prefix_type) with heuristic columns (cross-trait
     ``ph_<T>``/``ppd_<T>`` columns are included too). ``suppression``: ``prompt_key,
     prefix_type, trait, suppression`` (final step, default condition), optionally with
-    per-trait predictors such as ``elicitation``. Where elicitation, ``sv1_tokens`` and the
-    embedding columns are all present, the H7 ``composite`` (:data:`COMPOSITE`, z-scored over
-    the prompts of each prefix type and trait) is correlated too. Prompts trained both fixed
-    and mix also give ``prefix_type = "gap"`` rows: the mix heuristics vs the fixed-minus-mix
-    suppression gap.
+    per-trait predictors such as ``elicitation``. ``prompt_traits``: prompt key -> the trait
+    it names ("neutral", the default for a key not in it).
+
+    Each (prefix_type, trait) is split by :data:`SCOPES`: ``own`` correlates T's suppression
+    over T's prompts and the neutral ones, ``cross`` over the other traits' prompts; points
+    of different traits are never mixed in one r. ``trait = "pooled"`` rows pool the
+    per-trait points of a scope (the seed's "all traits" column), ``prefix_type = "all"``
+    rows pool fixed and mix. Prompts trained both fixed and mix also give ``prefix_type =
+    "gap"`` rows: the mix heuristics vs the fixed-minus-mix suppression gap. Where
+    elicitation, ``sv1_tokens`` and the embedding columns are all present, the H7
+    ``composite`` (:data:`COMPOSITE`) is z-scored over the points of each (prefix_type,
+    trait, scope) group, and pooled rows pool those per-group composites.
     """
+    prompt_traits = prompt_traits or {}
     joined = suppression.join(heuristics, on=["prompt_key", "prefix_type"], how="inner")
     fixed = suppression.filter(pl.col("prefix_type") == "fixed").select(
         "prompt_key", "trait", pl.col("suppression").alias("fixed")
@@ -90,24 +113,60 @@ def correlate(heuristics: pl.DataFrame, suppression: pl.DataFrame) -> pl.DataFra
         )
         .drop("fixed")
     )
+    points = pl.concat([joined, gap], how="diagonal_relaxed")
+    points = points.with_columns(
+        scope=pl.Series(
+            [
+                _scope(prompt_traits.get(k, "neutral"), t)
+                for k, t in zip(points["prompt_key"], points["trait"])
+            ],
+            dtype=pl.String,
+        )
+    )
     cols = [c for c in joined.columns if c in CORRELATED or c.startswith(("ph_", "ppd_"))]
-    if all(c in joined.columns for c in COMPOSITE):
+    with_composite = all(c in joined.columns for c in COMPOSITE)
+    if with_composite:
         cols.append("composite")
-    out = []
-    for (ptype, trait), sub in pl.concat([joined, gap], how="diagonal_relaxed").group_by(
-        ["prefix_type", "trait"], maintain_order=True
-    ):
-        if "composite" in cols:
+    groups = []
+    for _, sub in points.group_by(["prefix_type", "trait", "scope"], maintain_order=True):
+        if with_composite:
             parts = [w * _z(sub[c].cast(pl.Float64).to_numpy()) for c, w in COMPOSITE.items()]
             sub = sub.with_columns(composite=np.sum(parts, axis=0))
+        groups.append(sub)
+    per_group = pl.concat(groups, how="diagonal_relaxed") if groups else points
+    pooled = per_group.with_columns(trait=pl.lit("pooled"))
+    both = pl.concat([per_group, pooled], how="diagonal_relaxed")
+    everything = pl.concat(
+        [
+            both,
+            both.filter(pl.col("prefix_type").is_in(["fixed", "mix"])).with_columns(
+                prefix_type=pl.lit("all")
+            ),
+        ],
+        how="diagonal_relaxed",
+    )
+    out = []
+    for (ptype, trait, scope), sub in everything.group_by(
+        ["prefix_type", "trait", "scope"], maintain_order=True
+    ):
         for c in cols:
             r, n = pearson(sub[c].cast(pl.Float64).to_numpy(), sub["suppression"].to_numpy())
-            out.append({"prefix_type": ptype, "trait": trait, "heuristic": c, "r": r, "n": n})
+            out.append(
+                {
+                    "prefix_type": ptype,
+                    "trait": trait,
+                    "scope": scope,
+                    "heuristic": c,
+                    "r": r,
+                    "n": n,
+                }
+            )
     schema = {
         "prefix_type": pl.String,
         "trait": pl.String,
+        "scope": pl.String,
         "heuristic": pl.String,
         "r": pl.Float64,
         "n": pl.Int64,
     }
-    return pl.DataFrame(out, schema=schema).sort("prefix_type", "trait", "heuristic")
+    return pl.DataFrame(out, schema=schema).sort("prefix_type", "trait", "scope", "heuristic")

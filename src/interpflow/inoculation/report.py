@@ -104,7 +104,9 @@ def fig_trait_vs_step(summary: pl.DataFrame, png: Path, csv: Path) -> pl.DataFra
 
 
 def fig_scatter(points: pl.DataFrame, x: str, png: Path, csv: Path, xlabel: str) -> pl.DataFrame:
-    """Suppression vs ``x`` with a regression line and 95% band, one panel per trait, hue fixed vs mix."""
+    """Suppression vs ``x`` with a regression line and 95% band, one panel per trait, hue fixed
+    vs mix. Each trait's panel holds its own prompts and the neutral ones (``prompt_trait``),
+    as its r in the correlations table; the other traits' prompts are cross-trait points."""
     from interpflow.figures import plt, sns
 
     traits = points["trait"].unique(maintain_order=True).to_list() or ["(none)"]
@@ -113,7 +115,11 @@ def fig_scatter(points: pl.DataFrame, x: str, png: Path, csv: Path, xlabel: str)
     for ax, trait in zip(axes[0], traits):
         for ptype in ("fixed", "mix"):
             sub = (
-                points.filter((pl.col("trait") == trait) & (pl.col("prefix_type") == ptype))
+                points.filter(
+                    (pl.col("trait") == trait)
+                    & (pl.col("prefix_type") == ptype)
+                    & pl.col("prompt_trait").is_in([trait, "neutral"])
+                )
                 .drop_nans([x, "suppression"])
                 .drop_nulls([x, "suppression"])
             )
@@ -137,7 +143,7 @@ def fig_scatter(points: pl.DataFrame, x: str, png: Path, csv: Path, xlabel: str)
                     label=kw["label"],
                 )
         ax.axhline(0, color="grey", lw=0.8, ls=":")
-        ax.set_title(f"{trait} suppression")
+        ax.set_title(f"{trait} suppression ({trait} + neutral prompts)")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("suppression (control - inoculated, pp)")
         if ax.get_legend_handles_labels()[0]:
@@ -205,7 +211,9 @@ def fig_correlations(corr: pl.DataFrame, png: Path, csv: Path) -> pl.DataFrame:
     wide, targets = corr, []
     if corr.height:
         wide = (
-            corr.with_columns(target=pl.col("prefix_type") + " / " + pl.col("trait"))
+            corr.with_columns(
+                target=pl.col("prefix_type") + " / " + pl.col("trait") + " / " + pl.col("scope")
+            )
             .pivot(on="target", index="heuristic", values="r", sort_columns=True)
             .sort("heuristic")
         )
@@ -213,7 +221,11 @@ def fig_correlations(corr: pl.DataFrame, png: Path, csv: Path) -> pl.DataFrame:
     fig, ax = plt.subplots(figsize=(1.3 * max(len(targets), 1) + 3, 0.22 * wide.height + 1.5))
     if wide.height:
         _heatmap(ax, wide, "heuristic", targets, vmin=-1, vmax=1, cmap="coolwarm", fmt=".2f")
-    ax.set_title("Pearson r, heuristic vs suppression (gap: fixed - mix)", fontsize=9)
+    ax.set_title(
+        "Pearson r, heuristic vs suppression: prefix type / trait / scope "
+        "(own: the trait's + neutral prompts; cross: the other traits'; gap: fixed - mix)",
+        fontsize=8,
+    )
     ax.tick_params(labelsize=7)
     _save(fig, png, csv, corr)
     return corr
@@ -280,6 +292,7 @@ def report_stage(
     embeddings: str | Path | None = None,
     angles: str | Path | None = None,
     meta: str | Path | None = None,
+    prompt_traits: Mapping[str, str] | None = None,
     figures: Mapping[str, str | Path],
     tables: Mapping[str, str | Path],
 ) -> dict:
@@ -289,7 +302,9 @@ def report_stage(
     Inputs: the score ``summary``, ``suppression`` and ``em`` rates tables; the heuristics
     stage's ``heuristics``, ``embeddings``, ``angles`` tables and W ``meta`` JSON, all four
     or none (an instance that trains no inoculation prompt has no suppression to predict:
-    its heuristic figures are empty).
+    its heuristic figures are empty). ``prompt_traits``: prompt key -> the trait it names
+    ("neutral" for none): each trait's suppression is correlated and plotted over its own
+    prompts and the neutral ones, cross-trait apart (:func:`correlate`).
     """
     for what, given in (("figures", figures), ("tables", tables)):
         if set(given) != set(FIGURES):
@@ -312,10 +327,19 @@ def report_stage(
         variance = json.loads(Path(meta).read_text())["explained_variance"]
     elic = elicitation(scores)
     last = supp.filter(pl.col("step") == pl.col("step").max().over("run"))
-    points = last.join(elic, on=["prompt_key", "prefix_type", "trait"], how="left").join(
-        heur.select("prompt_key", "prefix_type", "ph", "ppd_neutral"),
-        on=["prompt_key", "prefix_type"],
-        how="left",
+    prompt_traits = dict(prompt_traits or {})
+    points = (
+        last.join(elic, on=["prompt_key", "prefix_type", "trait"], how="left")
+        .join(
+            heur.select("prompt_key", "prefix_type", "ph", "ppd_neutral"),
+            on=["prompt_key", "prefix_type"],
+            how="left",
+        )
+        .with_columns(
+            prompt_trait=pl.col("prompt_key").replace_strict(
+                prompt_traits, default="neutral", return_dtype=pl.String
+            )
+        )
     )
     fig_trait_vs_step(scores, *out["trait_vs_step"])
     fig_scatter(
@@ -329,7 +353,9 @@ def report_stage(
     fig_angles(angle_table, *out["angle_heatmap"])
     fig_em(read_parquet(em), *out["em_rates"])
     corr = correlate(
-        heur, points.select("prompt_key", "prefix_type", "trait", "suppression", "elicitation")
+        heur,
+        points.select("prompt_key", "prefix_type", "trait", "suppression", "elicitation"),
+        prompt_traits,
     )
     fig_correlations(corr, *out["heuristic_correlations"])
     return {"n_points": points.height, "n_correlations": corr.height}
