@@ -160,8 +160,15 @@ def test_each_trait_correlates_over_its_own_prompts_and_cross_trait_apart():
     # Playful prompts p*, French prompts f*, neutral n*. Playful suppression rises with ph over
     # the Playful + neutral prompts (r = +1 there); the French prompts barely suppress Playful
     # whatever their ph (cross-trait). Pooling all prompts (the old behaviour) mixes the two.
-    traits = {"p1": "Playful", "p2": "Playful", "p3": "Playful", "n1": "neutral",
-              "f1": "French", "f2": "French", "f3": "French"}  # fmt: skip
+    traits = {
+        "p1": "Playful",
+        "p2": "Playful",
+        "p3": "Playful",
+        "n1": "neutral",
+        "f1": "French",
+        "f2": "French",
+        "f3": "French",
+    }
     ph = {"p1": 0.2, "p2": 0.4, "p3": 0.6, "n1": 0.0, "f1": 0.9, "f2": 0.5, "f3": 0.7}
     playful = {"p1": 20.0, "p2": 40.0, "p3": 60.0, "n1": 0.0, "f1": 3.0, "f2": 1.0, "f3": 2.0}
     french = {"p1": 1.0, "p2": 3.0, "p3": 2.0, "n1": 0.0, "f1": 90.0, "f2": 50.0, "f3": 70.0}
@@ -170,15 +177,23 @@ def test_each_trait_correlates_over_its_own_prompts_and_cross_trait_apart():
     supp = pl.concat(
         [
             pl.DataFrame(
-                {"prompt_key": keys, "prefix_type": "fixed", "trait": t,
-                 "suppression": [s[k] for k in keys]}  # fmt: skip
+                {
+                    "prompt_key": keys,
+                    "prefix_type": "fixed",
+                    "trait": t,
+                    "suppression": [s[k] for k in keys],
+                }
             )
             for t, s in (("Playful", playful), ("French", french))
         ]
     )
     corr = correlate(heur, supp, traits)
-    r = {(t, sc): (v, n) for t, sc, v, n in corr.filter(pl.col("prefix_type") == "fixed")
-         .select("trait", "scope", "r", "n").rows()}  # fmt: skip
+    r = {
+        (t, sc): (v, n)
+        for t, sc, v, n in corr.filter(pl.col("prefix_type") == "fixed")
+        .select("trait", "scope", "r", "n")
+        .rows()
+    }
     assert r[("Playful", "own")] == (pytest.approx(1.0), 4)  # p1-p3 + n1
     assert r[("French", "own")] == (pytest.approx(1.0), 4)  # f1-f3 + n1
     own_p = [k for k in keys if traits[k] in ("Playful", "neutral")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from fakeapi import FakeAPIServer
@@ -56,6 +57,29 @@ def test_mean_ci_and_em_rates():
     em = em_rates(scores)
     # item 0: coherent + misaligned (EM); item 1 aligned; item 2 incoherent
     assert em["em_rate"].to_list() == [pytest.approx(1 / 3)] and em["n"].to_list() == [3]
+    # Wilson, by hand: centre (p + z²/2n)/(1 + z²/n), half z·sqrt(p(1-p)/n + z²/4n²)/(1 + z²/n)
+    z, n, p = 1.96, 3, 1 / 3
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert em["ci_low"][0] == pytest.approx(centre - half)
+    assert em["ci_high"][0] == pytest.approx(centre + half)
+
+
+def test_em_rate_of_zero_has_a_wilson_interval_not_a_zero_width_one():
+    scores = pl.DataFrame(
+        {
+            "run": "fixed",
+            "step": 1,
+            "condition": "default",
+            "eval_set": "em",
+            "item_id": list(range(20)) * 2,
+            "metric": ["coherence"] * 20 + ["alignment"] * 20,
+            "score": [90.0] * 20 + [95.0] * 20,  # coherent and aligned: no EM
+        }
+    )
+    em = em_rates(scores)
+    assert em["em_rate"][0] == 0.0 and em["ci_low"][0] == 0.0
+    assert em["ci_high"][0] == pytest.approx(0.1611, abs=1e-4)  # 1.96² / (20 + 1.96²)
 
 
 def _evals(tmp_path) -> list[Path]:
@@ -161,25 +185,53 @@ def test_digit_ev_trait_scores_against_fake_openai_server(tmp_path):
     assert em.filter(pl.col("run") == "clown-fixed", pl.col("step") == 2)["em_rate"][0] == 0.0
 
 
-def test_suppression_pairs_runs_with_the_control():
-    summary = pl.DataFrame(
-        {
-            "run": ["none", "a-fixed", "a-mix"],
-            "step": [3, 3, 3],
-            "condition": "default",
-            "metric": "Playful",
-            "mean": [80.0, 10.0, 50.0],
-            "se": [3.0, 4.0, 0.0],
-            "ci_low": 0.0,
-            "ci_high": 0.0,
-            "n": 10,
-            "n_nan": 0,
-        }
+def _trait_scores(run_scores: dict[str, list[float]], step: int = 3) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "run": run,
+                "step": step,
+                "condition": "default",
+                "eval_set": "trait",
+                "item_id": i,
+                "metric": "Playful",
+                "score": v,
+            }
+            for run, vals in run_scores.items()
+            for i, v in enumerate(vals)
+        ],
+        schema_overrides={"step": pl.Int32, "item_id": pl.Int32},
     )
-    s = suppression(summary).sort("run")
-    assert s["suppression"].to_list() == [70.0, 30.0]
+
+
+def test_suppression_pairs_each_run_with_the_control_by_item():
+    # items differ a lot in difficulty (shared by both runs); the inoculated run is lower on
+    # every item by 10 +- 1. Paired, the CI is about the per-item differences: narrow.
+    ctrl = [90.0, 20.0, 60.0, 40.0, 75.0]
+    diffs = [9.0, 11.0, 10.0, 10.0, 10.0]
+    scores = _trait_scores(
+        {"none": ctrl, "a-fixed": [c - d for c, d in zip(ctrl, diffs)], "a-mix": ctrl}
+    )
+    s = suppression(scores).sort("run")
     assert s["prefix_type"].to_list() == ["fixed", "mix"]
-    assert s["ci_high"][0] - 70.0 == pytest.approx(1.96 * 5.0)
+    fixed = s.row(0, named=True)
+    assert fixed["suppression"] == pytest.approx(10.0) and fixed["n"] == 5
+    half = 1.96 * np.std(diffs, ddof=1) / math.sqrt(5)
+    assert (fixed["ci_low"], fixed["ci_high"]) == (
+        pytest.approx(10.0 - half),
+        pytest.approx(10.0 + half),
+    )
+    assert fixed["ci_low"] > 8.5  # independent SEs would give a CI of about +-27
+    assert s.row(1, named=True)["suppression"] == 0.0
+    # an item only one run scored (a NaN score) is left out of the pairs
+    nan_item = scores.with_columns(
+        score=pl.when((pl.col("run") == "a-fixed") & (pl.col("item_id") == 0))
+        .then(float("nan"))
+        .otherwise(pl.col("score"))
+    )
+    s2 = suppression(nan_item).filter(pl.col("run") == "a-fixed").row(0, named=True)
+    assert s2["n"] == 4 and s2["suppression"] == pytest.approx(np.mean(diffs[1:]))
+    assert s2["no_inoc"] == pytest.approx(np.mean(ctrl[1:]))
 
 
 def test_hf_judge_on_stub_scores_its_next_token_distribution(stub_dir, tmp_path):
