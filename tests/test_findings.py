@@ -11,19 +11,19 @@ from interpflow import findings as F
 
 
 def _finding(**kw) -> F.Finding:
-    base = dict(
-        study="deception",
-        instance="smollm2",
-        model="smollm2",
-        finding="a linear probe reads the prompt category",
-        metric="AUROC (layer 15)",
-        value=0.95,
-        ci=(0.9, 0.99),
-        n=60,
-        expect="CI above each control's",
-        holds=True,
-        controls=[F.Control("form", 0.7, (0.6, 0.8), 0.25, (0.15, 0.35))],
-    )
+    base = {
+        "study": "deception",
+        "instance": "smollm2",
+        "model": "smollm2",
+        "finding": "a linear probe reads the prompt category",
+        "metric": "AUROC (layer 15)",
+        "value": 0.95,
+        "ci": (0.9, 0.99),
+        "n": 60,
+        "expect": "CI above each control's",
+        "holds": True,
+        "controls": [F.Control("form", 0.7, (0.6, 0.8), 0.25, (0.15, 0.35))],
+    }
     base.update(kw)
     return F.Finding(**base)
 

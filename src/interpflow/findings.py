@@ -113,11 +113,11 @@ def _signed(x: float | None) -> str:
 
 def table_markdown(findings: list[Finding], walls: dict[tuple[str, str], float | None]) -> str:
     """The findings table: one row per finding, controls as margins with their CIs."""
-    lines = [
+    header = (
         "| study | instance | model | metric | value [95% CI] | n | controls: margin [95% CI] "
-        "| holds | wall (2 cores) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+        "| holds | wall (2 cores) |"
+    )
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for f in findings:
         controls = "; ".join(
             f"{c.name} {_num(c.value)}: {_signed(c.margin)}{_ci(c.margin_ci)}"
@@ -148,7 +148,9 @@ def summary_text(findings: list[Finding]) -> str:
 
 
 def gather(
-    paths: list[str | Path], out_json: str | Path, out_md: str | Path,
+    paths: list[str | Path],
+    out_json: str | Path,
+    out_md: str | Path,
     benchmarks: str | Path = "benchmarks/results",
 ) -> list[Finding]:
     """Every instance's findings (rule findings): ``out_json`` holds the rows and each
@@ -160,9 +162,7 @@ def gather(
     }
     rows = {
         "findings": [_finite(asdict(f)) for f in findings],
-        "rule_seconds": [
-            {"study": s, "instance": i, "seconds": w} for (s, i), w in walls.items()
-        ],
+        "rule_seconds": [{"study": s, "instance": i, "seconds": w} for (s, i), w in walls.items()],
     }
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(out_json).write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
