@@ -100,21 +100,6 @@ def ci95(values: Sequence[float]) -> list[float | None]:
     return [float(lo), float(hi)]
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion k/n (95% at z = 1.96).
-
-    Unlike the Wald interval p ± z·sqrt(p(1-p)/n) it is not zero-width at p = 0 or 1 and stays
-    inside [0, 1]: 0 of 20 gives [0, 0.161]. (nan, nan) when n = 0.
-    """
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, float(centre - half)), min(1.0, float(centre + half)))
-
-
 def nan_to_none(x: float) -> float | None:
     """``x`` as a JSON-friendly float; None for None, NaN and infinities."""
     return None if x is None or not np.isfinite(x) else float(x)
