@@ -81,6 +81,33 @@ def test_capture_matches_unpadded_hidden_states(stub_dir, new_tokens):
         assert during_ix["response_mean"][b] == -1
 
 
+def test_capture_texts_reads_prompt_plus_response_text_as_one_forward(stub_dir):
+    """Re-reading stored chat prompts + response texts (rule deception_quant_transfer) equals
+    an unpadded forward over the prompt ids and the response text's own encoding."""
+    model, tok = load_model(ModelSpec(str(stub_dir)))
+    chats = [chat_prompt(tok, "Hi"), chat_prompt(tok, "A much longer prompt about the weather")]
+    responses = ["the sky is blue today", ""]  # an empty response has no response positions
+    positions = parse_positions(["last_prompt", "response[0..1]"])
+    table = C.capture_texts(model, tok, ["a", "b"], chats, responses, (1, 2), positions)
+    got = pl.from_arrow(table)
+    for b, pid in enumerate(["a", "b"]):
+        p_ids = tok(chats[b], add_special_tokens=False)["input_ids"]
+        r_ids = tok(responses[b], add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            hs = model(torch.tensor([p_ids + r_ids]), output_hidden_states=True).hidden_states
+        for layer in (1, 2):  # below the last block (whose hidden_states entry is after the norm)
+            rows = got.filter(pl.col("prompt_id") == pid, pl.col("layer") == layer)
+            by_pos = {r["position"]: r for r in rows.iter_rows(named=True)}
+            expect = {"last_prompt": len(p_ids) - 1}
+            expect |= {f"response[{i}]": len(p_ids) + i for i in range(min(2, len(r_ids)))}
+            assert set(by_pos) == set(expect)
+            for name, ix in expect.items():
+                assert by_pos[name]["token_index"] == ix
+                np.testing.assert_allclose(
+                    by_pos[name]["activation"], hs[layer + 1][0, ix], atol=1e-5
+                )
+
+
 def test_layer_out_of_range(stub_dir):
     model, tok = load_model(ModelSpec(str(stub_dir)))
     seqs, pmask, width, p_lens, r_lens, _ = G.sample_batch(

@@ -77,3 +77,26 @@ def test_chat_template_options_reach_every_formatted_chat(stub_dir):
     chat_text(tok, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
     assert [k.get("enable_thinking") for k in seen] == [False, False]
     assert seen[0]["add_generation_prompt"] is True and seen[0]["a"] == 1
+
+
+def test_a_4bit_copy_quantizes_every_linear_and_stays_close(stub_dir):
+    """ModelSpec(quantization="nf4"): bitsandbytes' 4-bit copy (CPU backend here); its
+    hidden states stay close to the full-precision ones, and differ (it is quantized)."""
+    import bitsandbytes as bnb
+    import torch
+
+    from interpflow.models import ModelSpec, load_model
+
+    full, tok = load_model(ModelSpec(str(stub_dir), dtype="float32", device="cpu"))
+    q, _ = load_model(ModelSpec(str(stub_dir), dtype="float32", device="cpu", quantization="nf4"))
+    layer = q.model.layers[0]
+    assert isinstance(layer.self_attn.q_proj, bnb.nn.Linear4bit)
+    assert isinstance(layer.mlp.down_proj, bnb.nn.Linear4bit)
+    ids = tok("hello there, how are you", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        a = full(ids, output_hidden_states=True).hidden_states[2][0]
+        b = q(ids, output_hidden_states=True).hidden_states[2][0]
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    assert cos.min() > 0.9 and not torch.equal(a, b), cos
+    with pytest.raises(ValueError, match="quantization must be null, nf4 or fp4, got 'int3'"):
+        ModelSpec("x", quantization="int3")

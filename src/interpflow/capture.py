@@ -246,6 +246,53 @@ def capture_batch(
     return plan.vectors({layer: got[layer] for layer in layers}), plan.token_index
 
 
+def capture_texts(
+    model,
+    tokenizer,
+    prompt_ids: list[str],
+    chats: list[str],
+    responses: list[str],
+    layers: tuple[int, ...],
+    positions: list[Position],
+    store_dtype: str = "float32",
+    batch_size: int = 16,
+) -> pa.Table:
+    """The activations table (schema above) of given chat prompts + response texts, read by
+    :func:`capture_batch` (teacher forcing): the prompt is tokenized as generation tokenizes it
+    (:func:`interpflow.generate.tokenize_chats`), the response text is re-encoded without
+    special tokens. For re-reading stored generations through another copy of the model (a
+    4-bit one); a response whose re-encoding differs from the sampled ids moves only the
+    response positions."""
+    import torch
+
+    from interpflow.generate import tokenize_chats
+
+    dev = next(model.parameters()).device
+    parts = []
+    for start in range(0, len(chats), batch_size):
+        stop = start + batch_size
+        enc = tokenize_chats(tokenizer, chats[start:stop], dev)
+        mask, width = enc["attention_mask"], enc["attention_mask"].shape[1]
+        resp = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses[start:stop]]
+        r_lens = torch.tensor([len(r) for r in resp], dtype=torch.long, device=dev)
+        seqs = torch.full(
+            (len(resp), width + max(int(r_lens.max()), 1)),
+            tokenizer.pad_token_id,
+            dtype=enc["input_ids"].dtype,
+            device=dev,
+        )
+        seqs[:, :width] = enc["input_ids"]
+        for b, ids in enumerate(resp):
+            seqs[b, width : width + len(ids)] = torch.tensor(ids, dtype=seqs.dtype)
+        vectors, token_index = capture_batch(
+            model, seqs, mask, width, mask.sum(1), r_lens, layers, positions
+        )
+        parts.append(_activation_table(prompt_ids[start:stop], vectors, token_index, store_dtype))
+    if not parts:
+        return _empty_activation_table(store_dtype, 0)
+    return pa.concat_tables(parts)
+
+
 def _activation_table(
     prompt_ids: list[str],
     vectors: dict[tuple[int, str], np.ndarray],

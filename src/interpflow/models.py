@@ -29,8 +29,15 @@ class ModelSpec:
     # apply_chat_template keyword arguments (e.g. enable_thinking=False), the same in every
     # stage that formats a chat with this model; a mapping is stored as sorted (key, value) pairs
     chat_template: tuple[tuple[str, Any], ...] = ()
+    # None = the weights as stored; "nf4" / "fp4" = a bitsandbytes 4-bit copy (Linear4bit,
+    # compute in ``dtype``), on GPU and, with bitsandbytes >= 0.46, on CPU
+    quantization: str | None = None
 
     def __post_init__(self) -> None:
+        if self.quantization not in (None, "nf4", "fp4"):
+            raise ValueError(
+                f"model quantization must be null, nf4 or fp4, got {self.quantization!r}"
+            )
         if isinstance(self.chat_template, Mapping):
             object.__setattr__(self, "chat_template", tuple(sorted(self.chat_template.items())))
         else:
@@ -91,12 +98,24 @@ def load_model(spec: ModelSpec, config_key: str = "model.name"):
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(spec.device)
+    dtype = resolve_dtype(spec.dtype, device)
+    kwargs = {}
+    if spec.quantization is not None:  # quantized on load; a bnb model cannot be moved after
+        from transformers import BitsAndBytesConfig
+
+        kwargs["device_map"] = device
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=spec.quantization, bnb_4bit_compute_dtype=dtype
+        )
     model = AutoModelForCausalLM.from_pretrained(
         spec.name_or_path,
         revision=spec.revision,
-        dtype=resolve_dtype(spec.dtype, device),
+        dtype=dtype,
         trust_remote_code=spec.trust_remote_code,
-    ).to(device)
+        **kwargs,
+    )
+    if spec.quantization is None:
+        model = model.to(device)
     model.eval()
     return model, load_tokenizer(spec, config_key=config_key)
 
