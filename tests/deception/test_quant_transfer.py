@@ -90,7 +90,8 @@ def test_the_probe_is_scored_on_both_precisions_of_the_same_rows(stored, stub_di
     # every test row (8 prompts: last_prompt + 4 responses' first token) at both precisions
     assert m["n_rows"] == len(test) == 12 and m["n_prompts"] == 8
     # the full-precision re-read is the stored vectors (same path, float32 storage) ...
-    assert m["max_abs_diff_full_reread_vs_stored"] < 1e-5
+    drift = m["max_abs_diff_full_reread_vs_stored"]
+    assert set(drift) == {"last_prompt", "response[0]"} and max(drift.values()) < 1e-5
     assert m["probe"]["full"] == m["probe"]["stored"]
     # ... and the probe's AUROC on it is the saved probe's own, by hand
     y_idx = (ds.y[test] == "normal").astype(int)

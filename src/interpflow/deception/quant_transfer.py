@@ -13,8 +13,9 @@ tokens and the comparison is paired:
 
 - ``metrics.json``: the probe's accuracy and macro AUROC on the full-precision and on the
   4-bit vectors (95% CIs, bootstrap over prompts), the change 4-bit − full with a paired
-  bootstrap CI, and how far the re-read full-precision vectors are from the stored ones (at
-  the probe layer; 0 up to float16 storage for prompt positions);
+  bootstrap CI, and how far the re-read full-precision vectors are from the stored ones at
+  the probe layer, per position (0 up to storage rounding for prompt positions; a response
+  position differs where the decoded response re-encodes to other ids than were sampled);
 - ``cosine.csv``: per layer and position, the mean cosine between each row's full-precision
   and 4-bit vectors with a bootstrap CI over prompts;
 - ``transfer.png``: that cosine by layer, with the probe's AUROC at each precision.
@@ -190,7 +191,12 @@ def quant_transfer(
         for name, p in proba.items()
     }
     change = paired_margin(y, proba["4bit"], proba["full"], class_names, groups, n_boot, seed)
-    drift = np.abs(X["full"].astype(np.float64) - X["stored"].astype(np.float64)).max()
+    # how far the re-read is from what generation stored, per position: prompt positions are
+    # the same tokens (0 up to storage rounding); a response position moves where the response
+    # text re-encodes to other ids than were sampled
+    gap = np.abs(X["full"].astype(np.float64) - X["stored"].astype(np.float64)).max(axis=1)
+    pos_of = np.array([k[1] for k in common])
+    drift = {str(p): float(gap[pos_of == p].max()) for p in np.unique(pos_of)}
     cos = cosine_table(
         pl.read_parquet(tables["full"]), pl.read_parquet(tables["4bit"]), n_boot, seed
     )
@@ -203,7 +209,7 @@ def quant_transfer(
         "n_test_rows_stored": len(test_keys),
         "probe": scores,
         "change_4bit_minus_full": change,
-        "max_abs_diff_full_reread_vs_stored": float(drift),
+        "max_abs_diff_full_reread_vs_stored": drift,
         "cosine_at_probe_layer": cos.filter(pl.col("layer") == probe_cfg.layer).to_dicts(),
     }
     Path(out_metrics).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -214,7 +220,7 @@ def quant_transfer(
     log(
         f"probe AUROC full {scores['full']['auroc']} -> 4-bit {scores['4bit']['auroc']}"
         f" (change {change['auroc']}, CI {change['auroc_ci']}); max |full re-read - stored| "
-        f"{drift:.2e}"
+        f"by position {drift}"
     )
     return metrics
 
