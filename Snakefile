@@ -45,6 +45,11 @@ rule findings:
     output:
         json="results/findings.json",
         md="results/findings.md",
+        html=report(
+            "results/findings.html",
+            caption="workflow/report/findings.rst",
+            category="Findings",
+        ),
     log:
         "logs/findings.log",
     params:

@@ -5,7 +5,9 @@ from interpflow.findings import gather, summary_text
 
 
 def main(smk):
-    found = gather(list(smk.input.findings), smk.output.json, smk.output.md)
+    found = gather(
+        list(smk.input.findings), smk.output.json, smk.output.md, out_html=smk.output.html
+    )
     print(summary_text(found))
 
 

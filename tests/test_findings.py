@@ -61,6 +61,7 @@ def test_gather_writes_rows_rule_seconds_and_a_table(tmp_path):
         tmp_path / "findings.json",
         tmp_path / "findings.md",
         benchmarks=tmp_path / "bench",
+        out_html=tmp_path / "findings.html",
     )
     assert [f.study for f in out] == ["deception", "tribunal"]
     raw = json.loads((tmp_path / "findings.json").read_text())
@@ -77,6 +78,10 @@ def test_gather_writes_rows_rule_seconds_and_a_table(tmp_path):
     text = F.summary_text(out)
     assert "vs form: 0.700 [0.600, 0.800], margin +0.250 [0.150, 0.350]" in text
     assert "DOES NOT HOLD" in text
+    page = (tmp_path / "findings.html").read_text()
+    assert page.count("<tr") == 3 and page.count('style="background:#fde2e2"') == 1
+    assert "<td>form 0.700: +0.250 [0.150, 0.350]</td>" in page
+    assert "<i>CI above each control&#x27;s</i>" in page
 
 
 def test_readme_table_is_replaced_between_markers_only(tmp_path):

@@ -134,6 +134,35 @@ def table_markdown(findings: list[Finding], walls: dict[tuple[str, str], float |
     return "\n".join(lines)
 
 
+def table_html(findings: list[Finding], walls: dict[tuple[str, str], float | None]) -> str:
+    """The findings table as a standalone HTML page (the HTML report's "Findings" entry)."""
+    import html
+
+    md = table_markdown(findings, walls).splitlines()
+    head = [c.strip() for c in md[0].strip("|").split("|")]
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in md[2:]]
+
+    def cell(tag, text):
+        text = html.escape(text).replace("**", "")
+        return f"<{tag}>{text}</{tag}>"
+
+    rows = ["<tr>" + "".join(cell("th", h) for h in head) + "</tr>"]
+    for f, row in zip(findings, body):
+        style = "" if f.holds else ' style="background:#fde2e2"'
+        rows.append(f"<tr{style}>" + "".join(cell("td", c) for c in row) + "</tr>")
+    criteria = "".join(
+        f"<li>{html.escape(f.study)}/{html.escape(f.instance)}: {html.escape(f.finding)} "
+        f"&mdash; <i>{html.escape(f.expect)}</i></li>"
+        for f in findings
+    )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>interpflow findings</title>"
+        "<style>table{border-collapse:collapse;font:13px sans-serif}"
+        "td,th{border:1px solid #bbb;padding:3px 6px}</style>"
+        f"<table>{''.join(rows)}</table><p>Criteria:</p><ul>{criteria}</ul>\n"
+    )
+
+
 def summary_text(findings: list[Finding]) -> str:
     """A one-screen summary: per finding, what it says, its value and CI, and its controls."""
     out = []
@@ -152,6 +181,7 @@ def gather(
     out_json: str | Path,
     out_md: str | Path,
     benchmarks: str | Path = "benchmarks/results",
+    out_html: str | Path | None = None,
 ) -> list[Finding]:
     """Every instance's findings (rule findings): ``out_json`` holds the rows and each
     instance's rule seconds, ``out_md`` the markdown table (the README's reference run)."""
@@ -172,6 +202,8 @@ def gather(
         "`benchmark:` files (jobs of one run may overlap; the shared model conversion is not "
         "counted). *holds*: whether the run meets the criterion in `results/findings.json`.\n"
     )
+    if out_html is not None:
+        Path(out_html).write_text(table_html(findings, walls))
     return findings
 
 
