@@ -24,6 +24,7 @@ def main(smk):
             ProbesConfig, smk.params.probes, f"tribunal.{smk.wildcards.instance}.probes"
         ),
         model_id=smk.params.model_id,
+        generations=smk.input.generations,
     )
     print(metrics["status"], metrics["reason"] or "", metrics["counts"])
 

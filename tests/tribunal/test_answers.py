@@ -90,3 +90,43 @@ def test_gold_answer():
         A.gold_answer("just text 4")
     with pytest.raises(ValueError, match="no number after"):
         A.gold_answer("#### many")
+
+
+# Real SmolLM2-135M-Instruct traces (single-digit additions, "End with 'The answer is
+# <number>.'", 32-token cap): (response, finished, value, method) with the fallback on.
+SMOLLM2_TRACES = [
+    ("The answer is 5.", True, "5", "answer_is"),
+    # an equation after "the answer is": its result, not its first operand
+    ("Here's how:\n\nThe answer is 2 + 1 = 3.\n\nIn this example,", False, "3", "answer_is"),
+    (
+        "The answer is 10.\n\nStep-by-step solution:\n1. Add 1 to each side of",
+        False,
+        "10",
+        "answer_is",
+    ),
+    ("1 + 8 = 9", True, "9", "last_number"),
+    ('8 + 7 = "8 + 7 = 15"', True, "15", "last_number"),
+    ("Two + 6 = 12", True, "12", "last_number"),
+    ("Here's the solution:\n\nAdd 1 to 8. The answer is 11.", True, "11", "answer_is"),
+    # the explicit answer outranks a later equation, even a right one
+    ("the answer is 6. For the equation 5 + 4 = 9", False, "6", "answer_is"),
+    ("A simple yet profound puzzle: 7 + 7 = 10\nThe answer is 10.", True, "10", "answer_is"),
+    ("The answer to this math problem is 12.", True, "12", "last_number"),
+    # the question echoed back is not an answer
+    ("What is 1 + 8?", True, None, "none"),
+    ('The answer is "three + two".', True, None, "none"),
+    # cut at the cap mid-thought: its last number is not a final answer
+    ("Here's a step-by-step solution:\n\n1. Add 2 to the left-hand side:", False, None, "none"),
+    ("Step 1: Add the two numbers.\n9 = 10\nStep 2: Calculate the sum.\n", False, None, "none"),
+]
+
+
+@pytest.mark.parametrize("response,finished,value,method", SMOLLM2_TRACES)
+def test_parse_real_smollm2_traces(response, finished, value, method):
+    got = A.parse_final_answer(response, last_number_fallback=True, finished=finished)
+    assert (A.format_number(got.value), got.method) == (value, method)
+
+
+def test_fallback_skips_questions_but_reads_statements_after_them():
+    got = A.parse_final_answer("What is 3 + 4? It is 7", last_number_fallback=True)
+    assert (got.value, got.method) == (Fraction(7), "last_number")

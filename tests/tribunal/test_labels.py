@@ -37,6 +37,16 @@ def test_label_traces_counts_unparseable():
         L.label_traces(gens, prompts, unparseable="skip")
 
 
+def test_last_number_fallback_never_reads_a_trace_cut_at_the_cap():
+    prompts = build_prompts(load_problems(SAMPLE), "x", 1, 3, shuffle=False)
+    gold = prompts["gold"].to_list()  # 29, 14, 260
+    gens = traces(prompts, [f"so {gold[0]}", f"so {gold[1]}", f"The answer is {gold[2]}"])
+    gens = gens.with_columns(pl.Series("finished", [True, False, False]))
+    lab = L.label_traces(gens, prompts, last_number_fallback=True)
+    assert lab["label"].to_list() == ["correct", "unparseable", "correct"]
+    assert lab["parse_method"].to_list() == ["last_number", "none", "answer_is"]
+
+
 def test_write_labels_stage_writes_the_table_and_summary(tmp_path):
     prompts = build_prompts(load_problems(SAMPLE), "x", 2, 6, shuffle=False)
     gold = prompts["gold"].to_list()

@@ -193,3 +193,49 @@ def test_probe_with_a_class_missing_at_one_position_is_skipped_alone(tmp_path):
     tensors = load_file(str(tmp_path / "p/implicit_value_directions.safetensors"))
     assert "L1.last_response.direction" in tensors and "L2.last_response.direction" not in tensors
     assert set(pl.read_csv(tmp_path / "p/probe_results.csv")["layer"]) == {1}
+
+
+def test_text_controls_beside_every_probe_and_balanced_classes(tmp_path):
+    """Given the generations, each probe carries the form and bag-of-words controls on its own
+    test traces with its paired margin; balance leaves as many correct as incorrect traces."""
+    act, labels, _ = _synthetic(tmp_path)
+    # the form leaks the class: correct traces are short, incorrect ones ramble
+    responses = {
+        r["prompt_id"]: "The answer is 1."
+        if r["label"] == "correct"
+        else "Let me think, first add, then add again, so maybe it is 7"
+        for r in labels.iter_rows(named=True)
+    }
+    gens = tmp_path / "generations.parquet"
+    pl.DataFrame(
+        {"prompt_id": list(responses), "response": list(responses.values())}
+    ).write_parquet(gens)
+    out = tmp_path / "probes"
+    out.mkdir()
+    labels.write_parquet(out / "labels.parquet")
+    m = fit_tribunal_probes(
+        activations=act,
+        labels=out / "labels.parquet",
+        **{k: out / name for k, name in OUTPUTS.items()},
+        layers=[1, 2],
+        aggregations=["response_mean"],
+        cfg=ProbesConfig(n_bootstrap=50, balance=True),
+        generations=gens,
+    )
+    assert m["balance"] and m["probe_counts"] == {"correct": 23, "incorrect": 23}
+    assert set(m["controls"]) == {"form", "lexical"}
+    for p in m["probes"].values():
+        assert p["n_train"] + p["n_test"] == 46
+        for name in ("form", "lexical"):
+            c = p["controls"][name]
+            assert c["auroc"] == 1.0  # the text gives the class away here
+            lo, hi = c["margin"]["auroc_ci"]
+            assert lo <= c["margin"]["auroc"] <= hi
+            assert abs(c["margin"]["auroc"] - (p["metrics"]["auroc"] - 1.0)) < 1e-12
+
+
+def test_without_generations_there_are_no_controls(tmp_path):
+    act, labels, _ = _synthetic(tmp_path)
+    m = _fit(act, labels, [1], ["response_mean"], tmp_path / "probes", n_bootstrap=20)
+    assert "controls" not in m and m["probes"]["L1.response_mean"]["controls"] == {}
+    assert not m["balance"] and m["probe_counts"] == {"correct": 23, "incorrect": 24}

@@ -25,6 +25,7 @@ tribunal_targets = lambda: expand(
         "metrics.json",
         "probe_results.png",
         "implicit_value_directions.json",
+        "findings.json",
     ],
 )
 
@@ -104,6 +105,7 @@ rule tribunal_probes:
     input:
         activations=f"{TRIBUNAL}/activations.parquet",
         labels=f"{TRIBUNAL}/labels.parquet",
+        generations=f"{TRIBUNAL}/generations.parquet",
     output:
         metrics=f"{TRIBUNAL}/metrics.json",
         provenance=f"{TRIBUNAL}/metrics.json.provenance.json",
@@ -131,3 +133,25 @@ rule tribunal_probes:
         "../../envs/cpu.yaml"
     script:
         "../../scripts/tribunal/probes.py"
+
+
+# The headline beside its controls (interpflow.findings rows): the best probe's AUROC with its
+# paired margins over the trace-text controls (form, bag of words), and the class balance.
+# No model: local.
+rule tribunal_findings:
+    input:
+        metrics=f"{TRIBUNAL}/metrics.json",
+        summary=f"{TRIBUNAL}/labels.summary.json",
+    output:
+        findings=f"{TRIBUNAL}/findings.json",
+    log:
+        "logs/tribunal/{instance}/findings.log",
+    params:
+        model=setting("tribunal", "model", "name"),
+        stopping=setting("tribunal", "stopping"),
+        code=code_hash("tribunal/findings"),
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/tribunal/findings.py"

@@ -86,17 +86,27 @@ _ANSWER_IS = re.compile(
 )
 
 
+# A question: a run of non-terminal text ending in "?" (dropped before the last-number fallback).
+_QUESTION = re.compile(r"[^.!?\n]*\?")
+
+
 def answer_region(response: str) -> str:
     """The part of a response that holds its final answer: after the last ``</think>`` if any."""
     return response.rsplit("</think>", 1)[1] if "</think>" in response else response
 
 
-def parse_final_answer(response: str, last_number_fallback: bool = False) -> ParsedAnswer:
+def parse_final_answer(
+    response: str, last_number_fallback: bool = False, finished: bool = True
+) -> ParsedAnswer:
     """Parse the final answer of a chain of thought.
 
     In order, within :func:`answer_region`: the last ``\\boxed{}``; the last ``#### n``; the
-    last "answer is n" / "final answer: n" (the first number of the rest of that sentence);
-    optionally the last number anywhere. Anything else is unparseable (``method="none"``).
+    last "answer is n" / "final answer: n" (the first number of the rest of that sentence, or
+    after its last ``=``: "the answer is 2 + 1 = 3" gives 3);
+    optionally (``last_number_fallback``) the last number outside questions ("What is 1 + 8?"
+    echoed back is not an answer), and only for a ``finished`` trace: one cut at the token cap
+    stopped mid-thought, and its last number is whatever it was writing. Anything else is
+    unparseable (``method="none"``).
     """
     region = answer_region(response)
     for content in reversed(_boxed_contents(region)):
@@ -106,10 +116,13 @@ def parse_final_answer(response: str, last_number_fallback: bool = False) -> Par
         for m in reversed(list(pattern.finditer(region))):
             rest = region[m.end() :].split("\n", 1)[0]
             sentence = re.split(r"\.(?!\d)|[;!?]", rest, maxsplit=1)[0]
+            # "the answer is 2 + 1 = 3": the result of an equation, not its first operand
+            sentence = sentence.rsplit("=", 1)[-1]
             if (v := parse_number(sentence)) is not None:
                 return ParsedAnswer(v, sentence.strip(), method)  # type: ignore[arg-type]
-    if last_number_fallback:
-        nums = list(_NUMBER.finditer(_clean(region)))
+    if last_number_fallback and finished:
+        statements = _QUESTION.sub(" ", _clean(region))
+        nums = list(_NUMBER.finditer(statements))
         if nums:
             v = parse_number(nums[-1].group(0))
             return ParsedAnswer(v, nums[-1].group(0).strip(), "last_number")

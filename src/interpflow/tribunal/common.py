@@ -79,3 +79,4 @@ class ProbesConfig:
     seed: int = 0
     n_bootstrap: int = 1000
     C: float = 1.0
+    balance: bool = False

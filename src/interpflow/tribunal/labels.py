@@ -37,7 +37,8 @@ def label_traces(
     """One row per trace (:data:`LABEL_SCHEMA`): parsed answer, ``label`` and ``probe_label``.
 
     ``label`` is ``correct`` / ``incorrect`` (parsed, compared exactly with the gold number)
-    or ``unparseable``. ``probe_label`` is the class the probe sees: ``label``, with
+    or ``unparseable`` (the last-number fallback never reads a trace cut at the token cap).
+    ``probe_label`` is the class the probe sees: ``label``, with
     unparseable traces null (``unparseable="drop"``) or ``incorrect`` (``"incorrect"``).
     """
     if unparseable not in ("drop", "incorrect"):
@@ -53,7 +54,7 @@ def label_traces(
         if g["prompt_id"] not in meta:
             raise ValueError(f"generation {g['prompt_id']!r} is not in the attempt table")
         m = meta[g["prompt_id"]]
-        parsed = parse_final_answer(g["response"], last_number_fallback)
+        parsed = parse_final_answer(g["response"], last_number_fallback, bool(g["finished"]))
         if parsed.value is None:
             label = "unparseable"
         else:

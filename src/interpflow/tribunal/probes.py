@@ -2,8 +2,9 @@
 implicit-value directions, the figure and its tables.
 
 The split is drawn once, grouped by problem, and shared by every probe; scores are accuracy
-and AUROC with 95% CIs (bootstrap by problem) against the majority baseline. When no probe
-can be fit (the random stub never answers) every declared file is still written, with
+and AUROC with 95% CIs (bootstrap by problem) against the majority baseline and, given the
+generations, against two controls that read only the trace text (:mod:`.baselines`: its form
+and its words), with each probe's paired margin over each. When no probe can be fit (the random stub never answers) every declared file is still written, with
 ``status: "skipped"`` and the reason.
 """
 
@@ -78,6 +79,37 @@ def _direction(pipe) -> tuple[np.ndarray, float, float]:
     return (w / norm if norm > 0 else w), norm, b
 
 
+def balance_classes(lab: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """``lab`` with its larger probe class subsampled (seeded) to the size of the smaller one,
+    in the original row order."""
+    sizes = lab.group_by("probe_label").len()
+    n = int(sizes["len"].min())
+    keep = []
+    rng = np.random.default_rng(seed)
+    for label in ("correct", "incorrect"):
+        rows = np.flatnonzero(lab["probe_label"].to_numpy() == label)
+        keep.extend(rng.choice(rows, size=n, replace=False).tolist() if rows.size > n else rows)
+    return lab[sorted(int(i) for i in keep)]
+
+
+def _probe_controls(baselines, ids, y, proba, classes, problems, n_bootstrap, seed):
+    """Each baseline's metrics on this probe's test traces and the probe's paired margin."""
+    from interpflow.probes import classification_metrics, paired_margin
+
+    out = {}
+    for name, by_id in baselines.items():
+        base = np.stack([by_id[p] for p in ids])
+        m = classification_metrics(y, base, classes, problems, n_bootstrap, seed)
+        out[name] = {
+            "auroc": m["auroc"],
+            "auroc_ci": m["auroc_ci"],
+            "accuracy": m["accuracy"],
+            "accuracy_ci": m["accuracy_ci"],
+            "margin": paired_margin(y, proba, base, classes, problems, n_bootstrap, seed),
+        }
+    return out
+
+
 def fit_tribunal_probes(
     *,
     activations: str | Path,
@@ -93,6 +125,7 @@ def fit_tribunal_probes(
     aggregations: Sequence[str],
     cfg: ProbesConfig,
     model_id: str | None = None,
+    generations: str | Path | None = None,
 ) -> dict[str, Any]:
     """Stage: one logreg probe per layer × aggregation on ``activations`` and the ``labels``
     parquet; directions, metrics, figure and tables.
@@ -108,6 +141,12 @@ def fit_tribunal_probes(
     unit-normalised and signed towards "correct"; class means are over the train traces.
     A single probe whose rows at its layer × position lost a class in train (e.g. empty
     responses have no ``last_response``) is recorded as skipped, the others go on.
+
+    With ``cfg.balance`` the larger class is first subsampled to the smaller one's size
+    (``probe_counts`` says how many of each the probes saw). Given ``generations``, the text
+    controls (:mod:`.baselines`) are fit on the train traces and each probe carries
+    ``controls.<name>``: the control's AUROC / accuracy on the probe's test traces and the
+    probe's paired margin over it (``margin``, :func:`interpflow.metrics.paired_margin`).
 
     When a probe cannot be fit (a class has no trace, one problem only), every file is still
     written: metrics with ``status: "skipped"``, the ``reason``, the class counts and null
@@ -137,11 +176,14 @@ def fit_tribunal_probes(
         "seed": seed,
         "n_bootstrap": n_bootstrap,
         "C": C,
+        "balance": cfg.balance,
     }
     reason = skip_reason(traces)
     records, logit_rows, tensors, by_layer, probes = [], [], {}, {}, {}
     if reason is None:
         lab = traces.filter(pl.col("probe_label").is_not_null())
+        if cfg.balance:
+            lab = balance_classes(lab, seed)
         problem_of = dict(zip(lab["prompt_id"], lab["problem_id"]))
         train_idx, test_idx = group_split(
             lab["problem_id"].to_numpy(), lab["probe_label"].to_numpy(), test_size, seed
@@ -150,9 +192,29 @@ def fit_tribunal_probes(
         train_classes = set(lab["probe_label"].to_numpy()[train_idx].tolist())
         if train_classes != {"correct", "incorrect"}:
             reason = f"the split grouped by problem leaves only {sorted(train_classes)} in train"
+    baselines = {}
     if reason is None:
+        base["probe_counts"] = {
+            k: int((lab["probe_label"] == k).sum()) for k in ("correct", "incorrect")
+        }
         base["n_train_problems"] = lab["problem_id"].n_unique() - len(test_problems)
         base["n_test_problems"] = len(test_problems)
+        if generations is not None:
+            from interpflow.tribunal.baselines import BASELINES, baseline_proba
+
+            text = lab.join(
+                read_parquet(generations).select("prompt_id", "response"), on="prompt_id"
+            )
+            ids = lab["prompt_id"].to_numpy()
+            baselines = baseline_proba(
+                text,
+                ids[train_idx].tolist(),
+                ids[test_idx].tolist(),
+                ("correct", "incorrect"),
+                seed,
+                C,
+            )
+            base["controls"] = BASELINES
         for layer in layers:
             for agg in aggregations:
                 ds = load_probe_dataset(activations, lab, "probe_label", int(layer), [agg])
@@ -171,8 +233,9 @@ def fit_tribunal_probes(
                     continue
                 pipe = clone(make_logreg(seed, C=C)).fit(ds.X[tr], ds.y[tr])
                 classes = pipe.classes_
+                proba = pipe.predict_proba(ds.X[te])
                 m = classification_metrics(
-                    ds.y[te], pipe.predict_proba(ds.X[te]), classes, problems[te], n_bootstrap, seed
+                    ds.y[te], proba, classes, problems[te], n_bootstrap, seed
                 )
                 maj = majority_baseline(ds.y[tr], ds.y[te], problems[te], n_bootstrap, seed)
                 direction, norm, intercept = _direction(pipe)
@@ -196,6 +259,16 @@ def fit_tribunal_probes(
                     "aggregation": agg,
                     "metrics": m,
                     "majority": maj,
+                    "controls": _probe_controls(
+                        baselines,
+                        ds.groups[te],
+                        ds.y[te],
+                        proba,
+                        classes,
+                        problems[te],
+                        n_bootstrap,
+                        seed,
+                    ),
                     "n_train": int(tr.size),
                     "n_test": int(te.size),
                 }

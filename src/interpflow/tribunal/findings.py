@@ -1,0 +1,173 @@
+"""Stage tribunal_findings: the tribunal instance's headline beside its controls, from files
+the earlier stages already wrote (``labels.summary.json``, ``metrics.json``; no model, no refit).
+
+1. The probe AUROC: the best of the per-layer × aggregation probes' test AUROC with its 95% CI
+   (bootstrap by problem), beside the two text controls of :mod:`.baselines` (``form``: the
+   trace's length, digits, whether it hit the cap...; ``lexical``: its words), each with the
+   probe's paired margin on the same test traces. It holds when the AUROC CI lies above 0.5 and
+   both margin CIs above 0. The best is chosen on the test traces, so it is optimistic: every
+   probe's AUROC is quoted in the finding's text. The random-init copy of the model is not a
+   control here (not run).
+2. The class balance: the share of correct traces among those the probes saw, with the counts
+   and the stopping targets; it holds when both classes reach their targets. The raw accuracy
+   of the model (correct / all traces, unparseable counted) is quoted beside it.
+
+On an instance whose probes were skipped (the stub never answers right) both rows are still
+written, and neither holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from interpflow.findings import Control, Finding, write
+
+#: the text controls of metrics.json, in report order, with their names in the table
+TEXT_CONTROLS = {"form": "trace form only", "lexical": "bag of words"}
+
+
+def _ci(ci: Any) -> tuple[float, float] | None:
+    return None if ci is None or None in ci else (float(ci[0]), float(ci[1]))
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _fitted(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: p for k, p in (metrics.get("probes") or {}).items() if "metrics" in p}
+
+
+def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Finding:
+    """The best probe's test AUROC with the text controls as paired margins (``metrics`` is
+    the instance's metrics.json)."""
+    fitted = _fitted(metrics)
+    expect = "AUROC CI above 0.5 and the paired margin CIs over form and lexical above 0"
+    if not fitted:
+        return Finding(
+            study="tribunal",
+            instance=instance,
+            model=model,
+            finding=f"no probe fitted: {metrics.get('reason') or 'no probe in metrics.json'}",
+            metric="probe AUROC, correct vs incorrect traces",
+            value=math.nan,
+            ci=None,
+            n=0,
+            expect=expect,
+            holds=False,
+        )
+    key, best = max(fitted.items(), key=lambda kv: (kv[1]["metrics"]["auroc"] or -1.0, kv[0]))
+    m = best["metrics"]
+    controls = []
+    for name, label in TEXT_CONTROLS.items():
+        c = (best.get("controls") or {}).get(name)
+        if c is None:
+            continue
+        controls.append(
+            Control(
+                f"{name} ({label})",
+                _num(c["auroc"]),
+                _ci(c["auroc_ci"]),
+                _num(c["margin"]["auroc"]),
+                _ci(c["margin"]["auroc_ci"]),
+            )
+        )
+    ci = _ci(m["auroc_ci"])
+    holds = (
+        ci is not None
+        and ci[0] > 0.5
+        and len(controls) == len(TEXT_CONTROLS)
+        and all(c.margin_ci is not None and c.margin_ci[0] > 0 for c in controls)
+    )
+    others = ", ".join(
+        f"{k} {p['metrics']['auroc']:.3f}" if p["metrics"]["auroc"] is not None else f"{k} n/a"
+        for k, p in fitted.items()
+    )
+    return Finding(
+        study="tribunal",
+        instance=instance,
+        model=model,
+        finding=(
+            f"a linear probe ({key}) separates correct from incorrect chains of thought beyond "
+            "what the trace's form and words give; best of the probes on the test traces "
+            f"(optimistic). AUROC by probe: {others}. Random-init control: not run"
+        ),
+        metric=f"AUROC, {key}, held-out problems",
+        value=math.nan if m["auroc"] is None else float(m["auroc"]),
+        ci=ci,
+        n=int(best["n_test"]),
+        expect=expect,
+        holds=bool(holds),
+        controls=controls,
+    )
+
+
+def class_balance(
+    summary: dict[str, Any],
+    metrics: dict[str, Any],
+    *,
+    instance: str,
+    model: str,
+    target_correct: int,
+    target_incorrect: int,
+) -> Finding:
+    """The share of correct traces the probes saw, with the counts against the targets
+    (``summary`` is labels.summary.json)."""
+    counts = summary["counts"]
+    seen = metrics.get("probe_counts") or {
+        "correct": counts["probe_correct"],
+        "incorrect": counts["probe_incorrect"],
+    }
+    n = seen["correct"] + seen["incorrect"]
+    total = summary["n_traces"]
+    accuracy = counts["correct"] / total if total else math.nan
+    return Finding(
+        study="tribunal",
+        instance=instance,
+        model=model,
+        finding=(
+            f"the probes saw {seen['correct']} correct and {seen['incorrect']} incorrect traces "
+            f"(targets {target_correct} / {target_incorrect}); of {total} traces sampled, "
+            f"{counts['correct']} correct, {counts['incorrect']} incorrect, "
+            f"{counts['unparseable']} unparseable ({summary['n_unfinished']} hit the token cap): "
+            f"the model's accuracy is {accuracy:.3f}"
+        ),
+        metric="share of correct traces among the probes' traces",
+        value=seen["correct"] / n if n else math.nan,
+        ci=None,
+        n=int(n),
+        expect=f"at least {target_correct} correct and {target_incorrect} incorrect traces",
+        holds=bool(seen["correct"] >= target_correct and seen["incorrect"] >= target_incorrect),
+    )
+
+
+def tribunal_findings(
+    *,
+    metrics: str | Path,
+    summary: str | Path,
+    findings: str | Path,
+    instance: str,
+    model: str,
+    target_correct: int,
+    target_incorrect: int,
+) -> list[Finding]:
+    """Read ``metrics`` and the labels ``summary``; write ``findings`` (JSON,
+    :func:`interpflow.findings.write`) and return its rows."""
+    m = json.loads(Path(metrics).read_text())
+    s = json.loads(Path(summary).read_text())
+    rows = [
+        probe_auroc(m, instance=instance, model=model),
+        class_balance(
+            s,
+            m,
+            instance=instance,
+            model=model,
+            target_correct=target_correct,
+            target_incorrect=target_incorrect,
+        ),
+    ]
+    write(findings, rows)
+    return rows

@@ -1,0 +1,121 @@
+"""The tribunal findings stage (interpflow.tribunal.findings) on constructed metrics: the best
+probe's AUROC, its text controls as paired margins, the criterion, the class balance."""
+
+import json
+import math
+
+from interpflow.findings import read
+from interpflow.tribunal.findings import class_balance, probe_auroc, tribunal_findings
+
+
+def _control(auroc, lo, hi, margin, mlo, mhi):
+    return {
+        "auroc": auroc,
+        "auroc_ci": [lo, hi],
+        "accuracy": 0.6,
+        "accuracy_ci": [0.5, 0.7],
+        "margin": {"auroc": margin, "auroc_ci": [mlo, mhi], "accuracy": 0.1},
+    }
+
+
+def _probe(auroc, ci, form_margin_ci=(0.05, 0.3), n_test=20):
+    return {
+        "metrics": {"auroc": auroc, "auroc_ci": list(ci), "accuracy": 0.8},
+        "n_test": n_test,
+        "controls": {
+            "form": _control(0.6, 0.4, 0.8, auroc - 0.6, *form_margin_ci),
+            "lexical": _control(0.55, 0.35, 0.75, auroc - 0.55, 0.1, 0.4),
+        },
+    }
+
+
+def _metrics(form_margin_ci=(0.05, 0.3)):
+    return {
+        "status": "ok",
+        "reason": None,
+        "probe_counts": {"correct": 28, "incorrect": 28},
+        "probes": {
+            "L6.response_mean": _probe(0.70, (0.5, 0.88)),
+            "L12.response_mean": _probe(0.85, (0.7, 0.97), form_margin_ci, n_test=18),
+            "L12.last_response": {"layer": 12, "skipped": "a class is absent"},
+        },
+    }
+
+
+SUMMARY = {
+    "n_traces": 96,
+    "counts": {
+        "correct": 35,
+        "incorrect": 40,
+        "unparseable": 21,
+        "probe_correct": 35,
+        "probe_incorrect": 40,
+        "probe_dropped": 21,
+    },
+    "n_unfinished": 15,
+}
+
+
+def test_headline_is_the_best_probe_with_both_text_controls_as_margins():
+    f = probe_auroc(_metrics(), instance="smollm2", model="smollm2")
+    assert (f.value, f.ci, f.n, f.holds) == (0.85, (0.7, 0.97), 18, True)
+    assert f.metric == "AUROC, L12.response_mean, held-out problems"
+    assert [c.name for c in f.controls] == ["form (trace form only)", "lexical (bag of words)"]
+    form, lex = f.controls
+    assert (form.value, form.ci) == (0.6, (0.4, 0.8))
+    assert math.isclose(form.margin, 0.25) and form.margin_ci == (0.05, 0.3)
+    assert lex.margin_ci == (0.1, 0.4)
+    assert "L6.response_mean 0.700" in f.finding and "optimistic" in f.finding
+    assert "Random-init control: not run" in f.finding
+
+
+def test_headline_does_not_hold_when_form_predicts_as_well():
+    f = probe_auroc(_metrics(form_margin_ci=(-0.1, 0.3)), instance="i", model="m")
+    assert f.value == 0.85 and f.holds is False
+
+
+def test_headline_does_not_hold_with_a_ci_touching_chance():
+    m = _metrics()
+    m["probes"]["L12.response_mean"]["metrics"]["auroc_ci"] = [0.5, 0.97]
+    assert probe_auroc(m, instance="i", model="m").holds is False
+
+
+def test_skipped_probes_give_a_row_that_does_not_hold():
+    m = {"status": "skipped", "reason": "no correct traces to train on", "probes": None}
+    f = probe_auroc(m, instance="default", model="stub")
+    assert f.holds is False and math.isnan(f.value) and f.n == 0
+    assert "no correct traces" in f.finding
+
+
+def test_class_balance_counts_what_the_probes_saw_and_the_accuracy():
+    f = class_balance(
+        SUMMARY, _metrics(), instance="i", model="m", target_correct=28, target_incorrect=28
+    )
+    assert (f.value, f.n, f.holds) == (0.5, 56, True)
+    assert "28 correct and 28 incorrect" in f.finding
+    assert "21 unparseable (15 hit the token cap)" in f.finding
+    assert "accuracy is 0.365" in f.finding  # 35 / 96
+
+
+def test_class_balance_without_probes_uses_the_label_counts_and_fails_short_targets():
+    f = class_balance(
+        SUMMARY, {"probes": None}, instance="i", model="m", target_correct=50, target_incorrect=8
+    )
+    assert (f.value, f.n, f.holds) == (35 / 75, 75, False)
+
+
+def test_tribunal_findings_writes_both_rows(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps(_metrics()))
+    (tmp_path / "summary.json").write_text(json.dumps(SUMMARY))
+    rows = tribunal_findings(
+        metrics=tmp_path / "metrics.json",
+        summary=tmp_path / "summary.json",
+        findings=tmp_path / "findings.json",
+        instance="smollm2",
+        model="smollm2",
+        target_correct=28,
+        target_incorrect=28,
+    )
+    back = read(tmp_path / "findings.json")
+    assert [r.metric for r in back] == [r.metric for r in rows]
+    assert list(back[0].controls[0].margin_ci) == [0.05, 0.3]
