@@ -3,6 +3,8 @@
 #                   (the REFERENCE presets) on 2 cores; prints the findings with their controls,
 #                   writes the README's "Reference run" table and the HTML report
 #   make run-stub   install, then `all` on the embedded default (the stub model, toy scale)
+#   make estimate CONFIG=config/studies/<preset>.yaml [RATES=rates.yaml]
+#                   GPU/CPU hours of a preset's plan, before running it (interpflow.ledger)
 #   make test       install (with dev extras), then run the whole test suite
 #   make test-fast  the unit tests only (no snakemake runs, no SLURM daemons)
 #   make lock       recompile constraints.txt from pyproject.toml and repin envs/*.yaml
@@ -29,7 +31,7 @@ REFERENCE ?= config/studies/deception_smollm2.yaml config/studies/tribunal_smoll
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: run run-stub test test-fast install lock
+.PHONY: run run-stub estimate test test-fast install lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
@@ -54,6 +56,9 @@ run: install
 
 run-stub: install
 	$(BIN)/snakemake --cores $(CORES) all
+
+estimate: install
+	$(BIN)/python -m interpflow.ledger estimate --configfile $(CONFIG) $(if $(RATES),--rates $(RATES))
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -50,6 +50,11 @@ rule findings:
             caption="workflow/report/findings.rst",
             category="Findings",
         ),
+        ledger=report(
+            "results/ledger.csv",
+            caption="workflow/report/ledger.rst",
+            category="Findings",
+        ),
     log:
         "logs/findings.log",
     params:

@@ -1,7 +1,9 @@
-"""Rule findings: every study instance's findings.json in one table (results/findings.md)."""
+"""Rule findings: every study instance's findings.json in one table (results/findings.md),
+and the cost ledger of the run so far (results/ledger.csv, interpflow.ledger)."""
 
 from interpflow.artifacts import log_to
 from interpflow.findings import gather, summary_text
+from interpflow.ledger import gpu_rules, ledger, read_benchmarks
 
 
 def main(smk):
@@ -9,6 +11,9 @@ def main(smk):
         list(smk.input.findings), smk.output.json, smk.output.md, out_html=smk.output.html
     )
     print(summary_text(found))
+    per_rule, per_instance = ledger(read_benchmarks(), gpu_rules())
+    per_rule.write_csv(smk.output.ledger)
+    print(per_instance)
 
 
 if __name__ == "__main__":

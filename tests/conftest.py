@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from interpflow.ledger import job_counts  # noqa: F401 (the tests' import of it)
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 COPY = ("Snakefile", "workflow", "config", "envs", "scripts", "resources", "src")
@@ -101,11 +103,3 @@ def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = 
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def job_counts(stdout: str) -> dict[str, int]:
-    """Rule -> number of jobs, from the "Job stats" table snakemake prints (``total`` too)."""
-    assert "Job stats:" in stdout, f"no job stats in the output:\n{stdout}"
-    block = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    rows = [line.split() for line in block.strip().splitlines()[2:]]
-    return {r[0]: int(r[1]) for r in rows if len(r) == 2}

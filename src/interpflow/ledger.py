@@ -1,0 +1,216 @@
+"""Cost ledger: what each rule of a run cost, and what a preset will cost before it runs.
+
+Every model-running rule has a ``benchmark:`` file,
+``benchmarks/results/<study>/<instance>/<stage>[/<job>].tsv`` (rule ``<study>_<stage>``), with
+snakemake's wall seconds ``s``, ``cpu_time`` and peak resident memory ``max_rss`` (MB).
+:func:`ledger` sums them per rule and per study instance; a rule that requests a GPU
+(``resources: gpu=...`` in ``workflow/rules/*.smk``, :func:`gpu_rules`) counts its wall seconds
+as GPU seconds too. :func:`estimate` turns the job counts of a plan (``snakemake -n``) into
+GPU and CPU hours from per-rule rates: configured ones (a YAML ``{rule: seconds per job}``,
+e.g. measured on the cluster before) or, where none is configured, the mean of this
+machine's benchmark files; a rule with neither is listed as unknown, not guessed.
+
+    python -m interpflow.ledger                      # this run's ledger, per instance and rule
+    python -m interpflow.ledger estimate --configfile config/studies/tribunal_r1.yaml \\
+        [--rates rates.yaml] [--target all]          # before running a preset
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+BENCHMARKS = Path("benchmarks/results")
+RULES_DIR = Path("workflow/rules")
+
+
+def gpu_rules(rules_dir: str | Path = RULES_DIR) -> set[str]:
+    """Names of the rules whose ``resources:`` request a GPU (``gpu=<n>``, n >= 1)."""
+    found = set()
+    for smk in sorted(Path(rules_dir).glob("*.smk")):
+        blocks = re.split(r"^\s*rule (\w+):", smk.read_text(), flags=re.MULTILINE)
+        for name, body in zip(blocks[1::2], blocks[2::2]):
+            if re.search(r"^\s+gpu=\s*[1-9]", body, flags=re.MULTILINE):
+                found.add(name)
+    return found
+
+
+def read_benchmarks(root: str | Path = BENCHMARKS) -> pl.DataFrame:
+    """One row per benchmark file (its last row: the latest run of that job): ``study,
+    instance, rule, job, wall_s, cpu_s, max_rss_mb``."""
+    rows = []
+    root = Path(root)
+    for tsv in sorted(root.rglob("*.tsv")):
+        parts = tsv.relative_to(root).with_suffix("").parts
+        if len(parts) < 3:
+            continue
+        lines = tsv.read_text().strip().splitlines()
+        if len(lines) < 2:
+            continue
+        header, last = lines[0].split("\t"), lines[-1].split("\t")
+        value = dict(zip(header, last))
+        rows.append(
+            {
+                "study": parts[0],
+                "instance": parts[1],
+                "rule": f"{parts[0]}_{parts[2]}",
+                "job": "/".join(parts[3:]) or parts[2],
+                "wall_s": float(value["s"]),
+                "cpu_s": _float(value.get("cpu_time")),
+                "max_rss_mb": _float(value.get("max_rss")),
+            }
+        )
+    schema = {
+        "study": pl.String,
+        "instance": pl.String,
+        "rule": pl.String,
+        "job": pl.String,
+        "wall_s": pl.Float64,
+        "cpu_s": pl.Float64,
+        "max_rss_mb": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "", "-", "NA") else None
+    except ValueError:
+        return None
+
+
+def ledger(jobs: pl.DataFrame, gpu: set[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per rule, per instance) sums of :func:`read_benchmarks` rows: ``jobs``, ``wall_s``,
+    ``cpu_s``, ``gpu_s`` (wall seconds of GPU rules) and the peak ``max_rss_mb``."""
+    tagged = jobs.with_columns(
+        gpu_s=pl.when(pl.col("rule").is_in(sorted(gpu))).then(pl.col("wall_s")).otherwise(0.0)
+    )
+    sums = [
+        pl.len().alias("jobs"),
+        pl.col("wall_s").sum(),
+        pl.col("cpu_s").sum(),
+        pl.col("gpu_s").sum(),
+        pl.col("max_rss_mb").max(),
+    ]
+    per_rule = (
+        tagged.group_by("study", "instance", "rule").agg(sums).sort("study", "instance", "rule")
+    )
+    per_instance = tagged.group_by("study", "instance").agg(sums).sort("study", "instance")
+    return per_rule, per_instance
+
+
+def measured_rates(jobs: pl.DataFrame) -> dict[str, float]:
+    """Mean wall seconds per job of each rule, over the benchmark files present."""
+    if jobs.height == 0:
+        return {}
+    return dict(jobs.group_by("rule").agg(pl.col("wall_s").mean()).iter_rows())
+
+
+def estimate(
+    job_counts: dict[str, int],
+    gpu: set[str],
+    configured: dict[str, float] | None = None,
+    measured: dict[str, float] | None = None,
+) -> pl.DataFrame:
+    """Hours a plan will take, per rule: ``jobs`` × the rule's seconds per job (``configured``
+    first, else ``measured``; ``source`` says which, ``unknown`` where neither has it), as
+    ``gpu_hours`` for GPU rules and ``cpu_hours`` for the rest."""
+    configured, measured = configured or {}, measured or {}
+    rows = []
+    for rule, n in sorted(job_counts.items()):
+        if rule in configured:
+            rate, source = float(configured[rule]), "configured"
+        elif rule in measured:
+            rate, source = float(measured[rule]), "measured"
+        else:
+            rate, source = None, "unknown"
+        hours = None if rate is None else n * rate / 3600
+        rows.append(
+            {
+                "rule": rule,
+                "jobs": n,
+                "seconds_per_job": rate,
+                "source": source,
+                "gpu_hours": hours if rule in gpu else 0.0,
+                "cpu_hours": 0.0 if rule in gpu else hours,
+            }
+        )
+    schema = {
+        "rule": pl.String,
+        "jobs": pl.Int64,
+        "seconds_per_job": pl.Float64,
+        "source": pl.String,
+        "gpu_hours": pl.Float64,
+        "cpu_hours": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """Rule -> number of jobs (and ``total``), from the "Job stats" table snakemake prints."""
+    if "Job stats:" not in stdout:
+        raise ValueError(f"no job stats in the output:\n{stdout[-2000:]}")
+    block = stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in block.strip().splitlines()[2:]]
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2}
+
+
+def plan_jobs(configfiles: list[str], targets: list[str]) -> dict[str, int]:
+    """Job counts of ``snakemake -n <targets> --configfile <configfiles>`` (a dry run: no
+    model, no API key needed) in the current directory."""
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "-n", *targets]
+    if configfiles:
+        cmd += ["--configfile", *configfiles]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    if "Nothing to be done" in proc.stdout + proc.stderr:
+        return {}
+    counts = job_counts(proc.stdout)
+    counts.pop("total", None)
+    return counts
+
+
+def _show(df: pl.DataFrame) -> str:
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160, float_precision=3):
+        return str(df)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m interpflow.ledger", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    est = sub.add_parser("estimate", help="GPU/CPU hours of a plan, before it runs")
+    est.add_argument("--configfile", nargs="*", default=[], help="presets, as for snakemake")
+    est.add_argument("--target", nargs="*", default=["all"], help="targets (default: all)")
+    est.add_argument("--rates", help="YAML {rule: seconds per job}, e.g. measured on the cluster")
+    parser.add_argument("--benchmarks", default=str(BENCHMARKS), help="benchmark files' root")
+    args = parser.parse_args(argv)
+    gpu = gpu_rules()
+    jobs = read_benchmarks(args.benchmarks)
+    if args.command == "estimate":
+        import yaml
+
+        configured = yaml.safe_load(Path(args.rates).read_text()) if args.rates else {}
+        plan = estimate(
+            plan_jobs(args.configfile, args.target), gpu, configured, measured_rates(jobs)
+        )
+        print(_show(plan))
+        unknown = plan.filter(pl.col("source") == "unknown")["rule"].to_list()
+        print(
+            f"total: {plan['gpu_hours'].sum():.2f} GPU hours, {plan['cpu_hours'].sum():.2f} CPU "
+            f"hours (rates: {args.rates or 'none configured'}; measured here where not)"
+            + (f"; no rate for {unknown}: not counted" if unknown else "")
+        )
+        return
+    per_rule, per_instance = ledger(jobs, gpu)
+    print(_show(per_instance))
+    print(_show(per_rule))
+
+
+if __name__ == "__main__":
+    main()
