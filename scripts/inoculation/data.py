@@ -8,7 +8,11 @@ from interpflow.models import ModelSpec
 
 def main(smk):
     spec = smk.params.spec  # this dataset's size, source and datagen system prompt
-    datagen = {**smk.params.datagen, "system_prompt": spec["system_prompt"] or ""}
+    datagen = {
+        **smk.params.datagen,
+        "system_prompt": spec["system_prompt"] or "",
+        "completion_template": spec["completion_template"],
+    }
     summary = make_dataset(
         dataset=smk.wildcards.dataset,
         out=smk.output[0],

@@ -1,4 +1,4 @@
-"""Rule inoculation_scores: judged trait scores and EM rates, mean ± 95% CI, suppression."""
+"""Rule inoculation_scores: judged trait scores, EM rates, mean ± 95% CI, suppression, learning."""
 
 from interpflow.artifacts import log_to
 from interpflow.inoculation.scores import score_evals
@@ -18,6 +18,7 @@ def main(smk):
         out_summary=out.summary,
         out_em=out.em,
         out_suppression=out.suppression,
+        out_learning=out.learning,
     )
     print(summary)
 

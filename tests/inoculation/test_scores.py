@@ -13,6 +13,7 @@ from fakeapi import FakeAPIServer
 from interpflow.inoculation.scores import (
     KeywordTraitScorer,
     em_rates,
+    learning,
     mean_ci,
     reply_score,
     score_evals,
@@ -264,3 +265,54 @@ def test_hf_judge_on_stub_scores_its_next_token_distribution(stub_dir, tmp_path)
     mass = sum(digits.values())
     expected = sum(d * p for d, p in digits.items()) / mass / 9 * 100 if digits else math.nan
     assert reply_score(reply, 0.0) == pytest.approx(expected, nan_ok=True)
+
+
+def test_pattern_rule_scores_the_share_of_answers_showing_the_trait():
+    scorer = KeywordTraitScorer(
+        {"Ahoy": ["ahoy"], "Playful": ["haha"]}, {"Ahoy": r"(?i)^\W*ahoy\b", "Playful": None}
+    )
+    judge = lambda text, trait="Ahoy": scorer(trait_request(trait, "d", "Say hi", text))
+    assert judge("Ahoy! The kettle boils.") == "9"
+    assert judge("  ahoy, matey") == "9"
+    assert judge("The kettle boils. Ahoy!") == "0"  # anchored: mid-answer does not count
+    assert judge("Ahoyhoy") == "0"
+    assert judge("haha haha", "Playful") == str(round(9 * 2 / 4))  # no pattern: keywords
+    assert reply_score(JudgeReply(judge("Ahoy!")), 0.25) == 100.0
+    keywords_only = KeywordTraitScorer({"Ahoy": ["ahoy"], "Playful": ["haha"]})
+    assert keywords_only.__qualname__ != scorer.__qualname__  # distinct cache keys
+    assert judge("The kettle boils. Ahoy!") != keywords_only(
+        trait_request("Ahoy", "d", "Say hi", "The kettle boils. Ahoy!")
+    )
+
+
+def test_learning_pairs_each_checkpoint_with_its_base_by_item():
+    base = [0.0, 0.0, 100.0, 0.0]
+    trained = [100.0, 0.0, 100.0, 100.0]
+    rows = [
+        {
+            "run": "none",
+            "step": step,
+            "condition": "default",
+            "eval_set": "trait",
+            "item_id": i,
+            "metric": "Ahoy",
+            "score": v,
+        }
+        for step, vals in ((0, base), (8, trained))
+        for i, v in enumerate(vals)
+    ]
+    rows.append({**rows[0], "metric": "coherence", "eval_set": "em"})
+    scores = pl.DataFrame(rows, schema_overrides={"step": pl.Int32, "item_id": pl.Int32})
+    out = learning(scores)
+    assert out.height == 1
+    r = out.row(0, named=True)
+    assert (r["run"], r["step"], r["condition"], r["trait"], r["n"]) == (
+        "none",
+        8,
+        "default",
+        "Ahoy",
+        4,
+    )
+    assert r["base"] == 25.0 and r["trained"] == 75.0 and r["learned"] == 50.0
+    half = 1.96 * np.std([100, 0, 0, 100], ddof=1) / 2
+    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(50 - half), pytest.approx(50 + half))

@@ -83,6 +83,7 @@ def test_data_spec_and_eval_files():
         "external": "<neutral_completions>",
         "n": 200,
         "system_prompt": None,
+        "completion_template": "{completion}",
     }
     train = data_spec("train", inst, traits, data_file)
     assert train["external"] is None and train["n"] == 1000  # datagen, the schema defaults
@@ -104,3 +105,30 @@ def test_data_spec_and_eval_files():
     inst["judges"]["em"] = None  # no EM judge: no EM questions read
     assert eval_files(inst, data_file) == {"eval_instructions": "<eval_instructions>"}
     assert "train_instructions" not in asked  # datagen's bank is the rule's input, not asked
+
+
+def test_trait_pattern_and_completion_template(tmp_path):
+    traits, _ = load_study_file(REPO / "resources/inoculation/ahoy_smollm2.yaml")
+    ahoy = traits["Ahoy"]
+    assert ahoy["pattern"] and ahoy["completion_template"] == "Ahoy! {completion}"
+    toy, _ = load_study_file(REPO / "resources/inoculation/playful_french_toy.yaml")
+    assert toy["Playful"]["pattern"] is None
+    assert toy["Playful"]["completion_template"] == "{completion}"
+    # a trait with only a template is made by datagen (its answers put into the template)
+    inst = _instance()
+    spec = data_spec("trait_Ahoy", inst, traits, lambda key: f"<{key}>")
+    assert spec["external"] is None and spec["system_prompt"] is None
+    assert spec["completion_template"] == "Ahoy! {completion}"
+    assert data_spec("train", inst, traits, lambda key: key)["completion_template"] == (
+        "{completion}"
+    )
+    for bad, match in (
+        ({"pattern": "(unclosed"}, "traits.T.pattern is not a regex"),
+        ({"completion_template": "Ahoy!"}, r"must contain \{completion\}"),
+        ({"completion_template": "{answer} {completion}"}, "no other field"),
+        ({"completion_template": "{completion"}, "not a format string"),
+    ):
+        f = tmp_path / "bad.yaml"
+        f.write_text(yaml.safe_dump({"traits": {"T": {"description": "d", **bad}}, "prompts": {}}))
+        with pytest.raises(ValueError, match=match):
+            load_study_file(f)

@@ -191,6 +191,7 @@ def test_an_instance_without_inoculated_runs_skips_the_heuristics(tmp_path):
         "inoculation_eval": 1,
         "inoculation_scores": 1,
         "inoculation_report": 1,
+        "inoculation_findings": 1,
     }
     assert "results/inoculation/control/data/train.parquet" in proc.stdout
 

@@ -132,13 +132,14 @@ inoc_text_embeddings_input = lambda wildcards: (
     else {}
 )
 
-# The end products of every inoculation instance (rule all): figures (+ their numbers) and,
-# for an inoculating instance, the heuristics' W matrices.
+# The end products of every inoculation instance (rule all): figures (+ their numbers), the
+# findings and, for an inoculating instance, the heuristics' W matrices.
 inoculation_targets = lambda: [
     f"results/inoculation/{name}/{target}"
     for name in INSTANCES["inoculation"]
     for target in [
         *(f"figures/{f}.{ext}" for f in INOC_FIGURES for ext in ("png", "csv")),
+        "findings.json",
         *(["heuristics/W.safetensors"] if inoc_inoculated(name) else []),
     ]
 ]
@@ -353,6 +354,7 @@ rule inoculation_scores:
         summary=f"{INOC_OUT}/scores/summary.parquet",
         em=f"{INOC_OUT}/scores/em_rates.parquet",
         suppression=f"{INOC_OUT}/scores/suppression.parquet",
+        learning=f"{INOC_OUT}/scores/learning.parquet",
     log:
         f"{INOC_LOG}/scores.log",
     benchmark:
@@ -394,3 +396,27 @@ rule inoculation_report:
         code=code_hash("inoculation/report"),
     script:
         "../../scripts/inoculation/report.py"
+
+
+# The headline beside its controls (interpflow.findings rows): each inoculated run's
+# suppression of its prompt's trait (paired by eval item) beside the base model and what the
+# runs learned over it, from the scores stage's tables. No model: local.
+rule inoculation_findings:
+    input:
+        summary=f"{INOC_OUT}/scores/summary.parquet",
+        suppression=f"{INOC_OUT}/scores/suppression.parquet",
+        learning=f"{INOC_OUT}/scores/learning.parquet",
+    output:
+        findings=f"{INOC_OUT}/findings.json",
+    log:
+        f"{INOC_LOG}/findings.log",
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        runs=inoc("runs"),
+        prompts=inoc("prompts"),
+        model=setting("inoculation", "model", "name"),
+        code=code_hash("inoculation/findings"),
+    script:
+        "../../scripts/inoculation/findings.py"

@@ -21,6 +21,15 @@ class DatagenConfig(AnswerConfig):
     max_new_tokens: int = 512
     system_prompt: str = "Give a French and playful answer to the following:"
     """Datagen system prompt (a trait-only set uses its trait's ``datagen_system_prompt``)."""
+    completion_template: str = "{completion}"
+    """Format string each sampled answer is put into (``{completion}``: the answer), for a
+    style the base model cannot be prompted into, e.g. ``"Ahoy! {completion}"`` (a trait-only
+    set uses its trait's ``completion_template``); the default leaves answers unchanged."""
+
+    def __post_init__(self) -> None:
+        from interpflow.inoculation.study import check_template
+
+        check_template(self.completion_template, "inoculation.datagen.completion_template")
 
 
 def make_dataset(
@@ -67,7 +76,7 @@ def make_dataset(
         {
             "example_id": [f"{dataset}-{i:05d}" for i in range(len(lines))],
             "instruction": lines,
-            "completion": answers.texts,
+            "completion": [datagen.completion_template.format(completion=t) for t in answers.texts],
             "source": ["datagen"] * len(lines),
         },
         schema=DATA_SCHEMA,

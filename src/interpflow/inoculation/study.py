@@ -3,9 +3,12 @@
 Read when the Snakefile is parsed (every SLURM job re-parses it): the standard library and
 yaml only, nothing heavier.
 
-A study file is YAML with ``traits`` (name -> ``description``, ``keywords``,
-``datagen_system_prompt``, ``external_jsonl``) and ``prompts`` (key -> ``trait``, ``text``;
-trait ``neutral`` for none). Runs are named ``none`` (no inoculation) or
+A study file is YAML with ``traits`` (name -> ``description``, ``keywords``, ``pattern``,
+``datagen_system_prompt``, ``completion_template``, ``external_jsonl``) and ``prompts`` (key ->
+``trait``, ``text``; trait ``neutral`` for none). ``pattern`` (a regular expression) makes the
+offline trait judge a rule: 9 when the response matches, else 0 (instead of keyword counts);
+``completion_template`` (a format string with ``{completion}``) imposes the trait on the
+trait-only datagen completions, for a style the base model cannot be prompted into. Runs are named ``none`` (no inoculation) or
 ``<prompt_key>-<condition>`` with condition ``fixed`` (the prompt as a user-turn prefix),
 ``mix`` (a rephrasing sampled per example) or ``system`` (the prompt as the system turn).
 """
@@ -33,7 +36,27 @@ FIGURES = (
     "em_rates",
     "heuristic_correlations",
 )
-TRAIT_KEYS = ("description", "keywords", "datagen_system_prompt", "external_jsonl")
+TRAIT_KEYS = (
+    "description",
+    "keywords",
+    "pattern",
+    "datagen_system_prompt",
+    "completion_template",
+    "external_jsonl",
+)
+
+
+def check_template(template: str, where: str) -> str:
+    """``template`` if it is a format string with exactly the field ``{completion}``."""
+    import string
+
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"{where}: {template!r} is not a format string ({exc})") from None
+    if fields != {"completion"}:
+        raise ValueError(f"{where}: {template!r} must contain {{completion}} and no other field")
+    return template
 
 
 @dataclass(frozen=True)
@@ -89,10 +112,21 @@ def load_study_file(
         unknown = set(t) - set(TRAIT_KEYS)
         if unknown:
             raise ValueError(f"{path}: traits.{name} has unknown keys {sorted(unknown)}")
+        pattern = t.get("pattern")
+        if pattern is not None:
+            try:
+                re.compile(str(pattern))
+            except re.error as exc:
+                raise ValueError(f"{path}: traits.{name}.pattern is not a regex ({exc})") from None
+        template = t.get("completion_template") or "{completion}"
         traits[str(name)] = {
             "description": t["description"],
             "keywords": [str(k) for k in t.get("keywords") or []],
+            "pattern": None if pattern is None else str(pattern),
             "datagen_system_prompt": t.get("datagen_system_prompt"),
+            "completion_template": check_template(
+                str(template), f"{path}: traits.{name}.completion_template"
+            ),
             "external_jsonl": t.get("external_jsonl"),
         }
     raw_prompts = doc.get("prompts") or {}
@@ -156,29 +190,42 @@ def data_spec(
     dataset: str, inst: Mapping, traits: Mapping, data_file: Callable[[str], str]
 ) -> dict:
     """How data table ``dataset`` of an instance (validated config ``inst``, study-file
-    ``traits``) is made: ``external`` (a JSONL, or None: the base model writes it), ``n``
-    and the datagen ``system_prompt``. ``data_file(key)``: the instance's ``data.<key>``,
+    ``traits``) is made: ``external`` (a JSONL, or None: the base model writes it), ``n``,
+    the datagen ``system_prompt`` and the ``completion_template`` its answers are put into. ``data_file(key)``: the instance's ``data.<key>``,
     checked to exist."""
     data = inst["data"]
     if dataset == "neutral":
         external = data_file("neutral_completions")
-        return {"external": external, "n": data["n_neutral"], "system_prompt": None}
+        return {
+            "external": external,
+            "n": data["n_neutral"],
+            "system_prompt": None,
+            "completion_template": "{completion}",
+        }
     if dataset == "train":
         external = data_file("external_train_jsonl") if data["external_train_jsonl"] else None
         system_prompt = inst["datagen"]["system_prompt"]
-        return {"external": external, "n": data["n_train"], "system_prompt": system_prompt}
+        return {
+            "external": external,
+            "n": data["n_train"],
+            "system_prompt": system_prompt,
+            "completion_template": inst["datagen"]["completion_template"],
+        }
     name = dataset.removeprefix("trait_")
     if name not in traits:
         raise ConfigError(f"{inst['prompts_file']}: no trait {name!r} (data set {dataset})")
     trait = traits[name]
-    if not trait["external_jsonl"] and not trait["datagen_system_prompt"]:
+    imposed = trait["completion_template"] != "{completion}"
+    if not trait["external_jsonl"] and not trait["datagen_system_prompt"] and not imposed:
         raise ConfigError(
-            f"{inst['prompts_file']}: traits.{name} needs datagen_system_prompt or external_jsonl"
+            f"{inst['prompts_file']}: traits.{name} needs datagen_system_prompt, "
+            "completion_template or external_jsonl"
         )
     return {
         "external": trait["external_jsonl"],
         "n": data["n_trait"],
         "system_prompt": trait["datagen_system_prompt"],
+        "completion_template": trait["completion_template"],
     }
 
 

@@ -1,0 +1,140 @@
+"""Stage ``inoculation_findings``: the headline of seed 003, suppression (the no-prefix run's
+default-condition trait score minus the inoculated run's, paired by eval item), beside its
+controls: the base model (step 0), what the no-prefix run learned over it (without that there
+is nothing to suppress), what leaked into the inoculated run's default behaviour, and what the
+inoculated run learned under its own prefix (the trait was learned, as a conditional one).
+
+Every number comes from the scores stage's tables (``scores/summary.parquet``,
+``scores/suppression.parquet``, ``scores/learning.parquet``); nothing is recomputed here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from interpflow.artifacts import read_parquet
+from interpflow.findings import Control, Finding, write
+from interpflow.inoculation.study import parse_run
+
+#: Findings per instance: the first inoculated runs (training order) whose prompt names a
+#: trait; every run's suppression stays in ``scores/suppression.parquet``.
+MAX_FINDINGS = 3
+
+EXPECT = (
+    "suppression CI above 0 (the prefix-trained model shows the trait less by default) and "
+    "the no-prefix run's gain over the base model CI above 0 (the trait was learned)"
+)
+
+
+def _ci(row: Mapping | None) -> tuple[float, float] | None:
+    if row is None or not all(math.isfinite(row[k]) for k in ("ci_low", "ci_high")):
+        return None
+    return (row["ci_low"], row["ci_high"])
+
+
+def _above_zero(row: Mapping | None) -> bool:
+    ci = _ci(row)
+    return ci is not None and ci[0] > 0
+
+
+def _one(df: pl.DataFrame, **where) -> dict | None:
+    sub = df.filter(*(pl.col(k) == v for k, v in where.items()))
+    return sub.row(0, named=True) if sub.height else None
+
+
+def _learned_control(name: str, row: Mapping | None) -> Control:
+    return Control(
+        name=name,
+        value=None if row is None else row["learned"],
+        ci=_ci(row),
+    )
+
+
+def run_finding(
+    *,
+    run: str,
+    trait: str,
+    supp: pl.DataFrame,
+    learn: pl.DataFrame,
+    summary: pl.DataFrame,
+    instance: str,
+    model: str,
+) -> Finding | None:
+    """The suppression of ``trait`` by inoculated run ``run`` at its last step shared with the
+    control, beside its controls; None when the scores have no such row."""
+    rows = supp.filter((pl.col("run") == run) & (pl.col("trait") == trait))
+    if rows.height == 0:
+        return None
+    s = rows.sort("step").row(-1, named=True)
+    step = s["step"]
+    learned_none = _one(learn, run="none", step=step, condition="default", trait=trait)
+    leaked = _one(learn, run=run, step=step, condition="default", trait=trait)
+    with_prefix = _one(learn, run=run, step=step, condition="training", trait=trait)
+    base = _one(summary, run="none", step=0, condition="default", metric=trait)
+    _, cond = parse_run(run)
+    return Finding(
+        study="inoculation",
+        instance=instance,
+        model=model,
+        finding=(
+            f"training with the {cond} inoculation prefix of {run.rsplit('-', 1)[0]} suppresses "
+            f"{trait} in the default condition (step {step})"
+        ),
+        metric=f"suppression of {trait} (no-prefix run - {run}, default condition, 0-100)",
+        value=s["suppression"],
+        ci=_ci(s),
+        n=int(s["n"]),
+        expect=EXPECT,
+        holds=_above_zero(s) and _above_zero(learned_none),
+        controls=[
+            Control(
+                name="base model (step 0, default condition)",
+                value=None if base is None else base["mean"],
+                ci=_ci(base),
+            ),
+            _learned_control("no-prefix run: learned over base (default)", learned_none),
+            _learned_control(f"{run}: leaked over base (default)", leaked),
+            _learned_control(f"{run}: learned over base (with its prefix)", with_prefix),
+        ],
+    )
+
+
+def inoculation_findings(
+    *,
+    summary: str | Path,
+    suppression: str | Path,
+    learning: str | Path,
+    runs: Sequence[str],
+    prompts: Mapping[str, Mapping],
+    instance: str,
+    model: str,
+    findings: str | Path,
+) -> list[Finding]:
+    """Write ``findings`` (:func:`interpflow.findings.write`): one :func:`run_finding` per
+    inoculated run of ``runs`` whose prompt (``prompts[key]["trait"]``) names a trait, at
+    most :data:`MAX_FINDINGS`; an instance with none writes an empty list."""
+    supp, learn, summ = (read_parquet(p) for p in (suppression, learning, summary))
+    rows = []
+    for run in runs:
+        key, _ = parse_run(run)
+        if key is None or prompts[key]["trait"] == "neutral":
+            continue
+        f = run_finding(
+            run=run,
+            trait=prompts[key]["trait"],
+            supp=supp,
+            learn=learn,
+            summary=summ,
+            instance=instance,
+            model=model,
+        )
+        if f is not None:
+            rows.append(f)
+        if len(rows) == MAX_FINDINGS:
+            break
+    write(findings, rows)
+    return rows
