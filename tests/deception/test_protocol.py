@@ -96,7 +96,7 @@ def test_protocol_finds_the_planted_class_and_sets_the_threshold_on_controls(pla
 
 
 def test_a_same_class_near_duplicate_across_the_split_fails_the_stage(planted):
-    d, cfg, ds, train, test = planted
+    d, _cfg, ds, train, test = planted
     texts = dict(zip(*pl.read_parquet(d / "prompts.parquet").to_dict(as_series=False).values()))
     a = ds.groups[train][ds.y[train] == "deceptive"][0]
     b = ds.groups[test][ds.y[test] == "deceptive"][0]
