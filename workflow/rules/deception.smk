@@ -75,8 +75,17 @@ deception_control = lambda wildcards: {
     if control is not None
 }
 
+# An input function (unpack): the control's probes/metrics.json (its own AUROC and CI), for an
+# instance that has one.
+deception_control_metrics = lambda wildcards: {
+    "control_metrics": f"results/deception/{control}/probes/metrics.json"
+    for control in [DECEPTION_CONTROLS.get(instance_name("deception", wildcards))]
+    if control is not None
+}
+
 # The end products of every deception instance (rule all).
 DECEPTION_TARGETS = [
+    "findings.json",
     "probes/logreg.joblib",
     "probes/metrics.json",
     "probes/confusion_logreg.png",
@@ -250,6 +259,28 @@ rule deception_layer_sweep:
         "../../envs/cpu.yaml"
     script:
         "../../scripts/deception/layer_sweep.py"
+
+
+# The headline beside its controls (interpflow.findings rows): the logreg probe's AUROC at the
+# configured layer with its paired margins over the random-init copy (probes.control), the bag
+# of words and the form-only baseline; the layer sweep is quoted as context. No model: local.
+rule deception_findings:
+    input:
+        unpack(deception_control_metrics),  # control_metrics, if probes.control is set
+        metrics=f"{DECEPTION}/probes/metrics.json",
+        layer_sweep=f"{DECEPTION}/layer_sweep.csv",
+    output:
+        findings=f"{DECEPTION}/findings.json",
+    log:
+        "logs/deception/{instance}/findings.log",
+    params:
+        model=setting("deception", "model", "name"),
+        code=code_hash("deception/findings"),
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/deception/findings.py"
 
 
 # The model card's one-target command, `snakemake results/probes/logreg.joblib`: the default

@@ -1,6 +1,7 @@
 """Stage layer_sweep: one probe per captured layer on the *same* prompt split, accuracy and
 AUROC by layer with 95% CI bands against the majority baseline (seed 000's layer choice,
-made visible)."""
+made visible), and a validation AUROC per layer from the train prompts alone (a layer chosen
+by it is not chosen on the test prompts)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from sklearn.base import clone
+from sklearn.model_selection import StratifiedGroupKFold
 
 from interpflow import figures
 from interpflow.artifacts import read_parquet
 from interpflow.deception.common import ProbeConfig
+from interpflow.metrics import macro_auroc, proba_for
 from interpflow.probes import (
     fit_and_score,
     group_split,
@@ -21,6 +25,32 @@ from interpflow.probes import (
     majority_baseline,
     make_logreg,
 )
+
+#: folds of the validation AUROC (grouped by prompt, within the train prompts)
+VALIDATION_FOLDS = 5
+
+
+def validation_auroc(
+    estimator: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    seed: int,
+    n_folds: int = VALIDATION_FOLDS,
+) -> float:
+    """Out-of-fold macro AUROC of ``estimator`` over ``n_folds`` folds grouped by prompt
+    (``groups``) and stratified by class (seeded shuffle): the rows are the train rows only.
+    NaN when a class has fewer prompts than folds would need (fewer than 2 folds possible)."""
+    classes = np.unique(y)
+    prompts_per_class = min(np.unique(groups[y == c]).size for c in classes)
+    k = min(n_folds, prompts_per_class)
+    if k < 2:
+        return float("nan")
+    proba = np.zeros((y.size, classes.size))
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for train, test in folds.split(X, y, groups):
+        proba[test] = proba_for(clone(estimator).fit(X[train], y[train]), X[test], classes)
+    return float(macro_auroc(np.searchsorted(classes, y), proba))
 
 
 def layer_sweep(
@@ -39,9 +69,11 @@ def layer_sweep(
     The split is drawn once (on the first layer's rows, ``cfg.test_size`` / ``cfg.seed``) as
     a set of test prompt ids and reused for every layer. Writes ``csv`` with columns
     ``layer, metric, value, ci_low, ci_high`` (metrics ``accuracy``, ``auroc``,
-    ``majority_accuracy``; CIs from ``cfg.n_bootstrap`` resamples by prompt) and ``png``
-    (accuracy and AUROC by layer with CI bands, the majority baseline dashed). Returns the
-    table.
+    ``majority_accuracy`` on the test prompts, CIs from ``cfg.n_bootstrap`` resamples by
+    prompt; and ``validation_auroc``, :func:`validation_auroc` on the train prompts only, no
+    CI: the basis for choosing a layer without looking at the test prompts) and ``png``
+    (accuracy and AUROC by layer with CI bands, the majority baseline and the validation AUROC
+    dashed). Returns the table.
     """
     if not layers:
         raise ValueError("layer_sweep needs at least one layer")
@@ -72,10 +104,18 @@ def layer_sweep(
         base = majority_baseline(
             ds.y[train_idx], ds.y[test_idx], ds.groups[test_idx], n_bootstrap, seed
         )
+        val = validation_auroc(
+            estimator_factory(seed),
+            ds.X[train_idx],
+            ds.y[train_idx],
+            ds.groups[train_idx],
+            seed,
+        )
         for metric, value, ci in (
             ("accuracy", m["accuracy"], m["accuracy_ci"]),
             ("auroc", m["auroc"], m["auroc_ci"]),
             ("majority_accuracy", base["accuracy"], base["accuracy_ci"]),
+            ("validation_auroc", None if np.isnan(val) else val, (None, None)),
         ):
             records.append(
                 {
@@ -101,7 +141,7 @@ def layer_sweep(
         png,
         csv,
         metrics=["accuracy", "auroc"],
-        baselines=["majority_accuracy"],
+        baselines=["majority_accuracy", "validation_auroc"],
         title=f"{cfg.target}: probe by layer",
     )
     return df.sort("metric", "layer")
