@@ -25,6 +25,7 @@ def main(smk):
         ),
         model_id=smk.params.model_id,
         generations=smk.input.generations,
+        control_activations=smk.input.get("control_activations"),  # with probes.control only
     )
     print(metrics["status"], metrics["reason"] or "", metrics["counts"])
 

@@ -80,6 +80,23 @@ def test_headline_does_not_hold_with_a_ci_touching_chance():
     assert probe_auroc(m, instance="i", model="m").holds is False
 
 
+def test_the_random_init_control_comes_first_and_counts_in_the_criterion():
+    m = _metrics()
+    m["control"] = "smollm2-random"
+    best = m["probes"]["L12.response_mean"]
+    best["controls"]["control"] = _control(0.5, 0.3, 0.7, 0.35, -0.05, 0.6)
+    f = probe_auroc(m, instance="smollm2", model="smollm2")
+    assert [c.name for c in f.controls] == [
+        "control (random-init copy, smollm2-random)",
+        "form (trace form only)",
+        "lexical (bag of words)",
+    ]
+    assert f.holds is False  # the margin over the random-init copy spans 0
+    assert "beyond the random-init copy" in f.finding and "not run" not in f.finding
+    best["controls"]["control"]["margin"]["auroc_ci"] = [0.1, 0.6]
+    assert probe_auroc(m, instance="smollm2", model="smollm2").holds is True
+
+
 def test_skipped_probes_give_a_row_that_does_not_hold():
     m = {"status": "skipped", "reason": "no correct traces to train on", "probes": None}
     f = probe_auroc(m, instance="default", model="stub")

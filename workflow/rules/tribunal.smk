@@ -16,6 +16,43 @@ tribunal_problems_input = lambda wildcards: [
     if Path(source).exists() or source.endswith((".jsonl", ".json", ".parquet"))
 ]
 
+# probes.control: a models entry (e.g. a random-init copy) that re-reads the instance's traces.
+# Its directory (the one models_random_init / models_packaged builds, else nothing to build),
+# its ModelSpec keyword arguments (the instance's dtype / device / template), and the probes'
+# extra input when it is set. An undeclared name fails at planning, naming the key.
+tribunal_control_name = lambda wildcards: (
+    lambda name: name
+    if name in MODELS
+    else (_ for _ in ()).throw(
+        ConfigError(
+            f"config key tribunal.{wildcards.instance}.probes.control: model {name!r} is not "
+            f"declared under models (declared: {', '.join(sorted(MODELS))})"
+        )
+    )
+)(instance("tribunal", wildcards)["probes"]["control"])
+tribunal_control_path = lambda wildcards: (
+    lambda name: RANDOM_INIT.get(name, source_path(name))
+)(tribunal_control_name(wildcards))
+tribunal_control_input = lambda wildcards: [
+    path for path in [tribunal_control_path(wildcards)] if path in BUILT_DIRS
+]
+tribunal_control_spec = lambda wildcards: dict(
+    name_or_path=tribunal_control_path(wildcards),
+    revision=MODELS[tribunal_control_name(wildcards)]["revision"],
+    dtype=instance("tribunal", wildcards)["model"]["dtype"],
+    device=instance("tribunal", wildcards)["model"]["device"],
+    trust_remote_code=MODELS[tribunal_control_name(wildcards)]["trust_remote_code"],
+    chat_template={
+        **MODELS[tribunal_control_name(wildcards)]["chat_template"],
+        **instance("tribunal", wildcards)["model"]["chat_template"],
+    },
+)
+tribunal_probes_control = lambda wildcards: (
+    {"control_activations": f"results/tribunal/{wildcards.instance}/control/activations.parquet"}
+    if instance("tribunal", wildcards)["probes"]["control"]
+    else {}
+)
+
 # The end products of every tribunal instance (rule all).
 tribunal_targets = lambda: expand(
     f"{TRIBUNAL}/{{target}}",
@@ -82,6 +119,34 @@ rule tribunal_generate:
         "../../scripts/tribunal/generate.py"
 
 
+# The random-init control (probes.control): the same traces, teacher-forced through the control
+# model, captured at the same layers x aggregations; the probes fit the same probe on them.
+rule tribunal_control:
+    input:
+        generations=f"{TRIBUNAL}/generations.parquet",
+        model=tribunal_control_input,
+    output:
+        activations=f"{TRIBUNAL}/control/activations.parquet",
+        provenance=f"{TRIBUNAL}/control/activations.parquet.provenance.json",
+    log:
+        "logs/tribunal/{instance}/control.log",
+    benchmark:
+        "benchmarks/results/tribunal/{instance}/control.tsv"
+    params:
+        model=tribunal_control_spec,
+        model_id=tribunal_control_name,
+        capture=setting("tribunal", "capture"),
+        batch_size=setting("tribunal", "generation", "batch_size"),
+        code=code_hash("tribunal/control"),
+    threads: model_threads("tribunal")
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/gpu.yaml"
+    script:
+        "../../scripts/tribunal/control.py"
+
+
 rule tribunal_labels:
     input:
         generations=f"{TRIBUNAL}/generations.parquet",
@@ -103,6 +168,7 @@ rule tribunal_labels:
 
 rule tribunal_probes:
     input:
+        unpack(tribunal_probes_control),  # control_activations, if probes.control is set
         activations=f"{TRIBUNAL}/activations.parquet",
         labels=f"{TRIBUNAL}/labels.parquet",
         generations=f"{TRIBUNAL}/generations.parquet",

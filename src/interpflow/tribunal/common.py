@@ -80,3 +80,4 @@ class ProbesConfig:
     n_bootstrap: int = 1000
     C: float = 1.0
     balance: bool = False
+    control: str | None = None

@@ -4,10 +4,11 @@ the earlier stages already wrote (``labels.summary.json``, ``metrics.json``; no 
 1. The probe AUROC: the best of the per-layer × aggregation probes' test AUROC with its 95% CI
    (bootstrap by problem), beside the two text controls of :mod:`.baselines` (``form``: the
    trace's length, digits, whether it hit the cap...; ``lexical``: its words), each with the
-   probe's paired margin on the same test traces. It holds when the AUROC CI lies above 0.5 and
-   both margin CIs above 0. The best is chosen on the test traces, so it is optimistic: every
-   probe's AUROC is quoted in the finding's text. The random-init copy of the model is not a
-   control here (not run).
+   probe's paired margin on the same test traces, and, with ``probes.control`` set, the same
+   probe on the control model's activations of the same traces (a random-init copy re-reading
+   them, :mod:`.control`). It holds when the AUROC CI lies above 0.5 and every margin CI above
+   0. The best is chosen on the test traces, so it is optimistic: every probe's AUROC is quoted
+   in the finding's text.
 2. The class balance: the share of correct traces among those the probes saw, with the counts
    and the stopping targets; it holds when both classes reach their targets. The raw accuracy
    of the model (correct / all traces, unparseable counted) is quoted beside it.
@@ -45,7 +46,9 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
     """The best probe's test AUROC with the text controls as paired margins (``metrics`` is
     the instance's metrics.json)."""
     fitted = _fitted(metrics)
-    expect = "AUROC CI above 0.5 and the paired margin CIs over form and lexical above 0"
+    control = metrics.get("control")
+    names = ([f"control ({control})"] if control else []) + list(TEXT_CONTROLS)
+    expect = f"AUROC CI above 0.5 and the paired margin CIs over {', '.join(names)} above 0"
     if not fitted:
         return Finding(
             study="tribunal",
@@ -62,7 +65,8 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
     key, best = max(fitted.items(), key=lambda kv: (kv[1]["metrics"]["auroc"] or -1.0, kv[0]))
     m = best["metrics"]
     controls = []
-    for name, label in TEXT_CONTROLS.items():
+    labels = ({"control": f"random-init copy, {control}"} if control else {}) | TEXT_CONTROLS
+    for name, label in labels.items():
         c = (best.get("controls") or {}).get(name)
         if c is None:
             continue
@@ -79,7 +83,7 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
     holds = (
         ci is not None
         and ci[0] > 0.5
-        and len(controls) == len(TEXT_CONTROLS)
+        and len(controls) == len(labels)
         and all(c.margin_ci is not None and c.margin_ci[0] > 0 for c in controls)
     )
     others = ", ".join(
@@ -92,8 +96,10 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
         model=model,
         finding=(
             f"a linear probe ({key}) separates correct from incorrect chains of thought beyond "
-            "what the trace's form and words give; best of the probes on the test traces "
-            f"(optimistic). AUROC by probe: {others}. Random-init control: not run"
+            + ("the random-init copy and " if control else "")
+            + "what the trace's form and words give; best of the probes on the test traces "
+            f"(optimistic). AUROC by probe: {others}"
+            + ("" if control else ". Random-init control: not run")
         ),
         metric=f"AUROC, {key}, held-out problems",
         value=math.nan if m["auroc"] is None else float(m["auroc"]),

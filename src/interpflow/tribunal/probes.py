@@ -92,6 +92,26 @@ def balance_classes(lab: pl.DataFrame, seed: int) -> pl.DataFrame:
     return lab[sorted(int(i) for i in keep)]
 
 
+def _control_proba(path, lab, layer, agg, groups, tr, te, seed, C) -> dict[str, np.ndarray]:
+    """The same probe fit on the control model's activations of the same train traces:
+    ``{prompt_id: proba}`` of the test traces (``groups[te]``), in ``(correct, incorrect)``
+    order. Every trace must be there: the control re-read exactly these traces."""
+    from sklearn.base import clone
+
+    from interpflow.probes import load_probe_dataset, make_logreg, proba_for
+
+    ds = load_probe_dataset(path, lab, "probe_label", layer, [agg])
+    row = {g: i for i, g in enumerate(ds.groups)}
+    missing = sorted(set(groups[tr]).union(groups[te]).difference(row))
+    if missing:
+        raise ValueError(f"{path}: no L{layer}.{agg} row for traces {missing[:5]}")
+    tr_rows = [row[g] for g in groups[tr]]
+    te_rows = [row[g] for g in groups[te]]
+    pipe = clone(make_logreg(seed, C=C)).fit(ds.X[tr_rows], ds.y[tr_rows])
+    proba = proba_for(pipe, ds.X[te_rows], np.array(["correct", "incorrect"]))
+    return {g: proba[i] for i, g in enumerate(groups[te])}
+
+
 def _probe_controls(baselines, ids, y, proba, classes, problems, n_bootstrap, seed):
     """Each baseline's metrics on this probe's test traces and the probe's paired margin."""
     from interpflow.probes import classification_metrics, paired_margin
@@ -126,6 +146,7 @@ def fit_tribunal_probes(
     cfg: ProbesConfig,
     model_id: str | None = None,
     generations: str | Path | None = None,
+    control_activations: str | Path | None = None,
 ) -> dict[str, Any]:
     """Stage: one logreg probe per layer × aggregation on ``activations`` and the ``labels``
     parquet; directions, metrics, figure and tables.
@@ -147,6 +168,9 @@ def fit_tribunal_probes(
     controls (:mod:`.baselines`) are fit on the train traces and each probe carries
     ``controls.<name>``: the control's AUROC / accuracy on the probe's test traces and the
     probe's paired margin over it (``margin``, :func:`interpflow.metrics.paired_margin`).
+    Given ``control_activations`` (the same traces re-read by ``cfg.control``, e.g. a
+    random-init copy: :mod:`.control`), the same probe is fit on them on the same split and
+    scored the same way (``controls.control``).
 
     When a probe cannot be fit (a class has no trace, one problem only), every file is still
     written: metrics with ``status: "skipped"``, the ``reason``, the class counts and null
@@ -199,6 +223,8 @@ def fit_tribunal_probes(
         }
         base["n_train_problems"] = lab["problem_id"].n_unique() - len(test_problems)
         base["n_test_problems"] = len(test_problems)
+        if control_activations is not None:
+            base["control"] = cfg.control
         if generations is not None:
             from interpflow.tribunal.baselines import BASELINES, baseline_proba
 
@@ -238,6 +264,11 @@ def fit_tribunal_probes(
                     ds.y[te], proba, classes, problems[te], n_bootstrap, seed
                 )
                 maj = majority_baseline(ds.y[tr], ds.y[te], problems[te], n_bootstrap, seed)
+                row_controls = {name: by_id for name, by_id in baselines.items()}
+                if control_activations is not None:
+                    row_controls["control"] = _control_proba(
+                        control_activations, lab, int(layer), agg, ds.groups, tr, te, seed, C
+                    )
                 direction, norm, intercept = _direction(pipe)
                 logit = ds.X.astype(np.float64) @ (direction * norm) + intercept
                 key = f"L{int(layer)}.{agg}"
@@ -260,7 +291,7 @@ def fit_tribunal_probes(
                     "metrics": m,
                     "majority": maj,
                     "controls": _probe_controls(
-                        baselines,
+                        row_controls,
                         ds.groups[te],
                         ds.y[te],
                         proba,

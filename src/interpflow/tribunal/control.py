@@ -1,0 +1,64 @@
+"""Stage tribunal_control: the same traces re-read by a control copy of the model.
+
+The random-init control of the tribunal probes: a model with the same architecture and
+tokenizer and random weights (``models.<name>.init: random``) cannot sample a chain of thought
+worth labelling, so it is not sampled. It reads the instance's own traces by teacher forcing
+(:func:`interpflow.capture.capture_texts`: each chat prompt + its sampled response) and its
+activations are captured at the same layers and aggregations. The probes stage fits the same
+probe on them, on the same split, and reports each probe's paired margin over it
+(``probes.control``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from interpflow.artifacts import atomic_path, read_parquet, write_provenance
+from interpflow.models import ModelSpec
+from interpflow.tribunal.common import CaptureSettings
+
+
+def capture_control(
+    *,
+    generations: str | Path,
+    activations: str | Path,
+    provenance: str | Path,
+    model: ModelSpec,
+    capture: CaptureSettings,
+    batch_size: int = 16,
+    model_id: str | None = None,
+) -> dict[str, Any]:
+    """Stage: teacher-force every trace of ``generations`` (its ``chat_prompt`` + ``response``)
+    through ``model``; write the activations at ``capture``'s layers × aggregations to
+    ``activations`` (the schema generation writes) and its ``provenance``. Returns a summary."""
+    from interpflow.capture import capture_texts
+    from interpflow.models import load_model
+    from interpflow.positions import parse_positions
+
+    gens = read_parquet(generations)
+    lm, tokenizer = load_model(model)
+    table = capture_texts(
+        lm,
+        tokenizer,
+        gens["prompt_id"].to_list(),
+        gens["chat_prompt"].to_list(),
+        gens["response"].to_list(),
+        tuple(int(x) for x in capture.layers),
+        parse_positions(list(capture.aggregations)),
+        capture.store_dtype,
+        batch_size,
+    )
+    with atomic_path(activations) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    out = {"model_id": model_id, "n_traces": gens.height, "n_rows": table.num_rows}
+    write_provenance(
+        provenance,
+        stage="tribunal_control",
+        layers=[int(x) for x in capture.layers],
+        aggregations=list(capture.aggregations),
+        **out,
+    )
+    return out
