@@ -16,7 +16,16 @@ whether the residual stream separates correct from incorrect traces. One module 
    ``unparseable`` (its own label, counted, never silently dropped).
 4. :mod:`.probes` — one logistic-regression probe per layer × aggregation on one split grouped
    by *problem*; accuracy / AUROC with 95% CIs against the majority baseline; the
-   implicit-value directions; the figure ``probe_results.png`` and its table.
+   implicit-value directions; the figure ``probe_results.png`` and its table; beside every
+   probe, the controls that never see the model's activations (:mod:`.baselines`: the
+   trace's form, its words) and, with ``probes.control``, the same probe on a random-init
+   copy's re-reading of the same traces (:mod:`.control`, rule ``tribunal_control``), each
+   with the probe's paired margin.
+5. :mod:`.findings` — the headline (best probe AUROC beside its controls) and the class
+   balance, as ``findings.json`` rows.
+
+:mod:`.arithmetic` generates the easy problems shipped for small models
+(``resources/tribunal/arithmetic.jsonl``).
 
 :mod:`.common` holds the config dataclasses (one per block of an instance's config, defaults
 equal to ``workflow/schemas/tribunal.schema.yaml``) and the label names.
