@@ -55,6 +55,11 @@ rule findings:
             caption="workflow/report/ledger.rst",
             category="Findings",
         ),
+        judges=report(
+            "results/judge_ledger.csv",
+            caption="workflow/report/judge_ledger.rst",
+            category="Findings",
+        ),
     log:
         "logs/findings.log",
     params:

@@ -1,9 +1,10 @@
 """Rule findings: every study instance's findings.json in one table (results/findings.md),
-and the cost ledger of the run so far (results/ledger.csv, interpflow.ledger)."""
+and the cost ledgers of the run so far: rules (results/ledger.csv) and judges
+(results/judge_ledger.csv), from interpflow.ledger.""""
 
 from interpflow.artifacts import log_to
 from interpflow.findings import gather, summary_text
-from interpflow.ledger import gpu_rules, ledger, read_benchmarks
+from interpflow.ledger import gpu_rules, judge_ledger, ledger, read_benchmarks
 
 
 def main(smk):
@@ -14,6 +15,9 @@ def main(smk):
     per_rule, per_instance = ledger(read_benchmarks(), gpu_rules())
     per_rule.write_csv(smk.output.ledger)
     print(per_instance)
+    judges = judge_ledger()
+    judges.write_csv(smk.output.judges)
+    print(judges)
 
 
 if __name__ == "__main__":

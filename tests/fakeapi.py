@@ -97,6 +97,11 @@ def default_embedder(text: str) -> list[float]:
     return [x / norm for x in v]
 
 
+def _words(texts) -> int:
+    """The fake servers' token count: whitespace-separated words of the strings in ``texts``."""
+    return sum(len(t.split()) for t in texts if isinstance(t, str))
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # listen backlog: many concurrent clients connect at once
@@ -247,7 +252,13 @@ class FakeAPIServer:
             "created": int(time.time()),
             "model": req.get("model", "fake"),
             "choices": [choice],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            # "tokens" = whitespace-separated words, so a test knows what usage to expect
+            "usage": {
+                "prompt_tokens": _words(m.get("content") for m in req.get("messages", [])),
+                "completion_tokens": _words([text]),
+                "total_tokens": _words(m.get("content") for m in req.get("messages", []))
+                + _words([text]),
+            },
         }
 
     def _anthropic_body(self, req: dict[str, Any], text: str) -> dict[str, Any]:
@@ -259,7 +270,12 @@ class FakeAPIServer:
             "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1},
+            "usage": {
+                "input_tokens": _words(
+                    [req.get("system")] + [m.get("content") for m in req.get("messages", [])]
+                ),
+                "output_tokens": _words([text]),
+            },
         }
 
     def _embeddings_body(self, req: dict[str, Any], short: bool = False) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def test_offline_deterministic_and_cached(tmp_path):
     assert s3.n_calls == 0 and s3.n_cache_hits == 15
     assert set(s3.as_dict()) == {
         "n_requests", "n_unique", "n_cache_hits", "n_calls", "n_failed", "failures",
-        "first_error", "elapsed_s",
+        "first_error", "elapsed_s", "input_tokens", "output_tokens", "cost_usd",
     }  # fmt: skip
 
 
@@ -263,6 +263,44 @@ def test_digit_expected_value_edges():
     assert math.isnan(digit_expected_value(low))
     assert digit_expected_value(low, min_mass=0.1) == pytest.approx(5 / 9 * 100)
     assert math.isnan(digit_expected_value({"10": 0.0, "a": -1.0}))
+
+
+def test_ledger_counts_tokens_and_cost_of_the_calls_made(tmp_path, monkeypatch):
+    """The fake server bills one token per word: "Rate it." + "item i" = 4 input tokens, the
+    echo "echo:item i" = 2 output tokens. Cache hits cost nothing; each run is a ledger row."""
+    from interpflow.ledger import judge_ledger
+
+    monkeypatch.setenv("INTERPFLOW_JOB", "logs/deception/x/labels.log")
+    cache = tmp_path / "c.sqlite"
+    with FakeAPIServer(echo) as server:
+        cfg = openai_cfg(server, name="gpt", price_input_per_mtok=2.0, price_output_per_mtok=8.0)
+        _, cold = Judge(cfg, cache).run(reqs(4))
+        assert (cold.input_tokens, cold.output_tokens) == (16, 8)
+        assert cold.cost_usd == pytest.approx((16 * 2.0 + 8 * 8.0) / 1e6)
+        _, warm = Judge(cfg, cache).run(reqs(4) + reqs(6))  # items 0-3 twice (cached), 4-5 new
+        assert (warm.n_cache_hits, warm.input_tokens, warm.output_tokens) == (8, 8, 4)
+        unpriced = openai_cfg(server, name="free")
+        _, st = Judge(unpriced, cache).run(reqs(1))
+        assert st.cost_usd is None  # no price configured: no cost, not zero
+    led = judge_ledger(cache).to_dicts()
+    assert [r["judge"] for r in led] == ["free", "gpt"]
+    free, gpt = led
+    assert gpt == {
+        "job": "logs/deception/x/labels.log",
+        "judge": "gpt",
+        "backend": "openai",
+        "model": "gpt-fake",
+        "runs": 2,
+        "requests": 14,
+        "cache_hits": 8,
+        "calls": 6,
+        "failed": 0,
+        "input_tokens": 24,
+        "output_tokens": 12,
+        "cost_usd": pytest.approx((24 * 2.0 + 12 * 8.0) / 1e6),
+    }
+    assert free["cost_usd"] is None and free["requests"] == 1
+    assert SECRET.encode() not in cache.read_bytes()
 
 
 def test_anthropic_backend(tmp_path):

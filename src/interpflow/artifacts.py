@@ -164,11 +164,14 @@ def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def log_to(path: str | Path | None) -> Iterator[None]:
-    """Send stdout and stderr (including Python warnings and tracebacks) to ``path``."""
+    """Send stdout and stderr (including Python warnings and tracebacks) to ``path``; while
+    inside, ``INTERPFLOW_JOB`` names the job by its log path (the judge ledger's ``job``)."""
     if path is None:
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    old_job = os.environ.get("INTERPFLOW_JOB")
+    os.environ["INTERPFLOW_JOB"] = str(path)
     with open(path, "w", buffering=1) as fh:
         old = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = fh
@@ -181,3 +184,7 @@ def log_to(path: str | Path | None) -> Iterator[None]:
             raise
         finally:
             sys.stdout, sys.stderr = old
+            if old_job is None:
+                os.environ.pop("INTERPFLOW_JOB", None)
+            else:
+                os.environ["INTERPFLOW_JOB"] = old_job

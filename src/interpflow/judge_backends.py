@@ -96,7 +96,13 @@ class _OpenAIBackend(OpenAIClient):
                 for alt in content[0].top_logprobs or []:
                     _merge_logprob(top, alt.token, alt.logprob)
             # A server that ignores logprobs still gives text; the digit score is then NaN.
-        return JudgeReply(text=text, top_logprobs=top)
+        usage = getattr(resp, "usage", None)
+        return JudgeReply(
+            text=text,
+            top_logprobs=top,
+            input_tokens=getattr(usage, "prompt_tokens", None),
+            output_tokens=getattr(usage, "completion_tokens", None),
+        )
 
 
 class _AnthropicBackend:
@@ -122,9 +128,15 @@ class _AnthropicBackend:
             messages=[{"role": "user", "content": req.user}],
             max_tokens=req.max_tokens,
         )
+        usage = getattr(resp, "usage", None)
         for block in getattr(resp, "content", None) or []:
             if getattr(block, "type", None) == "text" and isinstance(block.text, str):
-                return JudgeReply(text=block.text, top_logprobs=None)
+                return JudgeReply(
+                    text=block.text,
+                    top_logprobs=None,
+                    input_tokens=getattr(usage, "input_tokens", None),
+                    output_tokens=getattr(usage, "output_tokens", None),
+                )
         raise _MalformedResponse("response has no text content block")
 
 
@@ -169,7 +181,12 @@ class _HFBackend:
             top = {}
             for v, i in zip(values.tolist(), ids.tolist(), strict=True):
                 _merge_logprob(top, self.tok.decode([i]), v)
-        return JudgeReply(text=text, top_logprobs=top)
+        return JudgeReply(
+            text=text,
+            top_logprobs=top,
+            input_tokens=int(enc["input_ids"].shape[1]),
+            output_tokens=int(new_ids.numel()),
+        )
 
 
 class _OfflineBackend:

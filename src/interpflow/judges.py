@@ -102,8 +102,21 @@ class JudgeConfig:
     still writing its outputs, the failures as NaN/null and counted; above it,
     :func:`check_failures` stops the stage. 0: any failure stops it; 1: none does."""
     name: str = ""
-    """The judge's name under ``judges:`` (the workflow sets it), for error messages only: it
-    is in no cache key."""
+    """The judge's name under ``judges:`` (the workflow sets it), for error messages and the
+    ledger only: it is in no cache key."""
+    price_input_per_mtok: float | None = None
+    """USD per million input tokens, for the ledger's cost (None: no cost computed)."""
+    price_output_per_mtok: float | None = None
+    """USD per million output tokens."""
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float | None:
+        """What ``input_tokens`` / ``output_tokens`` cost at this judge's prices (None when
+        a price is not configured)."""
+        if self.price_input_per_mtok is None or self.price_output_per_mtok is None:
+            return None
+        return (
+            input_tokens * self.price_input_per_mtok + output_tokens * self.price_output_per_mtok
+        ) / 1e6
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -180,6 +193,11 @@ class JudgeReply:
     reason: str | None = None
     """A failed call's cause in a few words: ``"HTTP 401 Unauthorized"`` (the status of the
     API's last answer) or, with no answer, the exception class (``"APITimeoutError"``)."""
+    input_tokens: int | None = field(default=None, compare=False)
+    """Tokens billed for the prompt (the API's usage; the prompt length for ``hf``); not part
+    of the answer (a cached reply has none: it cost nothing)."""
+    output_tokens: int | None = field(default=None, compare=False)
+    """Tokens generated (the API's usage; the new tokens for ``hf``)."""
 
     @property
     def ok(self) -> bool:
@@ -203,6 +221,11 @@ class JudgeStats:
     first_error: str | None = None
     """:attr:`JudgeReply.error` of the first failed request (no API key in it)."""
     elapsed_s: float = 0.0
+    input_tokens: int = 0
+    """Input tokens of the calls made now (cache hits cost nothing)."""
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    """At the judge's configured prices; None when it has none."""
 
     ROLE: ClassVar[str] = "judge"
     UNIT: ClassVar[str] = "calls"
@@ -282,6 +305,38 @@ class _Cache(SqliteCache):
         " key TEXT PRIMARY KEY, text TEXT NOT NULL, top_logprobs TEXT, created REAL)"
     )
     shared = True
+    ledger = (
+        "CREATE TABLE IF NOT EXISTS ledger ("
+        " created REAL, job TEXT, judge TEXT, backend TEXT, model TEXT, n_requests INTEGER,"
+        " n_cache_hits INTEGER, n_calls INTEGER, n_failed INTEGER, input_tokens INTEGER,"
+        " output_tokens INTEGER, cost_usd REAL, elapsed_s REAL)"
+    )
+
+    def record(self, cfg: JudgeConfig, stats: JudgeStats) -> None:
+        """One ledger row per :meth:`Judge.run`: which job (``INTERPFLOW_JOB``, set by
+        :func:`interpflow.artifacts.log_to` to the job's log path) asked which judge for what,
+        and what it cost (read by ``python -m interpflow.ledger judges``)."""
+        with self._lock, self._errors():
+            self._conn.execute(self.ledger)
+            self._conn.execute(
+                "INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    time.time(),
+                    os.environ.get("INTERPFLOW_JOB", ""),
+                    cfg.name,
+                    cfg.backend,
+                    cfg.model,
+                    stats.n_requests,
+                    stats.n_cache_hits,
+                    stats.n_calls,
+                    stats.n_failed,
+                    stats.input_tokens,
+                    stats.output_tokens,
+                    stats.cost_usd,
+                    stats.elapsed_s,
+                ),
+            )
+            self._conn.commit()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, JudgeReply]:
         out: dict[str, JudgeReply] = {}
@@ -411,6 +466,8 @@ class Judge:
                     bar.close()
         replies = [cached[k] if k in cached else fresh[k] for k in keys]
         failed = [r for r in replies if r.text is None]
+        tokens_in = sum(r.input_tokens or 0 for r in fresh.values())
+        tokens_out = sum(r.output_tokens or 0 for r in fresh.values())
         stats = JudgeStats(
             n_requests=len(requests),
             n_unique=len(unique),
@@ -420,7 +477,12 @@ class Judge:
             failures=dict(Counter(r.reason or "error" for r in failed)),
             first_error=failed[0].error if failed else None,
             elapsed_s=time.perf_counter() - t0,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cost_usd=self.cfg.cost_usd(tokens_in, tokens_out),
         )
+        if self._cache is not None:
+            self._cache.record(self.cfg, stats)
         if failed:
             log.warning(
                 "judge: %d of %d requests failed (%s); first error: %s",

@@ -11,6 +11,7 @@ e.g. measured on the cluster before) or, where none is configured, the mean of t
 machine's benchmark files; a rule with neither is listed as unknown, not guessed.
 
     python -m interpflow.ledger                      # this run's ledger, per instance and rule
+    python -m interpflow.ledger judges               # judge calls, cache hits, tokens, cost
     python -m interpflow.ledger estimate --configfile config/studies/tribunal_r1.yaml \\
         [--rates rates.yaml] [--target all]          # before running a preset
 """
@@ -104,6 +105,49 @@ def ledger(jobs: pl.DataFrame, gpu: set[str]) -> tuple[pl.DataFrame, pl.DataFram
     return per_rule, per_instance
 
 
+JUDGE_CACHE = Path("results/cache/judges.sqlite")
+
+
+def judge_ledger(cache: str | Path = JUDGE_CACHE) -> pl.DataFrame:
+    """Per job (its log path) and judge: the runs, requests, cache hits, calls made (HTTP
+    attempts with retries, for the API backends), failed requests, tokens and cost (USD, at
+    the judge's configured prices; null where none), from the ledger rows every
+    :meth:`interpflow.judges.Judge.run` writes into the judge cache."""
+    import sqlite3
+
+    schema = {
+        "job": pl.String,
+        "judge": pl.String,
+        "backend": pl.String,
+        "model": pl.String,
+        "runs": pl.Int64,
+        "requests": pl.Int64,
+        "cache_hits": pl.Int64,
+        "calls": pl.Int64,
+        "failed": pl.Int64,
+        "input_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "cost_usd": pl.Float64,
+    }
+    if not Path(cache).is_file():
+        return pl.DataFrame(schema=schema)
+    conn = sqlite3.connect(f"file:{cache}?mode=ro", uri=True)
+    try:
+        if not conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='ledger'"
+        ).fetchone():
+            return pl.DataFrame(schema=schema)
+        rows = conn.execute(
+            "SELECT job, judge, backend, model, count(*), sum(n_requests), sum(n_cache_hits),"
+            " sum(n_calls), sum(n_failed), sum(input_tokens), sum(output_tokens),"
+            " CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END"
+            " FROM ledger GROUP BY job, judge, backend, model ORDER BY job, judge"
+        ).fetchall()
+    finally:
+        conn.close()
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
 def measured_rates(jobs: pl.DataFrame) -> dict[str, float]:
     """Mean wall seconds per job of each rule, over the benchmark files present."""
     if jobs.height == 0:
@@ -188,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     est.add_argument("--configfile", nargs="*", default=[], help="presets, as for snakemake")
     est.add_argument("--target", nargs="*", default=["all"], help="targets (default: all)")
     est.add_argument("--rates", help="YAML {rule: seconds per job}, e.g. measured on the cluster")
+    jl = sub.add_parser("judges", help="judge calls, cache hits, failures, tokens and cost")
+    jl.add_argument("--cache", default=str(JUDGE_CACHE), help="the judge cache (sqlite)")
     parser.add_argument("--benchmarks", default=str(BENCHMARKS), help="benchmark files' root")
     args = parser.parse_args(argv)
     gpu = gpu_rules()
@@ -206,6 +252,9 @@ def main(argv: list[str] | None = None) -> None:
             f"hours (rates: {args.rates or 'none configured'}; measured here where not)"
             + (f"; no rate for {unknown}: not counted" if unknown else "")
         )
+        return
+    if args.command == "judges":
+        print(_show(judge_ledger(args.cache)))
         return
     per_rule, per_instance = ledger(jobs, gpu)
     print(_show(per_instance))
