@@ -1,6 +1,6 @@
 """Rule findings: every study instance's findings.json in one table (results/findings.md),
 and the cost ledgers of the run so far: rules (results/ledger.csv) and judges
-(results/judge_ledger.csv), from interpflow.ledger.""""
+(results/judge_ledger.csv), from interpflow.ledger."""
 
 from interpflow.artifacts import log_to
 from interpflow.findings import gather, summary_text
