@@ -5,6 +5,9 @@
 #   make run-stub   install, then `all` on the embedded default (the stub model, toy scale)
 #   make estimate CONFIG=config/studies/<preset>.yaml [RATES=rates.yaml]
 #                   GPU/CPU hours of a preset's plan, before running it (interpflow.ledger)
+#   make demo INSTANCE=<name> [CONFIG=config/studies/<preset>.yaml] [PORT=7860]
+#                   build a deception instance's probes if needed, then serve its live
+#                   per-token probe demo on http://127.0.0.1:$(PORT) (interpflow.demo)
 #   make test       install (with dev extras), then run the whole test suite
 #   make test-fast  the unit tests only (no snakemake runs, no SLURM daemons)
 #   make lock       recompile constraints.txt from pyproject.toml and repin envs/*.yaml
@@ -31,7 +34,7 @@ REFERENCE ?= config/studies/deception_smollm2.yaml config/studies/tribunal_smoll
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: run run-stub estimate test test-fast install lock
+.PHONY: run run-stub estimate demo test test-fast install lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
@@ -59,6 +62,14 @@ run-stub: install
 
 estimate: install
 	$(BIN)/python -m interpflow.ledger estimate --configfile $(CONFIG) $(if $(RATES),--rates $(RATES))
+
+INSTANCE ?= default
+PORT ?= 7860
+demo: install
+	$(BIN)/snakemake --cores $(CORES) results/deception/$(INSTANCE)/probes/metrics.json \
+		$(if $(CONFIG),--configfile $(CONFIG))
+	$(BIN)/python -m interpflow.demo --instance $(INSTANCE) --port $(PORT) \
+		$(if $(CONFIG),--configfile $(CONFIG))
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
