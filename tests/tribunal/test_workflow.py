@@ -20,7 +20,13 @@ TARGETS = (
     f"{OUT}/probe_results.png",
     f"{OUT}/implicit_value_directions.json",
 )
-RULES = ("tribunal_prompts", "tribunal_generate", "tribunal_labels", "tribunal_probes")
+RULES = (
+    "tribunal_prompts",
+    "tribunal_generate",
+    "tribunal_labels",
+    "tribunal_probes",
+    "tribunal_findings",
+)
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +199,36 @@ def test_preset_dry_runs_offline(tmp_path):
     assert "results/tribunal/r1-7b/metrics.json" in proc.stdout
     assert "results/tribunal/default/" not in proc.stdout
     print("preset jobs:", counts)
+
+
+def test_smollm2_preset_plans_the_random_init_control(tmp_path):
+    """probes.control: the random-init copy is built and re-reads the traces (tribunal_control),
+    and the probes wait for it."""
+    work = copy_repo(tmp_path)
+    preset = "config/studies/tribunal_smollm2.yaml"
+    proc = snakemake(work, "-n", "all", "--configfile", preset, check=False, env=OFFLINE_ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = job_counts(proc.stdout)
+    assert set(counts) == {
+        *RULES,
+        "tribunal_control",
+        "models_packaged",
+        "models_random_init",
+        "all",
+        "total",
+    }, counts
+    assert "results/tribunal/smollm2/control/activations.parquet" in proc.stdout
+    assert "results/models/smollm2-random" in proc.stdout
+
+
+def test_unknown_control_model_fails_at_planning(tmp_path):
+    work = copy_repo(tmp_path)
+    cfg = write_config(
+        work / "bad.yaml", {"tribunal": {"default": {"probes": {"control": "nope"}}}}
+    )
+    proc = snakemake(work, "-n", *TARGETS, "--configfile", str(cfg), check=False, env=OFFLINE_ENV)
+    assert proc.returncode != 0
+    assert "tribunal.default.probes.control" in proc.stdout + proc.stderr
 
 
 def test_missing_problems_file_fails_at_planning(tmp_path):
