@@ -39,7 +39,7 @@ def test_shipped_resources_parse():
 def test_bad_eval_rows_name_file_and_row(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "honesty_label": 1}\n{"question": "r", "honesty_label": 0}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl: row 2: honesty_label"):
+    with pytest.raises(ValueError, match=r"bad.jsonl: row 2: label \(or honesty_label\)"):
         load_eval_set("x", bad)
     bad.write_text('{"question": "q", "honesty_label": 1}\nnot json\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
@@ -106,3 +106,13 @@ def test_hub_eval_set_without_datasets_names_the_key(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_datasets)
     with pytest.raises(ImportError, match="steering.eval.sets.dilemmas"):
         load_eval_set("dilemmas", "hf:wassname/daily_dilemmas-self-honesty:honesty_eval:train")
+
+
+def test_eval_rows_take_label_or_honesty_label(tmp_path):
+    f = tmp_path / "agree.jsonl"
+    f.write_text('{"question": "q", "label": 1}\n{"question": "r", "honesty_label": -1}\n')
+    df = load_eval_set("agree", f)
+    assert df["label"].to_list() == [1, -1]
+    f.write_text('{"question": "q", "label": 2}\n')
+    with pytest.raises(ValueError, match=r"row 1: label \(or honesty_label\)"):
+        load_eval_set("agree", f)

@@ -22,7 +22,7 @@ def test_weight_sweep_alpha0_is_base_and_alpha_moves_scores(spec, pair, tmp_path
         out_norms=tmp_path / "norms.json",
     )
     evals = {"id": f"{RES}/id_eval.jsonl"}
-    cfg = EvalConfig(alphas=(-1.0, 0.0, 1.0), n_rows=6)
+    cfg = EvalConfig(alphas=(-1.0, 0.0, 1.0), n_rows=6, random_dw=False)
     df = eval_weight_steering(
         model=spec,
         dw=tmp_path / "dw.safetensors",
@@ -54,3 +54,45 @@ def test_overlap_bounds():
     only_row0[1] = 1.0
     assert _overlap(e0, only_row0, "out") == pytest.approx(0.0)
     assert _overlap(torch.eye(4), mat, "in") == pytest.approx(1.0)
+
+
+def test_random_dw_control_has_dw_norms_and_base_at_alpha0(spec, pair, tmp_path):
+    from safetensors.torch import load_file
+
+    from interpflow.steering.common import random_like
+
+    compute_dw(
+        model=spec,
+        pos_dir=pair / "pos",
+        neg_dir=pair / "neg",
+        out_dw=tmp_path / "dw.safetensors",
+        out_norms=tmp_path / "norms.json",
+    )
+    dw = load_file(str(tmp_path / "dw.safetensors"))
+    rand = random_like(dw, seed=3)
+    assert rand.keys() == dw.keys()
+    for k in dw:
+        assert float(rand[k].norm()) == pytest.approx(float(dw[k].norm()), rel=1e-5)
+        if float(dw[k].norm()) > 0:  # a different direction, not a rescaled dW
+            cos = float((rand[k] * dw[k]).sum() / (rand[k].norm() * dw[k].norm()))
+            assert abs(cos) < 0.5
+    again = random_like(dw, seed=3)
+    assert all(torch.equal(rand[k], again[k]) for k in dw)
+    df = eval_weight_steering(
+        model=spec,
+        dw=tmp_path / "dw.safetensors",
+        family="lora",
+        eval_sets={"id": f"{RES}/id_eval.jsonl"},
+        out_evals=tmp_path / "ev.parquet",
+        config=EvalConfig(alphas=(-1.0, 0.0, 1.0), n_rows=4),
+    )
+    assert df.group_by("method").len().sort("method").to_dicts() == [
+        {"method": "random", "len": 12},
+        {"method": "weight", "len": 12},
+    ]
+    w0 = df.filter((pl.col("method") == "weight") & (pl.col("alpha") == 0.0))
+    r0 = df.filter((pl.col("method") == "random") & (pl.col("alpha") == 0.0))
+    assert np.array_equal(w0["logratio"].to_numpy(), r0["logratio"].to_numpy())
+    r1 = df.filter((pl.col("method") == "random") & (pl.col("alpha") == 1.0))
+    w1 = df.filter((pl.col("method") == "weight") & (pl.col("alpha") == 1.0))
+    assert not np.allclose(r1["logratio"].to_numpy(), w1["logratio"].to_numpy())

@@ -16,6 +16,7 @@ from interpflow.steering.baselines import run_baselines
 from interpflow.steering.common import EvalConfig
 from interpflow.steering.data import PersonaDataConfig
 from interpflow.steering.eval import DiagnosticsConfig
+from interpflow.steering.findings import FindingsConfig
 
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/steering.schema.yaml").read_text())
 BLOCKS = {
@@ -24,6 +25,7 @@ BLOCKS = {
     "train": PersonaTrainConfig,
     "eval": EvalConfig,
     "diagnostics": DiagnosticsConfig,
+    "findings": FindingsConfig,
 }
 #: Dataclass fields that are not keys of their block: the family comes from the rule's
 #: wildcard, alphas from the instance's top-level `alphas`, max_grad_norm is fixed.
@@ -34,6 +36,7 @@ PRESETS = [
     "config/config.yaml",
     "config/studies/weight_steering_qwen3-0.6b.yaml",
     "config/studies/weight_steering_qwen2.5-7b.yaml",
+    "config/studies/steering_smollm2.yaml",
 ]
 
 

@@ -49,7 +49,9 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
     summary = json.loads((run / f"{REPORT}/summary.json").read_text())
     for eval_set in ("dilemmas", "id"):
         got = summary["deltas_at_alpha_pm1"][eval_set]
-        assert set(got) == {f"weight:{f}" for f in FAMILIES} | {"repe:all_layers"}
+        assert set(got) == {f"{m}:{f}" for m in ("weight", "random") for f in FAMILIES} | {
+            "repe:all_layers"
+        }
         assert all(set(v) == {"+1", "-1"} for v in got.values())
     # α = 0 is the untouched base model for every family, RepE and the unprompted baseline
     frames = [pl.read_parquet(run / f"{RESULTS}/evals/weight_{f}.parquet") for f in FAMILIES]
@@ -58,10 +60,11 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
         pl.col("variant") == "none"
     )
     for df in frames:
-        base = df.filter(pl.col("alpha") == 0.0).sort("eval_set", "row_id")["logratio"]
-        assert (base - ref.sort("eval_set", "row_id")["logratio"]).abs().max() < 1e-5
+        for _, part in df.group_by("method"):  # weight, its random-dW control, RepE
+            base = part.filter(pl.col("alpha") == 0.0).sort("eval_set", "row_id")["logratio"]
+            assert (base - ref.sort("eval_set", "row_id")["logratio"]).abs().max() < 1e-5
     curves = pl.read_csv(run / f"{REPORT}/alpha_vs_score.csv")
-    assert curves.height == (len(FAMILIES) + 1) * 5 * 2
+    assert curves.height == (2 * len(FAMILIES) + 1) * 5 * 2
     bars = pl.read_csv(run / f"{REPORT}/baselines_vs_weight.csv")
     assert {
         "prompt:simple_honest",
@@ -105,14 +108,32 @@ def test_bad_steering_config_fails_at_planning_with_the_key(tmp_path):
         assert proc.returncode != 0 and needle in proc.stdout + proc.stderr, bad
 
 
+def test_findings_one_per_family_with_controls(run):
+    from interpflow.findings import read
+
+    findings = read(run / f"{RESULTS}/findings.json")
+    assert [f.finding.split()[0] for f in findings] == FAMILIES
+    for f in findings:
+        assert f.study == "steering" and f.instance == "default" and f.model == "stub"
+        assert f.n == 24  # the dilemmas set (the first of eval.sets), paired by row
+        assert [c.name for c in f.controls] == [
+            "random dW",
+            "RepE",
+            "prompt engineered_honest - engineered_dishonest",
+        ]
+        assert all(c.margin is not None for c in f.controls)
+
+
 @pytest.mark.parametrize(
-    "preset,instances",
+    "preset,instances,families,extra",
     [
-        ("weight_steering_qwen3-0.6b", ["honesty-seed0", "honesty-seed1", "honesty-seed2"]),
-        ("weight_steering_qwen2.5-7b", ["honesty"]),
+        ("weight_steering_qwen3-0.6b", ["honesty-seed0", "honesty-seed1", "honesty-seed2"], 6, {}),
+        ("weight_steering_qwen2.5-7b", ["honesty"], 6, {}),
+        # SmolLM2 is converted from its wheel by one job (rule models_packaged)
+        ("steering_smollm2", ["smollm2"], 1, {"models_packaged": 1}),
     ],
 )
-def test_presets_plan_their_instances_only(tmp_path, preset, instances):
+def test_presets_plan_their_instances_only(tmp_path, preset, instances, families, extra):
     """Every family of every declared instance (the qwen3 preset: a sweep over train.seed),
     nothing of the default config, no stub, no network."""
     work = copy_repo(tmp_path)
@@ -122,12 +143,14 @@ def test_presets_plan_their_instances_only(tmp_path, preset, instances):
     n = len(instances)
     assert job_counts(proc.stdout) == {
         "steering_data": n,
-        "steering_adapters": 6 * n,
-        "steering_eval": 6 * n,
+        "steering_adapters": families * n,
+        "steering_eval": families * n,
         "steering_baselines": n,
         "steering_report": n,
+        "steering_findings": n,
         "all": 1,
-        "total": 15 * n + 1,
+        **extra,
+        "total": (2 * families + 4) * n + 1 + sum(extra.values()),
     }
     for name in instances:
         assert f"results/steering/{name}/report/summary.json" in proc.stdout

@@ -51,12 +51,12 @@ steering_families = lambda *patterns: lambda wildcards: expand(
     family=instance("steering", wildcards)["families"],
 )
 
-# The report files of every steering instance (rule all).
+# The report files and findings of every steering instance (rule all).
 steering_targets = lambda: expand(
     f"{STEERING}/report/{{file}}",
     instance=list(INSTANCES["steering"]),
     file=STEERING_REPORT_FILES,
-)
+) + expand(f"{STEERING}/findings.json", instance=list(INSTANCES["steering"]))
 
 
 wildcard_constraints:
@@ -223,3 +223,24 @@ rule steering_report:
         "../../envs/cpu.yaml"
     script:
         "../../scripts/steering/report.py"
+
+
+rule steering_findings:
+    input:
+        evals=steering_families("evals/weight_{family}.parquet"),
+        baselines=[f"{STEERING}/evals/repe.parquet", f"{STEERING}/evals/prompts.parquet"],
+    output:
+        findings=f"{STEERING}/findings.json",
+    log:
+        "logs/steering/{instance}/findings.log",
+    params:
+        families=lambda wildcards: instance("steering", wildcards)["families"],
+        findings=setting("steering", "findings"),
+        model=model_id("steering"),
+        key=steering_key,
+        code=code_hash("steering/findings"),
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/steering/findings.py"

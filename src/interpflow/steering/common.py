@@ -95,7 +95,8 @@ def load_eval_set(name: str, path: str | Path, limit: int | None = None) -> pl.D
 
     ``dilemmas`` rows follow the daily-dilemmas format (``dilemma_idx``,
     ``dilemma_situation``, ``action_type``, ``action``, ``honesty_label`` ∈ {−1, +1}); other
-    sets have ``row_id``, ``question``, ``honesty_label``. JSONL or parquet, or
+    sets have ``row_id``, ``question`` and ``label`` (+1 when "Yes" is the positive persona's
+    answer, −1 when "No" is; ``honesty_label`` is read as ``label``). JSONL or parquet, or
     ``hf:<dataset id>[:<config>[:<split>]]`` (e.g. a hub copy of daily dilemmas with those
     columns) loaded with the optional ``datasets`` package when online.
     """
@@ -108,9 +109,11 @@ def load_eval_set(name: str, path: str | Path, limit: int | None = None) -> pl.D
         rows = _read_rows(path)
     out = []
     for i, r in enumerate(rows, 1):
-        label = r.get("honesty_label")
+        label = r.get("label", r.get("honesty_label"))  # label: any axis; honesty_label: seed's
         if label not in (-1, 1):
-            raise ValueError(f"{path}: row {i}: honesty_label must be -1 or +1, got {label!r}")
+            raise ValueError(
+                f"{path}: row {i}: label (or honesty_label) must be -1 or +1, got {label!r}"
+            )
         if "dilemma_situation" in r:
             for key in ("dilemma_idx", "action"):
                 if key not in r:
@@ -192,8 +195,12 @@ class YesNoScorer:
             mask = enc["attention_mask"]
             pos_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: positions from the mask
             with torch.inference_mode():
+                # the last position only: the LM head over every position costs ~1/3 of the pass
                 logits = self.model(
-                    input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos_ids
+                    input_ids=enc["input_ids"],
+                    attention_mask=mask,
+                    position_ids=pos_ids,
+                    logits_to_keep=1,
                 ).logits[:, -1]
             logp = torch.log_softmax(logits.float(), dim=-1)
             ly.append(logp[:, self.yes].cpu().numpy())
@@ -269,6 +276,24 @@ class EvalConfig:
     answer_prefix: str = ""
     batch_size: int = 16
     n_rows: int | None = None  # rows per eval set; None = all
+    # also steer with a random dW of the same per-matrix norms (method random)
+    random_dw: bool = True
+    random_seed: int = 0
+
+
+def random_like(dw: Mapping, seed: int = 0) -> dict:
+    """A seeded Gaussian direction per tensor of ``dw``, scaled to that tensor's Frobenius norm
+    (a null control: a perturbation as large as dW, matrix by matrix, in no trained direction)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k in sorted(dw):
+        v = dw[k].float()
+        r = torch.randn(v.shape, generator=g, dtype=torch.float32)
+        norm = float(v.norm())
+        out[k] = (r * (norm / float(r.norm()))).contiguous() if norm > 0 else torch.zeros_like(r)
+    return out
 
 
 def write_eval(df: pl.DataFrame, out: str | Path, **prov) -> pl.DataFrame:

@@ -20,18 +20,32 @@ import polars as pl
 from interpflow.artifacts import write_parquet, write_provenance
 from interpflow.models import ModelSpec, chat_prompt, decoder_layers, load_model
 from interpflow.steering.common import (
+    EVAL_SCHEMA,
     EvalConfig,
     WeightSteerer,
     YesNoScorer,
     load_eval_sets,
     load_personas,
     load_questions,
+    random_like,
     score_rows,
     write_eval,
 )
 
 #: Modules whose output is added to the residual stream (targets of the projection test).
 RESIDUAL_WRITERS = ("o_proj", "down_proj")
+OVERLAP_SCHEMA = {
+    "family": pl.String,
+    "module": pl.String,
+    "layer": pl.Int32,
+    "kind": pl.String,
+    "norm": pl.Float64,
+    "overlap_w_out": pl.Float64,
+    "overlap_w_in": pl.Float64,
+    "chance_out": pl.Float64,
+    "chance_in": pl.Float64,
+    "overlap_act": pl.Float64,
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,7 @@ class DiagnosticsConfig:
 
     k: int = 32
     n_questions: int | None = None
+    enabled: bool = True  # False: empty overlap / projection tables (saves 9 eval passes)
 
 
 def eval_weight_steering(
@@ -64,6 +79,14 @@ def eval_weight_steering(
     for alpha in config.alphas:
         steer.apply(alpha)
         parts.append(score_rows(scorer, evals, "weight", family, alpha))
+    if config.random_dw:  # the null control: a random dW of the same per-matrix norms
+        rand = random_like(steer.dw, config.random_seed)
+        for alpha, base in zip(config.alphas, list(parts), strict=True):
+            if alpha == 0.0:  # α = 0 is the base model: the weight rows, relabelled
+                parts.append(base.with_columns(method=pl.lit("random")))
+                continue
+            steer.apply(alpha, rand)
+            parts.append(score_rows(scorer, evals, "random", family, alpha))
     steer.restore()
     return write_eval(
         pl.concat(parts),
@@ -196,21 +219,7 @@ def subspace_diagnostics(
             inside = p @ (p.T @ delta)
             write_dw[name], proj_dw[name], comp_dw[name] = delta, inside, delta - inside
         rows.append(row)
-    overlap = pl.DataFrame(
-        rows,
-        schema={
-            "family": pl.String,
-            "module": pl.String,
-            "layer": pl.Int32,
-            "kind": pl.String,
-            "norm": pl.Float64,
-            "overlap_w_out": pl.Float64,
-            "overlap_w_in": pl.Float64,
-            "chance_out": pl.Float64,
-            "chance_in": pl.Float64,
-            "overlap_act": pl.Float64,
-        },
-    )
+    overlap = pl.DataFrame(rows, schema=OVERLAP_SCHEMA)
     write_parquet(overlap, out_overlap)
 
     evals = load_eval_sets(eval_sets, config.n_rows)
@@ -276,6 +285,10 @@ def evaluate_family(
         out_evals=out_evals,
         config=config,
     )
+    if not diagnostics.enabled:
+        write_parquet(pl.DataFrame(schema=OVERLAP_SCHEMA), out_overlap)
+        write_parquet(pl.DataFrame(schema={**EVAL_SCHEMA, "family": pl.String}), out_projection)
+        return {"eval_rows": ev.height, "overlap_rows": 0}
     overlap, _ = subspace_diagnostics(
         model=model,
         loaded=loaded,

@@ -19,6 +19,8 @@ from interpflow.artifacts import read_parquet, write_json, write_parquet
 from interpflow.steering.common import EVAL_SCHEMA
 
 CI_METHOD = "paired 1.96*SE over rows"
+#: Methods with an α-sweep: dW, the random dW of the same norms (null control), RepE.
+STEERED = ("weight", "random", "repe")
 OVERLAP_COLUMNS = (
     "norm",
     "overlap_w_out",
@@ -88,7 +90,7 @@ def _alpha_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> N
     """α vs delta per family (and RepE), CI bands, one panel per eval set."""
     from interpflow.figures import plt, save_png, write_csv
 
-    curves = summary.filter(pl.col("method").is_in(["weight", "repe"]))
+    curves = summary.filter(pl.col("method").is_in(STEERED))
     write_csv(
         curves.select(
             "method",
@@ -111,7 +113,7 @@ def _alpha_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> N
         ):
             sub = sub.sort("alpha")
             x = sub["alpha"].to_numpy()
-            ls = "--" if method == "repe" else "-"
+            ls = {"repe": "--", "random": ":"}.get(method, "-")
             (line,) = ax.plot(
                 x, sub["delta"].to_numpy(), ls, marker="o", label=f"{method}:{variant}"
             )
@@ -137,7 +139,7 @@ def _bars_figure(summary: pl.DataFrame, main_set: str, out_png, out_csv) -> None
     bars = summary.filter(
         (pl.col("eval_set") == main_set)
         & (
-            ((pl.col("method").is_in(["weight", "repe"])) & (pl.col("alpha") == 1.0))
+            ((pl.col("method").is_in(STEERED)) & (pl.col("alpha") == 1.0))
             | ((pl.col("method") == "prompt") & (pl.col("variant") != "none"))
         )
     ).with_columns(label=pl.col("method") + ":" + pl.col("variant"))
@@ -151,7 +153,8 @@ def _bars_figure(summary: pl.DataFrame, main_set: str, out_png, out_csv) -> None
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * bars.height + 2), 4))
     y = bars["delta"].to_numpy()
     err = np.vstack([y - bars["delta_lo"].to_numpy(), bars["delta_hi"].to_numpy() - y])
-    colors = ["C0" if m == "weight" else "C1" if m == "repe" else "C2" for m in bars["method"]]
+    palette = {"weight": "C0", "repe": "C1", "random": "C7"}
+    colors = [palette.get(m, "C2") for m in bars["method"]]
     ax.bar(range(bars.height), y, yerr=err, color=colors, capsize=3)
     ax.set_xticks(range(bars.height), bars["label"].to_list(), rotation=45, ha="right", fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
@@ -163,7 +166,7 @@ def _pmass_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> N
     """p(Yes) + p(No) against α (the in-format sanity check)."""
     from interpflow.figures import plt, save_png, write_csv
 
-    pm = summary.filter(pl.col("method").is_in(["weight", "repe"]))
+    pm = summary.filter(pl.col("method").is_in(STEERED))
     write_csv(pm.select("method", "variant", "eval_set", "alpha", "pmass"), out_csv)
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
     for ax, s in zip(axes[0], sets, strict=True):
@@ -186,10 +189,11 @@ def _pmass_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> N
 
 
 def deltas_at_alpha_pm1(summary: pl.DataFrame) -> dict:
-    """``{eval set: {method:variant: {"+1"|"-1": delta, ci, sign}}}`` of weight and RepE rows."""
+    """``{eval set: {method:variant: {"+1"|"-1": delta, ci, sign}}}`` of weight, random-dW and
+    RepE rows."""
     signs: dict = {}
     for row in summary.filter(
-        (pl.col("method").is_in(["weight", "repe"])) & (pl.col("alpha").abs() == 1.0)
+        (pl.col("method").is_in(STEERED)) & (pl.col("alpha").abs() == 1.0)
     ).iter_rows(named=True):
         entry = signs.setdefault(row["eval_set"], {}).setdefault(
             f"{row['method']}:{row['variant']}", {}
@@ -234,6 +238,7 @@ def steering_report(
     write_parquet(summary, out_summary)
     write_csv(summary, out_summary_csv)
     sets = summary["eval_set"].unique().sort().to_list()
+    main_set = main_set if main_set in sets else sets[0]  # e.g. an instance without dilemmas
     _alpha_figure(summary, sets, out_alpha, out_alpha_csv)
     _bars_figure(summary, main_set, out_bars, out_bars_csv)
     _pmass_figure(summary, sets, out_pmass, out_pmass_csv)

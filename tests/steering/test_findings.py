@@ -1,0 +1,111 @@
+"""interpflow.steering.findings on a constructed example: known shifts, paired by question."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from interpflow.artifacts import write_parquet
+from interpflow.findings import read
+from interpflow.steering.common import EVAL_SCHEMA
+from interpflow.steering.findings import FindingsConfig, bootstrap_mean, steering_findings
+
+N = 20
+
+
+def _rows(method, variant, alpha, signed, eval_set="id"):
+    n = len(signed)
+    return pl.DataFrame(
+        {
+            "method": [method] * n,
+            "variant": [variant] * n,
+            "alpha": [alpha] * n,
+            "eval_set": [eval_set] * n,
+            "row_id": [f"q{i}" for i in range(n)],
+            "label": [1] * n,
+            "logp_yes": np.zeros(n),
+            "logp_no": -np.asarray(signed, dtype=float),
+            "logratio": np.asarray(signed, dtype=float),
+            "logratio_signed": np.asarray(signed, dtype=float),
+            "pmass": np.full(n, 0.5),
+        },
+        schema=EVAL_SCHEMA,
+    )
+
+
+def _write(tmp_path, weight_step=2.0, random=True):
+    rng = np.random.default_rng(0)
+    base = rng.normal(-1.0, 1.0, N)  # questions differ a lot; the pairing removes it
+    noise = lambda s: rng.normal(0.0, s, N)
+    weight = [
+        _rows("weight", "lora", a, base + a * weight_step + noise(0.3)) for a in (-1.0, 0.0, 1.0)
+    ]
+    if random:
+        weight += [_rows("random", "lora", a, base + noise(0.3)) for a in (-1.0, 0.0, 1.0)]
+    repe = [_rows("repe", "all_layers", a, base + a * 0.5 + noise(0.3)) for a in (-1.0, 0.0, 1.0)]
+    prompts = [
+        _rows("prompt", "none", 0.0, base),
+        _rows("prompt", "agree", 0.0, base + 1.0 + noise(0.3)),
+        _rows("prompt", "disagree", 0.0, base - 1.0 + noise(0.3)),
+    ]
+    paths = []
+    for name, parts in (("weight_lora", weight), ("repe", repe), ("prompts", prompts)):
+        write_parquet(pl.concat(parts), tmp_path / f"{name}.parquet")
+        paths.append(tmp_path / f"{name}.parquet")
+    return paths
+
+
+def _run(tmp_path, paths):
+    return steering_findings(
+        evals=[paths[0]],
+        baselines=paths[1:],
+        families=["lora"],
+        out=tmp_path / "findings.json",
+        instance="toy",
+        model="m",
+        config=FindingsConfig(prompt_pair=("agree", "disagree"), n_bootstrap=500),
+    )
+
+
+def test_known_shift_holds_with_controls_as_margins(tmp_path):
+    (f,) = _run(tmp_path, _write(tmp_path))
+    assert f.value == pytest.approx(4.0, abs=0.3) and f.n == N
+    assert 0 < f.ci[0] < f.value < f.ci[1] and f.holds
+    ctl = {c.name: c for c in f.controls}
+    assert set(ctl) == {"random dW", "RepE", "prompt agree - disagree"}
+    assert abs(ctl["random dW"].value) < 0.5 and ctl["random dW"].margin_ci[0] > 3
+    assert ctl["RepE"].value == pytest.approx(1.0, abs=0.3)
+    assert ctl["prompt agree - disagree"].value == pytest.approx(2.0, abs=0.3)
+    assert ctl["RepE"].margin == pytest.approx(f.value - ctl["RepE"].value)
+    assert read(tmp_path / "findings.json")[0].value == pytest.approx(f.value)
+
+
+def test_no_shift_does_not_hold(tmp_path):
+    (f,) = _run(tmp_path, _write(tmp_path, weight_step=0.0))
+    assert f.ci[0] < 0 < f.ci[1] and not f.holds
+
+
+def test_without_random_rows_the_control_is_empty(tmp_path):
+    (f,) = _run(tmp_path, _write(tmp_path, random=False))
+    random = f.controls[0]
+    assert random.name == "random dW" and random.value is None and f.holds
+
+
+def test_unknown_eval_set_is_named(tmp_path):
+    paths = _write(tmp_path)
+    with pytest.raises(ValueError, match="findings.eval_set 'dilemmas'"):
+        steering_findings(
+            evals=[paths[0]],
+            baselines=paths[1:],
+            families=["lora"],
+            out=tmp_path / "f.json",
+            instance="toy",
+            model="m",
+            config=FindingsConfig(eval_set="dilemmas"),
+        )
+
+
+def test_bootstrap_mean_brackets_the_mean():
+    x = np.arange(10.0)
+    lo, hi = bootstrap_mean(x, 1000, 0)
+    assert lo < x.mean() < hi
+    assert bootstrap_mean(np.array([]), 10, 0) != bootstrap_mean(x, 10, 0)
