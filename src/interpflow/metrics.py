@@ -100,41 +100,6 @@ def ci95(values: Sequence[float]) -> list[float | None]:
     return [float(lo), float(hi)]
 
 
-def cohen_kappa(a: Sequence, b: Sequence, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """Cohen's kappa between two raters' labels of the same items, with a 95% CI from a
-    bootstrap over items: (p_o - p_e) / (1 - p_e), p_o the observed agreement, p_e the
-    agreement expected from each rater's label shares. Items either rater left unlabelled
-    (None/NaN) are dropped and counted. kappa is None when p_e = 1 (one label throughout)."""
-
-    def missing(v) -> bool:
-        return v is None or (isinstance(v, float) and np.isnan(v))
-
-    pairs = [(x, y) for x, y in zip(a, b, strict=True) if not (missing(x) or missing(y))]
-    n_dropped = len(a) - len(pairs)
-    labels = sorted({str(v) for p in pairs for v in p})
-    index = {lab: i for i, lab in enumerate(labels)}
-    ai = np.array([index[str(x)] for x, _ in pairs], dtype=np.int64)
-    bi = np.array([index[str(y)] for _, y in pairs], dtype=np.int64)
-
-    def kappa(x: np.ndarray, y: np.ndarray) -> float:
-        if x.size == 0:
-            return float("nan")
-        k = len(labels)
-        p_o = float((x == y).mean())
-        p_e = float((np.bincount(x, minlength=k) * np.bincount(y, minlength=k)).sum()) / x.size**2
-        return float("nan") if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)
-
-    rng = np.random.default_rng(seed)
-    boots = [kappa(ai[i], bi[i]) for i in rng.integers(0, max(ai.size, 1), (n_bootstrap, ai.size))]
-    return {
-        "kappa": nan_to_none(kappa(ai, bi)),
-        "kappa_ci": ci95(boots),
-        "agreement": nan_to_none(float((ai == bi).mean()) if ai.size else float("nan")),
-        "n": int(ai.size),
-        "n_dropped": int(n_dropped),
-    }
-
-
 def nan_to_none(x: float) -> float | None:
     """``x`` as a JSON-friendly float; None for None, NaN and infinities."""
     return None if x is None or not np.isfinite(x) else float(x)
@@ -356,7 +321,6 @@ __all__ = [
     "binary_auroc",
     "ci95",
     "classification_metrics",
-    "cohen_kappa",
     "expected_calibration_error",
     "group_bootstrap_indices",
     "group_labels",

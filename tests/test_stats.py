@@ -1,4 +1,4 @@
-"""interpflow.metrics: Cohen's kappa (judge agreement) on examples worked by hand."""
+"""interpflow.stats: the Wilson interval and Cohen's kappa, on examples worked by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from interpflow.metrics import cohen_kappa
+from interpflow.stats import cohen_kappa, wilson
 
 
 def test_kappa_by_hand_with_its_interval():
@@ -29,3 +29,14 @@ def test_kappa_edges():
     out = cohen_kappa(["y", None, "n", math.nan, "y"], ["y", "n", "n", "y", "n"])
     assert out["n"] == 3 and out["n_dropped"] == 2
     assert out["kappa"] == pytest.approx(cohen_kappa_score(["y", "n", "y"], ["y", "n", "n"]))
+
+
+def test_wilson_by_hand():
+    z, n, k = 1.96, 3, 1
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert wilson(k, n) == (pytest.approx(centre - half), pytest.approx(centre + half))
+    assert wilson(0, 20) == (0.0, pytest.approx(1.96**2 / (20 + 1.96**2)))
+    assert wilson(20, 20)[1] == 1.0
+    assert all(math.isnan(v) for v in wilson(0, 0))

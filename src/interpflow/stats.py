@@ -1,0 +1,74 @@
+"""Small interval statistics with no dependency beyond numpy, so that light rule environments
+(the judge env has no scipy or scikit-learn) can use them: the Wilson interval of a proportion
+and Cohen's kappa between two raters, with its bootstrap CI."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion k/n (95% at z = 1.96).
+
+    Unlike the Wald interval p ± z·sqrt(p(1-p)/n) it is not zero-width at p = 0 or 1 and stays
+    inside [0, 1]: 0 of 20 gives [0, 0.161]. (nan, nan) when n = 0.
+    """
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _finite_or_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _ci95(values: Sequence[float]) -> list[float | None]:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [None, None]
+    lo, hi = np.percentile(v, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def cohen_kappa(a: Sequence, b: Sequence, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Cohen's kappa between two raters' labels of the same items, with a 95% CI from a
+    bootstrap over items: (p_o - p_e) / (1 - p_e), p_o the observed agreement, p_e the
+    agreement expected from each rater's label shares. Items either rater left unlabelled
+    (None/NaN) are dropped and counted. kappa is None when p_e = 1 (one label throughout)."""
+
+    def missing(v) -> bool:
+        return v is None or (isinstance(v, float) and np.isnan(v))
+
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if not (missing(x) or missing(y))]
+    n_dropped = len(a) - len(pairs)
+    labels = sorted({str(v) for p in pairs for v in p})
+    index = {lab: i for i, lab in enumerate(labels)}
+    ai = np.array([index[str(x)] for x, _ in pairs], dtype=np.int64)
+    bi = np.array([index[str(y)] for _, y in pairs], dtype=np.int64)
+
+    def kappa(x: np.ndarray, y: np.ndarray) -> float:
+        if x.size == 0:
+            return float("nan")
+        k = len(labels)
+        p_o = float((x == y).mean())
+        p_e = float((np.bincount(x, minlength=k) * np.bincount(y, minlength=k)).sum()) / x.size**2
+        return float("nan") if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)
+
+    rng = np.random.default_rng(seed)
+    boots = [kappa(ai[i], bi[i]) for i in rng.integers(0, max(ai.size, 1), (n_bootstrap, ai.size))]
+    return {
+        "kappa": _finite_or_none(kappa(ai, bi)),
+        "kappa_ci": _ci95(boots),
+        "agreement": _finite_or_none(float((ai == bi).mean()) if ai.size else float("nan")),
+        "n": int(ai.size),
+        "n_dropped": int(n_dropped),
+    }
