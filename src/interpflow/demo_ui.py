@@ -24,6 +24,8 @@ CSS = """
 .tok.scored {border-bottom: 2px solid #444;}
 .prompt-text {color: #555; font-style: italic; margin-bottom: 6px;}
 .legend span {display: inline-block; margin-right: 14px;}
+table.scores {font-size: 13px; margin-top: 8px;}
+table.scores td, table.scores th {padding: 1px 10px; text-align: right;}
 """
 
 
@@ -74,6 +76,26 @@ def render_tokens(state: Scored, classes, element_id: str) -> str:
         f' data-n="{len(state.tokens)}" data-prompt-id="{html.escape(state.prompt_id or "")}">'
         f"{head}{''.join(parts)}"
         f'<div class="note">{html.escape(state.note)}</div></div>'
+    )
+
+
+def render_table(state: Scored, classes) -> str:
+    """One row per scored token: position, token, each class's probability, the argmax."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in classes)
+    rows = []
+    for tok in state.tokens:
+        if tok.proba is None:
+            continue
+        best = max(tok.proba, key=tok.proba.get)
+        cells = "".join(f"<td>{tok.proba[str(c)]:.3f}</td>" for c in classes)
+        text = html.escape(repr(tok.text))
+        rows.append(
+            f"<tr><td>{html.escape(tok.position)}</td><td><code>{text}</code></td>{cells}"
+            f"<td><b>{html.escape(best)}</b></td></tr>"
+        )
+    return (
+        f'<table class="scores"><tr><th>position</th><th>token</th>{head}<th>argmax</th></tr>'
+        f"{''.join(rows)}</table>"
     )
 
 
@@ -130,7 +152,8 @@ def build(inst: DemoInstance, scorer: LiveScorer):
         if pid not in rows:
             return "", ""
         state = replay_case(inst, scorer.tokenizer, rows[pid])
-        return render_tokens(state, classes, "replay-tokens"), render_chart(state, classes)
+        tokens = render_tokens(state, classes, "replay-tokens")
+        return tokens, render_chart(state, classes) + render_table(state, classes)
 
     def live(prompt, max_new_tokens, seed, greedy):
         if not (prompt or "").strip():
