@@ -384,3 +384,35 @@ rule deception_protocol:
         "../../envs/gpu.yaml"
     script:
         "../../scripts/deception/protocol.py"
+
+
+# How far to trust the labels: each judge's accuracy on the shipped gold slice, and Cohen's
+# kappa between the label judge and labels.agreement.judges on the same generations.
+rule deception_agreement:
+    input:
+        generations=f"{DECEPTION}/generations.parquet",
+        gold=lambda wildcards: existing_file(
+            instance("deception", wildcards)["labels"]["agreement"]["gold"],
+            f"deception.{wildcards.instance}.labels.agreement.gold",
+        ),
+    output:
+        agreement=f"{DECEPTION}/labels.agreement.json",
+    log:
+        "logs/deception/{instance}/agreement.log",
+    benchmark:
+        "benchmarks/results/deception/{instance}/agreement.tsv"
+    params:
+        judges=lambda wildcards: [
+            judge(name, f"deception.{wildcards.instance}.labels.agreement.judges")
+            for inst in [instance("deception", wildcards)]
+            for name in dict.fromkeys(
+                [inst["labels"]["judge"], *inst["labels"]["agreement"]["judges"]]
+            )
+        ],
+        classes=setting("deception", "banks"),
+        cache=JUDGE_CACHE,
+        code=code_hash("deception/agreement"),
+    conda:
+        "../../envs/judge.yaml"
+    script:
+        "../../scripts/deception/agreement.py"
