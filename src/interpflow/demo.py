@@ -60,6 +60,7 @@ class DemoInstance:
     sampling: SamplingConfig  #: generation settings (system prompt, temperature, top_p)
     probe: object  #: the logistic probe (sklearn pipeline, probes/logreg.joblib)
     classes: np.ndarray  #: probes/label_classes.txt: the probability columns' order
+    trained_on: tuple[str, ...] = ()  #: the positions of the probe's training rows
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -75,7 +76,8 @@ def _merge(base: dict, update: dict) -> dict:
 def instance_config(root: Path, name: str, configfiles: list[str] = ()) -> tuple[dict, dict]:
     """(deception instance ``name``'s settings with the schema defaults, the models block)."""
     config = yaml.safe_load((root / "config/config.yaml").read_text()) or {}
-    presets = [yaml.safe_load(Path(f).read_text()) or {} for f in configfiles]
+    files = [Path(f) if Path(f).exists() else root / f for f in configfiles]  # cwd, else root
+    presets = [yaml.safe_load(f.read_text()) or {} for f in files]
     for preset in presets:
         _merge(config, preset)
     instances = resolve_instances(config, declared_instances(presets) if presets else None)
@@ -140,6 +142,7 @@ def load_instance(root: str | Path, name: str, configfiles: list[str] = ()) -> D
         classes=np.asarray(
             [c for c in (results / "probes/label_classes.txt").read_text().splitlines() if c]
         ),
+        trained_on=tuple(trained.get("positions") or ()),
     )
 
 

@@ -167,7 +167,8 @@ def build(inst: DemoInstance, scorer: LiveScorer):
     about = (
         f"**Deception instance `{inst.name}`** · model `{inst.model.name_or_path}` · logistic probe "
         f"at layer {inst.layer} (`results/deception/{inst.name}/probes/logreg.joblib`) · "
-        f"classes {', '.join(classes)}. Hover a token for its probabilities."
+        f"classes {', '.join(classes)}; trained on positions "
+        f"{', '.join(inst.trained_on) or '(not recorded)'}. Hover a token for its probabilities."
     )
     with gr.Blocks(title=f"interpflow demo: {inst.name}") as app:
         gr.Markdown(about)
