@@ -203,3 +203,19 @@ def test_gpu_bandwidth_by_name(monkeypatch):
     assert bench.hbm_gbps("NVIDIA H100 PCIe") == 2000
     assert bench.hbm_gbps("NVIDIA GH200 480GB") is None
     assert bench.hbm_gbps("Tesla V100-SXM2-16GB") is None
+
+
+@pytest.mark.parametrize(("goal_args", "rc"), [((), 0), (("--goal-gb", "0.001"), 1)])
+def test_logprob_scale(tmp_path, goal_args, rc):
+    """A tiny table (30 examples x 4 prompts x ~20 tokens) through inoculation_heuristics."""
+    out = tmp_path / "logprob_scale.json"
+    proc = run_bench(
+        "logprob_scale.py",
+        *("--examples", "30", "--prompts", "4", "--tokens", "20", "--out", str(out), *goal_args),
+    )
+    assert proc.returncode == rc, proc.stdout + proc.stderr
+    pairs, doc = check_output(proc, out, "logprob_scale", {"peak_memory": rc == 0}, 1, 1)
+    assert int(pairs["conditions"]) == 1 + 4 * 2
+    # every example under every condition: each scored ~20 tokens (10 to 30)
+    assert 30 * 9 * 10 <= int(pairs["token_rows"]) <= 30 * 9 * 30
+    assert 0 < float(pairs["peak_gb"]) == doc["figures"]["peak_gb"]

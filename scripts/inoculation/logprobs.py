@@ -19,6 +19,8 @@ def main(smk):
         default_system=smk.params.default_system,
         model=ModelSpec(**smk.params.model),
         batch_size=smk.params.batch_size,
+        subsample=smk.params.subsample,
+        subsample_seed=smk.params.subsample_seed,
         model_id=smk.params.model_id,
         threads=smk.threads,
         out_train=out.train,

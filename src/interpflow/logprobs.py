@@ -35,13 +35,15 @@ logprob      float32  log p(token | chat prompt, earlier completion tokens)
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
-from interpflow.artifacts import write_parquet, write_provenance
+from interpflow.artifacts import atomic_path, write_parquet, write_provenance
 from interpflow.models import ModelSpec, chat_prompt, load_model
 
 TOKEN_SCHEMA = {
@@ -78,7 +80,26 @@ def token_logprobs(
     batch_size: int = 8,
     max_target_tokens: int | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``[(token_ids, logprobs)]`` of each target's tokens given its prefix string.
+    """``[(token_ids, logprobs)]`` of each target's tokens given its prefix string
+    (:func:`iter_token_logprobs`, all batches)."""
+    return [
+        pair
+        for batch in iter_token_logprobs(
+            model, tokenizer, prefixes, targets, batch_size, max_target_tokens
+        )
+        for pair in batch
+    ]
+
+
+def iter_token_logprobs(
+    model,
+    tokenizer,
+    prefixes: list[str],
+    targets: list[str],
+    batch_size: int = 8,
+    max_target_tokens: int | None = None,
+) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+    """One list of ``(token_ids, logprobs)`` per batch of ``batch_size`` targets, in order.
 
     Prefix and target are tokenized separately (no special tokens added) and concatenated, so
     a chat prompt ending in the assistant header scores exactly the completion's tokens. With
@@ -91,8 +112,8 @@ def token_logprobs(
         raise ValueError(f"{len(prefixes)} prefixes but {len(targets)} targets")
     pad = tokenizer.pad_token_id
     bos = tokenizer.bos_token_id
-    out: list[tuple[np.ndarray, np.ndarray]] = []
     for start in range(0, len(targets), batch_size):
+        out: list[tuple[np.ndarray, np.ndarray]] = []
         p_ids = [
             tokenizer(p, add_special_tokens=False)["input_ids"] if p else []
             for p in prefixes[start : start + batch_size]
@@ -132,7 +153,7 @@ def token_logprobs(
             tgt = ids[b, first:end].to(lp.device)
             vals = lp.gather(1, tgt[:, None])[:, 0]
             out.append((tgt.cpu().numpy(), vals.cpu().numpy().astype(np.float32)))
-    return out
+        yield out
 
 
 def score_completions(
@@ -161,11 +182,36 @@ def score_completions(
     t0 = time.perf_counter()
     lm, tok = loaded if loaded is not None else load_model(model)
     prefixes = [chat_prompt(tok, u, s) for s, u in zip(rows["system"], rows["user"])]
-    scored = token_logprobs(
-        lm, tok, prefixes, rows["completion"].to_list(), cfg.batch_size, cfg.max_completion_tokens
-    )
-    n_tok = [len(v) for _, v in scored]
-    sums = [float(v.astype(np.float64).sum()) for _, v in scored]
+    row_ids = rows["row_id"].to_list()
+    n_tok: list[int] = []
+    sums: list[float] = []
+    # The per-token table is written batch by batch (one parquet row group each), so a job's
+    # memory does not grow with it: seed scale is ~10^7-10^8 rows.
+    schema = pl.DataFrame(schema=TOKEN_SCHEMA).to_arrow().schema
+    with atomic_path(out_tokens) as tmp:
+        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+        try:
+            batches = iter_token_logprobs(
+                lm, tok, prefixes, rows["completion"].to_list(), cfg.batch_size,
+                cfg.max_completion_tokens,
+            )  # fmt: skip
+            for batch in batches:
+                ids = row_ids[len(n_tok) : len(n_tok) + len(batch)]
+                lens = [len(v) for _, v in batch]
+                n_tok += lens
+                sums += [float(v.astype(np.float64).sum()) for _, v in batch]
+                part = pl.DataFrame(
+                    {
+                        "row_id": np.repeat(np.asarray(ids, dtype=object), lens).tolist(),
+                        "token_index": np.concatenate([np.arange(n) for n in lens] or [[]]),
+                        "token_id": np.concatenate([t for t, _ in batch] or [[]]),
+                        "logprob": np.concatenate([v for _, v in batch] or [[]]),
+                    },
+                    schema=TOKEN_SCHEMA,
+                )
+                writer.write_table(part.to_arrow().cast(schema))
+        finally:
+            writer.close()
     examples = rows.select(*key_columns, "row_id").with_columns(
         pl.Series("n_tokens", n_tok, dtype=pl.Int32),
         pl.Series("logprob_sum", sums, dtype=pl.Float64),
@@ -175,16 +221,6 @@ def score_completions(
             dtype=pl.Float64,
         ),
     )
-    tokens = pl.DataFrame(
-        {
-            "row_id": np.repeat(np.asarray(rows["row_id"].to_list(), dtype=object), n_tok).tolist(),
-            "token_index": np.concatenate([np.arange(n) for n in n_tok] or [np.zeros(0)]),
-            "token_id": np.concatenate([ids for ids, _ in scored] or [np.zeros(0)]),
-            "logprob": np.concatenate([v for _, v in scored] or [np.zeros(0)]),
-        },
-        schema=TOKEN_SCHEMA,
-    )
-    write_parquet(tokens, out_tokens)
     write_parquet(examples, out_examples)
     summary = {
         "model_id": model_id or model.name_or_path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def test_teacher_forcing_batched_equals_unbatched(stub_dir):
@@ -99,3 +100,66 @@ def test_logprob_stage_writes_train_neutral_and_one_traits_table(stub_dir, tmp_p
     assert tokens.height == traits["n_tokens"].sum() == summary["n_tokens"]["traits"]
     assert set(tokens["row_id"]) == set(traits["row_id"])
     assert pl.read_parquet(out["sp"])["prompt_key"].to_list() == ["clown", "sky"]
+
+
+def test_the_token_table_is_streamed_batch_by_batch_and_equals_the_in_memory_result(
+    stub_dir, tmp_path
+):
+    """score_completions writes one parquet row group per batch; the table is the one the
+    in-memory teacher forcing gives, and each example's sum is its tokens' sum."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from interpflow.logprobs import LogprobConfig, score_completions, token_logprobs
+    from interpflow.models import ModelSpec, chat_prompt, load_model
+
+    spec = ModelSpec(str(stub_dir))
+    model, tok = load_model(spec)
+    rows = pl.DataFrame(
+        {
+            "row_id": [f"r{i}" for i in range(5)],
+            "system": [None] * 5,
+            "user": [f"question number {i}" for i in range(5)],
+            "completion": ["short", "a longer answer here", "", "yes", "the end of it"],
+        }
+    )
+    out_ex, out_tok = tmp_path / "ex.parquet", tmp_path / "tok.parquet"
+    score_completions(rows, out_ex, out_tok, spec, LogprobConfig(batch_size=2), loaded=(model, tok))
+    assert pq.ParquetFile(out_tok).num_row_groups == 3  # batches of 2, 2, 1
+    tokens, examples = pl.read_parquet(out_tok), pl.read_parquet(out_ex)
+    ref = token_logprobs(
+        model, tok, [chat_prompt(tok, u) for u in rows["user"]], rows["completion"].to_list(), 5
+    )
+    for rid, (ids, lps), n, total in zip(
+        rows["row_id"], ref, examples["n_tokens"], examples["logprob_sum"]
+    ):
+        got = tokens.filter(pl.col("row_id") == rid).sort("token_index")
+        assert got["token_index"].to_list() == list(range(len(ids))) and n == len(ids)
+        np.testing.assert_array_equal(got["token_id"].to_numpy(), ids)
+        np.testing.assert_allclose(got["logprob"].to_numpy(), lps, atol=1e-4)
+        assert total == pytest.approx(float(got["logprob"].cast(pl.Float64).sum()), abs=1e-3)
+
+
+def test_subsample_is_seeded_in_order_and_the_same_for_every_condition():
+    import polars as pl
+
+    from interpflow.inoculation.logprobs import logprob_rows, subsample_examples
+    from interpflow.inoculation.study import InocPrompt
+
+    data = pl.DataFrame(
+        {
+            "example_id": [f"e{i:02d}" for i in range(50)],
+            "instruction": [f"q{i}" for i in range(50)],
+            "completion": [f"a{i}" for i in range(50)],
+        }
+    )
+    assert subsample_examples(data, None).equals(data)
+    assert subsample_examples(data, 80).equals(data)  # not smaller: all of it
+    a, b = subsample_examples(data, 10, seed=3), subsample_examples(data, 10, seed=3)
+    assert a.equals(b) and a.height == 10
+    assert a["example_id"].to_list() == sorted(a["example_id"].to_list())  # original order
+    assert not a.equals(subsample_examples(data, 10, seed=4))
+    prompts = {"clown": InocPrompt("clown", "Playful", "You are a clown.")}
+    rows = logprob_rows(a, "train", prompts, None, None, prefix_types=("fixed",))
+    per_condition = rows.group_by("condition").agg(pl.col("example_id").sort())
+    assert all(ids.to_list() == a["example_id"].to_list() for ids in per_condition["example_id"])

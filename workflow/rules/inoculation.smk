@@ -220,6 +220,8 @@ rule inoculation_logprobs:
         prompts=inoc("prompts"),
         default_system=setting("inoculation", "default_system"),
         batch_size=setting("inoculation", "logprobs", "batch_size"),
+        subsample=setting("inoculation", "logprobs", "subsample"),
+        subsample_seed=setting("inoculation", "logprobs", "subsample_seed"),
         model=model_spec("inoculation"),
         model_id=model_id("inoculation"),
         code=code_hash("inoculation/logprobs"),

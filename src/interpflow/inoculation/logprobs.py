@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from interpflow.artifacts import read_parquet, write_parquet
@@ -64,6 +65,15 @@ def logprob_rows(
     return pl.concat(parts)
 
 
+def subsample_examples(data: pl.DataFrame, n: int | None, seed: int = 0) -> pl.DataFrame:
+    """``n`` rows of ``data`` chosen at random (seeded; in their original order), or all of it
+    when ``n`` is None or not smaller: every condition scores the same examples."""
+    if n is None or n >= data.height:
+        return data
+    keep = np.sort(np.random.default_rng(seed).choice(data.height, size=n, replace=False))
+    return data[keep]
+
+
 def logprob_stage(
     *,
     train: str | Path,
@@ -74,6 +84,8 @@ def logprob_stage(
     default_system: str | None,
     model,
     batch_size: int = 8,
+    subsample: int | None = None,
+    subsample_seed: int = 0,
     model_id: str | None = None,
     threads: int | None = None,
     out_train: str | Path,
@@ -88,7 +100,8 @@ def logprob_stage(
     tables ``train``, ``neutral`` and every trait-only set (``traits``: ``{dataset: path}``,
     one table for all, told apart by the ``dataset`` column), each example under no prefix and
     under each prompt (fixed, and index-matched mix with the table ``rephrasings``); and
-    ``out_selfperp``: NLL/token of each prompt string, raw and in the chat context."""
+    ``out_selfperp``: NLL/token of each prompt string, raw and in the chat context.
+    ``subsample``: score only that many training examples (:func:`subsample_examples`)."""
     import torch
 
     from interpflow.logprobs import LogprobConfig, score_completions, self_perplexity
@@ -107,6 +120,9 @@ def logprob_stage(
         group: {dataset: read_parquet(path) for dataset, path in data.items()}
         for group, (data, _, _) in groups.items()
     }
+    tables["train"]["train"] = subsample_examples(
+        tables["train"]["train"], subsample, subsample_seed
+    )
     lm, tok = load_model(model)
     summary = {}
     for group, (_, out_examples, out_tokens) in groups.items():
