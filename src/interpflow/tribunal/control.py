@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from interpflow.artifacts import atomic_path, read_parquet, write_provenance
@@ -62,3 +63,24 @@ def capture_control(
         **out,
     )
     return out
+
+
+def control_proba(path, lab, layer, agg, groups, tr, te, seed, C) -> dict[str, np.ndarray]:
+    """The same probe fit on the control model's activations (``path``) of the same train
+    traces (``groups[tr]``, labels from ``lab``, at ``layer`` × ``agg``):
+    ``{prompt_id: proba}`` of the test traces (``groups[te]``), in ``(correct, incorrect)``
+    order. Every trace must be there: the control re-read exactly these traces."""
+    from sklearn.base import clone
+
+    from interpflow.probes import load_probe_dataset, make_logreg, proba_for
+
+    ds = load_probe_dataset(path, lab, "probe_label", layer, [agg])
+    row = {g: i for i, g in enumerate(ds.groups)}
+    missing = sorted(set(groups[tr]).union(groups[te]).difference(row))
+    if missing:
+        raise ValueError(f"{path}: no L{layer}.{agg} row for traces {missing[:5]}")
+    tr_rows = [row[g] for g in groups[tr]]
+    te_rows = [row[g] for g in groups[te]]
+    pipe = clone(make_logreg(seed, C=C)).fit(ds.X[tr_rows], ds.y[tr_rows])
+    proba = proba_for(pipe, ds.X[te_rows], np.array(["correct", "incorrect"]))
+    return {g: proba[i] for i, g in enumerate(groups[te])}

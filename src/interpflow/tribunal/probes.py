@@ -92,26 +92,6 @@ def balance_classes(lab: pl.DataFrame, seed: int) -> pl.DataFrame:
     return lab[sorted(int(i) for i in keep)]
 
 
-def _control_proba(path, lab, layer, agg, groups, tr, te, seed, C) -> dict[str, np.ndarray]:
-    """The same probe fit on the control model's activations of the same train traces:
-    ``{prompt_id: proba}`` of the test traces (``groups[te]``), in ``(correct, incorrect)``
-    order. Every trace must be there: the control re-read exactly these traces."""
-    from sklearn.base import clone
-
-    from interpflow.probes import load_probe_dataset, make_logreg, proba_for
-
-    ds = load_probe_dataset(path, lab, "probe_label", layer, [agg])
-    row = {g: i for i, g in enumerate(ds.groups)}
-    missing = sorted(set(groups[tr]).union(groups[te]).difference(row))
-    if missing:
-        raise ValueError(f"{path}: no L{layer}.{agg} row for traces {missing[:5]}")
-    tr_rows = [row[g] for g in groups[tr]]
-    te_rows = [row[g] for g in groups[te]]
-    pipe = clone(make_logreg(seed, C=C)).fit(ds.X[tr_rows], ds.y[tr_rows])
-    proba = proba_for(pipe, ds.X[te_rows], np.array(["correct", "incorrect"]))
-    return {g: proba[i] for i, g in enumerate(groups[te])}
-
-
 def _probe_controls(baselines, ids, y, proba, classes, problems, n_bootstrap, seed):
     """Each baseline's metrics on this probe's test traces and the probe's paired margin."""
     from interpflow.probes import classification_metrics, paired_margin
@@ -153,8 +133,8 @@ def fit_tribunal_probes(
 
     Writes ``metrics`` (json, + its ``provenance``), the figure ``png`` with its ``table``
     (csv, :data:`RESULT_COLUMNS`: accuracy, AUROC, majority accuracy per layer ×
-    aggregation), ``logits`` (parquet, :data:`LOGIT_COLUMNS`: the log-odds of "correct" of
-    every trace, train and test), ``directions`` (safetensors,
+    aggregation, and ``<control>_auroc`` for each control), ``logits`` (parquet,
+    :data:`LOGIT_COLUMNS`: the log-odds of "correct" of every trace, train and test), ``directions`` (safetensors,
     ``L{layer}.{aggregation}.{direction,mean_correct,mean_incorrect}``) and
     ``directions_json``. The split is drawn once, grouped by problem and stratified by the
     problem's majority label, and shared by every probe. Directions are the
@@ -266,7 +246,9 @@ def fit_tribunal_probes(
                 maj = majority_baseline(ds.y[tr], ds.y[te], problems[te], n_bootstrap, seed)
                 row_controls = {name: by_id for name, by_id in baselines.items()}
                 if control_activations is not None:
-                    row_controls["control"] = _control_proba(
+                    from interpflow.tribunal.control import control_proba
+
+                    row_controls["control"] = control_proba(
                         control_activations, lab, int(layer), agg, ds.groups, tr, te, seed, C
                     )
                 direction, norm, intercept = _direction(pipe)
@@ -285,21 +267,22 @@ def fit_tribunal_probes(
                     "test_accuracy": m["accuracy"],
                     "test_auroc": m["auroc"],
                 }
+                controls = _probe_controls(
+                    row_controls,
+                    ds.groups[te],
+                    ds.y[te],
+                    proba,
+                    classes,
+                    problems[te],
+                    n_bootstrap,
+                    seed,
+                )
                 probes[key] = {
                     "layer": int(layer),
                     "aggregation": agg,
                     "metrics": m,
                     "majority": maj,
-                    "controls": _probe_controls(
-                        row_controls,
-                        ds.groups[te],
-                        ds.y[te],
-                        proba,
-                        classes,
-                        problems[te],
-                        n_bootstrap,
-                        seed,
-                    ),
+                    "controls": controls,
                     "n_train": int(tr.size),
                     "n_test": int(te.size),
                 }
@@ -307,6 +290,7 @@ def fit_tribunal_probes(
                     ("accuracy", m["accuracy"], m["accuracy_ci"]),
                     ("auroc", m["auroc"], m["auroc_ci"]),
                     ("majority_accuracy", maj["accuracy"], maj["accuracy_ci"]),
+                    *((f"{n}_auroc", c["auroc"], c["auroc_ci"]) for n, c in controls.items()),
                 ):
                     records.append(
                         {
@@ -421,6 +405,20 @@ def plot_probe_results(
                         alpha=0.7,
                         label=f"majority ({agg})",
                     )
+                else:  # the controls' AUROC on the same test traces, dashed
+                    for name, style in (("control", "--"), ("form", "-."), ("lexical", ":")):
+                        ctl = table.filter(
+                            (pl.col("aggregation") == agg) & (pl.col("metric") == f"{name}_auroc")
+                        ).sort("layer")
+                        if ctl.height:
+                            ax.plot(
+                                ctl["layer"].to_numpy(),
+                                ctl["value"].fill_null(np.nan).to_numpy(),
+                                ls=style,
+                                color=palette[agg],
+                                alpha=0.6,
+                                label=f"{name} ({agg})",
+                            )
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("layer")
