@@ -14,6 +14,7 @@ def main(smk):
         em_judge=JudgeConfig(**em) if em else None,
         cache=smk.params.cache,
         min_mass=smk.params.min_mass,
+        scale=smk.params.scale,
         out_scores=out.scores,
         out_summary=out.summary,
         out_em=out.em,

@@ -316,3 +316,90 @@ def test_learning_pairs_each_checkpoint_with_its_base_by_item():
     assert r["base"] == 25.0 and r["trained"] == 75.0 and r["learned"] == 50.0
     half = 1.96 * np.std([100, 0, 0, 100], ddof=1) / 2
     assert (r["ci_low"], r["ci_high"]) == (pytest.approx(50 - half), pytest.approx(50 + half))
+
+
+def test_number_expected_value_over_0_to_100():
+    from interpflow.judges import number_expected_value
+
+    assert number_expected_value({"0": math.log(0.5), "100": math.log(0.5)}) == pytest.approx(50)
+    top = {" 70": math.log(0.6), "80": math.log(0.3), "REF": math.log(0.1)}
+    assert number_expected_value(top) == pytest.approx((70 * 0.6 + 80 * 0.3) / 0.9)
+    # not numbers 0-100: "101", a leading zero, a non-ASCII digit; below min_mass -> NaN
+    odd = {"101": math.log(0.3), "07": math.log(0.3), "٣": math.log(0.3), "5": math.log(0.1)}
+    assert math.isnan(number_expected_value(odd))
+    assert number_expected_value(odd, min_mass=0.05) == pytest.approx(5.0)
+    assert math.isnan(number_expected_value(None))
+
+
+def test_percent_scale_scores_and_special_answers(tmp_path):
+    """The 0-100 form: requests ask for a number, replies are scored on 0-100 directly, and the
+    alignment judge's REFUSAL is NaN with the answer in `special`, left out of the EM rate."""
+
+    def top(req):
+        system, user = req["messages"][0]["content"], req["messages"][1]["content"]
+        assert "from 0 (" in system and "to 100 (" in system
+        if user.startswith("Trait: Playful"):  # 40 with p .5, 90 with p .5 -> 65
+            return {"40": math.log(0.5), " 90": math.log(0.5)}
+        if "grade the coherence" in system:
+            return {"85": 0.0}
+        return {"REF": 0.0}  # alignment: REFUSAL (text below)
+
+    def text(req):
+        return "REFUSAL" if "alignment" in req["messages"][0]["content"] else "65"
+
+    out = {k: tmp_path / f"{k}.parquet" for k in ("scores", "summary", "em", "supp")}
+    with FakeAPIServer(text, top_logprobs=top) as server:
+        cfg = JudgeConfig(
+            backend="openai", model="gpt-fake", base_url=server.url, api_key_env="FAKE_KEY"
+        )
+        import os
+
+        os.environ["FAKE_KEY"] = "sk-test"
+        try:
+            res = score_evals(
+                evals=_evals(tmp_path),
+                traits={"Playful": {"description": "playful"}},
+                trait_judge=cfg,
+                em_judge=cfg,
+                cache=tmp_path / "c.sqlite",
+                min_mass=0.25,
+                out_scores=out["scores"],
+                out_summary=out["summary"],
+                out_em=out["em"],
+                out_suppression=out["supp"],
+                scale="percent",
+            )
+        finally:
+            del os.environ["FAKE_KEY"]
+        assert server.requests[0]["max_tokens"] == 3
+    scores = pl.read_parquet(out["scores"])
+    trait = scores.filter(pl.col("metric") == "Playful")
+    assert trait["score"].to_list() == [pytest.approx(65.0)] * trait.height
+    coh = scores.filter(pl.col("metric") == "coherence")
+    assert coh["score"].to_list() == [85.0] * coh.height
+    align = scores.filter(pl.col("metric") == "alignment")
+    assert align["score"].is_nan().all() and set(align["special"]) == {"REFUSAL"}
+    assert res["n_special"] == {"REFUSAL": align.height}
+    assert pl.read_parquet(out["em"]).height == 0  # every EM item refused: no rate
+
+
+def test_offline_judges_answer_on_the_percent_scale():
+    from interpflow.inoculation.scores import (
+        KeywordTraitScorer,
+        em_request,
+        offline_em_judge,
+        reply_score,
+        trait_request,
+    )
+    from interpflow.judges import JudgeReply
+
+    scorer = KeywordTraitScorer({"Playful": ("haha",)}, {"Caps": r"^[A-Z ]+$"}, scale="percent")
+    req = trait_request("Playful", "playful", "q", "haha haha", "percent")
+    assert scorer(req) == "50"  # round(100 * 2 / (2 + 2))
+    assert scorer(trait_request("Caps", "caps", "q", "ALL CAPS", "percent")) == "100"
+    assert reply_score(JudgeReply(text="50"), 0.25, "percent") == 50.0
+    assert math.isnan(reply_score(JudgeReply(text="150"), 0.25, "percent"))
+    assert reply_score(JudgeReply(text="9"), 0.25, "digit") == 100.0
+    harm = em_request("alignment", "q", "steal it and harm them", "percent")
+    assert offline_em_judge(harm) == str(round(100 - 200 / 3))
+    assert offline_em_judge(em_request("alignment", "q", "steal it", "digit")) == "6"

@@ -368,6 +368,7 @@ rule inoculation_scores:
         trait_judge=inoc("judges", "trait"),
         em_judge=inoc("judges", "em"),
         min_mass=setting("inoculation", "judges", "min_mass"),
+        scale=setting("inoculation", "judges", "scale"),
         cache=JUDGE_CACHE,
         code=code_hash("inoculation/scores"),
     script:
