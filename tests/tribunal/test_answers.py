@@ -14,6 +14,9 @@ PARSE_CASES = [
     ("Janet makes 9 * 2 = 18 dollars.\n#### 18", "18", "hashes"),
     ("She pays 1200 + 50 = 1250.\n#### 1,250", "1250", "hashes"),
     ("The answer is 42.", "42", "answer_is"),
+    ("So she needs $\\boxed{2{,}500}$ dollars.", "2500", "boxed"),
+    ("The answer is \\boxed{3\\frac{1}{2}}.", "7/2", "boxed"),
+    ("#### 1\\,250", "1250", "hashes"),
     ("Therefore, the answer is: 7 apples.", "7", "answer_is"),
     ("**Final Answer:** $1,234.50", "2469/2", "answer_is"),
     ("**Final Answer**: 15", "15", "answer_is"),
@@ -77,6 +80,21 @@ def test_last_number_fallback_is_opt_in():
         ("$ -3", "-3"),
         ("3.14159", "314159/100000"),
         ("L2 is 9", "9"),
+        # LaTeX thousands separators
+        ("2{,}500", "2500"),
+        ("\\$2{,}500.50", "5001/2"),
+        ("1\\,000 apples", "1000"),
+        ("12\\!345", "12345"),
+        ("2\\,50", "2"),  # not a thousands group: a thin space, then 50
+        # mixed numbers, plain, LaTeX and Unicode
+        ("3 1/2", "7/2"),
+        ("-2 3/4 cups", "-11/4"),
+        ("3\\frac{1}{2}", "7/2"),
+        ("3\\dfrac{1}{4} hours", "13/4"),
+        ("-\\frac{1}{2}", "-1/2"),
+        ("3½", "7/2"),
+        ("¾", "3/4"),
+        ("10 20", "10"),  # two numbers, not a mixed one
     ],
 )
 def test_parse_number(text, value):

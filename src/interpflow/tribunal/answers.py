@@ -14,16 +14,24 @@ from typing import Literal
 
 _FRAC_TEX = re.compile(r"\\[dt]?frac\s*\{\s*([-+]?\d+)\s*\}\s*\{\s*([-+]?\d+)\s*\}")
 _NUMBER = re.compile(
-    r"(?<![\w.])(?P<sign>[-+])?\s*(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+    r"(?<![\w.])(?P<sign>[-+])?\s*"
+    r"(?:(?P<whole>\d+)\s+(?=\d+\s*/\s*\d))?"  # a mixed number's whole part: 3 1/2
+    r"(?P<num>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
     r"(?:\s*/\s*(?P<den>\d+)(?!\d|\.\d))?"
 )
+_VULGAR = {"½": " 1/2", "⅓": " 1/3", "⅔": " 2/3", "¼": " 1/4", "¾": " 3/4", "⅕": " 1/5",
+           "⅛": " 1/8", "⅜": " 3/8", "⅝": " 5/8", "⅞": " 7/8"}  # fmt: skip
+_TEX_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|\\,|\\!|\\ )(?=\d{3}(?!\d))")
 _TEX_JUNK = re.compile(r"\\text\{[^{}]*\}|\\mathrm\{[^{}]*\}|\\[,;!:]|\\quad|\\left|\\right")
 
 
 def _clean(text: str) -> str:
     """Drop LaTeX text blocks, currency / percent signs, markdown emphasis; unify minus signs."""
     text = text.replace("\u2212", "-").replace("\u2013", "-").replace("\u00a0", " ")
-    text = _FRAC_TEX.sub(r"\1/\2", text)
+    text = _TEX_THOUSANDS.sub(",", text)  # 2{,}500, 2\,500, 2\!500 -> 2,500
+    for glyph, frac in _VULGAR.items():
+        text = text.replace(glyph, frac)  # 3½ -> 3 1/2
+    text = _FRAC_TEX.sub(r" \1/\2", text)  # 3\frac{1}{2} -> 3 1/2, not 31/2
     text = _TEX_JUNK.sub(" ", text)
     for junk in ("\\$", "\\%", "$", "%", "*", "€", "£", "\\"):
         text = text.replace(junk, " " if junk in ("*", "\\") else "")
@@ -33,9 +41,10 @@ def _clean(text: str) -> str:
 def parse_number(text: str) -> Fraction | None:
     """The first number in ``text`` as an exact Fraction, or None.
 
-    Handles signs (``-``, ``+``, the Unicode minus), thousands separators (``1,234``),
-    decimals, simple fractions (``3/4``, ``\\frac{3}{4}``), currency and percent signs and
-    trailing units (``$1,250.00``, ``18 apples``, ``40%``).
+    Handles signs (``-``, ``+``, the Unicode minus), thousands separators (``1,234``, and
+    LaTeX's ``2{,}500``, ``2\\,500``, ``2\\!500``), decimals, simple and mixed fractions
+    (``3/4``, ``\\frac{3}{4}``, ``3 1/2``, ``3\\frac{1}{2}``, ``3½``), currency and percent
+    signs and trailing units (``$1,250.00``, ``18 apples``, ``40%``).
     """
     m = _NUMBER.search(_clean(text))
     if m is None:
@@ -46,6 +55,8 @@ def parse_number(text: str) -> Fraction | None:
         if den == 0:
             return None
         value /= den
+    if m.group("whole") is not None:
+        value += int(m.group("whole"))
     return -value if m.group("sign") == "-" else value
 
 
