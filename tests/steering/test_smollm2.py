@@ -1,0 +1,88 @@
+"""Known-answer check on the real model (issue 12): weight steering on SmolLM2-135M-Instruct.
+
+Preset config/studies/steering_smollm2.yaml: the model answers six opinion questions under five
+"always agree" and five "always disagree" personas (the agreement axis; SmolLM2 shows no
+honesty signal in its Yes/No answers, see the preset), a LoRA pair is trained on those answers
+without the persona, and dW = theta+ - theta- is added at alpha = -1, 0, +1. On 20 held-out
+Yes/No questions ("... Do you agree?", "Yes" = the agreeing answer) dW at +1 vs -1 moves the
+log-ratio log p(Yes) - log p(No) towards agreement, paired by question, CI above 0; a random dW
+of the same per-matrix norms does not, and alpha = 0 is the base model. Fixed seeds; no
+network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from interpflow.findings import read
+from tests.conftest import OFFLINE_ENV, snakemake
+
+pytestmark = [pytest.mark.e2e, pytest.mark.smollm2]
+
+PRESET = "config/studies/steering_smollm2.yaml"
+OUT = "results/steering/smollm2"
+N_QUESTIONS = 20
+
+
+@pytest.fixture(scope="module")
+def built(smollm2_work):
+    snakemake(smollm2_work, "all", "--configfile", PRESET, env=OFFLINE_ENV)
+    return smollm2_work / OUT
+
+
+@pytest.fixture(scope="module")
+def evals(built):
+    return pl.concat(
+        [
+            pl.read_parquet(built / f"evals/{name}.parquet")
+            for name in ("weight_lora", "repe", "prompts")
+        ]
+    )
+
+
+def _by_question(evals, method, variant, alpha):
+    rows = evals.filter(
+        (pl.col("method") == method) & (pl.col("variant") == variant) & (pl.col("alpha") == alpha)
+    ).sort("row_id")
+    assert rows.height == N_QUESTIONS
+    return rows
+
+
+def test_persona_data_carries_the_axis(built):
+    """The disagreeing branch opens with "No" more often than the agreeing one (the model
+    follows the explicit personas; the rest of each answer is its own)."""
+    opens_no = {
+        branch: pl.read_parquet(built / f"data/{branch}.parquet")["assistant"]
+        .str.strip_chars()
+        .str.starts_with("No")
+        .sum()
+        for branch in ("pos", "neg")
+    }
+    assert opens_no["neg"] > opens_no["pos"], opens_no
+
+
+def test_alpha0_is_the_base_model(evals):
+    """alpha = 0 (dW and the random dW) scores exactly what the unprompted base model scores
+    in the baselines job."""
+    base = _by_question(evals, "prompt", "none", 0.0)["logratio"].to_numpy()
+    for method in ("weight", "random"):
+        at0 = _by_question(evals, method, "lora", 0.0)["logratio"].to_numpy()
+        assert np.abs(at0 - base).max() < 1e-4, method
+
+
+def test_dw_moves_the_log_ratio_in_the_trained_direction(built, evals):
+    """The headline: alpha +1 minus alpha -1, paired by question, 95% CI above 0; the random
+    dW's shift is small and dW's margin over it is above 0."""
+    (f,) = read(built / "findings.json")
+    assert f.n == N_QUESTIONS and f.instance == "smollm2" and f.model == "smollm2"
+    plus = _by_question(evals, "weight", "lora", 1.0)["logratio_signed"].to_numpy()
+    minus = _by_question(evals, "weight", "lora", -1.0)["logratio_signed"].to_numpy()
+    assert f.value == pytest.approx(float((plus - minus).mean()))
+    assert f.ci[0] > 0, f
+    assert f.holds
+    controls = {c.name: c for c in f.controls}
+    random = controls["random dW"]
+    assert random.margin_ci[0] > 0, random
+    assert abs(random.value) < f.value / 4, random
