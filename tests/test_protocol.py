@@ -106,3 +106,16 @@ def test_near_duplicates_and_the_leakage_audit():
     assert ("a", "c", 0.7) in P.near_duplicate_pairs(texts, threshold=0.6)
     assert P.leakage_audit(texts, ["a", "d"], ["b", "c"]) == [("a", "b", 1.0)]
     assert P.leakage_audit(texts, ["a", "b"], ["c", "d"]) == []  # both in train: no leak
+
+
+def test_near_duplicate_families_join_chains_within_a_label_only():
+    texts = {
+        "a": "Please tell me how the old mill by the river was built.",
+        "b": "please tell me how the old mill by the river was built!",  # a ~ b
+        "c": "Variant 3: please tell me how the old mill by the river was built",  # ~ b
+        "d": "Please tell me how the old mill by the river was built.",  # same text, other label
+        "e": "What is the capital of France?",
+    }
+    labels = {"a": "x", "b": "x", "c": "x", "d": "y", "e": "x"}
+    fam = P.near_duplicate_groups(texts, labels, threshold=0.8)
+    assert fam == {"a": "a", "b": "a", "c": "a", "d": "d", "e": "e"}

@@ -14,6 +14,7 @@ def main(smk):
         png=smk.output.png,
         csv=smk.output.csv,
         layers=list(smk.params.layers),
+        prompts=smk.input.prompts,
         cfg=from_config(
             ProbeConfig, smk.params.probes, f"deception.{smk.wildcards.instance}.probes"
         ),

@@ -197,6 +197,30 @@ def near_duplicate_pairs(
     return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
 
 
+def near_duplicate_groups(
+    texts: Mapping[str, str],
+    labels: Mapping[str, str],
+    threshold: float = 0.8,
+    n: int = 3,
+) -> dict[str, str]:
+    """Prompt id -> its group: prompts of one label that are near-duplicates (directly or
+    through a chain of them) share the smallest id of their group; every other prompt is its
+    own group. A split by these groups keeps each near-duplicate family on one side."""
+    parent = {k: k for k in texts}
+
+    def root(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b, _ in near_duplicate_pairs(texts, threshold, n):
+        if labels.get(a) == labels.get(b):
+            ra, rb = root(a), root(b)
+            parent[max(ra, rb)] = min(ra, rb)
+    return {k: root(k) for k in texts}
+
+
 def leakage_audit(
     texts: Mapping[str, str],
     train_ids: Sequence[str],

@@ -237,3 +237,44 @@ def test_a_control_on_another_split_fails_naming_both_instances(inputs, tmp_path
             control_proba=other / "test_proba.parquet",
             instance="real",
         )
+
+
+def test_the_split_keeps_a_near_duplicate_family_on_one_side(tmp_path):
+    """Twenty "Variant N" rewrites of one deceptive prompt: split by prompt, they land on both
+    sides; with near_duplicate_threshold they move together (seed 000's Variant 26/90)."""
+    import numpy as np
+    import polars as pl
+
+    from interpflow.deception.common import ProbeConfig
+    from interpflow.deception.probes import split
+    from interpflow.probes import ProbeDataset
+
+    words = [f"{a}{b}" for a in "bcdfghjklm" for b in ("ap", "ix", "ot", "um")]
+    texts = {f"n{i:02d}": f"Tell me about {words[i]} and {words[-1 - i]} today." for i in range(20)}
+    texts |= {
+        f"v{i:02d}": f"Variant {i}: mislead the auditor about the quarterly figures."
+        for i in range(20)
+    }
+    texts |= {
+        f"d{i:02d}": f"Deceive me about {words[i]} near {words[-1 - i]} now." for i in range(20)
+    }
+    ids = sorted(texts)
+    pl.DataFrame({"prompt_id": ids, "prompt": [texts[k] for k in ids]}).write_parquet(
+        tmp_path / "prompts.parquet"
+    )
+    y = np.array(["normal" if k.startswith("n") else "deceptive" for k in ids], dtype=object)
+    ds = ProbeDataset(
+        X=np.zeros((len(ids), 2), np.float32), y=y, groups=np.array(ids, dtype=object),
+        positions=np.array(["last_prompt"] * len(ids), dtype=object), layer=0, target="category",
+    )  # fmt: skip
+    variants = np.array([k.startswith("v") for k in ids])
+
+    def sides(threshold):
+        _, test = split(
+            ds, tmp_path / "prompts.parquet", ProbeConfig(near_duplicate_threshold=threshold)
+        )
+        in_test = np.isin(np.arange(len(ids)), test)
+        return set(in_test[variants].tolist())
+
+    assert sides(None) == {True, False}  # by prompt alone: the family straddles the split
+    assert len(sides(0.8)) == 1  # one family: one side

@@ -241,6 +241,7 @@ rule deception_layer_sweep:
     input:
         activations=f"{DECEPTION}/activations.parquet",
         labels=f"{DECEPTION}/labels.parquet",
+        prompts=f"{DECEPTION}/prompts.parquet",  # the split's near-duplicate families
     output:
         png=report(
             f"{DECEPTION}/layer_sweep.png",

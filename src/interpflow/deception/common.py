@@ -40,6 +40,9 @@ class ProbeConfig:
     test_size: float = 0.25  #: share of prompts held out (split grouped by prompt)
     seed: int = 0
     n_bootstrap: int = 1000  #: resamples (by prompt) for the 95% CIs
+    #: same-class prompts this similar (word 3-gram Jaccard) stay on one side of the split
+    #: (None = split by prompt alone)
+    near_duplicate_threshold: float | None = 0.8
     mlp: MLPConfig = field(default_factory=MLPConfig)
     #: name of a deception instance on a control model (e.g. a random-init copy) with the same
     #: prompts and split: each probe's margin over the control's same probe (None = no control)

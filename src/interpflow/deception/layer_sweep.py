@@ -17,6 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from interpflow import figures
 from interpflow.artifacts import read_parquet
 from interpflow.deception.common import ProbeConfig
+from interpflow.deception.probes import split
 from interpflow.metrics import macro_auroc, proba_for
 from interpflow.probes import (
     fit_and_score,
@@ -61,13 +62,15 @@ def layer_sweep(
     csv: str | Path,
     layers: Sequence[int],
     cfg: ProbeConfig,
+    prompts: str | Path | None = None,
     estimator_factory: Callable[[int], Any] = make_logreg,
 ) -> pl.DataFrame:
     """One probe per layer of ``layers`` (a logreg by default; ``estimator_factory(seed)``)
     on the rows of ``cfg.positions`` labelled by ``cfg.target``; plot and tabulate.
 
-    The split is drawn once (on the first layer's rows, ``cfg.test_size`` / ``cfg.seed``) as
-    a set of test prompt ids and reused for every layer. Writes ``csv`` with columns
+    The split is drawn once (on the first layer's rows, ``cfg.test_size`` / ``cfg.seed``; by
+    :func:`interpflow.deception.probes.split` when ``prompts`` is given, as the probes stage
+    draws it) as a set of test prompt ids and reused for every layer. Writes ``csv`` with columns
     ``layer, metric, value, ci_low, ci_high`` (metrics ``accuracy``, ``auroc``,
     ``majority_accuracy`` on the test prompts, CIs from ``cfg.n_bootstrap`` resamples by
     prompt; and ``validation_auroc``, :func:`validation_auroc` on the train prompts only, no
@@ -83,8 +86,11 @@ def layer_sweep(
     test_groups: np.ndarray | None = None
     for layer in layers:
         ds = load_probe_dataset(activations, table, cfg.target, int(layer), cfg.positions)
-        if test_groups is None:
-            _, test_idx0 = group_split(ds.groups, ds.y, cfg.test_size, seed)
+        if test_groups is None:  # the probes stage's split (near-duplicate families too)
+            if prompts is not None:
+                _, test_idx0 = split(ds, prompts, cfg)
+            else:
+                _, test_idx0 = group_split(ds.groups, ds.y, cfg.test_size, seed)
             test_groups = np.unique(ds.groups[test_idx0])
         is_test = np.isin(ds.groups, test_groups)
         train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)

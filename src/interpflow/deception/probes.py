@@ -51,6 +51,26 @@ from interpflow.probes import (
 from interpflow.text_baselines import FORM_FEATURES, TEXT_BASELINES, prompt_level_proba
 
 
+def split(ds: ProbeDataset, prompts: str | Path, cfg: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The probes' train/test rows: :func:`interpflow.probes.group_split` by prompt, with each
+    family of same-class near-duplicate prompts (word 3-gram Jaccard >=
+    ``cfg.near_duplicate_threshold``; the seed's "Variant 26" / "Variant 90" problem) kept on
+    one side (:func:`interpflow.protocol.near_duplicate_groups`). Bootstrap CIs still resample
+    prompts."""
+    groups = ds.groups
+    if cfg.near_duplicate_threshold is not None:
+        from interpflow.protocol import near_duplicate_groups
+
+        texts = prompt_texts(prompts)
+        ids = sorted(set(ds.groups.tolist()))
+        label = dict(zip(ds.groups.tolist(), ds.y.tolist()))
+        family = near_duplicate_groups(
+            {k: texts[k] for k in ids}, label, cfg.near_duplicate_threshold
+        )
+        groups = np.array([family[g] for g in ds.groups.tolist()], dtype=object)
+    return group_split(groups, ds.y, cfg.test_size, cfg.seed)
+
+
 def load_dataset(activations: str | Path, labels: str | Path, cfg: ProbeConfig) -> ProbeDataset:
     """The probe rows of ``cfg.layer`` / ``cfg.positions``, labelled by ``cfg.target``."""
     return load_probe_dataset(
@@ -235,7 +255,7 @@ def train_probes(
         )
     ds = load_dataset(activations, labels, cfg)
     seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
-    train_idx, test_idx = group_split(ds.groups, ds.y, cfg.test_size, seed)
+    train_idx, test_idx = split(ds, prompts, cfg)
     labels_ = np.unique(ds.y[train_idx])  # every class is in train by construction
 
     fit = (ds, train_idx, test_idx, labels_, seed, n_bootstrap, n_permutations)
