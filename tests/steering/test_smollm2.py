@@ -86,3 +86,10 @@ def test_dw_moves_the_log_ratio_in_the_trained_direction(built, evals):
     random = controls["random dW"]
     assert random.margin_ci[0] > 0, random
     assert abs(random.value) < f.value / 4, random
+
+
+def test_the_readout_stays_in_format(evals):
+    """p(Yes) + p(No) does not collapse under steering (measured 0.43-0.44 at every alpha)."""
+    for alpha in (-1.0, 0.0, 1.0):
+        pmass = _by_question(evals, "weight", "lora", alpha)["pmass"].mean()
+        assert pmass > 0.3, (alpha, pmass)

@@ -126,7 +126,7 @@ def _alpha_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> N
             )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("α")
-        ax.set_ylabel("Δ honesty log-ratio vs α=0 (95% CI)")
+        ax.set_ylabel("Δ signed log-ratio vs α=0 (95% CI)")
         ax.set_title(s)
     axes[0][-1].legend(fontsize=7, loc="best")
     save_png(fig, out_png, dpi=130)
@@ -158,7 +158,7 @@ def _bars_figure(summary: pl.DataFrame, main_set: str, out_png, out_csv) -> None
     ax.bar(range(bars.height), y, yerr=err, color=colors, capsize=3)
     ax.set_xticks(range(bars.height), bars["label"].to_list(), rotation=45, ha="right", fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_ylabel(f"Δ honesty log-ratio ({main_set}; weight/RepE at α=+1)")
+    ax.set_ylabel(f"Δ signed log-ratio ({main_set}; dW, random dW, RepE at α=+1)")
     save_png(fig, out_png, dpi=130)
 
 
