@@ -28,12 +28,12 @@ CONTROLS = ("control", "lexical", "form")  # margins: random-init copy, bag of w
 
 @pytest.fixture(scope="module")
 def built(smollm2_work):
-    snakemake(
+    snakemake(  # the targets first: --configfile takes every word after it
         smollm2_work,
-        "--configfile",
-        PRESET,
         f"{OUT}/smollm2/findings.json",
         f"{OUT}/smollm2-random/findings.json",
+        "--configfile",
+        PRESET,
         env=OFFLINE_ENV,
     )
     return smollm2_work / OUT
