@@ -13,6 +13,8 @@ from conftest import REPO
 from interpflow.config import from_config, schema_defaults
 from interpflow.deception.common import MLPConfig, ProbeConfig
 from interpflow.deception.generate import DeceptionCapture, GenerationConfig
+from interpflow.deception.protocol import ProtocolConfig
+from interpflow.deception.quant_transfer import QuantConfig
 from interpflow.generate import RunConfig, SamplingConfig
 from interpflow.probes import MLPProbe
 
@@ -33,6 +35,8 @@ def _defaults(*keys: str) -> dict:
         (("capture",), DeceptionCapture),
         (("probes",), ProbeConfig),
         (("probes", "mlp"), MLPConfig),
+        (("protocol",), ProtocolConfig),
+        (("quant_transfer",), QuantConfig),
     ],
     ids=lambda v: ".".join(v) if isinstance(v, tuple) else v.__name__,
 )
@@ -67,8 +71,11 @@ def test_every_block_of_an_instance_is_covered():
         "capture",
         "labels",
         "probes",
+        "protocol",
+        "quant_transfer",
     }
     assert _defaults("labels") == {
         "judge": "offline",
         "verbalizer": {"enabled": False, "judge": "offline"},
+        "agreement": {"judges": [], "gold": "resources/judges/deception_gold.jsonl"},
     }
