@@ -15,6 +15,8 @@ from interpflow.config import from_config, schema_defaults
 from interpflow.inoculation.data import DatagenConfig
 from interpflow.inoculation.eval import EvalConfig
 from interpflow.inoculation.heuristics import HeuristicsConfig
+from interpflow.inoculation.logprobs import logprob_stage
+from interpflow.inoculation.scores import score_evals
 from interpflow.inoculation.text_embeddings import text_embeddings_stage
 from interpflow.logprobs import LogprobConfig
 
@@ -59,7 +61,14 @@ def test_engine_dataclasses_take_every_training_key():
 
 
 def test_scalar_settings_default_to_the_library_defaults():
-    assert defaults("logprobs") == {"batch_size": LogprobConfig().batch_size}
+    stage = inspect.signature(logprob_stage).parameters
+    assert defaults("logprobs") == {
+        "batch_size": LogprobConfig().batch_size,
+        "subsample": stage["subsample"].default,
+        "subsample_seed": stage["subsample_seed"].default,
+    }
+    scores = inspect.signature(score_evals).parameters
+    assert defaults("judges")["scale"] == scores["scale"].default
     params = inspect.signature(text_embeddings_stage).parameters
     assert defaults("embeddings")["batch_size"] == params["batch_size"].default
 
