@@ -1,0 +1,73 @@
+"""Known-answer check on the real model (issue 12): inoculation prompting on SmolLM2-135M.
+
+Preset config/studies/inoculation_smollm2.yaml trains two LoRA runs on the model's own answers
+made to open with "Ahoy!": `none` (no prefix) and `open_with_ahoy-fixed` (every training
+prompt prefixed "Begin your answer with 'Ahoy!'."). In the default condition (no prefix) the
+no-prefix run learns the style over the base model, and the prefix-trained run shows it less:
+suppression > 0, paired by eval item, 95% CI above 0. Fixed seeds; the offline judge is a
+rule (the trait's regex), so no API key.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from conftest import OFFLINE_ENV, snakemake
+
+pytestmark = [pytest.mark.e2e, pytest.mark.smollm2]
+
+PRESET = "config/studies/inoculation_smollm2.yaml"
+OUT = "results/inoculation/smollm2"
+RUN = "open_with_ahoy-fixed"
+
+
+@pytest.fixture(scope="module")
+def built(smollm2_work):
+    snakemake(smollm2_work, f"{OUT}/findings.json", "--configfile", PRESET, env=OFFLINE_ENV)
+    return smollm2_work / OUT
+
+
+def test_training_data_shows_the_trait(built):
+    data = pl.read_parquet(built / "data/train.parquet")
+    assert data.height == 32
+    assert all(c.startswith("Ahoy! ") for c in data["completion"])
+    # the rest of each answer is the model's own (not empty, not the template alone)
+    assert all(len(c) > len("Ahoy! ") + 10 for c in data["completion"])
+
+
+def test_no_prefix_run_learns_the_trait_over_the_base_model(built):
+    learn = pl.read_parquet(built / "scores/learning.parquet").filter(
+        (pl.col("run") == "none") & (pl.col("condition") == "default") & (pl.col("trait") == "Ahoy")
+    )
+    row = learn.sort("step").row(-1, named=True)
+    assert row["n"] == 64
+    assert row["base"] < 5.0  # the base model never opens with Ahoy unasked
+    assert row["ci_low"] > 0, row
+
+
+def test_prefix_training_suppresses_the_trait_by_default(built):
+    supp = pl.read_parquet(built / "scores/suppression.parquet").filter(
+        (pl.col("run") == RUN) & (pl.col("trait") == "Ahoy")
+    )
+    row = supp.sort("step").row(-1, named=True)
+    assert row["n"] == 64
+    assert row["suppression"] > 0 and row["ci_low"] > 0, row
+    assert row["inoc"] < row["no_inoc"]
+
+
+def test_prefix_run_learned_the_trait_under_its_prefix(built):
+    learn = pl.read_parquet(built / "scores/learning.parquet").filter(
+        (pl.col("run") == RUN) & (pl.col("condition") == "training") & (pl.col("trait") == "Ahoy")
+    )
+    assert learn.sort("step").row(-1, named=True)["ci_low"] > 0
+
+
+def test_findings_hold(built):
+    rows = json.loads((built / "findings.json").read_text())
+    assert [r["holds"] for r in rows] == [True]
+    f = rows[0]
+    assert f["model"] == "smollm2" and f["n"] == 64 and f["ci"][0] > 0
+    assert len(f["controls"]) == 4
