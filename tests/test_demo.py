@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 from browser import artifact_dir, chromium, free_port, wait_http
-from conftest import REPO, copy_repo, snakemake
+from conftest import REPO
 
 from interpflow.capture import capture_texts, sample_and_capture
 from interpflow.demo import DemoInstance, LiveScorer, load_instance
@@ -145,8 +145,7 @@ def test_live_scores_equal_capture_texts(scorer, greedy):
         np.testing.assert_allclose(got, want[pos], rtol=0, atol=1e-6, err_msg=pos)
 
 
-def test_unknown_instance_names_the_declared(tmp_path):
-
+def test_unknown_instance_names_the_declared():
     with pytest.raises(ValueError, match="no deception instance 'nope'.*declared: default"):
         load_instance(REPO, "nope")
 
@@ -156,18 +155,18 @@ def test_unknown_instance_names_the_declared(tmp_path):
 
 
 @pytest.mark.e2e
-def test_demo_in_a_headless_browser(tmp_path_factory, tmp_path):
-
+def test_demo_in_a_headless_browser(all_run, tmp_path):
+    """On the default deception instance of the session's stub run, read only: the server
+    runs in tmp_path with ``--root`` there."""
     driver = chromium()  # skips (fails in CI) without chromium + chromium-driver
-    work = copy_repo(tmp_path_factory.mktemp("demo"))
-    snakemake(work, "results/deception/default/probes/metrics.json")
+    work, _ = all_run
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     log = open(tmp_path / "demo.log", "w")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(
         [sys.executable, "-m", "interpflow.demo", "--instance", "default", "--port", str(port),
-         "--threads", "1"],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+         "--threads", "1", "--root", str(work)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     shots = artifact_dir(tmp_path)
     try:
