@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from conftest import OFFLINE_ENV, snakemake
 
 from interpflow.findings import read
-from tests.conftest import OFFLINE_ENV, snakemake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.smollm2]
 
