@@ -29,6 +29,7 @@ rule all:
         tribunal_targets(),
         inoculation_targets(),
         steering_targets(),
+        "results/findings.md",
     default_target: True
     localrule: True
 

@@ -95,9 +95,12 @@ DECEPTION_TARGETS = [
 ]
 deception_targets = lambda: [
     f"results/deception/{name}/{target}"
-    for name in INSTANCES["deception"]
+    for name, inst in INSTANCES["deception"].items()
     for target in DECEPTION_TARGETS
+    + ["labels.agreement.json"]
     + (["labels_nla.parquet"] if name in DECEPTION_VERBALIZED else [])
+    + (["quant_transfer/metrics.json"] if inst["quant_transfer"]["enabled"] else [])
+    + (["protocol/metrics.json"] if inst["protocol"]["enabled"] else [])
 ]
 
 
