@@ -127,7 +127,7 @@ def family_finding(
             f"{family} dW moves the persona-signed Yes/No log-ratio in the trained direction "
             f"on held-out questions ({eval_set})"
         ),
-        metric=f"mean shift of signed log-ratio, alpha {hi:+g} minus {lo:+g}",
+        metric=f"{family} dW: mean shift of signed log-ratio, alpha {hi:+g} minus {lo:+g}",
         value=float(values.mean()) if values.size else float("nan"),
         ci=ci,
         n=int(values.size),
