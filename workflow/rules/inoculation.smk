@@ -382,9 +382,15 @@ rule inoculation_report:
         suppression=f"{INOC_OUT}/scores/suppression.parquet",
         em=f"{INOC_OUT}/scores/em_rates.parquet",
     output:
-        figures=expand(
-            f"{INOC_OUT}/figures/{{f}}.png", f=INOC_FIGURES, allow_missing=True
-        ),
+        figures=[
+            report(
+                f"{INOC_OUT}/figures/{f}.png",
+                caption=f"../report/inoculation/{f}.rst",
+                category="Inoculation",
+                subcategory="{instance}",
+            )
+            for f in INOC_FIGURES
+        ],
         tables=expand(
             f"{INOC_OUT}/figures/{{f}}.csv", f=INOC_FIGURES, allow_missing=True
         ),
