@@ -14,7 +14,6 @@ import json
 
 import polars as pl
 import pytest
-
 from conftest import OFFLINE_ENV, snakemake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.smollm2]
