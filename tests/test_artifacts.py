@@ -41,3 +41,18 @@ def test_good_and_missing_files(tmp_path):
     # A missing input keeps its own error (it names the file; there is nothing to delete).
     with pytest.raises(FileNotFoundError):
         read_parquet(tmp_path / "missing.parquet")
+
+
+def test_progress_logs_at_most_every_interval_and_at_the_end():
+    from interpflow.artifacts import Progress
+
+    now = [0.0]
+    lines: list[str] = []
+    p = Progress("answers", 10, every_s=30.0, log=lines.append, clock=lambda: now[0])
+    for t in (10.0, 20.0, 35.0, 40.0, 70.0):  # updates of 2 at these times
+        now[0] = t
+        p.update(2)
+    assert lines == [
+        "answers: 6/10 (60%) in 35 s, ~23 s left",  # the first update 30 s after the start
+        "answers: 10/10 (100%) in 70 s",  # the end, whatever the interval
+    ]

@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from interpflow.artifacts import (
+    Progress,
     atomic_path,
     read_parquet,
     stable_hash,
@@ -195,6 +196,7 @@ def generate_answers(
     eos = eos_token_ids(model, tokenizer)
     texts: list[str] = []
     finished: list[bool] = []
+    progress = Progress("answers", len(prompts))
     for start in range(0, len(prompts), config.batch_size):
         chunk = prompts[start : start + config.batch_size]
         chats = [chat_prompt(tokenizer, user, system) for system, user in chunk]
@@ -202,6 +204,7 @@ def generate_answers(
         seqs, _, width, _, r_lens, fin = sample_batch(model, tokenizer, chats, sampling, eos)
         texts += decode_responses(tokenizer, seqs, width, r_lens)
         finished += [bool(f) for f in fin]
+        progress.update(len(chunk))
     return Answers(texts, finished)
 
 

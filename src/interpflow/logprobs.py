@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from interpflow.artifacts import atomic_path, write_parquet, write_provenance
+from interpflow.artifacts import Progress, atomic_path, write_parquet, write_provenance
 from interpflow.models import ModelSpec, chat_prompt, load_model
 
 TOKEN_SCHEMA = {
@@ -195,7 +195,9 @@ def score_completions(
                 lm, tok, prefixes, rows["completion"].to_list(), cfg.batch_size,
                 cfg.max_completion_tokens,
             )  # fmt: skip
+            progress = Progress("teacher-forced completions", rows.height, log=log)
             for batch in batches:
+                progress.update(len(batch))
                 ids = row_ids[len(n_tok) : len(n_tok) + len(batch)]
                 lens = [len(v) for _, v in batch]
                 n_tok += lens
