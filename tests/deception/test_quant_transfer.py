@@ -64,10 +64,8 @@ def stored(stub_dir, tmp_path):
     return tmp_path, cfg, positions, ds, test, probe
 
 
-def test_the_probe_is_scored_on_both_precisions_of_the_same_rows(stored, stub_dir):
-    d, cfg, positions, ds, test, probe = stored
-    out = {k: d / f"qt_{k}" for k in ("metrics", "cosine", "png", "full", "q")}
-    m = quant_transfer(
+def _transfer(d, cfg, positions, stub_dir, out, quant: QuantConfig | None = None):
+    return quant_transfer(
         generations=d / "generations.parquet",
         activations=d / "activations.parquet",
         labels=d / "labels.parquet",
@@ -79,13 +77,19 @@ def test_the_probe_is_scored_on_both_precisions_of_the_same_rows(stored, stub_di
         positions=positions,
         store_dtype="float32",
         model=ModelSpec(str(stub_dir), dtype="float32", device="cpu"),
-        cfg=QuantConfig(scheme="nf4", batch_size=4),
+        cfg=quant or QuantConfig(),
         out_metrics=out["metrics"],
         out_cosine=out["cosine"],
         out_figure=out["png"].with_suffix(".png"),
         out_activations_full=out["full"],
         out_activations_4bit=out["q"],
     )
+
+
+def test_the_probe_is_scored_on_both_precisions_of_the_same_rows(stored, stub_dir):
+    d, cfg, positions, ds, test, probe = stored
+    out = {k: d / f"qt_{k}" for k in ("metrics", "cosine", "png", "full", "q")}
+    m = _transfer(d, cfg, positions, stub_dir, out, QuantConfig(scheme="nf4", batch_size=4))
     assert m == json.loads(out["metrics"].read_text())
     # every test row (8 prompts: last_prompt + 4 responses' first token) at both precisions
     assert m["n_rows"] == len(test) == 12 and m["n_prompts"] == 8
@@ -118,22 +122,10 @@ def test_a_test_prompt_without_a_generation_is_named(stored, stub_dir):
     with pytest.raises(
         ValueError, match=r"generations.parquet: no generations for test prompts \['d1'\]"
     ):
-        quant_transfer(
-            generations=d / "generations.parquet",
-            activations=d / "activations.parquet",
-            labels=d / "labels.parquet",
-            probe=d / "logreg.joblib",
-            classes=d / "label_classes.txt",
-            test_indices=d / "test_indices.npy",
-            probe_cfg=cfg,
-            layers=LAYERS,
-            positions=positions,
-            store_dtype="float32",
-            model=ModelSpec(str(stub_dir), dtype="float32", device="cpu"),
-            cfg=QuantConfig(),
-            out_metrics=d / "m.json",
-            out_cosine=d / "c.csv",
-            out_figure=d / "f.png",
-            out_activations_full=d / "a.parquet",
-            out_activations_4bit=d / "b.parquet",
+        _transfer(
+            d,
+            cfg,
+            positions,
+            stub_dir,
+            {k: d / k for k in ("metrics", "cosine", "png", "full", "q")},
         )

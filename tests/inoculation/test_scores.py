@@ -331,7 +331,7 @@ def test_number_expected_value_over_0_to_100():
     assert math.isnan(number_expected_value(None))
 
 
-def test_percent_scale_scores_and_special_answers(tmp_path):
+def test_percent_scale_scores_and_special_answers(tmp_path, monkeypatch):
     """The 0-100 form: requests ask for a number, replies are scored on 0-100 directly, and the
     alignment judge's REFUSAL is NaN with the answer in `special`, left out of the EM rate."""
 
@@ -352,25 +352,20 @@ def test_percent_scale_scores_and_special_answers(tmp_path):
         cfg = JudgeConfig(
             backend="openai", model="gpt-fake", base_url=server.url, api_key_env="FAKE_KEY"
         )
-        import os
-
-        os.environ["FAKE_KEY"] = "sk-test"
-        try:
-            res = score_evals(
-                evals=_evals(tmp_path),
-                traits={"Playful": {"description": "playful"}},
-                trait_judge=cfg,
-                em_judge=cfg,
-                cache=tmp_path / "c.sqlite",
-                min_mass=0.25,
-                out_scores=out["scores"],
-                out_summary=out["summary"],
-                out_em=out["em"],
-                out_suppression=out["supp"],
-                scale="percent",
-            )
-        finally:
-            del os.environ["FAKE_KEY"]
+        monkeypatch.setenv("FAKE_KEY", "sk-test")
+        res = score_evals(
+            evals=_evals(tmp_path),
+            traits={"Playful": {"description": "playful"}},
+            trait_judge=cfg,
+            em_judge=cfg,
+            cache=tmp_path / "c.sqlite",
+            min_mass=0.25,
+            out_scores=out["scores"],
+            out_summary=out["summary"],
+            out_em=out["em"],
+            out_suppression=out["supp"],
+            scale="percent",
+        )
         assert server.requests[0]["max_tokens"] == 3
     scores = pl.read_parquet(out["scores"])
     trait = scores.filter(pl.col("metric") == "Playful")
