@@ -20,11 +20,11 @@ from interpflow.judges import (
     JudgeRequest,
     _Cache,
     check_failures,
-    digit_expected_value,
     failure_reason,
     request_key,
     require_api_key,
 )
+from interpflow.stats import digit_expected_value
 
 SECRET = "sk-test-SECRET123"
 

@@ -1,6 +1,7 @@
-"""Small interval statistics with no dependency beyond numpy, so that light rule environments
-(the judge env has no scipy or scikit-learn) can use them: the Wilson interval of a proportion
-and Cohen's kappa between two raters, with its bootstrap CI."""
+"""Small statistics with no dependency beyond numpy, so that light rule environments (the judge
+env has no scipy or scikit-learn) can use them: the Wilson interval of a proportion, Cohen's
+kappa between two raters with its bootstrap CI, and a judge's score as the expected value of
+its first token over the digits 0-9 or the numbers 0-100."""
 
 from __future__ import annotations
 
@@ -72,3 +73,50 @@ def cohen_kappa(a: Sequence, b: Sequence, n_bootstrap: int = 1000, seed: int = 0
         "n": int(ai.size),
         "n_dropped": int(n_dropped),
     }
+
+
+def digit_expected_value(top_logprobs: dict[str, float] | None, min_mass: float = 0.25) -> float:
+    """Expected value of the first token over the digits ``"0".."9"``, on a 0-100 scale.
+
+    Keys are stripped of whitespace (``" 7"`` counts as ``"7"``) and duplicates are merged by
+    summing probabilities. The digit probabilities are renormalised to sum to 1, and digit ``d``
+    maps to ``d / 9 * 100``: all mass on "0" gives 0.0, all on "9" gives 100.0, uniform gives
+    50.0. Returns NaN when ``top_logprobs`` is None or the digits hold less than ``min_mass`` of
+    the probability (the judge did not answer with a digit).
+    """
+    if top_logprobs is None:
+        return math.nan
+    probs = [0.0] * 10
+    for token, logprob in top_logprobs.items():
+        s = token.strip()
+        if len(s) == 1 and "0" <= s <= "9":
+            probs[int(s)] += math.exp(logprob)
+    mass = sum(probs)
+    if mass <= 0.0 or mass < min_mass:
+        return math.nan
+    ev = sum(d * p for d, p in enumerate(probs)) / mass
+    return ev / 9.0 * 100.0
+
+
+def number_expected_value(
+    top_logprobs: dict[str, float] | None, min_mass: float = 0.25, top: int = 100
+) -> float:
+    """Probability-weighted mean of the first token over the integers ``0..top`` (the 0-100
+    judge scale of the emergent-misalignment literature: numbers up to 999 are one token in
+    the GPT, Qwen and Llama-3 vocabularies).
+
+    Keys are stripped of whitespace and merged by summing probabilities; the number
+    probabilities are renormalised. NaN when ``top_logprobs`` is None or the numbers hold less
+    than ``min_mass`` of the probability (the judge answered something else, e.g. REFUSAL).
+    """
+    if top_logprobs is None:
+        return math.nan
+    probs: dict[int, float] = {}
+    for token, logprob in top_logprobs.items():
+        s = token.strip()
+        if s.isdigit() and s.isascii() and int(s) <= top and (s == "0" or s[0] != "0"):
+            probs[int(s)] = probs.get(int(s), 0.0) + math.exp(logprob)
+    mass = sum(probs.values())
+    if mass <= 0.0 or mass < min_mass:
+        return math.nan
+    return sum(v * p for v, p in probs.items()) / mass

@@ -319,7 +319,7 @@ def test_learning_pairs_each_checkpoint_with_its_base_by_item():
 
 
 def test_number_expected_value_over_0_to_100():
-    from interpflow.judges import number_expected_value
+    from interpflow.stats import number_expected_value
 
     assert number_expected_value({"0": math.log(0.5), "100": math.log(0.5)}) == pytest.approx(50)
     top = {" 70": math.log(0.6), "80": math.log(0.3), "REF": math.log(0.1)}

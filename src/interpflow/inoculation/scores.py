@@ -20,10 +20,8 @@ from interpflow.judges import (
     JudgeReply,
     JudgeRequest,
     check_failures,
-    digit_expected_value,
-    number_expected_value,
 )
-from interpflow.stats import wilson
+from interpflow.stats import digit_expected_value, number_expected_value, wilson
 
 #: Judge scales (``inoculation.judges.scale``): ``digit`` asks for one digit 0-9 (rescaled to
 #: 0-100); ``percent`` asks for a number 0-100, the form of seed 003 and the emergent-
@@ -183,7 +181,7 @@ def reply_score(reply: JudgeReply, min_mass: float, scale: str = "digit") -> flo
     """0-100 score. ``digit``: the expected value over the digit tokens of the top logprobs
     (openai, hf) rescaled from 0-9, or the single digit a text-only reply (offline, anthropic)
     consists of. ``percent``: the probability-weighted mean over the number tokens 0-100
-    (:func:`~interpflow.judges.number_expected_value`), or the number a text-only reply is.
+    (:func:`~interpflow.stats.number_expected_value`), or the number a text-only reply is.
     NaN for a failed call, a special answer (:func:`special_answer`) or too little mass."""
     if reply.text is None or special_answer(reply, scale) is not None:
         return math.nan
