@@ -137,8 +137,9 @@ def test_every_preset_plans_with_no_api_key(preset, tmp_path):
     jobs = job_counts(proc.stdout)
     declared = yaml.safe_load(preset.read_text())
     studies = {s for s in ("deception", "tribunal", "inoculation", "steering") if declared.get(s)}
-    # models_* rules build models (stub, packaged, random-init controls), shared by studies
-    planned = {r.split("_")[0] for r in jobs if r not in ("all", "total")} - {"models"}
+    # models_* rules build models (stub, packaged, random-init controls), shared by studies;
+    # rule findings gathers every instance's findings.json
+    planned = {r.split("_")[0] for r in jobs if r not in ("all", "total")} - {"models", "findings"}
     assert planned == studies, (planned, studies)
     uses_api = any(
         j.get("backend") in ("openai", "anthropic") for j in (declared.get("judges") or {}).values()
