@@ -112,12 +112,16 @@ def test_study_outputs(study):
     meta = json.loads((res / "heuristics/W.json").read_text())
     assert 0 < meta["explained_variance"]["W_fixed"]["pca"][0] <= 1
     corr = pl.read_csv(res / "figures/heuristic_correlations.csv")
-    assert set(corr["prefix_type"]) == {"fixed", "mix", "gap"}
-    assert set(corr["trait"]) == {"Playful", "French"}
-    # toy: 1 trained prompt (r needs 3); the own-trait cosine and the composite need 2 prompts,
-    # and the fixed-vs-mix columns exist on mix rows only
-    assert (corr["n"] <= 1).all() and corr["r"].is_nan().all()
-    assert set(corr.filter(pl.col("n") == 0)["heuristic"]) == {
+    assert set(corr["prefix_type"]) == {"fixed", "mix", "gap", "all"}  # all: fixed + mix
+    assert set(corr["trait"]) == {"Playful", "French", "pooled"}
+    assert set(corr["scope"]) <= {"own", "cross"}
+    # toy: 1 trained prompt (r needs 3; pooled over the two traits it counts twice); the
+    # own-trait cosine and the composite need 2 prompts, and the fixed-vs-mix columns exist on
+    # mix rows only
+    single = corr.filter((pl.col("trait") != "pooled") & (pl.col("prefix_type") != "all"))
+    assert (single["n"] <= 1).all() and single["r"].is_nan().all()
+    assert (corr["n"] <= 4).all()  # pooled over 2 traits and fixed + mix: 4 points at most
+    assert set(single.filter(pl.col("n") == 0)["heuristic"]) == {
         "emb_cos_own_trait",
         "composite",
         "cos_fixed_mix",
@@ -173,7 +177,10 @@ def test_presets_plan_the_full_job_set(tmp_path, preset, instances, runs):
         assert f"results/inoculation/{name}/figures/trait_vs_step.png" in proc.stdout, name
     # a preset means exactly its instances: nothing of the default instance, no other study
     assert "results/inoculation/default/" not in proc.stdout
-    assert {r.split("_")[0] for r in counts if r not in ("all", "total")} == {"inoculation"}
+    # rule findings gathers the instances' findings.json
+    assert {r.split("_")[0] for r in counts if r not in ("all", "total", "findings")} == {
+        "inoculation"
+    }
 
 
 def test_an_instance_without_inoculated_runs_skips_the_heuristics(tmp_path):

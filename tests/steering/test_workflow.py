@@ -90,6 +90,7 @@ def test_persona_data_logs_and_repe_norms_live_under_the_instance(run):
         "data.log",
         "baselines.log",
         "report.log",
+        "findings.log",
         *(f"{stage}/{f}.log" for stage in ("adapters", "eval") for f in FAMILIES),
     }
 
@@ -148,9 +149,10 @@ def test_presets_plan_their_instances_only(tmp_path, preset, instances, families
         "steering_baselines": n,
         "steering_report": n,
         "steering_findings": n,
+        "findings": 1,  # every instance's findings.json in one table
         "all": 1,
         **extra,
-        "total": (2 * families + 4) * n + 1 + sum(extra.values()),
+        "total": (2 * families + 4) * n + 2 + sum(extra.values()),
     }
     for name in instances:
         assert f"results/steering/{name}/report/summary.json" in proc.stdout

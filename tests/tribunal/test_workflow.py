@@ -157,6 +157,8 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
         reported = dict(table.filter(at).select("metric", "value").rows())
         expected = {"accuracy": m["accuracy"], "auroc": m["auroc"]}
         expected["majority_accuracy"] = p["majority"]["accuracy"]
+        # each control's AUROC beside the probe's (form and lexical here: no random-init copy)
+        expected |= {f"{n}_auroc": c["auroc"] for n, c in p["controls"].items()}
         assert reported == pytest.approx(expected), key
     assert metrics["n_train_problems"] + metrics["n_test_problems"] == 12
     assert metrics["best"]["probe"] in keys
@@ -169,7 +171,9 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
     directions = json.loads((res / "implicit_value_directions.json").read_text())
     assert len(directions["directions"]["2"]["response_mean"]["direction"]) == 64  # stub d_model
 
-    assert table.height == 3 * 2 * 3
+    # 3 layers x 2 aggregations x (accuracy, auroc, majority_accuracy + the form and lexical
+    # controls' AUROC)
+    assert table.height == 3 * 2 * 5
     assert (
         logits.height == 23 * 6
         and logits.group_by("problem_id").agg(pl.col("split").n_unique())["split"].max() == 1
@@ -195,7 +199,7 @@ def test_preset_dry_runs_offline(tmp_path):
     for rule in RULES:
         assert counts[rule] == 1, rule
     # a preset means exactly the instances it declares: one tribunal instance, nothing else
-    assert set(counts) == {*RULES, "all", "total"}, counts
+    assert set(counts) == {*RULES, "findings", "all", "total"}, counts
     assert "results/tribunal/r1-7b/metrics.json" in proc.stdout
     assert "results/tribunal/default/" not in proc.stdout
     print("preset jobs:", counts)
