@@ -605,3 +605,26 @@ def test_locked_cache_waits_then_names_the_file(tmp_path):
     assert 0.45 < waited < 10  # the busy timeout, not a hang
     with Judge(JudgeConfig(backend="offline"), path, offline=offline_len) as judge:
         assert judge._cache.get_many(["a"])["a"].text == "cached"  # nothing was lost
+
+
+def test_jobs_opening_a_new_cache_together_do_not_fail(tmp_path):
+    """Two label jobs of one preset open a fresh judge cache at the same moment; switching it to
+    WAL made one of them fail at once with "database is locked" (10 of 48 openers in 12 rounds
+    of 4 before the retry); now every opener waits its turn."""
+    code = (
+        "import sys, time\n"
+        "from interpflow.judges import _Cache\n"
+        "t = float(sys.argv[2])\n"
+        "while time.time() < t: pass\n"
+        "_Cache(sys.argv[1], timeout_s=10).close()\n"
+    )
+    for round_ in range(6):
+        start = str(time.time() + 1.0)
+        path = str(tmp_path / f"c{round_}.sqlite")
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, path, start], stderr=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err.decode()

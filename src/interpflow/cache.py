@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -77,10 +78,24 @@ class SqliteCache:
             self.path, timeout=timeout_s, check_same_thread=not self.shared
         )
         with self._lock, self._errors():
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._wal(time.monotonic() + timeout_s)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(self.table)
             self._conn.commit()
+
+    def _wal(self, deadline: float) -> None:
+        """Put the file in WAL mode, once. Switching modes needs the file to itself, and sqlite
+        answers "locked" at once (no busy wait) when two jobs open a new cache together (two
+        label jobs of one preset): retry until ``deadline``, then let it raise."""
+        while True:
+            try:
+                if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return cache_errors(self.path, self.what, self.timeout_s)

@@ -218,6 +218,7 @@ def test_smollm2_preset_plans_the_random_init_control(tmp_path):
         "tribunal_control",
         "models_packaged",
         "models_random_init",
+        "findings",
         "all",
         "total",
     }, counts
