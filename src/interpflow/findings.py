@@ -17,6 +17,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from interpflow.ledger import latest_run
+
 README_START = "<!-- reference-run:start -->"
 README_END = "<!-- reference-run:end -->"
 
@@ -88,15 +90,9 @@ def _finite(obj):
 def wall_seconds(benchmark_dir: str | Path) -> float | None:
     """Total wall seconds of the rules whose ``benchmark:`` files are under ``benchmark_dir``
     (the ``s`` column of each ``.tsv``, last row: the latest run), or None when there are none."""
-    total, found = 0.0, False
-    for tsv in sorted(Path(benchmark_dir).rglob("*.tsv")):
-        lines = tsv.read_text().strip().splitlines()
-        if len(lines) < 2:
-            continue
-        header, last = lines[0].split("\t"), lines[-1].split("\t")
-        total += float(last[header.index("s")])
-        found = True
-    return total if found else None
+    runs = [latest_run(tsv) for tsv in sorted(Path(benchmark_dir).rglob("*.tsv"))]
+    seconds = [float(run["s"]) for run in runs if run is not None]
+    return sum(seconds) if seconds else None
 
 
 def _num(x: float | None, digits: int = 3) -> str:

@@ -41,6 +41,15 @@ def gpu_rules(rules_dir: str | Path = RULES_DIR) -> set[str]:
     return found
 
 
+def latest_run(tsv: str | Path) -> dict[str, str] | None:
+    """A snakemake ``benchmark:`` file's last row (its latest run) as {column: text}, or None
+    when it holds no run."""
+    lines = Path(tsv).read_text().strip().splitlines()
+    if len(lines) < 2:
+        return None
+    return dict(zip(lines[0].split("\t"), lines[-1].split("\t")))
+
+
 def read_benchmarks(root: str | Path = BENCHMARKS) -> pl.DataFrame:
     """One row per benchmark file (its last row: the latest run of that job): ``study,
     instance, rule, job, wall_s, cpu_s, max_rss_mb``."""
@@ -50,11 +59,9 @@ def read_benchmarks(root: str | Path = BENCHMARKS) -> pl.DataFrame:
         parts = tsv.relative_to(root).with_suffix("").parts
         if len(parts) < 3:
             continue
-        lines = tsv.read_text().strip().splitlines()
-        if len(lines) < 2:
+        value = latest_run(tsv)
+        if value is None:
             continue
-        header, last = lines[0].split("\t"), lines[-1].split("\t")
-        value = dict(zip(header, last))
         rows.append(
             {
                 "study": parts[0],
