@@ -25,6 +25,8 @@ from scipy.stats import rankdata
 from sklearn.base import clone
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from interpflow.stats import ci95, nan_to_none
+
 
 def expected_calibration_error(
     correct: np.ndarray, confidence: np.ndarray, n_bins: int = 15
@@ -88,21 +90,6 @@ def group_bootstrap_indices(
         np.concatenate([members[g] for g in rng.integers(0, uniq.size, size=uniq.size)])
         for _ in range(n_bootstrap)
     ]
-
-
-def ci95(values: Sequence[float]) -> list[float | None]:
-    """[2.5th, 97.5th] percentile of the finite ``values``; [None, None] when there are none."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return [None, None]
-    lo, hi = np.percentile(v, [2.5, 97.5])
-    return [float(lo), float(hi)]
-
-
-def nan_to_none(x: float) -> float | None:
-    """``x`` as a JSON-friendly float; None for None, NaN and infinities."""
-    return None if x is None or not np.isfinite(x) else float(x)
 
 
 def _macro_f1(y_idx: np.ndarray, pred_idx: np.ndarray, k: int) -> float:

@@ -27,11 +27,13 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _finite_or_none(x: float) -> float | None:
+def nan_to_none(x: float) -> float | None:
+    """``x`` as a JSON-friendly float; None for None, NaN and infinities."""
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _ci95(values: Sequence[float]) -> list[float | None]:
+def ci95(values: Sequence[float]) -> list[float | None]:
+    """[2.5th, 97.5th] percentile of the finite ``values``; [None, None] when there are none."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if v.size == 0:
@@ -67,9 +69,9 @@ def cohen_kappa(a: Sequence, b: Sequence, n_bootstrap: int = 1000, seed: int = 0
     rng = np.random.default_rng(seed)
     boots = [kappa(ai[i], bi[i]) for i in rng.integers(0, max(ai.size, 1), (n_bootstrap, ai.size))]
     return {
-        "kappa": _finite_or_none(kappa(ai, bi)),
-        "kappa_ci": _ci95(boots),
-        "agreement": _finite_or_none(float((ai == bi).mean()) if ai.size else float("nan")),
+        "kappa": nan_to_none(kappa(ai, bi)),
+        "kappa_ci": ci95(boots),
+        "agreement": nan_to_none(float((ai == bi).mean()) if ai.size else float("nan")),
         "n": int(ai.size),
         "n_dropped": int(n_dropped),
     }
