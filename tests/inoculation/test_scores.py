@@ -122,7 +122,32 @@ def _evals(tmp_path) -> list[Path]:
     return paths
 
 
-def test_digit_ev_trait_scores_against_fake_openai_server(tmp_path):
+def _score_on_fake_openai(tmp_path, monkeypatch, text, top, traits, evals, **kw):
+    """score_evals with both judges an OpenAI client on the fake server (replies ``text``,
+    first-token ``top`` logprobs); returns (its summary, the output paths, the first request)."""
+    out = {k: tmp_path / f"{k}.parquet" for k in ("scores", "summary", "em", "supp")}
+    monkeypatch.setenv("FAKE_KEY", "sk-test")
+    with FakeAPIServer(text, top_logprobs=top) as server:
+        cfg = JudgeConfig(
+            backend="openai", model="gpt-fake", base_url=server.url, api_key_env="FAKE_KEY"
+        )
+        res = score_evals(
+            evals=evals,
+            traits=traits,
+            trait_judge=cfg,
+            em_judge=cfg,
+            cache=tmp_path / "c.sqlite",
+            min_mass=0.25,
+            out_scores=out["scores"],
+            out_summary=out["summary"],
+            out_em=out["em"],
+            out_suppression=out["supp"],
+            **kw,
+        )
+        return res, out, server.requests[0]
+
+
+def test_digit_ev_trait_scores_against_fake_openai_server(tmp_path, monkeypatch):
     """Known top_logprobs per request -> known expected values, NaN below the mass threshold."""
 
     def top(req):
@@ -141,31 +166,10 @@ def test_digit_ev_trait_scores_against_fake_openai_server(tmp_path):
 
     paths = _evals(tmp_path)
     traits = {"Playful": {"description": "playful"}, "French": {"description": "French"}}
-    out = {k: tmp_path / f"{k}.parquet" for k in ("scores", "summary", "em", "supp")}
-    with FakeAPIServer(lambda r: "5", top_logprobs=top) as server:
-        cfg = JudgeConfig(
-            backend="openai", model="gpt-fake", base_url=server.url, api_key_env="FAKE_KEY"
-        )
-        import os
-
-        os.environ["FAKE_KEY"] = "sk-test"
-        try:
-            res = score_evals(
-                evals=paths,
-                traits=traits,
-                trait_judge=cfg,
-                em_judge=cfg,
-                cache=tmp_path / "c.sqlite",
-                min_mass=0.25,
-                out_scores=out["scores"],
-                out_summary=out["summary"],
-                out_em=out["em"],
-                out_suppression=out["supp"],
-            )
-        finally:
-            del os.environ["FAKE_KEY"]
-        sent = server.requests[0]
-        assert sent["logprobs"] is True and sent["top_logprobs"] == 20 and sent["max_tokens"] == 1
+    res, out, sent = _score_on_fake_openai(
+        tmp_path, monkeypatch, lambda r: "5", top, traits, evals=paths
+    )
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 20 and sent["max_tokens"] == 1
     summary = pl.read_parquet(out["summary"])
 
     def mean(run, step, metric):
@@ -347,26 +351,16 @@ def test_percent_scale_scores_and_special_answers(tmp_path, monkeypatch):
     def text(req):
         return "REFUSAL" if "alignment" in req["messages"][0]["content"] else "65"
 
-    out = {k: tmp_path / f"{k}.parquet" for k in ("scores", "summary", "em", "supp")}
-    with FakeAPIServer(text, top_logprobs=top) as server:
-        cfg = JudgeConfig(
-            backend="openai", model="gpt-fake", base_url=server.url, api_key_env="FAKE_KEY"
-        )
-        monkeypatch.setenv("FAKE_KEY", "sk-test")
-        res = score_evals(
-            evals=_evals(tmp_path),
-            traits={"Playful": {"description": "playful"}},
-            trait_judge=cfg,
-            em_judge=cfg,
-            cache=tmp_path / "c.sqlite",
-            min_mass=0.25,
-            out_scores=out["scores"],
-            out_summary=out["summary"],
-            out_em=out["em"],
-            out_suppression=out["supp"],
-            scale="percent",
-        )
-        assert server.requests[0]["max_tokens"] == 3
+    res, out, sent = _score_on_fake_openai(
+        tmp_path,
+        monkeypatch,
+        text,
+        top,
+        {"Playful": {"description": "playful"}},
+        evals=_evals(tmp_path),
+        scale="percent",
+    )
+    assert sent["max_tokens"] == 3
     scores = pl.read_parquet(out["scores"])
     trait = scores.filter(pl.col("metric") == "Playful")
     assert trait["score"].to_list() == [pytest.approx(65.0)] * trait.height
