@@ -226,7 +226,7 @@ def test_suppression_pairs_each_run_with_the_control_by_item():
         pytest.approx(10.0 - half),
         pytest.approx(10.0 + half),
     )
-    assert fixed["ci_low"] > 8.5  # independent SEs would give a CI of about +-27
+    assert fixed["ci_low"] > 8.5  # independent SEs would give +-34.8 (1.96 x sqrt(SE_a^2 + SE_b^2))
     assert s.row(1, named=True)["suppression"] == 0.0
     # an item only one run scored (a NaN score) is left out of the pairs
     nan_item = scores.with_columns(
