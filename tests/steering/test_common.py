@@ -59,20 +59,83 @@ def test_batched_scores_equal_single(spec):
     assert np.all(batched[0] < 0) and np.all(batched[1] < 0)
 
 
+def _param(model, name):
+    return dict(model.named_parameters())[name]
+
+
+def _logits(model, tok):
+    enc = tok(["Is it fine to lie? Answer Yes or No."], return_tensors="pt")
+    with torch.inference_mode():
+        return model(**enc).logits
+
+
 def test_weight_steerer_applies_and_restores(spec):
     model, _ = load_model(spec)
     name = "model.layers.1.self_attn.q_proj.weight"
-    w0 = dict(model.named_parameters())[name].detach().clone()
+    w0 = _param(model, name).detach().clone()
     dw = {name: torch.randn_like(w0)}
     steer = WeightSteerer(model, dw)
     steer.apply(-0.5)
-    assert torch.allclose(dict(model.named_parameters())[name], w0 - 0.5 * dw[name])
+    assert torch.allclose(_param(model, name), w0 - 0.5 * dw[name])
     steer.apply(2.0)  # from the original, not cumulative
-    assert torch.allclose(dict(model.named_parameters())[name], w0 + 2.0 * dw[name])
+    assert torch.allclose(_param(model, name), w0 + 2.0 * dw[name])
     steer.restore()
-    assert torch.equal(dict(model.named_parameters())[name], w0)
+    assert torch.equal(_param(model, name), w0)
     with pytest.raises(ValueError, match="lacks"):
         WeightSteerer(model, {"model.nope.weight": w0})
+
+
+BF16_NAMES = ("model.layers.1.self_attn.q_proj.weight", "model.layers.0.mlp.down_proj.weight")
+
+
+def test_bf16_steering_is_one_rounding_of_the_fp32_sum(spec):
+    """Issue 13 item 5, on a bf16 model: α = 0 is the base model bit for bit (weights and
+    logits); α ≠ 0 sets every steered weight to (W0.float() + α·dW).to(bf16) bit for bit (one
+    rounding of the fp32 sum); restore() gives W0 back bit for bit."""
+    model, tok = load_model(replace(spec, dtype="bfloat16"))
+    w0 = {n: _param(model, n).detach().clone() for n in BF16_NAMES}
+    assert all(w.dtype == torch.bfloat16 for w in w0.values())
+    base_logits = _logits(model, tok)
+    g = torch.Generator().manual_seed(0)
+    dw = {n: 1e-3 * torch.randn(w.shape, generator=g) for n, w in w0.items()}  # fp32, small
+    steer = WeightSteerer(model, dw)
+    steer.apply(0.0)
+    assert all(torch.equal(_param(model, n), w0[n]) for n in BF16_NAMES)
+    assert torch.equal(_logits(model, tok), base_logits)
+    for alpha in (1.0, -0.5, 2.0):
+        steer.apply(alpha)
+        for n in BF16_NAMES:
+            want = (w0[n].float() + alpha * dw[n]).to(torch.bfloat16)
+            assert _param(model, n).dtype == torch.bfloat16
+            assert torch.equal(_param(model, n), want), (n, alpha)
+        assert not torch.equal(_logits(model, tok), base_logits)
+    steer.restore()
+    assert all(torch.equal(_param(model, n), w0[n]) for n in BF16_NAMES)
+    assert torch.equal(_logits(model, tok), base_logits)
+
+
+def test_bf16_steering_differs_from_the_naive_bf16_sum_where_rounding_matters(spec):
+    """A constructed weight where the bf16 sum rounds differently: W0 = 1 (bf16 spacing 2⁻⁷
+    there), dW = 2⁻⁸ + 2⁻²⁰ (just over half a spacing). fp32 sum then one rounding: 1 + 2⁻⁷.
+    The naive bf16 sum first rounds dW to 2⁻⁸ and then ties 1 + 2⁻⁸ to even: 1, the steering
+    lost. Elements with dW = 0 stay W0."""
+    model, _ = load_model(replace(spec, dtype="bfloat16"))
+    name = BF16_NAMES[0]
+    p = _param(model, name)
+    with torch.no_grad():
+        p.fill_(1.0)
+    delta = torch.zeros(p.shape)
+    delta[0, :4] = 2.0**-8 + 2.0**-20
+    naive = p.detach() + (1.0 * delta).to(torch.bfloat16)
+    assert torch.equal(naive[0, :4], torch.ones(4, dtype=torch.bfloat16))  # the steering lost
+    steer = WeightSteerer(model, {name: delta})
+    steer.apply(1.0)
+    got = _param(model, name)
+    assert torch.equal(got[0, :4], torch.full((4,), 1.0 + 2.0**-7, dtype=torch.bfloat16))
+    assert torch.equal(got[1:], torch.ones_like(got[1:]))
+    assert not torch.equal(got, naive)
+    steer.restore()
+    assert torch.equal(_param(model, name), torch.ones_like(got))
 
 
 def test_the_think_block_comes_once_from_the_model_chat_template(spec):

@@ -236,7 +236,15 @@ def score_rows(
 
 
 class WeightSteerer:
-    """Sets ``W = W₀ + α·dW`` in place on the given parameters; :meth:`restore` undoes it."""
+    """Sets ``W = W₀ + α·dW`` in place on the given parameters; :meth:`restore` undoes it.
+
+    Precision (issue 13 item 5): W₀ is kept as loaded (the model's dtype, e.g. bf16) and dW in
+    fp32; the steered weight is ``(W₀.float() + α·dW).to(dtype)``, one rounding of the fp32
+    sum. A bf16 sum would round α·dW to bf16 first and round again when adding it to W₀, which
+    loses a small dW next to a large W₀. The weights stay in the model's dtype (no fp32 copy of
+    the steered modules: the forward pass and memory are unchanged). α = 0 and :meth:`restore`
+    copy W₀ back, bit for bit.
+    """
 
     def __init__(self, model, dw: dict):
         import torch
