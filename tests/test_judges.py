@@ -132,7 +132,7 @@ def test_offline_deterministic_and_cached(tmp_path):
     assert s3.n_calls == 0 and s3.n_cache_hits == 15
     assert set(s3.as_dict()) == {
         "n_requests", "n_unique", "n_cache_hits", "n_calls", "n_failed", "failures",
-        "first_error", "elapsed_s", "input_tokens", "output_tokens", "cost_usd",
+        "first_error", "elapsed_s", "input_tokens", "output_tokens", "cost_usd", "n_low_mass",
     }  # fmt: skip
 
 
@@ -295,12 +295,69 @@ def test_ledger_counts_tokens_and_cost_of_the_calls_made(tmp_path, monkeypatch):
         "cache_hits": 8,
         "calls": 6,
         "failed": 0,
+        "low_mass": None,  # no scoring rule given: not counted, not zero
         "input_tokens": 24,
         "output_tokens": 12,
         "cost_usd": pytest.approx((24 * 2.0 + 12 * 8.0) / 1e6),
     }
     assert free["cost_usd"] is None and free["requests"] == 1
     assert SECRET.encode() not in cache.read_bytes()
+
+
+def test_low_mass_nans_are_counted_per_run_and_in_the_ledger(tmp_path, monkeypatch):
+    """Items 0-2: the digits hold 0.2 of the first token's probability (under min_mass 0.25:
+    the score is NaN); items 3-5: 0.25 (at the threshold: scored); item 6: 0.9. The scoring
+    rule given to run() flags exactly the three, the ledger sums them over runs, and a run
+    with no rule (a stage that scores no number tokens) leaves the count null."""
+    from interpflow.ledger import judge_ledger
+    from interpflow.stats import digit_expected_value, low_mass
+
+    monkeypatch.setenv("INTERPFLOW_JOB", "logs/inoculation/x/scores.log")
+    digits = {0: 0.2, 1: 0.2, 2: 0.2, 3: 0.25, 4: 0.25, 5: 0.25, 6: 0.9}
+
+    def alternatives(req):  # the digit mass split over "3" and " 7", the rest on a word
+        mass = digits[int(req["messages"][-1]["content"].split()[-1])]
+        return {"3": math.log(mass / 2), " 7": math.log(mass / 2), "Sorry": math.log(1 - mass)}
+
+    def rule(reply):
+        return low_mass(reply.top_logprobs, 0.25, top=9)
+
+    cache = tmp_path / "c.sqlite"
+    with FakeAPIServer(lambda r: "3", top_logprobs=alternatives) as server:
+        cfg = openai_cfg(server, name="gpt")
+        replies, st = Judge(cfg, cache).run(reqs(7, top_logprobs=5), low_mass=rule)
+        scores = [digit_expected_value(r.top_logprobs, 0.25) for r in replies]
+        assert [math.isnan(s) for s in scores] == [True] * 3 + [False] * 4
+        assert scores[3] == pytest.approx((3 + 7) / 2 / 9 * 100)  # renormalised over the digits
+        assert st.n_low_mass == 3
+        _, warm = Judge(cfg, cache).run(reqs(2, top_logprobs=5), low_mass=rule)  # cached: counted
+        assert (warm.n_cache_hits, warm.n_low_mass) == (2, 2)
+        _, plain = Judge(openai_cfg(server, name="plain"), cache).run(reqs(2, top_logprobs=5))
+        assert plain.n_low_mass is None
+    led = {r["judge"]: r for r in judge_ledger(cache).to_dicts()}
+    assert led["gpt"]["runs"] == 2 and led["gpt"]["low_mass"] == 5
+    assert led["plain"]["low_mass"] is None
+
+
+def test_a_ledger_from_before_the_low_mass_column_still_reads_and_grows(tmp_path, monkeypatch):
+    from interpflow.ledger import judge_ledger
+
+    cache = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(cache)
+    conn.execute(
+        "CREATE TABLE ledger (created REAL, job TEXT, judge TEXT, backend TEXT, model TEXT,"
+        " n_requests INTEGER, n_cache_hits INTEGER, n_calls INTEGER, n_failed INTEGER,"
+        " input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL, elapsed_s REAL)"
+    )
+    conn.execute("INSERT INTO ledger VALUES (0,'j','old','offline','',4,0,4,0,0,0,NULL,0.1)")
+    conn.commit()
+    conn.close()
+    assert judge_ledger(cache)["low_mass"].to_list() == [None]
+    cfg = JudgeConfig(backend="offline", name="new")
+    with Judge(cfg, cache, offline=lambda req: "x") as judge:
+        judge.run(reqs(3), low_mass=lambda reply: reply.text == "x")
+    led = {r["judge"]: r for r in judge_ledger(cache).to_dicts()}
+    assert (led["old"]["low_mass"], led["new"]["low_mass"]) == (None, 3)
 
 
 def test_anthropic_backend(tmp_path):

@@ -40,3 +40,21 @@ def test_wilson_by_hand():
     assert wilson(0, 20) == (0.0, pytest.approx(1.96**2 / (20 + 1.96**2)))
     assert wilson(20, 20)[1] == 1.0
     assert all(math.isnan(v) for v in wilson(0, 0))
+
+
+def test_low_mass_at_and_around_the_threshold():
+    """Digits holding 0.2499 of the probability are under min_mass 0.25 (NaN score, counted);
+    0.25 is not; no logprobs is not a low-mass case; the percent scale counts 0-100 only."""
+    from interpflow.stats import digit_expected_value, low_mass, number_expected_value
+
+    def dist(mass):  # the number mass on "4", the rest on a word
+        return {"4": math.log(mass), "REFUSAL": math.log(1 - mass)}
+
+    assert low_mass(dist(0.2499), 0.25, top=9) and math.isnan(digit_expected_value(dist(0.2499)))
+    assert not low_mass(dist(0.25), 0.25, top=9)
+    assert digit_expected_value(dist(0.25)) == pytest.approx(4 / 9 * 100)
+    assert not low_mass(None, 0.25) and math.isnan(number_expected_value(None))
+    assert low_mass({"REFUSAL": 0.0}, 0.0)  # no number at all: NaN even at min_mass 0
+    over = {"100": math.log(0.1), "101": math.log(0.9)}  # 101 is off the 0-100 scale
+    assert low_mass(over, 0.25) and not low_mass(over, 0.1)
+    assert number_expected_value(over, 0.1) == 100.0

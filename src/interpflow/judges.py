@@ -226,6 +226,10 @@ class JudgeStats:
     output_tokens: int = 0
     cost_usd: float | None = None
     """At the judge's configured prices; None when it has none."""
+    n_low_mass: int | None = None
+    """Replies the stage's score sets to NaN because the number tokens held under
+    ``judges.min_mass`` of the probability (the ``low_mass`` rule given to :meth:`Judge.run`);
+    None where the stage scores no number tokens."""
 
     ROLE: ClassVar[str] = "judge"
     UNIT: ClassVar[str] = "calls"
@@ -286,7 +290,7 @@ class _Cache(SqliteCache):
         "CREATE TABLE IF NOT EXISTS ledger ("
         " created REAL, job TEXT, judge TEXT, backend TEXT, model TEXT, n_requests INTEGER,"
         " n_cache_hits INTEGER, n_calls INTEGER, n_failed INTEGER, input_tokens INTEGER,"
-        " output_tokens INTEGER, cost_usd REAL, elapsed_s REAL)"
+        " output_tokens INTEGER, cost_usd REAL, elapsed_s REAL, n_low_mass INTEGER)"
     )
 
     def record(self, cfg: JudgeConfig, stats: JudgeStats) -> None:
@@ -295,8 +299,10 @@ class _Cache(SqliteCache):
         and what it cost (read by ``python -m interpflow.ledger judges``)."""
         with self._lock, self._errors():
             self._conn.execute(self.ledger)
+            if "n_low_mass" not in {r[1] for r in self._conn.execute("PRAGMA table_info(ledger)")}:
+                self._conn.execute("ALTER TABLE ledger ADD COLUMN n_low_mass INTEGER")  # older
             self._conn.execute(
-                "INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     time.time(),
                     os.environ.get("INTERPFLOW_JOB", ""),
@@ -311,6 +317,7 @@ class _Cache(SqliteCache):
                     stats.output_tokens,
                     stats.cost_usd,
                     stats.elapsed_s,
+                    stats.n_low_mass,
                 ),
             )
             self._conn.commit()
@@ -403,9 +410,16 @@ class Judge:
             return JudgeReply(text=None, error=self._error_text(exc), reason=failure_reason(exc))
 
     def run(
-        self, requests: Sequence[JudgeRequest], progress: bool = False
+        self,
+        requests: Sequence[JudgeRequest],
+        progress: bool = False,
+        low_mass: Callable[[JudgeReply], bool] | None = None,
     ) -> tuple[list[JudgeReply], JudgeStats]:
-        """Answer ``requests`` in order. Failed calls give ``text=None``; nothing raises per call."""
+        """Answer ``requests`` in order. Failed calls give ``text=None``; nothing raises per call.
+
+        ``low_mass``: the scoring stage's rule for a successful reply whose score is NaN
+        because its number tokens hold too little probability; the replies it flags are
+        counted in ``n_low_mass`` (and the ledger row)."""
         t0 = time.perf_counter()
         calls0 = self._counter.value
         keys = [request_key(self.cfg, r, self._judge_id) for r in requests]
@@ -457,6 +471,7 @@ class Judge:
             input_tokens=tokens_in,
             output_tokens=tokens_out,
             cost_usd=self.cfg.cost_usd(tokens_in, tokens_out),
+            n_low_mass=None if low_mass is None else sum(r.ok and low_mass(r) for r in replies),
         )
         if self._cache is not None:
             self._cache.record(self.cfg, stats)

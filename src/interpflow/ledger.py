@@ -11,7 +11,7 @@ e.g. measured on the cluster before) or, where none is configured, the mean of t
 machine's benchmark files; a rule with neither is listed as unknown, not guessed.
 
     python -m interpflow.ledger                      # this run's ledger, per instance and rule
-    python -m interpflow.ledger judges               # judge calls, cache hits, tokens, cost
+    python -m interpflow.ledger judges               # judge calls, hits, low-mass NaNs, cost
     python -m interpflow.ledger estimate --configfile config/studies/tribunal_r1.yaml \\
         [--rates rates.yaml] [--target all]          # before running a preset
 """
@@ -117,7 +117,9 @@ JUDGE_CACHE = Path("results/cache/judges.sqlite")
 
 def judge_ledger(cache: str | Path = JUDGE_CACHE) -> pl.DataFrame:
     """Per job (its log path) and judge: the runs, requests, cache hits, calls made (HTTP
-    attempts with retries, for the API backends), failed requests, tokens and cost (USD, at
+    attempts with retries, for the API backends), failed requests, low-mass NaNs (replies
+    whose score the stage set to NaN because the number tokens held under ``min_mass`` of the
+    probability; null where the stage scores no number tokens), tokens and cost (USD, at
     the judge's configured prices; null where none), from the ledger rows every
     :meth:`interpflow.judges.Judge.run` writes into the judge cache."""
     import sqlite3
@@ -132,6 +134,7 @@ def judge_ledger(cache: str | Path = JUDGE_CACHE) -> pl.DataFrame:
         "cache_hits": pl.Int64,
         "calls": pl.Int64,
         "failed": pl.Int64,
+        "low_mass": pl.Int64,
         "input_tokens": pl.Int64,
         "output_tokens": pl.Int64,
         "cost_usd": pl.Float64,
@@ -144,9 +147,11 @@ def judge_ledger(cache: str | Path = JUDGE_CACHE) -> pl.DataFrame:
             "SELECT name FROM sqlite_master WHERE type='table' AND name='ledger'"
         ).fetchone():
             return pl.DataFrame(schema=schema)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(ledger)")}
+        low = "sum(n_low_mass)" if "n_low_mass" in columns else "NULL"  # a cache from before
         rows = conn.execute(
             "SELECT job, judge, backend, model, count(*), sum(n_requests), sum(n_cache_hits),"
-            " sum(n_calls), sum(n_failed), sum(input_tokens), sum(output_tokens),"
+            f" sum(n_calls), sum(n_failed), {low}, sum(input_tokens), sum(output_tokens),"
             " CASE WHEN count(cost_usd) = count(*) THEN sum(cost_usd) END"
             " FROM ledger GROUP BY job, judge, backend, model ORDER BY job, judge"
         ).fetchall()
@@ -239,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     est.add_argument("--configfile", nargs="*", default=[], help="presets, as for snakemake")
     est.add_argument("--target", nargs="*", default=["all"], help="targets (default: all)")
     est.add_argument("--rates", help="YAML {rule: seconds per job}, e.g. measured on the cluster")
-    jl = sub.add_parser("judges", help="judge calls, cache hits, failures, tokens and cost")
+    jl = sub.add_parser("judges", help="judge calls, cache hits, failures, low-mass NaNs, cost")
     jl.add_argument("--cache", default=str(JUDGE_CACHE), help="the judge cache (sqlite)")
     parser.add_argument("--benchmarks", default=str(BENCHMARKS), help="benchmark files' root")
     args = parser.parse_args(argv)

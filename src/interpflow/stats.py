@@ -77,27 +77,27 @@ def cohen_kappa(a: Sequence, b: Sequence, n_bootstrap: int = 1000, seed: int = 0
     }
 
 
-def digit_expected_value(top_logprobs: dict[str, float] | None, min_mass: float = 0.25) -> float:
-    """Expected value of the first token over the digits ``"0".."9"``, on a 0-100 scale.
-
-    Keys are stripped of whitespace (``" 7"`` counts as ``"7"``) and duplicates are merged by
-    summing probabilities. The digit probabilities are renormalised to sum to 1, and digit ``d``
-    maps to ``d / 9 * 100``: all mass on "0" gives 0.0, all on "9" gives 100.0, uniform gives
-    50.0. Returns NaN when ``top_logprobs`` is None or the digits hold less than ``min_mass`` of
-    the probability (the judge did not answer with a digit).
-    """
-    if top_logprobs is None:
-        return math.nan
-    probs = [0.0] * 10
+def _number_probs(top_logprobs: dict[str, float], top: int) -> dict[int, float]:
+    """Probability of each integer ``0..top`` among the first token's alternatives: keys
+    stripped of whitespace (``" 7"`` counts as ``"7"``), ASCII digits without a leading zero,
+    duplicates merged by summing probabilities."""
+    probs: dict[int, float] = {}
     for token, logprob in top_logprobs.items():
         s = token.strip()
-        if len(s) == 1 and "0" <= s <= "9":
-            probs[int(s)] += math.exp(logprob)
-    mass = sum(probs)
-    if mass <= 0.0 or mass < min_mass:
-        return math.nan
-    ev = sum(d * p for d, p in enumerate(probs)) / mass
-    return ev / 9.0 * 100.0
+        if s.isdigit() and s.isascii() and int(s) <= top and (s == "0" or s[0] != "0"):
+            probs[int(s)] = probs.get(int(s), 0.0) + math.exp(logprob)
+    return probs
+
+
+def low_mass(top_logprobs: dict[str, float] | None, min_mass: float = 0.25, top: int = 100) -> bool:
+    """Whether the number tokens ``0..top`` hold less than ``min_mass`` of the first token's
+    probability (or none of it): the case in which :func:`number_expected_value` (``top``
+    100) and :func:`digit_expected_value` (``top`` 9) return NaN although the judge gave
+    logprobs. False when ``top_logprobs`` is None (no logprobs: another kind of NaN)."""
+    if top_logprobs is None:
+        return False
+    mass = sum(_number_probs(top_logprobs, top).values())
+    return mass <= 0.0 or mass < min_mass
 
 
 def number_expected_value(
@@ -109,16 +109,22 @@ def number_expected_value(
 
     Keys are stripped of whitespace and merged by summing probabilities; the number
     probabilities are renormalised. NaN when ``top_logprobs`` is None or the numbers hold less
-    than ``min_mass`` of the probability (the judge answered something else, e.g. REFUSAL).
+    than ``min_mass`` of the probability (:func:`low_mass`: the judge answered something else,
+    e.g. REFUSAL).
     """
-    if top_logprobs is None:
+    if top_logprobs is None or low_mass(top_logprobs, min_mass, top):
         return math.nan
-    probs: dict[int, float] = {}
-    for token, logprob in top_logprobs.items():
-        s = token.strip()
-        if s.isdigit() and s.isascii() and int(s) <= top and (s == "0" or s[0] != "0"):
-            probs[int(s)] = probs.get(int(s), 0.0) + math.exp(logprob)
-    mass = sum(probs.values())
-    if mass <= 0.0 or mass < min_mass:
-        return math.nan
-    return sum(v * p for v, p in probs.items()) / mass
+    probs = _number_probs(top_logprobs, top)
+    return sum(v * p for v, p in probs.items()) / sum(probs.values())
+
+
+def digit_expected_value(top_logprobs: dict[str, float] | None, min_mass: float = 0.25) -> float:
+    """Expected value of the first token over the digits ``"0".."9"``, on a 0-100 scale.
+
+    The digit probabilities (:func:`number_expected_value` with ``top`` 9) are renormalised
+    to sum to 1, and digit ``d`` maps to ``d / 9 * 100``: all mass on "0" gives 0.0, all on
+    "9" gives 100.0, uniform gives 50.0. Returns NaN when ``top_logprobs`` is None or the
+    digits hold less than ``min_mass`` of the probability (the judge did not answer with a
+    digit).
+    """
+    return number_expected_value(top_logprobs, min_mass, top=9) / 9.0 * 100.0
