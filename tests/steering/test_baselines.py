@@ -1,9 +1,17 @@
-"""interpflow.steering.baselines: RepE states and residual steering."""
+"""interpflow.steering.baselines: RepE states, the mean-difference and PCA readers, residual
+steering."""
 
+import polars as pl
+import pytest
 import torch
 
 from interpflow.models import decoder_layers, load_model
-from interpflow.steering.baselines import ResidualSteerer, last_token_states
+from interpflow.steering.baselines import (
+    ResidualSteerer,
+    last_token_states,
+    pca_directions,
+    pca_steering,
+)
 
 
 def test_residual_steerer_shifts_first_block_by_alpha_d(spec):
@@ -35,3 +43,147 @@ def test_last_token_states_match_unpadded_hidden_states(spec):
             hs = model(ids, output_hidden_states=True).hidden_states
         for layer in range(n_layers - 1):  # the last entry of hidden_states is after the norm
             assert torch.allclose(states[b, layer], hs[layer + 1][0, -1], atol=1e-5)
+
+
+# --- the PCA reader (repeng pca_diff), issue 13 item 15 -----------------------------------------
+
+
+def _paired(v, n=40, d=16, layers=3, noise=0.05, seed=0, offset=None):
+    """Pairs whose differences are s_i·v (+ offset) + small noise, s_i in [0.5, 3]."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, layers, d, generator=g)
+    s = 0.5 + 2.5 * torch.rand(n, 1, 1, generator=g)
+    diff = s * v + noise * torch.randn(n, layers, d, generator=g)
+    if offset is not None:
+        diff = diff + offset
+    return base + diff, base
+
+
+def _unit(x):
+    return x / x.norm()
+
+
+def test_pca_recovers_a_known_direction_oriented_to_the_mean_difference():
+    v = _unit(torch.arange(1.0, 17.0) * (-1) ** torch.arange(16))
+    hp, hn = _paired(v)
+    out = pca_directions(hp, hn)
+    assert out["pca"].shape == (3, 16) and out["pca"].dtype == torch.float32
+    assert torch.allclose(out["pca"].norm(dim=-1), torch.ones(3), atol=1e-6)
+    cos = out["pca"] @ v
+    assert torch.all(cos > 0.99), cos  # +v, not -v: the positive persona projects higher
+    assert torch.all(out["explained"] > 0.9)
+    assert torch.all(out["cos_mean_diff"] > 0.99)
+
+
+def test_pca_orientation_follows_the_mean_difference_not_the_principal_axis():
+    """Differences = 2·e1 (constant) + t_i·w, t_i symmetric around 0, w at 45° to e1: PC1 is
+    ±w; the mean difference 2·e1 orients it to +w (w·e1 > 0)."""
+    d = 8
+    e1 = torch.zeros(d)
+    e1[0] = 1.0
+    w = _unit(torch.tensor([1.0, 1.0] + [0.0] * (d - 2)))
+    t = torch.linspace(-3, 3, 30)[:, None, None]
+    hn = torch.zeros(30, 2, d)
+    hp = (2.0 * e1 + t * w).expand(30, 2, d)
+    u = pca_directions(hp, hn)["pca"]
+    assert torch.allclose(u, w.expand(2, d), atol=1e-5)
+    # the mirrored spread (t -> -t) is the same data: the same orientation
+    mirrored = (2.0 * e1 - t * w).expand(30, 2, d)
+    assert torch.allclose(pca_directions(mirrored, hn)["pca"], u, atol=1e-5)
+
+
+def test_flipping_the_sign_convention_cannot_flip_the_orientation(monkeypatch):
+    """Swapping the personas negates the reader exactly as it negates the mean difference, and
+    an SVD returning the opposite sign changes nothing: the orientation comes from the data."""
+    v = _unit(torch.randn(16, generator=torch.Generator().manual_seed(3)))
+    hp, hn = _paired(v, seed=1)
+    u = pca_directions(hp, hn)["pca"]
+    swapped = pca_directions(hn, hp)
+    assert torch.allclose(swapped["pca"], -u, atol=1e-6)
+    assert torch.all(swapped["cos_mean_diff"] > 0.99)  # still agrees with ITS mean difference
+    svd = torch.linalg.svd
+
+    def flipped_svd(x, full_matrices=True):
+        uu, s, vh = svd(x, full_matrices=full_matrices)
+        return -uu, s, -vh
+
+    monkeypatch.setattr(torch.linalg, "svd", flipped_svd)
+    assert torch.allclose(pca_directions(hp, hn)["pca"], u, atol=1e-6)
+
+
+def test_pca_edge_cases_and_bad_input():
+    v = _unit(torch.ones(4))
+    hp = torch.zeros(5, 1, 4) + v  # every difference the same: no variance, no PC
+    out = pca_directions(hp, torch.zeros(5, 1, 4))
+    assert torch.allclose(out["pca"][0], v, atol=1e-6) and torch.isnan(out["explained"][0])
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        pca_directions(hp[:1], hp[:1])
+    with pytest.raises(ValueError, match="one shape"):
+        pca_directions(hp, hp[:3])
+
+
+def test_pca_steering_has_the_mean_difference_norms():
+    d = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    u = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    assert torch.allclose(pca_steering(d, u), torch.tensor([[5.0, 0.0], [1.2, 1.6]]))
+
+
+def test_repe_stores_both_readers_and_sweeps_both(spec, tmp_path):
+    """directions.safetensors: ``directions`` (unchanged) and ``pca`` ([L, d], unit norm,
+    u·d > 0); the α-sweep has methods repe and repe_pca, equal at α = 0 (the base model)."""
+    from safetensors.torch import load_file
+
+    from interpflow.steering.baselines import eval_repe, fit_repe
+    from interpflow.steering.common import EvalConfig
+
+    loaded = load_model(spec)
+    res = "resources/steering"
+    fit_repe(
+        model=spec,
+        loaded=loaded,
+        personas=f"{res}/personas/honesty.json",
+        questions=f"{res}/questions.txt",
+        out_directions=tmp_path / "d.safetensors",
+        out_norms=tmp_path / "d.json",
+        n_questions=2,
+    )
+    stored = load_file(str(tmp_path / "d.safetensors"))
+    n_layers = len(decoder_layers(loaded[0])[1])
+    assert stored["directions"].shape == stored["pca"].shape == (n_layers, loaded[0].config.hidden_size)
+    assert torch.allclose(stored["pca"].norm(dim=-1), torch.ones(n_layers), atol=1e-5)
+    assert torch.all((stored["pca"] * stored["directions"]).sum(-1) > 0)
+    rows = eval_repe(
+        model=spec,
+        loaded=loaded,
+        directions=tmp_path / "d.safetensors",
+        eval_sets={"id": f"{res}/id_eval.jsonl"},
+        out_evals=tmp_path / "repe.parquet",
+        config=EvalConfig(alphas=(-1.0, 0.0, 1.0), n_rows=3),
+    )
+    assert sorted(rows["method"].unique().to_list()) == ["repe", "repe_pca"]
+    at0 = [
+        rows.filter((pl.col("method") == m) & (pl.col("alpha") == 0.0)).sort("row_id")["logratio"]
+        for m in ("repe", "repe_pca")
+    ]
+    assert at0[0].to_list() == at0[1].to_list()
+    at1 = [
+        rows.filter((pl.col("method") == m) & (pl.col("alpha") == 1.0)).sort("row_id")["logratio"]
+        for m in ("repe", "repe_pca")
+    ]
+    assert at1[0].to_list() != at1[1].to_list()
+
+
+def test_unpaired_personas_are_named(tmp_path):
+    from interpflow.steering.baselines import fit_repe
+
+    f = tmp_path / "p.json"
+    f.write_text('{"positive": ["a", "b"], "negative": ["c"]}')
+    with pytest.raises(ValueError, match=r"p.json: the PCA reader pairs .* 2 positive and 1"):
+        fit_repe(
+            model=None,
+            loaded=(None, None),
+            personas=f,
+            questions="resources/steering/questions.txt",
+            out_directions=tmp_path / "d.safetensors",
+            out_norms=tmp_path / "d.json",
+        )

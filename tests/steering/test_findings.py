@@ -42,6 +42,9 @@ def _write(tmp_path, weight_step=2.0, random=True):
     if random:
         weight += [_rows("random", "lora", a, base + noise(0.3)) for a in (-1.0, 0.0, 1.0)]
     repe = [_rows("repe", "all_layers", a, base + a * 0.5 + noise(0.3)) for a in (-1.0, 0.0, 1.0)]
+    repe += [
+        _rows("repe_pca", "all_layers", a, base + a * 0.25 + noise(0.3)) for a in (-1.0, 0.0, 1.0)
+    ]
     prompts = [
         _rows("prompt", "none", 0.0, base),
         _rows("prompt", "agree", 0.0, base + 1.0 + noise(0.3)),
@@ -71,9 +74,10 @@ def test_known_shift_holds_with_controls_as_margins(tmp_path):
     assert f.value == pytest.approx(4.0, abs=0.3) and f.n == N
     assert 0 < f.ci[0] < f.value < f.ci[1] and f.holds
     ctl = {c.name: c for c in f.controls}
-    assert set(ctl) == {"random dW", "RepE", "prompt agree - disagree"}
+    assert set(ctl) == {"random dW", "RepE", "RepE (PCA)", "prompt agree - disagree"}
     assert abs(ctl["random dW"].value) < 0.5 and ctl["random dW"].margin_ci[0] > 3
     assert ctl["RepE"].value == pytest.approx(1.0, abs=0.3)
+    assert ctl["RepE (PCA)"].value == pytest.approx(0.5, abs=0.3)
     assert ctl["prompt agree - disagree"].value == pytest.approx(2.0, abs=0.3)
     assert ctl["RepE"].margin == pytest.approx(f.value - ctl["RepE"].value)
     assert read(tmp_path / "findings.json")[0].value == pytest.approx(f.value)

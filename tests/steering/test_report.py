@@ -80,6 +80,7 @@ def test_report_writes_figures_tables_and_signs(tmp_path):
         for a in (-1.0, 0.0, 1.0):
             parts.append(_rows("weight", fam, a, [slope * a + x for x in (0.0, 0.2, 0.4)]))
     parts += [_rows("repe", "all_layers", a, [0.1 * a, 0.0, 0.1]) for a in (-1.0, 0.0, 1.0)]
+    parts += [_rows("repe_pca", "all_layers", a, [-0.3 * a, 0.0, 0.1]) for a in (-1.0, 0.0, 1.0)]
     parts += [
         _rows("prompt", p, 0.0, [v, v, v]) for p, v in (("none", 0.0), ("simple_honest", -0.3))
     ]
@@ -95,6 +96,7 @@ def test_report_writes_figures_tables_and_signs(tmp_path):
         and signs["weight:lora"]["+1"]["sign"] == 1
     )
     assert signs["weight:delora"]["+1"]["sign"] == -1 and signs["weight:delora"]["-1"]["sign"] == 1
+    assert signs["repe_pca:all_layers"]["+1"]["delta"] == pytest.approx(-0.1)  # mean of 3 rows
     for name in FIGURES:
         assert (out / f"{name}.png").stat().st_size > 1000
         assert (out / f"{name}.csv").exists()
@@ -103,7 +105,10 @@ def test_report_writes_figures_tables_and_signs(tmp_path):
         "weight:lora",
         "weight:delora",
         "repe:all_layers",
+        "repe_pca:all_layers",
         "prompt:simple_honest",
     }
+    curves = pl.read_csv(out / "alpha_vs_score.csv")
+    assert set(curves["method"]) == {"weight", "repe", "repe_pca"}
     # the report writes exactly the files it is given, nothing beside them
     assert {p.name for p in out.iterdir()} == {p.name for p in _outputs(out).values()}

@@ -50,7 +50,8 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
     for eval_set in ("dilemmas", "id"):
         got = summary["deltas_at_alpha_pm1"][eval_set]
         assert set(got) == {f"{m}:{f}" for m in ("weight", "random") for f in FAMILIES} | {
-            "repe:all_layers"
+            "repe:all_layers",
+            "repe_pca:all_layers",
         }
         assert all(set(v) == {"+1", "-1"} for v in got.values())
     # α = 0 is the untouched base model for every family, RepE and the unprompted baseline
@@ -60,11 +61,11 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
         pl.col("variant") == "none"
     )
     for df in frames:
-        for _, part in df.group_by("method"):  # weight, its random-dW control, RepE
+        for _, part in df.group_by("method"):  # weight, random dW, RepE, RepE PCA
             base = part.filter(pl.col("alpha") == 0.0).sort("eval_set", "row_id")["logratio"]
             assert (base - ref.sort("eval_set", "row_id")["logratio"]).abs().max() < 1e-5
     curves = pl.read_csv(run / f"{REPORT}/alpha_vs_score.csv")
-    assert curves.height == (2 * len(FAMILIES) + 1) * 5 * 2
+    assert curves.height == (2 * len(FAMILIES) + 2) * 5 * 2
     bars = pl.read_csv(run / f"{REPORT}/baselines_vs_weight.csv")
     assert {
         "prompt:simple_honest",
@@ -120,6 +121,7 @@ def test_findings_one_per_family_with_controls(run):
         assert [c.name for c in f.controls] == [
             "random dW",
             "RepE",
+            "RepE (PCA)",
             "prompt engineered_honest - engineered_dishonest",
         ]
         assert all(c.margin is not None for c in f.controls)

@@ -1,12 +1,23 @@
 """Stage ``baselines``: RepE directions and their α-sweep; system-prompt baselines.
 
-RepE (:func:`fit_repe`): mean-difference directions ``d_l = mean(h⁺_l) − mean(h⁻_l)`` of the
-last-token hidden states (every decoder block's output) under the positive vs negative
-personas. :class:`ResidualSteerer` adds ``α·(d_l − d_{l−1})`` to block ``l``'s output, so the
-total shift of block ``l``'s output is ``α·d_l``: α = 1 moves the residual stream by one
-persona mean difference at every layer. Prompt baselines (:func:`eval_prompt_baselines`): the
-base model under named system prompts (none, simple honest, engineered honest / dishonest).
-Eval rows: :data:`~interpflow.steering.common.EVAL_SCHEMA` (methods ``repe`` and ``prompt``).
+RepE (:func:`fit_repe`), two readers of the last-token hidden states (every decoder block's
+output) under the positive vs negative personas, written to one safetensors file:
+
+- ``directions`` — the mean difference ``d_l = mean(h⁺_l) − mean(h⁻_l)``;
+- ``pca`` — repeng's ``pca_diff`` (:func:`pca_directions`): per layer, the first principal
+  component (unit norm) of the paired differences ``h⁺ − h⁻`` (positive persona i and negative
+  persona i on the same question), centred as sklearn's PCA does, and oriented so that its
+  projection agrees with the mean difference (``u_l · d_l > 0``: the positive persona projects
+  higher on average).
+
+:class:`ResidualSteerer` adds ``α·(d_l − d_{l−1})`` to block ``l``'s output, so the total shift
+of block ``l``'s output is ``α·d_l``: α = 1 moves the residual stream by one persona mean
+difference at every layer (method ``repe``). The PCA reader steers the same way with
+``‖d_l‖·u_l`` (method ``repe_pca``): the same per-layer norm as the mean difference, so the two
+differ only in direction at each α. Prompt baselines (:func:`eval_prompt_baselines`): the base
+model under named system prompts (none, simple honest, ...) and the engineered prompts of
+:mod:`interpflow.steering.engineered`. Eval rows:
+:data:`~interpflow.steering.common.EVAL_SCHEMA` (methods ``repe``, ``repe_pca``, ``prompt``).
 """
 
 from __future__ import annotations
@@ -61,6 +72,57 @@ def last_token_states(model, tok, chats: list[str], batch_size: int = 16):
     return torch.cat(out)
 
 
+def pca_directions(hp, hn) -> dict:
+    """repeng's ``pca_diff`` on paired states ``hp``, ``hn`` (``[n, L, d]``, row i a pair).
+
+    Per layer: the first right singular vector ``u_l`` of the centred differences
+    ``D − mean(D)`` (``D = hp − hn``; PCA with centring, as sklearn's in repeng and the seed),
+    unit norm. Orientation rule: ``u_l · d_l > 0`` with ``d_l = mean(D)`` the mean difference,
+    i.e. the positive persona projects higher on average (the seed's rule). An SVD's sign is
+    arbitrary; this rule fixes it from the data, so swapping the roles of the two personas
+    negates ``u_l`` exactly as it negates ``d_l``. Ties (``u_l · d_l = 0``) orient the largest
+    coordinate of ``u_l`` positive. A layer whose differences do not vary (centred D = 0) has no
+    principal component: ``u_l`` is the unit mean difference (``explained`` NaN).
+
+    Returns ``{"pca": [L, d] float32, "explained": [L] (PC1's share of the centred variance),
+    "cos_mean_diff": [L] (cosine of u_l with d_l)}``.
+    """
+    import torch
+
+    if hp.shape != hn.shape or hp.ndim != 3:
+        raise ValueError(f"paired states must have one shape [n, L, d], got {hp.shape}, {hn.shape}")
+    if hp.shape[0] < 2:
+        raise ValueError(f"PCA of differences needs at least 2 pairs, got {hp.shape[0]}")
+    diffs = (hp.double() - hn.double()).transpose(0, 1)  # [L, n, d]
+    mean = diffs.mean(1)  # [L, d] = the mean difference
+    centred = diffs - mean[:, None]
+    _, sv, vh = torch.linalg.svd(centred, full_matrices=False)
+    u = vh[:, 0, :].clone()
+    var = (sv**2).sum(-1)
+    explained = torch.where(var > 0, sv[:, 0] ** 2 / var.clamp_min(1e-300), float("nan"))
+    flat = var <= 1e-24 * (mean**2).sum(-1).clamp_min(1e-300)  # no variance: no PC
+    u[flat] = mean[flat] / mean[flat].norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    dot = (u * mean).sum(-1)
+    top = u.gather(1, u.abs().argmax(-1, keepdim=True)).squeeze(1)
+    sign = torch.where(dot != 0, dot.sign(), top.sign())
+    u = u * sign[:, None]
+    cos = (u * mean).sum(-1) / mean.norm(dim=-1).clamp_min(1e-300)
+    return {"pca": u.float().contiguous(), "explained": explained, "cos_mean_diff": cos}
+
+
+def pca_steering(directions, pca):
+    """The PCA directions scaled to the mean difference's per-layer norm: ``‖d_l‖·u_l``."""
+    return pca * directions.norm(dim=-1, keepdim=True)
+
+
+def _pairs(pos: list[str], neg: list[str], path) -> None:
+    if len(pos) != len(neg):
+        raise ValueError(
+            f"{path}: the PCA reader pairs positive persona i with negative persona i on each "
+            f"question; the file has {len(pos)} positive and {len(neg)} negative personas"
+        )
+
+
 def fit_repe(
     *,
     model: ModelSpec,
@@ -72,11 +134,13 @@ def fit_repe(
     answer_prefix: str = "",
     loaded: tuple | None = None,
 ) -> dict:
-    """Mean-difference directions at every layer (safetensors ``directions``: ``[L, d]``) and
-    their per-layer norms (JSON)."""
+    """Mean-difference (safetensors key ``directions``) and PCA (key ``pca``, unit norm,
+    oriented: :func:`pca_directions`) directions at every layer, each ``[L, d]``; per-layer
+    norms, PC1's explained share and its cosine with the mean difference (JSON)."""
     from safetensors.torch import save_file
 
     pos, neg = load_personas(personas)
+    _pairs(pos, neg, personas)
     pool = load_questions(questions, n_questions)
     lm, tok = loaded or load_model(model)  # the stage passes its one load
 
@@ -84,13 +148,27 @@ def fit_repe(
         chats = [prompt_with_prefix(tok, q, p, answer_prefix) for p in prompts for q in pool]
         return last_token_states(lm, tok, chats)
 
-    hp, hn = states(pos), states(neg)
+    hp, hn = states(pos), states(neg)  # row i: persona i // len(pool), question i % len(pool)
     directions = (hp.mean(0) - hn.mean(0)).contiguous()
+    pca = pca_directions(hp, hn)
     with atomic_path(out_directions) as tmp:
-        save_file({"directions": directions}, str(tmp))
+        save_file({"directions": directions, "pca": pca["pca"]}, str(tmp))
     norms = directions.norm(dim=-1).tolist()
     write_json(
-        {"layer_norms": norms, "n_pos": hp.shape[0], "n_neg": hn.shape[0], "model": asdict(model)},
+        {
+            "layer_norms": norms,
+            "n_pos": hp.shape[0],
+            "n_neg": hn.shape[0],
+            "pca": {
+                "method": "repeng pca_diff: PC1 of centred paired differences (pos i - neg i, "
+                "same question), unit norm",
+                "orientation": "u_l . d_l > 0 (d_l the mean difference)",
+                "steering_scale": "||d_l|| (the mean difference's per-layer norm)",
+                "explained": pca["explained"].tolist(),
+                "cos_mean_diff": pca["cos_mean_diff"].tolist(),
+            },
+            "model": asdict(model),
+        },
         out_norms,
     )
     return {"layers": len(norms), "norms": norms}
@@ -139,18 +217,30 @@ def eval_repe(
     config: EvalConfig,
     loaded: tuple | None = None,
 ) -> pl.DataFrame:
-    """α-sweep of the RepE residual additions on the eval sets (method ``repe``)."""
+    """α-sweep of the RepE residual additions on the eval sets: the mean difference (method
+    ``repe``) and the PCA reader at the mean difference's per-layer norms (``repe_pca``)."""
     from safetensors.torch import load_file
 
     evals = load_eval_sets(eval_sets, config.n_rows)
     lm, tok = loaded or load_model(model)  # the stage passes its one load
-    steer = ResidualSteerer(lm, load_file(str(directions))["directions"])
+    stored = load_file(str(directions))
+    readers = {"repe": stored["directions"]}
+    if "pca" in stored:
+        readers["repe_pca"] = pca_steering(stored["directions"], stored["pca"])
     scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
-    parts = []
-    for alpha in config.alphas:
-        steer.alpha = float(alpha)
-        parts.append(score_rows(scorer, evals, "repe", "all_layers", alpha))
-    steer.remove()
+    parts, base = [], {}
+    for method, dirs in readers.items():
+        steer = ResidualSteerer(lm, dirs)
+        for alpha in config.alphas:
+            if alpha == 0.0 and base:  # α = 0 is the base model whatever the reader
+                parts.append(base["rows"].with_columns(method=pl.lit(method)))
+                continue
+            steer.alpha = float(alpha)
+            rows = score_rows(scorer, evals, method, "all_layers", alpha)
+            if alpha == 0.0:
+                base["rows"] = rows
+            parts.append(rows)
+        steer.remove()
     return write_eval(
         pl.concat(parts),
         out_evals,

@@ -9,6 +9,7 @@ with its own shift and the paired margin of dW over it on the same questions:
 - ``random dW`` (method ``random`` of the eval stage): a seeded random dW with dW's per-matrix
   Frobenius norms, at the same α's: a perturbation as large as dW in no trained direction;
 - ``RepE``: the persona mean-difference added to the residual stream at the same α's;
+- ``RepE (PCA)``: repeng's PCA reader at the mean difference's per-layer norms, same α's;
 - ``prompt``: the positive minus the negative system prompt of ``prompt_pair`` (the persona put
   in the prompt instead of the weights).
 
@@ -108,6 +109,7 @@ def family_finding(
     controls = [
         _control("random dW", head, shift(rows, "random", family, hi, lo), cfg),
         _control("RepE", head, shift(rows, "repe", "all_layers", hi, lo), cfg),
+        _control("RepE (PCA)", head, shift(rows, "repe_pca", "all_layers", hi, lo), cfg),
         _control(f"prompt {pos} - {neg}", head, prompt_shift, cfg),
     ]
     random = controls[0]

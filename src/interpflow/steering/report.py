@@ -19,8 +19,9 @@ from interpflow.artifacts import read_parquet, write_json, write_parquet
 from interpflow.steering.common import EVAL_SCHEMA
 
 CI_METHOD = "paired 1.96*SE over rows"
-#: Methods with an α-sweep: dW, the random dW of the same norms (null control), RepE.
-STEERED = ("weight", "random", "repe")
+#: Methods with an α-sweep: dW, the random dW of the same norms (null control), RepE (mean
+#: difference, and the PCA reader at the same per-layer norms).
+STEERED = ("weight", "random", "repe", "repe_pca")
 OVERLAP_COLUMNS = (
     "norm",
     "overlap_w_out",
@@ -113,7 +114,7 @@ def _alpha_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> N
         ):
             sub = sub.sort("alpha")
             x = sub["alpha"].to_numpy()
-            ls = {"repe": "--", "random": ":"}.get(method, "-")
+            ls = {"repe": "--", "repe_pca": "-.", "random": ":"}.get(method, "-")
             (line,) = ax.plot(
                 x, sub["delta"].to_numpy(), ls, marker="o", label=f"{method}:{variant}"
             )
@@ -153,12 +154,12 @@ def _bars_figure(summary: pl.DataFrame, main_set: str, out_png, out_csv) -> None
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * bars.height + 2), 4))
     y = bars["delta"].to_numpy()
     err = np.vstack([y - bars["delta_lo"].to_numpy(), bars["delta_hi"].to_numpy() - y])
-    palette = {"weight": "C0", "repe": "C1", "random": "C7"}
+    palette = {"weight": "C0", "repe": "C1", "repe_pca": "C3", "random": "C7"}
     colors = [palette.get(m, "C2") for m in bars["method"]]
     ax.bar(range(bars.height), y, yerr=err, color=colors, capsize=3)
     ax.set_xticks(range(bars.height), bars["label"].to_list(), rotation=45, ha="right", fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_ylabel(f"Δ signed log-ratio ({main_set}; dW, random dW, RepE at α=+1)")
+    ax.set_ylabel(f"Δ signed log-ratio ({main_set}; dW, random dW, RepE, RepE PCA at α=+1)")
     save_png(fig, out_png, dpi=130)
 
 
@@ -190,7 +191,7 @@ def _pmass_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> N
 
 def deltas_at_alpha_pm1(summary: pl.DataFrame) -> dict:
     """``{eval set: {method:variant: {"+1"|"-1": delta, ci, sign}}}`` of weight, random-dW and
-    RepE rows."""
+    RepE (mean difference and PCA) rows."""
     signs: dict = {}
     for row in summary.filter(
         (pl.col("method").is_in(STEERED)) & (pl.col("alpha").abs() == 1.0)
