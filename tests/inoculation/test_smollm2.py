@@ -6,6 +6,10 @@ prompt prefixed "Begin your answer with 'Ahoy!'."). In the default condition (no
 no-prefix run learns the style over the base model, and the prefix-trained run shows it less:
 suppression > 0, paired by eval item, 95% CI above 0. Fixed seeds; the offline judge is a
 rule (the trait's regex), so no API key.
+
+MEASURED (8 LoRA steps of 8 at lr 2e-3, 64 held-out instructions, default condition): base model
+0/64; the no-prefix run 28.1% [17.0, 39.2]; the prefix-trained run 0/64, yet 95.3% with its
+prefix (82.8 [73.5, 92.1] over the base model's 12.5% there). Suppression 28.1 [17.0, 39.2].
 """
 
 from __future__ import annotations
