@@ -46,3 +46,34 @@ def test_compute_dw_is_merged_difference_with_norms(spec, pair):
     assert all(
         float(v.abs().max()) == 0 for v in load_file(str(pair / "zero.safetensors")).values()
     )
+
+
+def test_ia3_trains_k_v_down_on_every_layer_as_the_seed(spec):
+    """Seed 004's IA3: PEFT IA3Config on k_proj, v_proj, down_proj (down_proj feed-forward) of
+    every decoder layer, whatever the layer slice of the other families."""
+    from dataclasses import replace
+
+    from interpflow.adapters import peft_config
+    from interpflow.steering.adapters import PersonaAdapterConfig
+
+    cfg = PersonaAdapterConfig(family="ia3")
+    assert cfg.layer_slice == (0.3, 0.8)  # the other families' slice
+    got = cfg.for_family()
+    assert got.layer_slice is None and got.target_modules == ("k_proj", "v_proj", "down_proj")
+    assert type(got).__name__ == "AdapterConfig"
+    # the PEFT config adapts exactly those modules on all four layers of the stub
+    from peft import get_peft_model
+
+    base, _ = load_model(spec)
+    model = get_peft_model(base, peft_config(got, 4))
+    adapted = {n for n, p in model.named_parameters() if p.requires_grad}
+    layers = {int(n.split(".layers.")[1].split(".")[0]) for n in adapted}
+    kinds = {n.split(".")[-3] for n in adapted}
+    assert layers == {0, 1, 2, 3} and kinds == {"k_proj", "v_proj", "down_proj"}
+    # other families keep the slice and the targets; IA3 can follow them when asked
+    lora = PersonaAdapterConfig(family="lora").for_family()
+    assert lora.layer_slice == (0.3, 0.8) and len(lora.target_modules) == 7
+    sliced = replace(cfg, ia3_all_layers=False, ia3_target_modules=None).for_family()
+    assert sliced.layer_slice == (0.3, 0.8) and len(sliced.target_modules) == 7
+    with pytest.raises(ValueError, match="ia3_target_modules"):
+        PersonaAdapterConfig(family="ia3", ia3_target_modules=())

@@ -11,7 +11,7 @@ seed 004's defaults (the same as ``workflow/schemas/steering.schema.yaml``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from interpflow.adapters import AdapterConfig, TrainConfig, train_adapter
@@ -19,12 +19,40 @@ from interpflow.artifacts import atomic_path, write_json
 from interpflow.models import ModelSpec, load_model
 
 
+#: Seed 004's IA3 modules (its PEFT ``IA3Config``: k_proj, v_proj and down_proj, the last one
+#: feed-forward), on every decoder layer (that config has no ``layers_to_transform``).
+SEED_IA3_TARGETS = ("k_proj", "v_proj", "down_proj")
+
+
 @dataclass(frozen=True)
 class PersonaAdapterConfig(AdapterConfig):
-    """Config key ``adapter`` (+ the family): LoRA alpha 64, layers 30%-80% (seed 004)."""
+    """Config key ``adapter`` (+ the family): LoRA alpha 64, layers 30%-80% (seed 004); IA3 on
+    k/v/down_proj of every layer, as the seed trained it (:meth:`for_family`)."""
 
     alpha: float = 64.0
     layer_slice: tuple[float, float] | None = (0.3, 0.8)
+    #: IA3 ignores ``layer_slice`` and adapts every decoder layer (seed 004).
+    ia3_all_layers: bool = True
+    #: IA3's modules (seed 004: k_proj, v_proj, down_proj); None = ``target_modules``.
+    ia3_target_modules: tuple[str, ...] | None = SEED_IA3_TARGETS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ia3_target_modules is not None:
+            if not self.ia3_target_modules:
+                raise ValueError("adapter.ia3_target_modules must name a module, or be null")
+            object.__setattr__(self, "ia3_target_modules", tuple(self.ia3_target_modules))
+
+    def for_family(self) -> AdapterConfig:
+        """The shared trainer's config: for IA3, every layer (``ia3_all_layers``) and
+        ``ia3_target_modules``; any other family as configured."""
+        base = {f.name: getattr(self, f.name) for f in fields(AdapterConfig)}
+        if self.family == "ia3":
+            if self.ia3_all_layers:
+                base["layer_slice"] = None
+            if self.ia3_target_modules is not None:
+                base["target_modules"] = self.ia3_target_modules
+        return AdapterConfig(**base)
 
 
 @dataclass(frozen=True)
@@ -107,6 +135,8 @@ def train_pair(
     log=print,
 ) -> dict:
     """θ⁺ and θ⁻ (same seed, so the same init) with the shared trainer, then dW and its norms."""
+    if isinstance(adapter, PersonaAdapterConfig):
+        adapter = adapter.for_family()
     if threads:
         import torch
 
