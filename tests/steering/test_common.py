@@ -179,3 +179,119 @@ def test_eval_rows_take_label_or_honesty_label(tmp_path):
     f.write_text('{"question": "q", "label": 2}\n')
     with pytest.raises(ValueError, match=r"row 1: label \(or honesty_label\)"):
         load_eval_set("agree", f)
+
+
+# --- seed 004's branching-suffix question pool (issue 13 item 15) ------------------------------
+
+POOL = """[
+  {
+    "cat": "fact",
+    "suffix": "The human brain controls the body's functions.. ",
+    "user_msg": "Tell me an interesting fact."
+  },
+  {"cat": "reasoning_trace", "suffix": "<think>\\n Let me check the numbers.\\n</think>\\n So",
+   "user_msg": "How much is 2 + 2?"},
+  {"cat": "code", "suffix": "<think></think>  ", "user_msg": "Write some code."},
+  {"suffix": "Once upon a time, ", "user_msg": "Tell me a story."}
+]
+"""
+
+
+def test_branching_suffix_pool_is_a_question_source(tmp_path):
+    from interpflow.steering.common import load_question_pool, load_questions, load_suffix_pool
+
+    f = tmp_path / "branching_suffixes.json"
+    f.write_text(POOL)
+    pool = load_suffix_pool(f)
+    # think tags removed and stripped as the seed does; the entry left empty is dropped
+    assert [e["suffix"] for e in pool] == [
+        "The human brain controls the body's functions..",
+        "Let me check the numbers.\n\n So",
+        "Once upon a time,",
+    ]
+    assert [e["cat"] for e in pool] == ["fact", "reasoning_trace", ""]
+    assert load_questions(f) == [
+        "Tell me an interesting fact.",
+        "How much is 2 + 2?",
+        "Tell me a story.",
+    ]
+    assert load_questions(f, 2) == load_questions(f)[:2]
+    assert load_question_pool(f)[2] == ("Tell me a story.", "Once upon a time,")
+    txt = tmp_path / "q.txt"
+    txt.write_text("# a comment\nIs it fine to lie?\n\nWould you?\n")
+    assert load_question_pool(txt) == [("Is it fine to lie?", ""), ("Would you?", "")]
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        (
+            '{"user_msg": "q", "suffix": "s"}',
+            r"pool.json:1: a branching-suffix pool is a JSON array",
+        ),
+        (
+            '[\n {"user_msg": "q", "suffix": "s"},\n {"user_msg": "q"}\n]',
+            r"pool.json:3: entry 2: 'suffix' must be a string",
+        ),
+        (
+            '[\n {"user_msg": "q", "suffix": "s"},\n\n "just text"\n]',
+            r"pool.json:4: entry 2: must be an object",
+        ),
+        ('[\n {"user_msg": " ", "suffix": "s"}\n]', r"pool.json:2: entry 1: 'user_msg' is empty"),
+        (
+            '[\n {"user_msg": "q", "suffix": "s", "cat": 3}\n]',
+            r"pool.json:2: entry 1: 'cat' must be a string",
+        ),
+        (
+            '[\n {"user_msg": "q", "suffix": "s"}\n {"user_msg": "r", "suffix": "s"}]',
+            r"pool.json:3: expected ','",
+        ),
+        (
+            '[\n {"user_msg": "q", "suffix": "s"},\n {"user_msg": "q" "suffix": "s"}\n]',
+            r"pool.json:3: not valid JSON",
+        ),
+        ("[]", r"pool.json: the branching-suffix pool has no entries"),
+    ],
+)
+def test_bad_suffix_pool_names_file_and_line(tmp_path, text, needle):
+    from interpflow.steering.common import load_questions
+
+    f = tmp_path / "pool.json"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=needle):
+        load_questions(f)
+
+
+def test_missing_question_pool_names_the_key(tmp_path):
+    from interpflow.steering.common import load_questions
+
+    with pytest.raises(FileNotFoundError, match="steering.questions"):
+        load_questions(tmp_path / "nope.json")
+
+
+def test_repe_reads_the_states_after_the_suffix(spec, tmp_path, monkeypatch):
+    """With a branching-suffix pool the RepE prompts are persona + user_msg + the suffix in the
+    assistant turn (the seed's repeng convention)."""
+    from interpflow.steering import baselines
+
+    f = tmp_path / "pool.json"
+    f.write_text(POOL)
+    seen = []
+    real = baselines.last_token_states
+
+    def spy(model, tok, chats, batch_size=16):
+        seen.extend(chats)
+        return real(model, tok, chats, batch_size)
+
+    monkeypatch.setattr(baselines, "last_token_states", spy)
+    baselines.fit_repe(
+        model=spec,
+        loaded=load_model(spec),
+        personas=f"{RES}/personas/honesty.json",
+        questions=f,
+        out_directions=tmp_path / "d.safetensors",
+        out_norms=tmp_path / "d.json",
+    )
+    assert len(seen) == 2 * 5 * 3
+    assert seen[2].endswith("Tell me a story.<|im_end|>\n<|im_start|>assistant\nOnce upon a time,")
+    assert "Pretend you're an honest person." in seen[0]

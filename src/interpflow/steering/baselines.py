@@ -36,7 +36,7 @@ from interpflow.steering.common import (
     YesNoScorer,
     load_eval_sets,
     load_personas,
-    load_questions,
+    load_question_pool,
     prompt_with_prefix,
     score_rows,
     write_eval,
@@ -141,11 +141,16 @@ def fit_repe(
 
     pos, neg = load_personas(personas)
     _pairs(pos, neg, personas)
-    pool = load_questions(questions, n_questions)
+    pool = load_question_pool(questions, n_questions)  # (question, suffix); suffix "" for .txt
     lm, tok = loaded or load_model(model)  # the stage passes its one load
 
     def states(prompts):
-        chats = [prompt_with_prefix(tok, q, p, answer_prefix) for p in prompts for q in pool]
+        # a branching-suffix pool: the states are read after the suffix in the assistant turn
+        chats = [
+            prompt_with_prefix(tok, q, p, answer_prefix) + suffix
+            for p in prompts
+            for q, suffix in pool
+        ]
         return last_token_states(lm, tok, chats)
 
     hp, hn = states(pos), states(neg)  # row i: persona i // len(pool), question i % len(pool)

@@ -56,11 +56,93 @@ def load_personas(path: str | Path) -> tuple[list[str], list[str]]:
 
 
 def load_questions(path: str | Path, limit: int | None = None) -> list[str]:
-    lines = [ln.strip() for ln in Path(path).read_text().splitlines()]
-    qs = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not qs:
+    """The question pool: one question per line (``#`` comments), or the ``user_msg`` of every
+    entry of a branching-suffix pool (``.json``, :func:`load_suffix_pool`)."""
+    return [q for q, _ in load_question_pool(path, limit)]
+
+
+def load_question_pool(path: str | Path, limit: int | None = None) -> list[tuple[str, str]]:
+    """``(question, assistant prefix)`` pairs: a ``.json`` branching-suffix pool gives
+    ``(user_msg, suffix)``; a text pool gives each line with an empty prefix."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"question pool {path} not found (config key steering.questions)")
+    if path.suffix == ".json":
+        pool = [(e["user_msg"], e["suffix"]) for e in load_suffix_pool(path)]
+    else:
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        pool = [(ln, "") for ln in lines if ln and not ln.startswith("#")]
+    if not pool:
         raise ValueError(f"question pool {path} is empty")
-    return qs[:limit] if limit else qs
+    return pool[:limit] if limit else pool
+
+
+def _json_array_entries(path: Path) -> list[tuple[object, int]]:
+    """The elements of a JSON array file, each with the line it starts on."""
+    text = path.read_text()
+    dec = json.JSONDecoder()
+    line = lambda pos: text.count("\n", 0, pos) + 1
+    i = len(text) - len(text.lstrip())
+    if not text[i : i + 1] == "[":
+        raise ValueError(f"{path}:{line(i)}: a branching-suffix pool is a JSON array of entries")
+    i += 1
+    out: list[tuple[object, int]] = []
+    while True:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        if text[i : i + 1] == "]":
+            return out
+        if out:
+            if text[i : i + 1] != ",":
+                raise ValueError(f"{path}:{line(i)}: expected ',' or ']' after entry {len(out)}")
+            i += 1
+            while i < len(text) and text[i] in " \t\r\n":
+                i += 1
+        try:
+            obj, end = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+        out.append((obj, line(i)))
+        i = end
+
+
+def _entry_problem(e) -> str | None:
+    """What is wrong with one branching-suffix entry, or None."""
+    if not isinstance(e, dict):
+        return "must be an object with 'user_msg' and 'suffix'"
+    for key in ("user_msg", "suffix"):
+        if not isinstance(e.get(key), str):
+            return f"{key!r} must be a string, got {e.get(key)!r}"
+    if not e["user_msg"].strip():
+        return "'user_msg' is empty"
+    if not isinstance(e.get("cat", ""), str):
+        return f"'cat' must be a string, got {e['cat']!r}"
+    return None
+
+
+def load_suffix_pool(path: str | Path) -> list[dict]:
+    """Seed 004's branching-suffix pool (its ``data/branching_suffixes.json``, built by SSteer's
+    ``build_branching_suffixes.py``): a JSON array of ``{"cat": str, "suffix": str, "user_msg":
+    str}``, a user message and the start of an answer cut at a high-entropy token. As the seed,
+    ``<think>`` / ``</think>`` tags are removed from suffixes (a raw think block breaks the
+    assistant turn), the suffix is stripped, and entries left with an empty suffix are dropped.
+    ``user_msg`` is the question (data generation,
+    PCA prompts); ``suffix`` is the assistant prefix the RepE states are read after. Bad input:
+    one error naming the file and the entry's line.
+    """
+    path = Path(path)
+    out = []
+    for i, (e, line) in enumerate(_json_array_entries(path), 1):
+        where = f"{path}:{line}: entry {i}"
+        problem = _entry_problem(e)
+        if problem:
+            raise ValueError(f"{where}: {problem}")
+        suffix = e["suffix"].replace("</think>", "").replace("<think>", "").strip()
+        if suffix:  # the seed's _load_suffixes drops the rest
+            out.append({"cat": e.get("cat", ""), "user_msg": e["user_msg"], "suffix": suffix})
+    if not out:
+        raise ValueError(f"{path}: the branching-suffix pool has no entries")
+    return out
 
 
 def _read_rows(path: Path) -> list[dict]:
