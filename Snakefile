@@ -21,6 +21,7 @@ include: "workflow/rules/deception.smk"
 include: "workflow/rules/tribunal.smk"
 include: "workflow/rules/inoculation.smk"
 include: "workflow/rules/steering.smk"
+include: "workflow/rules/atlas.smk"
 
 
 rule all:
@@ -29,6 +30,7 @@ rule all:
         tribunal_targets(),
         inoculation_targets(),
         steering_targets(),
+        atlas_targets(),
         "results/findings.md",
     default_target: True
     localrule: True
