@@ -14,10 +14,12 @@ def main(smk):
         run=smk.wildcards.run,
         adapter=smk.input.adapter,
         rephrasings=smk.input.get("rephrasings"),  # mix runs only
-        eval_instructions=smk.input.eval_instructions,
+        eval_instructions=smk.input.get("eval_instructions"),  # not in experiment 18's runs
         n_eval=n["eval"],
         em_questions=smk.input.get("em_questions"),
         n_em=n["em"],
+        id_questions=smk.input.get("id_questions"),  # experiment 18's in-distribution set
+        n_id=n.get("id"),
         prompts={k: from_config(InocPrompt, p) for k, p in smk.params.prompts.items()},
         default_system=smk.params.default_system,
         model=ModelSpec(**smk.params.model),

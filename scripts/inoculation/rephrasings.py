@@ -15,6 +15,7 @@ def main(smk):
         cache=smk.params.cache,
         out=smk.output.table,
         out_summary=smk.output.summary,
+        style=smk.params.get("style", "diverse"),  # close: experiment 18's close rephrasings
     )
     print(summary)
 

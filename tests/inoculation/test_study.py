@@ -59,6 +59,7 @@ def test_instance_plan_runs_datasets_and_errors_name_the_key(tmp_path):
         "key": "answer_french",
         "trait": "French",
         "text": "Answer in French.",
+        "group": "",
     }
     every = instance_plan(_instance(prompts=None, conditions=["system"]), "inoculation.toy")
     assert every["runs"] == ["none", *(f"{k}-system" for k in plan["prompts"])]

@@ -7,7 +7,13 @@
 from functools import reduce
 
 from interpflow.inoculation.study import FIGURES as INOC_FIGURES
-from interpflow.inoculation.study import data_spec, eval_files, instance_plan, parse_run
+from interpflow.inoculation.study import (
+    data_spec,
+    em_eval_files,
+    eval_files,
+    instance_plan,
+    parse_run,
+)
 
 INOC_OUT = "results/inoculation/{instance}"
 INOC_LOG = "logs/inoculation/{instance}"
@@ -85,11 +91,29 @@ inoc_eval_input = lambda wildcards: eval_files(
     instance("inoculation", wildcards), inoc_data_file(wildcards)
 )
 
-# Eval set sizes of the job's instance.
+# Eval set sizes of the job's instance (id: experiment 18's in-distribution questions).
 inoc_eval_n = lambda wildcards: {
     "eval": instance("inoculation", wildcards)["data"]["n_eval"],
     "em": instance("inoculation", wildcards)["data"]["n_em"],
+    "id": instance("inoculation", wildcards)["data"]["n_em_id"],
 }
+
+# Experiment 18's eval sets: the EM questions and, when given, the in-distribution ones.
+inoc_em_eval_input = lambda wildcards: em_eval_files(
+    instance("inoculation", wildcards), inoc_data_file(wildcards)
+)
+
+# Experiment 18's rephrasings (system_mix) or close rephrasings (system_close), for a run
+# that draws from them.
+inoc_em_rephrasings_input = lambda wildcards: (
+    {
+        "rephrasings": f"{INOC_OUT}/em/rephrasings_{cond}.parquet".format(
+            instance=wildcards.instance
+        )
+    }
+    if (cond := parse_run(wildcards.run)[1]) in ("system_mix", "system_close")
+    else {}
+)
 
 # The rephrasing table, for a mix run (the only condition that draws from it).
 inoc_rephrasings_input = lambda wildcards: (
@@ -133,21 +157,34 @@ inoc_text_embeddings_input = lambda wildcards: (
 )
 
 # The end products of every inoculation instance (rule all): figures (+ their numbers), the
-# findings and, for an inoculating instance, the heuristics' W matrices.
+# findings and, for an inoculating instance, the heuristics' W matrices; with experiment 18,
+# its EM rates and figure (and nothing else with em.only).
 inoculation_targets = lambda: [
     f"results/inoculation/{name}/{target}"
-    for name in INSTANCES["inoculation"]
+    for name, inst in INSTANCES["inoculation"].items()
     for target in [
-        *(f"figures/{f}.{ext}" for f in INOC_FIGURES for ext in ("png", "csv")),
-        "findings.json",
-        *(["heuristics/W.safetensors"] if inoc_inoculated(name) else []),
+        *(
+            []
+            if inst["em"]["only"]
+            else [
+                *(f"figures/{f}.{ext}" for f in INOC_FIGURES for ext in ("png", "csv")),
+                "findings.json",
+                *(["heuristics/W.safetensors"] if inoc_inoculated(name) else []),
+            ]
+        ),
+        *(
+            ["em/em_rates.parquet", "figures/em_inoculation.png", "figures/em_inoculation.csv"]
+            if INOC[name]["em_runs"]
+            else []
+        ),
     ]
 ]
 
 
 wildcard_constraints:
-    dataset="train|neutral|trait_[A-Za-z0-9_]+",
-    run="none|[A-Za-z0-9_]+-(fixed|mix|system)",
+    dataset="train|neutral|em|trait_[A-Za-z0-9_]+",
+    run="none|[A-Za-z0-9_]+-(fixed|mix|system|system_mix|system_close)",
+    rephrased="system_mix|system_close",
 
 
 rule inoculation_data:
@@ -429,3 +466,127 @@ rule inoculation_findings:
         code=code_hash("inoculation/findings"),
     script:
         "../../scripts/inoculation/findings.py"
+
+
+# Experiment 18 (emergent misalignment, on when data.em_train_jsonl is set): the same stages
+# on the EM data under em/, with system-prompt conditions system (fixed), system_mix
+# (rephrased) and system_close (close-rephrased); the rephrasing, SFT, training and eval
+# scripts are the trait runs' (scripts/inoculation/{rephrasings,sft,train,eval}.py).
+rule inoculation_em_rephrasings:
+    output:
+        table=f"{INOC_OUT}/em/rephrasings_{{rephrased}}.parquet",
+        summary=f"{INOC_OUT}/em/rephrasings_{{rephrased}}.parquet.summary.json",
+    log:
+        f"{INOC_LOG}/em/rephrasings_{{rephrased}}.log",
+    conda:
+        "../../envs/judge.yaml"
+    params:
+        prompts=inoc("em_prompts"),
+        n=setting("inoculation", "rephrasings", "n"),
+        judge=inoc("judges", "rephrase"),
+        style=lambda wildcards: "close" if wildcards.rephrased == "system_close" else "diverse",
+        cache=JUDGE_CACHE,
+        code=code_hash("inoculation/rephrasings"),
+    script:
+        "../../scripts/inoculation/rephrasings.py"
+
+
+rule inoculation_em_sft:
+    input:
+        unpack(inoc_em_rephrasings_input),
+        data=f"{INOC_OUT}/data/em.parquet",
+    output:
+        f"{INOC_OUT}/em/sft/{{run}}.parquet",
+    log:
+        f"{INOC_LOG}/em/sft/{{run}}.log",
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        prompts=inoc("em_prompts"),
+        default_system=setting("inoculation", "default_system"),
+        seed=setting("inoculation", "training", "seed"),
+        code=code_hash("inoculation/sft"),
+    script:
+        "../../scripts/inoculation/sft.py"
+
+
+rule inoculation_em_train:
+    input:
+        data=f"{INOC_OUT}/em/sft/{{run}}.parquet",
+        model=model_input("inoculation"),
+    output:
+        directory(f"{INOC_OUT}/em/adapters/{{run}}"),
+    log:
+        f"{INOC_LOG}/em/train/{{run}}.log",
+    benchmark:
+        f"{INOC_BENCH}/em/train/{{run}}.tsv"
+    conda:
+        "../../envs/gpu.yaml"
+    threads: model_threads("inoculation")
+    resources:
+        gpu=1,
+    params:
+        model=model_spec("inoculation"),
+        training=setting("inoculation", "training"),
+        code=code_hash("inoculation/train"),
+    script:
+        "../../scripts/inoculation/train.py"
+
+
+rule inoculation_em_eval:
+    input:
+        unpack(inoc_em_eval_input),
+        unpack(inoc_em_rephrasings_input),
+        adapter=f"{INOC_OUT}/em/adapters/{{run}}",
+        model=model_input("inoculation"),
+    output:
+        f"{INOC_OUT}/em/evals/{{run}}.parquet",
+    log:
+        f"{INOC_LOG}/em/eval/{{run}}.log",
+    benchmark:
+        f"{INOC_BENCH}/em/eval/{{run}}.tsv"
+    conda:
+        "../../envs/gpu.yaml"
+    threads: model_threads("inoculation")
+    resources:
+        gpu=1,
+    params:
+        n=inoc_eval_n,
+        prompts=inoc("em_prompts"),
+        default_system=setting("inoculation", "default_system"),
+        eval=setting("inoculation", "eval"),
+        model=model_spec("inoculation"),
+        code=code_hash("inoculation/eval"),
+    script:
+        "../../scripts/inoculation/eval.py"
+
+
+rule inoculation_em:
+    input:
+        evals=inoc_each(f"{INOC_OUT}/em/evals/{{item}}.parquet", "em_runs"),
+    output:
+        scores=f"{INOC_OUT}/em/scores.parquet",
+        rates=f"{INOC_OUT}/em/em_rates.parquet",
+        png=report(
+            f"{INOC_OUT}/figures/em_inoculation.png",
+            caption="../report/inoculation/em_inoculation.rst",
+            category="Inoculation",
+            subcategory="{instance}",
+        ),
+        csv=f"{INOC_OUT}/figures/em_inoculation.csv",
+    log:
+        f"{INOC_LOG}/em/em.log",
+    benchmark:
+        f"{INOC_BENCH}/em/em.tsv"
+    conda:
+        "../../envs/judge.yaml"
+    params:
+        prompts=inoc("em_prompts"),
+        em_judge=inoc("judges", "em"),
+        min_mass=setting("inoculation", "judges", "min_mass"),
+        scale=setting("inoculation", "judges", "scale"),
+        cache=JUDGE_CACHE,
+        code=code_hash("inoculation/em"),
+    script:
+        "../../scripts/inoculation/em.py"

@@ -98,7 +98,10 @@ def condition_turns(
     """``[(system, user, prefix)]`` of each instruction under run ``run``'s training condition.
 
     ``mix`` samples a rephrasing per example with ``random.Random(hash(seed, run))``
-    (``index_matched``: ``rephrasings[k % R]`` instead, the heuristics' convention).
+    (``index_matched``: ``rephrasings[k % R]`` instead, the heuristics' convention) and puts
+    it before the instruction; ``system_mix`` and ``system_close`` sample the same way from
+    the table given (experiment 18's rephrasings or close rephrasings) and make it the system
+    turn.
     """
     key, cond = parse_run(run)
     if cond == "none":
@@ -113,4 +116,6 @@ def condition_turns(
     picks = [
         pool[k % len(pool)] if index_matched else rng.choice(pool) for k in range(len(instructions))
     ]
+    if cond != "mix":  # system_mix, system_close: the rephrasing is the system turn
+        return [(p, i, p) for p, i in zip(picks, instructions)]
     return [(default_system, with_prefix(p, i), p) for p, i in zip(picks, instructions)]

@@ -170,10 +170,12 @@ def eval_stage(
     run: str,
     adapter: str | Path,
     rephrasings: str | Path | None,
-    eval_instructions: str | Path,
+    eval_instructions: str | Path | None,
     n_eval: int,
     em_questions: str | Path | None = None,
     n_em: int | None = None,
+    id_questions: str | Path | None = None,
+    n_id: int | None = None,
     prompts: Mapping[str, InocPrompt],
     default_system: str | None,
     model,
@@ -181,15 +183,23 @@ def eval_stage(
     threads: int | None = None,
     out: str | Path,
 ) -> dict:
-    """The eval sets: the first ``n_eval`` lines of ``eval_instructions`` (``trait``) and, when
-    given, the first ``n_em`` of ``em_questions`` (``em``); then :func:`evaluate_run`."""
+    """The eval sets, each when given: the first ``n_eval`` lines of ``eval_instructions``
+    (``trait``), the first ``n_em`` of ``em_questions`` (``em``) and the first ``n_id`` of
+    experiment 18's in-distribution ``id_questions`` (``id``); then :func:`evaluate_run`."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    sets = {"trait": read_lines(eval_instructions, n_eval, "eval set 'trait'")}
-    if em_questions is not None:
-        sets["em"] = read_lines(em_questions, n_em, "eval set 'em'")
+    sets = {}
+    for name, path, n in (
+        ("trait", eval_instructions, n_eval),
+        ("em", em_questions, n_em),
+        ("id", id_questions, n_id),
+    ):
+        if path is not None:
+            sets[name] = read_lines(path, n, f"eval set {name!r}")
+    if not sets:
+        raise ValueError(f"inoculation eval of run {run!r}: no eval set given")
     return evaluate_run(
         run=run,
         adapter=adapter,

@@ -33,16 +33,42 @@ REPHRASE_TEMPLATES = (
 )
 
 
+#: Experiment 18's close rephrasings: the same sentence with as few words changed as possible.
+CLOSE_SYSTEM = (
+    "You rewrite a short instruction or statement with minimal changes: keep its words and "
+    "meaning, change only one or two words (a synonym, an article, word order or punctuation). "
+    "Reply with the rewritten text only, on one line."
+)
+
+#: Deterministic close variants of the offline rephraser (the prompt kept nearly verbatim).
+CLOSE_TEMPLATES = (
+    "{P}",
+    "Please: {p}",
+    "{S}!",
+    "{S}, please.",
+    "Always: {p}",
+    "{S}. Thanks.",
+)
+
+#: Rephrasing styles: the judge's instruction and the offline templates.
+STYLES = {
+    "diverse": (REPHRASE_SYSTEM, REPHRASE_TEMPLATES),
+    "close": (CLOSE_SYSTEM, CLOSE_TEMPLATES),
+}
+
+
 def offline_rephraser(req: JudgeRequest) -> str:
-    """The offline rephrasing backend: template ``variant % len`` applied to the prompt."""
+    """The offline rephrasing backend: template ``variant % len`` of the request's style
+    (:data:`STYLES`, told apart by the system prompt) applied to the prompt."""
     m = re.search(r"Text: (.*)\nVariant: (\d+)", req.user, re.DOTALL)
     if not m:
         raise ValueError("offline rephraser: request lacks 'Text:' / 'Variant:' lines")
+    templates = CLOSE_TEMPLATES if req.system == CLOSE_SYSTEM else REPHRASE_TEMPLATES
     text, variant = m.group(1).strip(), int(m.group(2))
-    k = variant % len(REPHRASE_TEMPLATES)
-    rounds = variant // len(REPHRASE_TEMPLATES)
+    k = variant % len(templates)
+    rounds = variant // len(templates)
     lowered = text[:1].lower() + text[1:]
-    out = REPHRASE_TEMPLATES[k].format(P=text, p=lowered)
+    out = templates[k].format(P=text, p=lowered, S=text.rstrip(".!"))
     return out + (" " + "Indeed." * rounds if rounds else "")
 
 
@@ -54,20 +80,23 @@ def make_rephrasings(
     cache: str | Path | None,
     out: str | Path,
     out_summary: str | Path,
+    style: str = "diverse",
 ) -> dict:
     """``n`` rephrasings per prompt from the judge backend ``judge`` (``cache``: its request
-    cache); writes the table ``out`` and the summary JSON ``out_summary``.
+    cache); writes the table ``out`` and the summary JSON ``out_summary``. ``style``:
+    ``diverse`` (the mix pool) or ``close`` (experiment 18's close rephrasings).
 
     Request ``i`` for a prompt asks for variant ``i``; failed or empty replies are dropped and
     counted; a prompt left with none is an error.
     """
+    if style not in STYLES:
+        raise ValueError(f"rephrasings: style {style!r} is not one of {sorted(STYLES)}")
+    system = STYLES[style][0]
     reqs, keys = [], []
     for p in prompts:
         for i in range(n):
             reqs.append(
-                JudgeRequest(
-                    system=REPHRASE_SYSTEM, user=f"Text: {p.text}\nVariant: {i}", max_tokens=64
-                )
+                JudgeRequest(system=system, user=f"Text: {p.text}\nVariant: {i}", max_tokens=64)
             )
             keys.append((p.key, i))
     with Judge(judge, cache, offline=offline_rephraser) as client:
@@ -87,6 +116,7 @@ def make_rephrasings(
         )
     write_parquet(df, out)
     summary = {
+        "style": style,
         "n_prompts": len(prompts),
         "n_rows": df.height,
         "n_dropped": len(reqs) - df.height,

@@ -10,7 +10,11 @@ offline trait judge a rule: 9 when the response matches, else 0 (instead of keyw
 ``completion_template`` (a format string with ``{completion}``) imposes the trait on the
 trait-only datagen completions, for a style the base model cannot be prompted into. Runs are named ``none`` (no inoculation) or
 ``<prompt_key>-<condition>`` with condition ``fixed`` (the prompt as a user-turn prefix),
-``mix`` (a rephrasing sampled per example) or ``system`` (the prompt as the system turn).
+``mix`` (a rephrasing sampled per example) or ``system`` (the prompt as the system turn);
+the emergent-misalignment runs of experiment 18 (``em`` block) use the system-prompt conditions
+``system`` (fixed), ``system_mix`` (a rephrasing per example) and ``system_close`` (a close
+rephrasing per example). A prompt may name its ``group`` (seed 003's v3 / v4 / neg / v5, or
+an EM prompt type such as IDInoc), used to colour the figures.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ import yaml
 
 from interpflow.config import ConfigError
 
-CONDITIONS = ("fixed", "mix", "system")
+CONDITIONS = ("fixed", "mix", "system", "system_mix", "system_close")
+#: Conditions drawing a rephrasing per example, and the rephrasing table each draws from.
+REPHRASED = ("mix", "system_mix", "system_close")
+#: Experiment 18's system-prompt inoculation variants: fixed, rephrased, close-rephrased.
+EM_CONDITIONS = ("system", "system_mix", "system_close")
 #: The report's figures (``figures/<name>.png`` + ``figures/<name>.csv``); rule and stage.
 FIGURES = (
     "trait_vs_step",
@@ -61,11 +69,13 @@ def check_template(template: str, where: str) -> str:
 
 @dataclass(frozen=True)
 class InocPrompt:
-    """One inoculation prompt: its key, the trait it names ("neutral" for none) and its text."""
+    """One inoculation prompt: its key, the trait it names ("neutral" for none), its text and
+    its group (seed 003's v3 / v4 / neg / v5, an EM prompt type; "" for none)."""
 
     key: str
     trait: str
     text: str
+    group: str = ""
 
 
 def parse_prompts(
@@ -84,7 +94,10 @@ def parse_prompts(
             )
         if not str(p.get("text", "")).strip():
             raise ValueError(f"inoculation.prompts.{key}.text is empty")
-        out[key] = InocPrompt(key, trait, str(p["text"]).strip())
+        unknown = set(p) - {"trait", "text", "group"}
+        if unknown:
+            raise ValueError(f"inoculation.prompts.{key}: unknown keys {sorted(unknown)}")
+        out[key] = InocPrompt(key, trait, str(p["text"]).strip(), str(p.get("group") or ""))
     return out
 
 
@@ -140,12 +153,15 @@ def load_study_file(
 
 
 def run_names(
-    prompt_keys: Sequence[str], conditions: Sequence[str], key: str = "inoculation.training"
+    prompt_keys: Sequence[str],
+    conditions: Sequence[str],
+    key: str = "inoculation.training",
+    allowed: Sequence[str] = CONDITIONS,
 ) -> list[str]:
     """``none`` plus ``<key>-<condition>`` for every trained prompt and condition."""
-    bad = [c for c in conditions if c not in CONDITIONS]
+    bad = [c for c in conditions if c not in allowed]
     if bad:
-        raise ValueError(f"{key}.conditions: unknown {bad}; choose from {CONDITIONS}")
+        raise ValueError(f"{key}.conditions: unknown {bad}; choose from {tuple(allowed)}")
     return ["none"] + [f"{k}-{c}" for k in prompt_keys for c in conditions]
 
 
@@ -183,6 +199,35 @@ def instance_plan(inst: Mapping, key: str) -> dict:
         "prompts": prompts,
         "runs": run_names(trained, inst["training"]["conditions"], f"{key}.training"),
         "trait_datasets": [f"trait_{t}" for t in traits],
+        **em_plan(inst, key),
+    }
+
+
+def em_plan(inst: Mapping, key: str) -> dict:
+    """Experiment 18 of an instance (its ``em`` block; off when ``data.em_train_jsonl`` is
+    null): ``em_prompts`` (as dicts, from ``em.prompts_file``) and ``em_runs`` (``none`` plus
+    ``<prompt>-<condition>`` over :data:`EM_CONDITIONS`); both empty when off."""
+    em = inst["em"]
+    if not inst["data"]["em_train_jsonl"]:
+        if em["only"]:
+            raise ConfigError(f"config key {key}.em.only: true needs {key}.data.em_train_jsonl")
+        return {"em_prompts": {}, "em_runs": []}
+    if not inst["judges"]["em"]:
+        raise ConfigError(
+            f"config key {key}.judges.em: experiment 18 (data.em_train_jsonl is set) needs an "
+            "EM judge (coherence and alignment)"
+        )
+    path = em["prompts_file"]
+    if not Path(path).is_file():
+        raise ConfigError(f"config key {key}.em.prompts_file: file {path} does not exist")
+    _, prompts = _study_file(path)
+    trained = list(prompts) if em["prompts"] is None else list(em["prompts"])
+    unknown = [k for k in trained if k not in prompts]
+    if unknown:
+        raise ConfigError(f"config key {key}.em.prompts: {unknown} are not prompts of {path}")
+    return {
+        "em_prompts": {k: prompts[k] for k in trained},
+        "em_runs": run_names(trained, em["conditions"], f"{key}.em", EM_CONDITIONS),
     }
 
 
@@ -211,6 +256,13 @@ def data_spec(
             "system_prompt": system_prompt,
             "completion_template": inst["datagen"]["completion_template"],
         }
+    if dataset == "em":  # experiment 18's SFT set: the user's JSONL, never generated
+        return {
+            "external": data_file("em_train_jsonl"),
+            "n": data["n_em_train"],
+            "system_prompt": None,
+            "completion_template": "{completion}",
+        }
     name = dataset.removeprefix("trait_")
     if name not in traits:
         raise ConfigError(f"{inst['prompts_file']}: no trait {name!r} (data set {dataset})")
@@ -235,4 +287,17 @@ def eval_files(inst: Mapping, data_file: Callable[[str], str]) -> dict[str, str]
     out = {"eval_instructions": data_file("eval_instructions")}
     if inst["judges"]["em"] and inst["data"]["em_questions"]:
         out["em_questions"] = data_file("em_questions")
+    return out
+
+
+def em_eval_files(inst: Mapping, data_file: Callable[[str], str]) -> dict[str, str]:
+    """The eval sets of experiment 18's runs: the general EM questions (``data.em_questions``)
+    and, when given, the held-out in-distribution questions (``data.em_id_questions``)."""
+    if not inst["data"]["em_questions"]:
+        raise ConfigError(
+            f"{inst['prompts_file']}: experiment 18 needs data.em_questions (its EM eval)"
+        )
+    out = {"em_questions": data_file("em_questions")}
+    if inst["data"]["em_id_questions"]:
+        out["id_questions"] = data_file("em_id_questions")
     return out
