@@ -149,7 +149,11 @@ def test_repe_stores_both_readers_and_sweeps_both(spec, tmp_path):
     )
     stored = load_file(str(tmp_path / "d.safetensors"))
     n_layers = len(decoder_layers(loaded[0])[1])
-    assert stored["directions"].shape == stored["pca"].shape == (n_layers, loaded[0].config.hidden_size)
+    assert (
+        stored["directions"].shape
+        == stored["pca"].shape
+        == (n_layers, loaded[0].config.hidden_size)
+    )
     assert torch.allclose(stored["pca"].norm(dim=-1), torch.ones(n_layers), atol=1e-5)
     assert torch.all((stored["pca"] * stored["directions"]).sum(-1) > 0)
     rows = eval_repe(
@@ -187,3 +191,72 @@ def test_unpaired_personas_are_named(tmp_path):
             out_directions=tmp_path / "d.safetensors",
             out_norms=tmp_path / "d.json",
         )
+
+
+# --- engineered prompts, AxBench's design (issue 13 item 15) -----------------------------------
+
+
+def test_shipped_engineered_prompts_follow_the_design():
+    from interpflow.steering.baselines import load_engineered
+
+    for axis, names in (
+        ("honesty", ["engineered_honest", "engineered_dishonest"]),
+        ("agreement", ["engineered_agree", "engineered_disagree"]),
+    ):
+        prompts = load_engineered(f"resources/steering/engineered/{axis}.json")
+        assert list(prompts) == names
+        # AxBench: "even if ... unrelated", with an in-context example
+        assert all("even when the question seems unrelated" in p for p in prompts.values())
+        assert all("For example" in p for p in prompts.values())
+
+
+def test_engineered_prompts_as_system_prompt_and_before_the_question(spec, tmp_path, monkeypatch):
+    """Each engineered prompt is scored twice: as the system prompt (seed 004; variant <name>)
+    and in the user turn before the question (AxBench: '<prompt>\\n\\nQuestion: <q>'; variant
+    <name>_user), both without any other system prompt."""
+    from interpflow.steering import baselines
+    from interpflow.steering.common import YesNoScorer
+
+    eng = tmp_path / "eng.json"
+    eng.write_text('{"prompts": {"eng_pos": {"concept": "c", "prompt": "Be P."}}}')
+    named = tmp_path / "named.json"
+    named.write_text('{"none": null}')
+    calls = []
+    real = YesNoScorer.score
+
+    def spy(self, questions, system=None):
+        calls.append((list(questions), system))
+        return real(self, questions, system)
+
+    monkeypatch.setattr(YesNoScorer, "score", spy)
+    cfg = baselines.EvalConfig(n_rows=2)
+    rows = baselines.eval_prompt_baselines(
+        model=spec,
+        prompts=named,
+        engineered=eng,
+        eval_sets={"id": "resources/steering/id_eval.jsonl"},
+        out_evals=tmp_path / "p.parquet",
+        config=cfg,
+    )
+    assert rows["variant"].unique(maintain_order=True).to_list() == [
+        "none",
+        "eng_pos",
+        "eng_pos_user",
+    ]
+    (q_none, s_none), (q_sys, s_sys), (q_user, s_user) = calls
+    assert s_none is None and s_sys == "Be P." and s_user is None
+    assert q_sys == q_none and q_user == [f"Be P.\n\nQuestion: {q}" for q in q_none]
+    assert (rows.filter(pl.col("variant") == "eng_pos_user")["alpha"] == 0.0).all()
+    named.write_text('{"none": null, "eng_pos_user": "x"}')
+    with pytest.raises(ValueError, match=r"eng.json: prompt names \['eng_pos_user'\]"):
+        baselines.eval_prompt_baselines(
+            model=spec,
+            prompts=named,
+            engineered=eng,
+            eval_sets={"id": "resources/steering/id_eval.jsonl"},
+            out_evals=tmp_path / "p.parquet",
+            config=cfg,
+        )
+    eng.write_text('{"prompts": {"eng_pos": {"prompt": "Be P."}}}')
+    with pytest.raises(ValueError, match=r"eng.json: prompts.eng_pos needs a non-empty 'concept'"):
+        baselines.load_engineered(eng)

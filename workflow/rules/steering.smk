@@ -24,6 +24,12 @@ steering_personas = lambda wildcards: existing_file(
     f"{steering_key(wildcards)}.axis",
 )
 
+# The AxBench-design engineered prompts of the instance's axis (the baselines stage).
+steering_engineered = lambda wildcards: existing_file(
+    "{resource_dir}/engineered/{axis}.json".format(**instance("steering", wildcards)),
+    f"{steering_key(wildcards)}.axis",
+)
+
 # {eval set name: path} of the instance; null paths are skipped (the schema wants one set).
 steering_eval_sets = lambda wildcards: {
     name: path
@@ -154,6 +160,7 @@ rule steering_baselines:
         personas=steering_personas,
         questions=setting("steering", "questions"),
         prompts=setting("steering", "baselines", "prompts"),
+        engineered=steering_engineered,
         eval_sets=steering_eval_files,
         model=model_input("steering"),
     output:

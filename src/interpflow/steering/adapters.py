@@ -18,7 +18,6 @@ from interpflow.adapters import AdapterConfig, TrainConfig, train_adapter
 from interpflow.artifacts import atomic_path, write_json
 from interpflow.models import ModelSpec, load_model
 
-
 #: Seed 004's IA3 modules (its PEFT ``IA3Config``: k_proj, v_proj and down_proj, the last one
 #: feed-forward), on every decoder layer (that config has no ``layers_to_transform``).
 SEED_IA3_TARGETS = ("k_proj", "v_proj", "down_proj")

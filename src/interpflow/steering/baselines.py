@@ -15,8 +15,9 @@ of block ``l``'s output is ``α·d_l``: α = 1 moves the residual stream by one 
 difference at every layer (method ``repe``). The PCA reader steers the same way with
 ``‖d_l‖·u_l`` (method ``repe_pca``): the same per-layer norm as the mean difference, so the two
 differ only in direction at each α. Prompt baselines (:func:`eval_prompt_baselines`): the base
-model under named system prompts (none, simple honest, ...) and the engineered prompts of
-:mod:`interpflow.steering.engineered`. Eval rows:
+model under named system prompts (none, simple honest, ...) and the engineered prompts
+(:func:`load_engineered`, AxBench's prompt-steering design) as a system prompt (seed 004) and
+prepended to the question (AxBench, variant ``<name>_user``). Eval rows:
 :data:`~interpflow.steering.common.EVAL_SCHEMA` (methods ``repe``, ``repe_pca``, ``prompt``).
 """
 
@@ -255,6 +256,27 @@ def eval_repe(
     )
 
 
+#: AxBench's placement of a steering prompt: before the question, in the user turn.
+AXBENCH_USER_TURN = "{prompt}\n\nQuestion: {question}"
+
+
+def load_engineered(path: str | Path) -> dict[str, str]:
+    """``{name: prompt}`` of an engineered-prompt file (``resources/steering/engineered/<axis>.json``:
+    ``prompts: {name: {concept, prompt}}``, with its ``design`` and ``generator`` notes)."""
+    path = Path(path)
+    obj = json.loads(path.read_text())
+    prompts = obj.get("prompts") if isinstance(obj, dict) else None
+    if not isinstance(prompts, dict) or not prompts:
+        raise ValueError(f"{path}: needs 'prompts': {{name: {{concept, prompt}}}}")
+    out = {}
+    for name, entry in prompts.items():
+        text = entry.get("prompt") if isinstance(entry, dict) else None
+        if not isinstance(text, str) or not text.strip() or not entry.get("concept"):
+            raise ValueError(f"{path}: prompts.{name} needs a non-empty 'concept' and 'prompt'")
+        out[name] = text
+    return out
+
+
 def eval_prompt_baselines(
     *,
     model: ModelSpec,
@@ -262,20 +284,42 @@ def eval_prompt_baselines(
     eval_sets: Mapping[str, str],
     out_evals: str | Path,
     config: EvalConfig,
+    engineered: str | Path | None = None,
     loaded: tuple | None = None,
 ) -> pl.DataFrame:
-    """The base model under each named system prompt (``null`` = none), at α = 0."""
+    """The base model under each named system prompt (``null`` = none), at α = 0; and each
+    engineered prompt (:func:`load_engineered`) as the system prompt (variant ``<name>``, seed
+    004's placement) and prepended to the question (``<name>_user``, AxBench's:
+    :data:`AXBENCH_USER_TURN`)."""
     named = json.loads(Path(prompts).read_text())
     if "none" not in named:
         raise ValueError(f"{prompts}: needs a 'none' entry (the unprompted reference)")
+    eng = load_engineered(engineered) if engineered else {}
+    clash = sorted(set(named) & {v for n in eng for v in (n, f"{n}_user")})
+    if clash:
+        raise ValueError(f"{engineered}: prompt names {clash} are also in {prompts}")
     evals = load_eval_sets(eval_sets, config.n_rows)
     lm, tok = loaded or load_model(model)  # the stage passes its one load
     scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
     parts = [
         score_rows(scorer, evals, "prompt", name, 0.0, system) for name, system in named.items()
     ]
+    for name, text in eng.items():
+        parts.append(score_rows(scorer, evals, "prompt", name, 0.0, text))
+        prefixed = evals.with_columns(
+            question=pl.col("question").map_elements(
+                lambda q, t=text: AXBENCH_USER_TURN.format(prompt=t, question=q),
+                return_dtype=pl.String,
+            )
+        )
+        parts.append(score_rows(scorer, prefixed, "prompt", f"{name}_user", 0.0))
     return write_eval(
-        pl.concat(parts), out_evals, model=asdict(model), prompts=named, eval=asdict(config)
+        pl.concat(parts),
+        out_evals,
+        model=asdict(model),
+        prompts=named,
+        engineered={"file": str(engineered), "prompts": eng, "user_turn": AXBENCH_USER_TURN},
+        eval=asdict(config),
     )
 
 
@@ -291,10 +335,11 @@ def run_baselines(
     out_repe: str | Path,
     out_prompts: str | Path,
     config: EvalConfig,
+    engineered: str | Path | None = None,
     n_questions: int | None = None,
     threads: int | None = None,
 ) -> dict:
-    """RepE directions + their α-sweep, and the prompt baselines."""
+    """RepE directions + their α-sweep, and the prompt baselines (+ the engineered prompts)."""
     if threads:
         import torch
 
@@ -322,6 +367,7 @@ def run_baselines(
         model=model,
         loaded=loaded,
         prompts=prompts,
+        engineered=engineered,
         eval_sets=eval_sets,
         out_evals=out_prompts,
         config=config,
