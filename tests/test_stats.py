@@ -7,7 +7,7 @@ import math
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from interpflow.stats import cohen_kappa, wilson
+from interpflow.stats import cohen_kappa, t_interval, wilson
 
 
 def test_kappa_by_hand_with_its_interval():
@@ -58,3 +58,19 @@ def test_low_mass_at_and_around_the_threshold():
     over = {"100": math.log(0.1), "101": math.log(0.9)}  # 101 is off the 0-100 scale
     assert low_mass(over, 0.25) and not low_mass(over, 0.1)
     assert number_expected_value(over, 0.1) == 100.0
+
+
+def test_t_interval_by_hand():
+    """[1, 2, 3]: mean 2, sd 1, se 1/sqrt(3); t(0.975, df 2) = 4.302653 -> 2 +- 2.484138."""
+    mean, lo, hi = t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert lo == pytest.approx(2 - 2.484138, abs=1e-5) and hi == pytest.approx(
+        2 + 2.484138, abs=1e-5
+    )
+    # NaN dropped; wider at 99%; equal values: zero width; one value: no interval
+    assert t_interval([1.0, 2.0, float("nan"), 3.0]) == (mean, lo, hi)
+    assert t_interval([1.0, 2.0, 3.0], 0.99)[1] < lo
+    assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
+    m1, lo1, hi1 = t_interval([4.0])
+    assert m1 == 4.0 and math.isnan(lo1) and math.isnan(hi1)
+    assert all(math.isnan(x) for x in t_interval([]))

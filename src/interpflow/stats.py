@@ -27,6 +27,24 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: the Student t interval of the mean of the finite ``values``
+    (mean ± t_{(1+level)/2, n-1} · sd/√n, sd with n − 1), e.g. across training seeds. NaN
+    bounds for fewer than two values (NaN mean for none). Imports scipy (the t quantile) when
+    called, so the module stays numpy-only for light environments."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (math.nan, math.nan, math.nan)
+    mean = float(v.mean())
+    if v.size < 2:
+        return (mean, math.nan, math.nan)
+    from scipy.stats import t
+
+    half = float(t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return (mean, mean - half, mean + half)
+
+
 def nan_to_none(x: float) -> float | None:
     """``x`` as a JSON-friendly float; None for None, NaN and infinities."""
     return None if x is None or not math.isfinite(x) else float(x)
