@@ -15,6 +15,7 @@ def main(smk):
         csv=smk.output.csv,
         layers=list(smk.params.layers),
         prompts=smk.input.prompts,
+        nla=smk.input.get("nla"),  # only with probes.target verbalizer_label
         cfg=from_config(
             ProbeConfig, smk.params.probes, f"deception.{smk.wildcards.instance}.probes"
         ),

@@ -33,6 +33,7 @@ def main(smk):
         ),
         control_proba=smk.input.get("control_proba"),  # only with probes.control set
         instance=smk.wildcards.instance,
+        nla=smk.input.get("nla"),  # only with probes.target verbalizer_label
     )
     for name, m in metrics["baselines"].items():
         print(f"baseline {name}: accuracy={m['accuracy']:.3f} auroc={m.get('auroc')}")

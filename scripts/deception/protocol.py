@@ -29,6 +29,7 @@ def main(smk):
         cfg=from_config(ProtocolConfig, smk.params.protocol, f"{key}.protocol"),
         model_id=smk.params.model_id,
         out_dir=Path(smk.output.metrics).parent,
+        nla=inp.get("nla"),  # only with probes.target verbalizer_label
     )
     for name, r in m["probes"].items():
         print(

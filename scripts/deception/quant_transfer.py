@@ -30,6 +30,7 @@ def main(smk):
         out_figure=out.figure,
         out_activations_full=out.activations_full,
         out_activations_4bit=out.activations_4bit,
+        nla=inp.get("nla"),  # only with probes.target verbalizer_label
     )
 
 

@@ -47,5 +47,10 @@ def test_verbalizer_at_one_layer(generations, tmp_path):
     assert nla.height == 8 and set(nla["layer"]) == {2}
     assert nla.filter(pl.col("prompt_id") == "b")["nla_label"].to_list() == ["deceptive"] * 2
     assert "response[0]" in nla["nla_text"][1]
+    # the offline grader's confidence: its class's share of the keyword hits in the text
+    # ("deceptive stance": 1 of 1 -> 1.0); "normal stance" hits none: a guess, 1/3 -> 0.33
+    conf = dict(zip(nla["prompt_id"], nla["nla_confidence"]))
+    assert (conf["b"], conf["a"]) == (1.0, 0.33)
+    assert set(nla["nla_confidence_source"]) == {"stated"}
     with pytest.raises(ValueError, match="no rows at layer 7"):
         verbalize_activations(**args, nla=tmp_path / "x.parquet", layer=7)

@@ -133,6 +133,44 @@ def test_single_target_builds_only_its_upstream(stub_dir, tmp_path):
     assert probe.classes_.tolist() == ["deceptive", "eval_aware", "normal"]
 
 
+def test_verbalizer_label_target_with_a_confidence_threshold(stub_dir, tmp_path):
+    """probes.target verbalizer_label on the stub with the offline judges: the probes predict
+    the per-prompt majority of the graded verbalizer texts, after dropping the rows whose
+    confidence is under probes.min_label_confidence 0.5. The offline grader is 1/3 sure of
+    "normal" (no keyword: a guess), so every normal row drops and the probes see two classes."""
+    from collections import Counter
+
+    work = with_stub(copy_repo(tmp_path), stub_dir)
+    probes = {"target": "verbalizer_label", "min_label_confidence": 0.5}
+    write_config(work / "vl.yaml", {"deception": {"default": {"probes": probes}}})
+    target = "results/deception/default/probes/metrics.json"
+    proc = snakemake(work, target, "--configfile", "vl.yaml")
+    res = work / "results/deception/default"
+    assert job_counts(proc.stdout + proc.stderr)["deception_verbalize"] == 1
+    metrics = json.loads((res / "probes/metrics.json").read_text())
+    labels = pl.read_parquet(res / "labels.parquet")
+    assert labels["label_confidence"].null_count() == 0  # the offline grader always states one
+    nla = pl.read_parquet(res / "labels_nla.parquet")
+    low = nla.filter(pl.col("nla_label").is_not_null() & (pl.col("nla_confidence") < 0.5))
+    assert set(low["nla_label"]) == {"normal"} and set(low["nla_confidence"]) == {0.33}
+    expected = {}  # the vote, by hand: the confident rows' majority, a tie or nothing -> None
+    for (pid,), sub in nla.filter(pl.col("nla_confidence") >= 0.5).group_by("prompt_id"):
+        (top, n), *rest = Counter(sub["nla_label"].to_list()).most_common()
+        expected[pid] = None if rest and rest[0][1] == n else top
+    kept = {p for p, v in expected.items() if v is not None}
+    assert metrics["target"] == "verbalizer_label"
+    assert metrics["classes"] == sorted(set(expected.values()) - {None})
+    assert metrics["classes"] == ["deceptive", "eval_aware"]
+    assert metrics["n_train_prompts"] + metrics["n_test_prompts"] == len(kept)
+    report = metrics["labels"]
+    assert report["n_dropped_low_confidence_rows"] == low.height
+    assert report["n_prompts_majority"] == len(kept) and report["min_label_confidence"] == 0.5
+    test_ids = set(pl.read_parquet(res / "probes/test_proba.parquet")["prompt_id"])
+    truth = pl.read_parquet(res / "probes/test_proba.parquet").select("prompt_id", "label")
+    assert test_ids <= kept
+    assert all(expected[p] == lab for p, lab in truth.iter_rows())
+
+
 def test_generation_killed_midway_resumes_identically(stub_dir, tmp_path):
     """SIGKILL the generation job, rerun: same final files, at most one shard of work lost."""
     cfg = {"deception": {"default": {"generation": {"batch_size": 4, "shard_size": 16}}}}

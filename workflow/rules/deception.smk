@@ -18,6 +18,23 @@ DECEPTION_VERBALIZED = [
     if inst["labels"]["verbalizer"]["enabled"]
 ]
 
+# probes.target verbalizer_label: the probes' target is the per-prompt majority of the
+# verbalizer texts' labels, so the verbalizer must be on (else planning stops, naming the key).
+for _name, _inst in INSTANCES["deception"].items():
+    if _inst["probes"]["target"] == "verbalizer_label" and _name not in DECEPTION_VERBALIZED:
+        raise ConfigError(
+            f"config key deception.{_name}.probes.target: verbalizer_label needs "
+            f"deception.{_name}.labels.verbalizer.enabled: true (the verbalizer's labels_nla.parquet)"
+        )
+
+# An input function (unpack): the verbalizer's table for an instance whose probes.target is
+# verbalizer_label (every stage that reads the probes' labels takes it).
+deception_nla = lambda wildcards: {
+    "nla": f"results/deception/{name}/labels_nla.parquet"
+    for name in [instance_name("deception", wildcards)]
+    if INSTANCES["deception"][name]["probes"]["target"] == "verbalizer_label"
+}
+
 # (instance, role) -> judge kwargs: the label judge of every instance, the verbalizer's where
 # enabled (an unknown judge, a missing local judge model or API key fails at planning).
 DECEPTION_JUDGES = {
@@ -197,7 +214,9 @@ rule deception_verbalize:
 
 rule deception_probes:
     input:
-        unpack(deception_control),  # control_proba: probes.control's test_proba.parquet, if set
+        # control_proba: probes.control's test_proba.parquet, if set; nla: the verbalizer's
+        # labels, if probes.target is verbalizer_label
+        unpack(lambda wildcards: deception_control(wildcards) | deception_nla(wildcards)),
         activations=f"{DECEPTION}/activations.parquet",
         labels=f"{DECEPTION}/labels.parquet",
         prompts=f"{DECEPTION}/prompts.parquet",  # the text baselines' input
@@ -242,6 +261,7 @@ rule deception_probes:
 
 rule deception_layer_sweep:
     input:
+        unpack(deception_nla),  # nla: the verbalizer's labels, if probes.target is verbalizer_label
         activations=f"{DECEPTION}/activations.parquet",
         labels=f"{DECEPTION}/labels.parquet",
         prompts=f"{DECEPTION}/prompts.parquet",  # the split's near-duplicate families
@@ -307,6 +327,7 @@ if "default" in INSTANCES["deception"]:
 # bitsandbytes NF4 copy of the model (both re-read from the stored generations).
 rule deception_quant_transfer:
     input:
+        unpack(deception_nla),  # nla: the verbalizer's labels, if probes.target is verbalizer_label
         generations=f"{DECEPTION}/generations.parquet",
         activations=f"{DECEPTION}/activations.parquet",
         labels=f"{DECEPTION}/labels.parquet",
@@ -349,6 +370,7 @@ rule deception_quant_transfer:
 # FPR there, probe types, random directions, the transfer matrix and the leakage audit.
 rule deception_protocol:
     input:
+        unpack(deception_nla),  # nla: the verbalizer's labels, if probes.target is verbalizer_label
         activations=f"{DECEPTION}/activations.parquet",
         labels=f"{DECEPTION}/labels.parquet",
         prompts=f"{DECEPTION}/prompts.parquet",

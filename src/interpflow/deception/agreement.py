@@ -20,8 +20,8 @@ from itertools import combinations
 from pathlib import Path
 
 from interpflow.artifacts import read_parquet, write_json
-from interpflow.deception.labels import grading_request, offline_grader, parse_label
-from interpflow.judges import Judge, JudgeConfig, check_failures
+from interpflow.deception.labels import grade, grading_request
+from interpflow.judges import JudgeConfig
 from interpflow.stats import cohen_kappa, wilson
 
 
@@ -47,10 +47,7 @@ def read_gold(path: str | Path, classes: list[str]) -> list[dict]:
 
 def _grade(judge: JudgeConfig, cache, prompts, responses, classes) -> list[str | None]:
     reqs = [grading_request(p, r, classes) for p, r in zip(prompts, responses)]
-    with Judge(judge, cache, offline=offline_grader) as client:
-        replies, stats = client.run(reqs)
-    check_failures(stats, judge, cache)
-    return [parse_label(r.text, classes) for r in replies]
+    return grade(judge, cache, reqs, classes)[1]
 
 
 def judge_agreement(

@@ -34,7 +34,9 @@ class ProbeConfig:
     """``deception.<instance>.probes``: the target, the layer and rows, the split and the
     statistics of the probe stage (the layer sweep uses all but ``layer`` and ``mlp``)."""
 
-    target: str = "category"  #: category (the prompt bank) or judge_label
+    #: category (the prompt bank), judge_label or verbalizer_label (the per-prompt majority of
+    #: the verbalizer texts' labels): :mod:`interpflow.deception.targets`
+    target: str = "category"
     layer: int = 20
     positions: tuple[str, ...] | None = None  #: None = every captured position
     test_size: float = 0.25  #: share of prompts held out (split grouped by prompt)
@@ -47,3 +49,6 @@ class ProbeConfig:
     #: name of a deception instance on a control model (e.g. a random-init copy) with the same
     #: prompts and split: each probe's margin over the control's same probe (None = no control)
     control: str | None = None
+    #: judge labels (judge_label, or the verbalizer rows' labels) under this confidence, or
+    #: with none, are dropped before probing, counted (None = keep every label)
+    min_label_confidence: float | None = None

@@ -15,9 +15,9 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
 from interpflow import figures
-from interpflow.artifacts import read_parquet
 from interpflow.deception.common import ProbeConfig
 from interpflow.deception.probes import split
+from interpflow.deception.targets import read_labels
 from interpflow.metrics import macro_auroc, proba_for
 from interpflow.probes import (
     fit_and_score,
@@ -64,6 +64,7 @@ def layer_sweep(
     cfg: ProbeConfig,
     prompts: str | Path | None = None,
     estimator_factory: Callable[[int], Any] = make_logreg,
+    nla: str | Path | None = None,
 ) -> pl.DataFrame:
     """One probe per layer of ``layers`` (a logreg by default; ``estimator_factory(seed)``)
     on the rows of ``cfg.positions`` labelled by ``cfg.target``; plot and tabulate.
@@ -80,7 +81,7 @@ def layer_sweep(
     """
     if not layers:
         raise ValueError("layer_sweep needs at least one layer")
-    table = read_parquet(labels)
+    table, _ = read_labels(labels, cfg, nla)  # the probes' labels (targets module)
     seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
     records: list[dict[str, Any]] = []
     test_groups: np.ndarray | None = None

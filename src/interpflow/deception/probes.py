@@ -2,8 +2,11 @@
 metrics, 95% CIs over prompts, baselines and confusion matrices.
 
 The rows are the activations at ``probes.layer`` (and ``probes.positions``) joined by
-``prompt_id`` to ``probes.target`` of the labels table (:func:`interpflow.probes.
-load_probe_dataset`); the split groups by prompt (:func:`interpflow.probes.group_split`).
+``prompt_id`` to ``probes.target`` of the labels table as :func:`interpflow.deception.targets.
+read_labels` gives it (a judge's labels under ``probes.min_label_confidence`` dropped, the
+verbalizer's aggregated per prompt; the counts under ``labels`` in ``metrics.json``) by
+:func:`interpflow.probes.load_probe_dataset`; the split groups by prompt
+(:func:`interpflow.probes.group_split`).
 Every file the stage writes is an argument of :func:`train_probes`: the rule declares them all.
 
 Beside the probes, on the same split and the same test rows, two baselines that never see the
@@ -35,6 +38,7 @@ from interpflow.artifacts import (
     write_provenance,
 )
 from interpflow.deception.common import ProbeConfig
+from interpflow.deception.targets import read_labels
 from interpflow.probes import (
     MLPProbe,
     ProbeDataset,
@@ -71,11 +75,20 @@ def split(ds: ProbeDataset, prompts: str | Path, cfg: ProbeConfig) -> tuple[np.n
     return group_split(groups, ds.y, cfg.test_size, cfg.seed)
 
 
-def load_dataset(activations: str | Path, labels: str | Path, cfg: ProbeConfig) -> ProbeDataset:
-    """The probe rows of ``cfg.layer`` / ``cfg.positions``, labelled by ``cfg.target``."""
-    return load_probe_dataset(
-        activations, read_parquet(labels), cfg.target, cfg.layer, cfg.positions
-    )
+def load_dataset(
+    activations: str | Path,
+    labels: str | Path,
+    cfg: ProbeConfig,
+    nla: str | Path | None = None,
+    report: dict | None = None,
+) -> ProbeDataset:
+    """The probe rows of ``cfg.layer`` / ``cfg.positions``, labelled by ``cfg.target``
+    (:func:`~interpflow.deception.targets.read_labels`; ``nla``: the verbalizer's table, for
+    ``verbalizer_label``). ``report``, if given, is updated with what the labels dropped."""
+    table, dropped = read_labels(labels, cfg, nla)
+    if report is not None:
+        report.update(dropped)
+    return load_probe_dataset(activations, table, cfg.target, cfg.layer, cfg.positions)
 
 
 def prompt_texts(prompts: str | Path) -> dict[str, str]:
@@ -229,6 +242,7 @@ def train_probes(
     n_permutations: int = 3,
     control_proba: str | Path | None = None,
     instance: str = "this",
+    nla: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fit logreg and MLP probes on a prompt-grouped split; write every file; return the
     metrics written to ``metrics``.
@@ -247,13 +261,16 @@ def train_probes(
     on the test rows. With ``cfg.control`` set, ``control_proba`` is that control instance's
     ``test_proba`` and each probe's ``margins.control`` is its margin over the control's same
     probe (:func:`control_margins`; ``instance`` names this instance in its errors).
+    ``nla`` is the verbalizer's table (``probes.target: verbalizer_label``); ``labels`` in
+    ``metrics`` reports the labels dropped (:mod:`interpflow.deception.targets`).
     """
     if (cfg.control is None) != (control_proba is None):
         raise ValueError(
             f"deception instance {instance!r}: probes.control is {cfg.control!r} but "
             f"control_proba is {control_proba!r} (give both or neither)"
         )
-    ds = load_dataset(activations, labels, cfg)
+    label_report: dict[str, Any] = {}
+    ds = load_dataset(activations, labels, cfg, nla, label_report)
     seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
     train_idx, test_idx = split(ds, prompts, cfg)
     labels_ = np.unique(ds.y[train_idx])  # every class is in train by construction
@@ -320,6 +337,7 @@ def train_probes(
         "n_permutations": n_permutations,
         "n_dropped_null": ds.n_dropped_null,
         "n_dropped_unlabeled": ds.n_dropped_unlabeled,
+        "labels": label_report,  # labels dropped by confidence, the verbalizer's vote
         "n_train_rows": int(train_idx.size),
         "n_test_rows": int(test_idx.size),
         "n_train_prompts": int(np.unique(ds.groups[train_idx]).size),

@@ -32,6 +32,7 @@ from sklearn.base import clone
 from interpflow import protocol as P
 from interpflow.artifacts import read_parquet
 from interpflow.deception.common import ProbeConfig
+from interpflow.deception.targets import read_labels
 from interpflow.metrics import binary_auroc, ci95, group_bootstrap_indices
 from interpflow.probes import load_probe_dataset
 
@@ -121,9 +122,11 @@ def protocol_analysis(
     out_metrics: str | Path,
     out_transfer: str | Path,
     out_figure: str | Path,
+    nla: str | Path | None = None,
 ) -> dict:
-    """Steps 2-4 of the module docstring, on the generated control activations."""
-    labels_table = read_parquet(labels)
+    """Steps 2-4 of the module docstring, on the generated control activations (``labels``
+    and ``nla`` read as the probes read them: :func:`~interpflow.deception.targets.read_labels`)."""
+    labels_table, _ = read_labels(labels, probe_cfg, nla)
     ds = load_probe_dataset(
         activations, labels_table, probe_cfg.target, probe_cfg.layer, probe_cfg.positions
     )
@@ -203,6 +206,7 @@ def protocol_stage(
     cfg: ProtocolConfig,
     model_id: str | None,
     out_dir: str | Path,
+    nla: str | Path | None = None,
 ) -> dict:
     """Generate and capture the control set with the instance's own settings (step 1), then
     :func:`protocol_analysis`; every output under ``out_dir``."""
@@ -241,6 +245,7 @@ def protocol_stage(
         out_metrics=out / "metrics.json",
         out_transfer=out / "transfer.csv",
         out_figure=out / "recall.png",
+        nla=nla,
     )
 
 

@@ -33,6 +33,7 @@ import polars as pl
 from interpflow.artifacts import read_parquet, write_provenance
 from interpflow.deception.common import ProbeConfig
 from interpflow.deception.probes import load_dataset
+from interpflow.deception.targets import read_labels
 from interpflow.metrics import (
     ci95,
     classification_metrics,
@@ -124,15 +125,17 @@ def quant_transfer(
     out_activations_full: str | Path,
     out_activations_4bit: str | Path,
     log=print,
+    nla: str | Path | None = None,
 ) -> dict:
     """Re-read the probe's held-out prompts through ``model`` and its 4-bit copy; score the
-    saved probe on both and compare the vectors (module docstring)."""
+    saved probe on both and compare the vectors (module docstring). ``labels`` and ``nla``
+    are read as the probes read them (:func:`~interpflow.deception.targets.read_labels`)."""
     import joblib
 
     from interpflow.capture import capture_texts
     from interpflow.models import load_model
 
-    ds = load_dataset(activations, labels, probe_cfg)
+    ds = load_dataset(activations, labels, probe_cfg, nla)
     test_idx = np.load(test_indices)
     test_ids = list(dict.fromkeys(ds.groups[test_idx].tolist()))
     prompts = read_prompts(generations, test_ids)
@@ -159,7 +162,7 @@ def quant_transfer(
         tables[name] = out
         log(f"{name}: {table.num_rows} vectors of {len(test_ids)} test prompts")
 
-    labels_table = read_parquet(labels)
+    labels_table, _ = read_labels(labels, probe_cfg, nla)
     sets = {
         name: load_probe_dataset(
             path, labels_table, probe_cfg.target, probe_cfg.layer, probe_cfg.positions

@@ -3,7 +3,10 @@
 
 Table ``results/deception/<instance>/labels_nla.parquet``: one row per
 (prompt_id, layer, position) of the activations at that layer, with ``nla_text`` (null on
-failure) and ``nla_label`` (the grader's class of that text, null when it named none).
+failure), ``nla_label`` (the grader's class of that text, null when it named none) and
+``nla_confidence`` / ``nla_confidence_source`` (the grader's confidence in it, as the labels
+stage's ``label_confidence``). ``probes.target: verbalizer_label`` makes the per-prompt
+majority of ``nla_label`` the probes' target (:mod:`interpflow.deception.targets`).
 """
 
 from __future__ import annotations
@@ -14,13 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from interpflow.artifacts import read_parquet, write_parquet
-from interpflow.deception.labels import (
-    GRADER_SYSTEM,
-    QUESTION,
-    keyword_label,
-    offline_grader,
-    parse_label,
-)
+from interpflow.deception.labels import description_request, grade, keyword_label
 from interpflow.judges import Judge, JudgeConfig, JudgeRequest, check_failures
 
 VERBALIZER_SYSTEM = (
@@ -74,25 +71,23 @@ def verbalize_activations(
     with Judge(judge, cache, offline=offline_verbalizer) as client:
         texts, vstats = client.run(reqs, progress=True)
     check_failures(vstats, judge, cache)
-    grade_reqs = [
-        JudgeRequest(
-            system=GRADER_SYSTEM,
-            user=f"Description of the assistant's internal state:\n{t.text}"
-            f"{QUESTION}{', '.join(classes)}) describes the assistant?",
-            max_tokens=8,
-        )
-        for t in texts
-    ]
     ok = [i for i, t in enumerate(texts) if t.text is not None]
-    with Judge(grader, cache, offline=offline_grader) as client:
-        graded, gstats = client.run([grade_reqs[i] for i in ok], progress=True)
-    check_failures(gstats, grader, cache)
+    grade_reqs = [
+        description_request(
+            f"Description of the assistant's internal state:\n{texts[i].text}", classes
+        )
+        for i in ok
+    ]
+    _, labels, conf, gstats = grade(grader, cache, grade_reqs, classes, progress=True)
     nla_label: list[str | None] = [None] * len(texts)
-    for i, g in zip(ok, graded):
-        nla_label[i] = parse_label(g.text, classes)
+    nla_conf: list[tuple[float | None, str | None]] = [(None, None)] * len(texts)
+    for i, lab, c in zip(ok, labels, conf):
+        nla_label[i], nla_conf[i] = lab, c
     df = rows.select("prompt_id", "layer", "position").with_columns(
         pl.Series("nla_text", [t.text for t in texts], dtype=pl.String),
         pl.Series("nla_label", nla_label, dtype=pl.String),
+        pl.Series("nla_confidence", [c for c, _ in nla_conf], dtype=pl.Float64),
+        pl.Series("nla_confidence_source", [s for _, s in nla_conf], dtype=pl.String),
     )
     write_parquet(df, nla)
     return {"verbalizer_stats": vstats.as_dict(), "grader_stats": gstats.as_dict()}
