@@ -133,7 +133,13 @@ def test_findings_one_per_family_with_controls(run):
 @pytest.mark.parametrize(
     "preset,instances,families,extra",
     [
-        ("weight_steering_qwen3-0.6b", ["honesty-seed0", "honesty-seed1", "honesty-seed2"], 6, {}),
+        # the train.seed sweep's across-seed table: one steering_seeds job
+        (
+            "weight_steering_qwen3-0.6b",
+            ["honesty-seed0", "honesty-seed1", "honesty-seed2"],
+            6,
+            {"steering_seeds": 1},
+        ),
         ("weight_steering_qwen2.5-7b", ["honesty"], 6, {}),
         # SmolLM2 is converted from its wheel by one job (rule models_packaged)
         ("steering_smollm2", ["smollm2"], 1, {"models_packaged": 1}),
@@ -162,3 +168,5 @@ def test_presets_plan_their_instances_only(tmp_path, preset, instances, families
     for name in instances:
         assert f"results/steering/{name}/report/summary.json" in proc.stdout
     assert "results/steering/default/" not in proc.stdout
+    if "steering_seeds" in extra:  # instances honesty-seed<N> -> results/steering/honesty-seeds/
+        assert "results/steering/honesty-seeds/seeds.json" in proc.stdout

@@ -2,6 +2,8 @@
 # alpha-sweep evals + subspace diagnostics; RepE and prompt baselines; report figures.
 # Every instance (config key steering.<instance>) lives under results/steering/<instance>/.
 
+import re
+
 STEERING = "results/steering/{instance}"
 STEERING_REPORT_FILES = [
     "summary.json",
@@ -57,16 +59,46 @@ steering_families = lambda *patterns: lambda wildcards: expand(
     family=instance("steering", wildcards)["families"],
 )
 
-# The report files and findings of every steering instance (rule all).
-steering_targets = lambda: expand(
-    f"{STEERING}/report/{{file}}",
-    instance=list(INSTANCES["steering"]),
-    file=STEERING_REPORT_FILES,
-) + expand(f"{STEERING}/findings.json", instance=list(INSTANCES["steering"]))
+# Training-seed sweeps: {base: {instance: seed}} of the instances named <base>-seed<N> whose
+# train.seed is N (a sweep over train.seed), for bases with two seeds or more.
+steering_seed_groups = lambda: {
+    base: members
+    for base, members in [
+        (
+            base,
+            {
+                name: int(name.rsplit("-seed", 1)[1])
+                for name, inst in INSTANCES["steering"].items()
+                if re.fullmatch(r"(.+)-seed(-?\d+)", name)
+                and name.rsplit("-seed", 1)[0] == base
+                and (inst.get("train") or {}).get("seed") == int(name.rsplit("-seed", 1)[1])
+            },
+        )
+        for base in {
+            name.rsplit("-seed", 1)[0]
+            for name in INSTANCES["steering"]
+            if re.fullmatch(r"(.+)-seed(-?\d+)", name)
+        }
+    ]
+    if len(members) >= 2
+}
+
+# The report files and findings of every steering instance, and each seed sweep's across-seed
+# table (rule all).
+steering_targets = (
+    lambda: expand(
+        f"{STEERING}/report/{{file}}",
+        instance=list(INSTANCES["steering"]),
+        file=STEERING_REPORT_FILES,
+    )
+    + expand(f"{STEERING}/findings.json", instance=list(INSTANCES["steering"]))
+    + expand("results/steering/{group}-seeds/seeds.json", group=sorted(steering_seed_groups()))
+)
 
 
 wildcard_constraints:
     family="lora|dora|pissa|delora|oft|ia3",
+    group="[^/]+",
 
 
 rule steering_data:
@@ -251,3 +283,32 @@ rule steering_findings:
         "../../envs/cpu.yaml"
     script:
         "../../scripts/steering/findings.py"
+
+
+# Seed 004's multi-seed runs: the instances of one train.seed sweep, across seeds.
+rule steering_seeds:
+    input:
+        summaries=lambda wildcards: [
+            f"results/steering/{name}/report/summary.parquet"
+            for name in steering_seed_groups()[wildcards.group]
+        ],
+    output:
+        csv="results/steering/{group}-seeds/seeds.csv",
+        json="results/steering/{group}-seeds/seeds.json",
+        png=report(
+            "results/steering/{group}-seeds/alpha_vs_score.png",
+            caption="../report/steering_seeds.rst",
+            category="Weight steering",
+            subcategory="{group} (across seeds)",
+        ),
+        png_csv="results/steering/{group}-seeds/alpha_vs_score.csv",
+    log:
+        "logs/steering/{group}-seeds/seeds.log",
+    params:
+        seeds=lambda wildcards: list(steering_seed_groups()[wildcards.group].values()),
+        code=code_hash("steering/seeds"),
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/steering/seeds.py"
