@@ -143,5 +143,7 @@ def test_bad_input_names_the_key_or_the_file(tables, tmp_path):
     pl.read_parquet(labels).drop("label_confidence").write_parquet(old)
     with pytest.raises(ValueError, match=f"{old} has no 'label_confidence' column"):
         read_labels(old, ProbeConfig(target="judge_label", min_label_confidence=0.5))
+    with pytest.raises(ValueError, match=r"probes.min_label_confidence must be in \[0, 1\]"):
+        read_labels(labels, ProbeConfig(target="judge_label", min_label_confidence=50))
     with pytest.raises(ValueError, match="no rows at probes.positions"):
         read_labels(labels, ProbeConfig(target="verbalizer_label", positions=("x",)), nla)

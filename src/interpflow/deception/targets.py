@@ -125,8 +125,10 @@ def read_labels(
     verbalize stage's table, required for ``verbalizer_label``."""
     if cfg.target not in TARGETS:
         raise ValueError(f"probes.target must be one of {TARGETS}, got {cfg.target!r}")
-    table = read_parquet(labels)
     thr = cfg.min_label_confidence
+    if thr is not None and not (isinstance(thr, int | float) and 0.0 <= thr <= 1.0):
+        raise ValueError(f"probes.min_label_confidence must be in [0, 1] or null, got {thr!r}")
+    table = read_parquet(labels)
     report: dict = {"target": cfg.target, "min_label_confidence": thr}
     if cfg.target == "category":
         return table, report | {"note": "the prompt's bank: no confidence, no threshold"}
