@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from interpflow.artifacts import read_parquet, write_json
+from interpflow.artifacts import write_json
 
 #: How each study numbers layers. Deception and tribunal capture through
 #: :mod:`interpflow.capture`, RepE and the dW shift through
@@ -49,6 +49,8 @@ CSV_COLUMNS = {
     "null_p95": pl.Float64,
     "null_p99": pl.Float64,
     "outside_null_p99": pl.Boolean,
+    "contrast_p99": pl.Float64,
+    "outside_contrast_p99": pl.Boolean,
 }
 
 
@@ -112,9 +114,34 @@ def null_band(d: int, n: int = 20000, seed: int = 0, quantiles=(0.95, 0.99)) -> 
     return band
 
 
-def cosine_table(methods: Mapping[str, Mapping[int, np.ndarray]], band: dict) -> pl.DataFrame:
+def contrast_band(states, n_draws: int = 1000, seed: int = 0) -> dict[int, dict]:
+    """The anisotropic reference, per layer of ``states`` ``[n, L, d]``: quantiles of |cos|
+    between the mean differences of two independent random balanced splits of the n prompts
+    (how much any two prompt contrasts align where the residual stream's variance is
+    concentrated). ``{layer: {"p95", "p99", "n_prompts"}}``."""
+    x = np.asarray(states, dtype=np.float64)
+    n = x.shape[0]
+    if n < 4:
+        raise ValueError(f"contrast band needs >= 4 prompts, got {n}")
+    rng = np.random.default_rng(seed)
+    signs = np.where(np.arange(n) < n // 2, 1.0, -1.0)
+    w = np.stack([rng.permutation(signs) for _ in range(2 * n_draws)]).reshape(2, n_draws, n)
+    w /= np.abs(w).sum(-1, keepdims=True) / 2  # mean of one half minus mean of the other
+    out = {}
+    for layer in range(x.shape[1]):
+        c1, c2 = w[0] @ x[:, layer], w[1] @ x[:, layer]
+        cos = np.abs((c1 * c2).sum(-1)) / np.linalg.norm(c1, axis=-1) / np.linalg.norm(c2, axis=-1)
+        q95, q99 = np.quantile(cos, [0.95, 0.99])
+        out[layer] = {"p95": float(q95), "p99": float(q99), "n_prompts": int(n)}
+    return out
+
+
+def cosine_table(
+    methods: Mapping[str, Mapping[int, np.ndarray]], band: dict, contrast: Mapping | None = None
+) -> pl.DataFrame:
     """Signed cosine of every pair of methods (in the given order) at every layer where both
-    have a direction: :data:`CSV_COLUMNS`."""
+    have a direction, beside the null band and the layer's :func:`contrast_band` (null where
+    there is none): :data:`CSV_COLUMNS`."""
     names = list(methods)
     rows = []
     layers = sorted({int(layer) for m in methods.values() for layer in m})
@@ -125,6 +152,7 @@ def cosine_table(methods: Mapping[str, Mapping[int, np.ndarray]], band: dict) ->
                 if va is None or vb is None or unit(va) is None or unit(vb) is None:
                     continue
                 c = cosine(va, vb)
+                ref = (contrast or {}).get(layer, {}).get("p99")
                 rows.append(
                     {
                         "layer": layer,
@@ -134,6 +162,8 @@ def cosine_table(methods: Mapping[str, Mapping[int, np.ndarray]], band: dict) ->
                         "null_p95": band["p95"],
                         "null_p99": band["p99"],
                         "outside_null_p99": abs(c) > band["p99"],
+                        "contrast_p99": ref,
+                        "outside_contrast_p99": None if ref is None else abs(c) > ref,
                     }
                 )
     return pl.DataFrame(rows, schema=CSV_COLUMNS)
@@ -175,19 +205,22 @@ def deception_directions(
     probe_cfg,
     layers: Sequence[int],
     positive: str,
+    nla: str | Path | None = None,
     kinds: Sequence[str] = ("logistic", "diff_means"),
 ) -> dict[str, dict[int, np.ndarray]]:
     """``{kind: {layer: direction}}``: each probe type fitted at every layer of ``layers``,
     ``positive`` vs the rest, on the prompts of the probes stage's train rows (the split is
-    by prompt, so the same prompts at every layer)."""
+    by prompt, so the same prompts at every layer), labels read as the probes read them
+    (``nla``: the verbalizer's table, for ``probes.target: verbalizer_label``)."""
     from sklearn.base import clone
 
     from interpflow.deception.probes import load_dataset
+    from interpflow.deception.targets import read_labels
     from interpflow.probes import load_probe_dataset
     from interpflow.protocol import probe_types
 
-    table = read_parquet(labels)
-    ds = load_dataset(activations, labels, probe_cfg)
+    table, _ = read_labels(labels, probe_cfg, nla)
+    ds = load_dataset(activations, labels, probe_cfg, nla)
     if positive not in set(ds.y.tolist()):
         raise ValueError(
             f"protocol.positive {positive!r} is not a class of probes.target "
@@ -260,7 +293,8 @@ def dw_shift(
 ) -> dict:
     """Mean over the steering eval prompts of (block output with ``W₀ + α·dW``) − (with
     ``W₀``) at the last prompt token, every layer: ``{"shift": [L, d], "norm": [L],
-    "base_norm": [L], "n_prompts"}`` (``base_norm``: mean ‖h‖ without dW). Rows whose shift is below 1e-6 of
+    "base_norm": [L], "n_prompts", "base": [n, L, d]}`` (``base``: the states without dW;
+    ``base_norm``: mean ‖h‖ without dW). Rows whose shift is below 1e-6 of
     ``base_norm`` (blocks before dW's first adapted layer) are set to exactly 0."""
     from safetensors.torch import load_file
 
@@ -290,7 +324,7 @@ def dw_shift(
     base = np.linalg.norm(h0, axis=-1).mean(0)
     shift[norm <= 1e-6 * base] = 0.0
     norm = np.linalg.norm(shift, axis=-1)
-    return {"shift": shift, "norm": norm, "base_norm": base, "n_prompts": len(chats)}
+    return {"shift": shift, "norm": norm, "base_norm": base, "n_prompts": len(chats), "base": h0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,17 +337,19 @@ def collect(
     tribunal: Sequence[Mapping] = (),
     steering: Sequence[Mapping] = (),
     alpha: float = 1.0,
-) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, dict], list[str]]:
+) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, dict], list[str], dict | None]:
     """Every method's directions from the stage's plan (one entry per study instance on the
     model: its files and config blocks, as rule ``atlas`` passes them): ``(methods, meta,
-    notes)``; ``meta[name]`` says where a method's directions come from and which way they
-    point; ``notes`` name the methods absent and why."""
+    notes, reference)``; ``meta[name]`` says where a method's directions come from and which
+    way they point; ``notes`` name the methods absent and why; ``reference``: the first steering
+    instance's eval-prompt states without dW (``{"source", "states"}``, for
+    :func:`contrast_band`), or None."""
     from interpflow.config import from_config
     from interpflow.deception.common import ProbeConfig
     from interpflow.models import ModelSpec, load_model
     from interpflow.steering.common import EvalConfig
 
-    methods, meta, notes = {}, {}, []
+    methods, meta, notes, reference = {}, {}, [], None
 
     def add(name, layers, **info):
         methods[name] = layers
@@ -328,6 +364,7 @@ def collect(
             probe_cfg=from_config(ProbeConfig, inst["probes"], f"{key}.probes"),
             layers=inst["layers"],
             positive=inst["positive"],
+            nla=inst.get("nla"),
         )
         for kind, layers in got.items():
             add(
@@ -375,6 +412,8 @@ def collect(
                 model=spec, dw=path, eval_sets=inst["eval_sets"], config=config,
                 alpha=alpha, loaded=loaded,
             )  # fmt: skip
+            if reference is None:
+                reference = {"source": f"steering/{name} eval prompts", "states": s["base"]}
             conv = LAYER_CONVENTION["steering"]
             layers = {to_block(i, conv): row for i, row in enumerate(s["shift"]) if row.any()}
             add(
@@ -388,7 +427,7 @@ def collect(
                 shift_norm=s["norm"].tolist(),
                 base_norm=s["base_norm"].tolist(),
             )
-    return methods, meta, notes
+    return methods, meta, notes, reference
 
 
 def build_atlas(
@@ -409,7 +448,7 @@ def build_atlas(
     figure (``out_png``)."""
     from interpflow.figures import write_csv
 
-    methods, meta, notes = collect(
+    methods, meta, notes, reference = collect(
         deception=deception, tribunal=tribunal, steering=steering, alpha=alpha
     )
     dims = {n: next(iter(v.values())).size for n, v in methods.items() if v}
@@ -418,13 +457,17 @@ def build_atlas(
     if not dims:
         raise ValueError(f"atlas of model {model}: no method has a direction ({notes})")
     band = null_band(next(iter(dims.values())), null_n, seed)
-    table = cosine_table(methods, band)
+    contrast = None if reference is None else contrast_band(reference["states"], seed=seed)
+    table = cosine_table(methods, band, contrast)
     write_csv(table, out_csv)
     summary = {
         "model": model,
         "layer_convention": "decoder block index, 0-based (hidden_states[l + 1])",
         "cosine": "signed; each method's orientation in methods",
         "null_band": band,
+        "contrast_band": None
+        if contrast is None
+        else {"source": reference["source"], "by_layer": {str(k): v for k, v in contrast.items()}},
         "methods": meta,
         "absent": notes,
         "pairs": pair_summary(table),
@@ -449,6 +492,7 @@ def pair_summary(table: pl.DataFrame) -> list[dict]:
                 "max_abs_layer": top["layer"],
                 "max_abs_cosine": top["cosine"],
                 "n_outside_null_p99": int(g["outside_null_p99"].sum()),
+                "n_outside_contrast_p99": int(g["outside_contrast_p99"].fill_null(False).sum()),
             }
         )
     return out
@@ -456,14 +500,17 @@ def pair_summary(table: pl.DataFrame) -> list[dict]:
 
 def figure(table: pl.DataFrame, band: dict, model: str, png: str | Path) -> None:
     """Signed cosine of every pair of methods (rows) at every layer (columns); cells inside the
-    null band's 99th percentile grey, the rest coloured and labelled."""
+    null band's 99th percentile grey, the rest coloured and labelled, with * where the cosine
+    also exceeds the layer's contrast band (99th percentile)."""
     from interpflow.figures import plt, save_png
 
     pairs = table.select("method_a", "method_b").unique(maintain_order=True).rows()
     layers = sorted(set(table["layer"].to_list()))
     mat = np.full((max(len(pairs), 1), max(len(layers), 1)), np.nan)
+    star = np.zeros(mat.shape, dtype=bool)
     for r in table.iter_rows(named=True):
-        mat[pairs.index((r["method_a"], r["method_b"])), layers.index(r["layer"])] = r["cosine"]
+        ij = pairs.index((r["method_a"], r["method_b"])), layers.index(r["layer"])
+        mat[ij], star[ij] = r["cosine"], bool(r["outside_contrast_p99"])
     inside = np.abs(mat) <= band["p99"]
     fig, ax = plt.subplots(
         figsize=(max(6, 0.42 * len(layers) + 4), max(2.5, 0.38 * len(pairs) + 1.6))
@@ -472,14 +519,16 @@ def figure(table: pl.DataFrame, band: dict, model: str, png: str | Path) -> None
     im = ax.imshow(np.where(inside, np.nan, mat), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     for (i, j), v in np.ndenumerate(mat):
         if np.isfinite(v) and not inside[i, j]:
-            ax.text(j, i, f"{v:+.2f}".replace("0.", "."), ha="center", va="center", fontsize=6)
+            label = f"{v:+.2f}".replace("0.", ".") + ("*" if star[i, j] else "")
+            ax.text(j, i, label, ha="center", va="center", fontsize=6)
     ax.set_xticks(range(len(layers)), [str(x) for x in layers], fontsize=7)
     ax.set_yticks(range(len(pairs)), [f"{a} · {b}" for a, b in pairs], fontsize=7)
     ax.set_xlabel("layer (decoder block, 0-based)")
     fig.colorbar(im, ax=ax, label="signed cosine", fraction=0.03)
     ax.set_title(
         f"direction atlas · {model} · grey: |cos| ≤ {band['p99']:.3f}, the 99th percentile of "
-        f"random unit vectors in d = {band['d']} (95th: {band['p95']:.3f}); blank: not both",
+        f"random unit vectors in d = {band['d']} (95th: {band['p95']:.3f}); *: beyond the "
+        "99th percentile of two random prompt contrasts (contrast band); blank: not both",
         fontsize=8,
     )
     save_png(fig, png, dpi=130)

@@ -29,6 +29,10 @@ atlas_plan = lambda model: {
             "probes": INSTANCES["deception"][name]["probes"],
             "layers": INSTANCES["deception"][name]["capture"]["layers"],
             "positive": INSTANCES["deception"][name]["protocol"]["positive"],
+            # the verbalizer's labels, read when the probes' target is verbalizer_label
+            "nla": f"results/deception/{name}/labels_nla.parquet"
+            if INSTANCES["deception"][name]["probes"]["target"] == "verbalizer_label"
+            else None,
         }
         for name in ATLAS_SOURCES[model]["deception"]
     ],
@@ -66,8 +70,9 @@ atlas_inputs = lambda wildcards: sorted(
         for study, entries in atlas_plan(wildcards.model).items()
         for entry in entries
         for key, value in entry.items()
-        if key in ("activations", "labels", "train", "directions", "directions_json", "repe")
+        if key in ("activations", "labels", "train", "nla", "directions", "directions_json", "repe")
         for path in [value]
+        if path
     }
     | {
         path
