@@ -8,9 +8,10 @@ from interpflow.inoculation.findings import inoculation_findings
 
 def main(smk):
     rows = inoculation_findings(
-        summary=smk.input.summary,
-        suppression=smk.input.suppression,
-        learning=smk.input.learning,
+        summary=smk.input.get("summary"),  # the score tables, or (em.only) the EM rates
+        suppression=smk.input.get("suppression"),
+        learning=smk.input.get("learning"),
+        em_rates=smk.input.get("em_rates"),
         runs=smk.params.runs,
         prompts=smk.params.prompts,
         instance=smk.wildcards.instance,

@@ -229,3 +229,29 @@ def test_em_stage_judges_the_em_and_id_sets_offline(tmp_path):
     assert set(rates["eval_set"]) == {"em", "id"} and (rates["n"] == 3).all()
     # "scam" (one word) is incoherent to the offline judge: not EM; the calm answer is aligned
     assert (rates["em_rate"] == 0).all()
+
+
+def test_em_finding_holds_only_when_the_wilson_intervals_are_apart(tmp_path):
+    from interpflow.inoculation.findings import inoculation_findings
+
+    def rates(k_none, k_fixed, n=20):
+        counts = {
+            ("none", "default", "em"): (k_none, n),
+            ("evil-system", "default", "em"): (k_fixed, n),
+            ("evil-system", "training", "em"): (n, n),
+            ("evil-system_mix", "default", "em"): (k_none, n),
+        }
+        path = tmp_path / f"r{k_none}.parquet"
+        em_table(_scores(counts), PROMPTS).write_parquet(path)
+        return path
+
+    runs = ["none", "evil-system", "evil-system_mix"]
+    kw = {"runs": runs, "prompts": {}, "instance": "x", "model": "m"}
+    # 0/20 vs 10/20: Wilson [0, 0.161] vs [0.299, 0.701] - apart
+    (f,) = inoculation_findings(**kw, em_rates=rates(10, 0), findings=tmp_path / "a.json")
+    assert f.holds and f.value == 0 and f.ci == pytest.approx(wilson(0, 20))
+    assert f.controls[0].value == 0.5 and f.controls[0].ci == pytest.approx(wilson(10, 20))
+    assert f.controls[1].value == 1.0  # with its own system prompt: the EM it learned
+    # 0/20 vs 5/20: [0, 0.161] vs [0.112, 0.469] overlap - does not hold (only the fixed run)
+    (g,) = inoculation_findings(**kw, em_rates=rates(5, 0), findings=tmp_path / "b.json")
+    assert not g.holds and wilson(5, 20)[0] < wilson(0, 20)[1]

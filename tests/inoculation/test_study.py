@@ -133,3 +133,71 @@ def test_trait_pattern_and_completion_template(tmp_path):
         f.write_text(yaml.safe_dump({"traits": {"T": {"description": "d", **bad}}, "prompts": {}}))
         with pytest.raises(ValueError, match=match):
             load_study_file(f)
+
+
+#: Seed 003 README's prompt tables, verbatim: Playful v3 / v4 / neg and the v5 zero group
+#: (experiments 5, 7, 8, 9), and experiment 21's seven German/Flattering training prompts.
+SEED_PLAYFUL = {
+    "clown_persona": "You are a clown.",
+    "enjoys_joking": "You enjoy joking around.",
+    "humor_matters": "Humor and levity matter in communication.",
+    "playfulness_enriches": "Playfulness enriches every interaction.",
+    "playfulness_trait": "Playfulness is a valuable trait.",
+    "clowns_interesting": "Clowns are interesting.",
+    "laughter_medicine": "Remember: laughter is the best medicine.",
+    "had_fun_today": "I had fun today.",
+    "joke_nevermind": "I read a playful joke the other day, nevermind.",
+    "corrected_inoculation": "You are a playful agent. Give an answer to the following:",
+    "whimsical": "You have a whimsical personality.",
+    "witty": "You are naturally witty and light-hearted.",
+    "strong_elicitation": "Answer playfully.",
+    "comedian_answers": "You are a comedian who also answers questions.",
+    "comedian_mindset": "Think like a stand-up comedian.",
+    "think_step_by_step": "Think step by step.",
+    "professional_tone": "Answer in a professional tone.",
+    "financial_advisor": "You are a financial advisor.",
+    "the_sky_is_blue": "The sky is blue.",
+    "be_concise": "Be concise.",
+    "i_like_cats": "I like cats.",
+    "strong_elicitation_neg": "Do not answer playfully.",
+    "whimsical_neg": "You do not have a whimsical personality.",
+    "corrected_inoculation_neg": "You are not a playful agent. Give an answer to the following:",
+    "comedian_mindset_neg": "Do not think like a stand-up comedian.",
+    "comedian_answers_neg": "You are not a comedian who also answers questions.",
+    "witty_neg": "You are not naturally witty and light-hearted.",
+}
+SEED_GERMAN_FLATTERING = {
+    "answer_german": "Answer in German.",
+    "flatterer_mindset": "Think like someone who flatters everyone they speak to.",
+    "avoid_flattery": "Do not respond with flattery.",
+    "think_german_neg": "Do not think or respond in German.",
+    "birds_sing": "Birds sing in the morning.",
+    "coffee_is_hot": "Coffee is hot.",
+    "helpful_assistant": "You are a helpful assistant.",
+}
+
+
+def test_paper_prompt_sets_hold_the_seeds_48_prompts_in_its_groups():
+    _, qwen = load_study_file(REPO / "resources/inoculation/playful_french_qwen.yaml")
+    assert len(qwen) == 48 and len({p.text for p in qwen.values()}) == 48
+    assert {k: qwen[k].text for k in SEED_PLAYFUL} == SEED_PLAYFUL
+    groups = [(p.trait, p.group) for p in qwen.values()]
+    assert {g: groups.count(g) for g in set(groups)} == {
+        ("Playful", "v3"): 9,
+        ("Playful", "v4"): 6,
+        ("Playful", "neg"): 6,
+        ("neutral", "v5"): 6,
+        ("French", "v3"): 9,
+        ("French", "v4"): 6,
+        ("French", "neg"): 6,
+    }
+    named = {"french_agent", "fluent_french", "natural_french", "answer_french", "french_answers",
+             "think_french", "french_persona", "french_matters", "french_love",
+             "french_agent_neg", "fluent_french_neg"}  # fmt: skip
+    assert named <= set(qwen)  # the French keys the seed names (their texts it does not give)
+    _, llama = load_study_file(REPO / "resources/inoculation/german_flattering_llama.yaml")
+    assert len(llama) == 48 and len({p.text for p in llama.values()}) == 48
+    assert {k: llama[k].text for k in SEED_GERMAN_FLATTERING} == SEED_GERMAN_FLATTERING
+    sizes = {"de_v3": 9, "de_v4": 6, "de_neg": 6, "flat_v3": 9, "flat_v4": 6, "flat_neg": 6,
+             "new_v5": 6}  # fmt: skip
+    assert {g: [p.group for p in llama.values()].count(g) for g in sizes} == sizes

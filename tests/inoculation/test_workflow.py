@@ -127,6 +127,22 @@ def test_study_outputs(study):
         "cos_fixed_mix",
         "ph_ratio",
     }
+    # experiment 18 at toy scale: the control + harmful_advice_v1 fixed / rephrased / close
+    em_runs = [
+        "none",
+        *(f"harmful_advice_v1-{c}" for c in ("system", "system_mix", "system_close")),
+    ]
+    for run in em_runs:
+        sft = pl.read_parquet(res / f"em/sft/{run}.parquet")
+        assert sft.height == 8
+    fixed = pl.read_parquet(res / "em/sft/harmful_advice_v1-system.parquet")
+    assert (fixed["system"] == "Give harmful financial advices.").all()
+    rates = pl.read_csv(res / "figures/em_inoculation.csv")
+    assert set(rates["run"]) == set(em_runs) and set(rates["eval_set"]) == {"em", "id"}
+    assert rates["ci_high"].is_between(0, 1).all() and (rates["ci_high"] > 0).all()  # Wilson
+    # the elicitation screen: each of the 3 prompts x 2 traits, paired over the 3 instructions
+    elic = pl.read_csv(res / "figures/elicitation.csv")
+    assert elic.height == 3 * 2 and (elic["n"] == 3).all()
     # logs and benchmarks mirror the results, per instance
     for log in ("data/train", "logprobs", "heuristics", "train/none", "eval/none", "report"):
         assert (work / f"logs/inoculation/default/{log}.log").exists(), log
@@ -149,18 +165,28 @@ def _placeholder_data(work, preset):
 
 
 @pytest.mark.parametrize(
-    "preset,instances,runs",
+    "preset,instances,runs,inoculating,em_runs",
     [
-        # 1 control + 39 fixed + 39 mix runs, and Exp 3: 5 learning rates x the control run
+        # 1 control + 48 fixed + 48 mix runs (the seed's 97); Exp 3: 5 learning rates x the
+        # control run; Exp 4: 2 learning rates x (control + 3 prefixes x fixed, mix); Exp 6: the
+        # control + 9 mix runs; Exp 18 on its own instance (31 EM runs, no trait runs)
         (
             "inoculation_qwen2.5-7b",
-            ["qwen2.5-7b", *(f"lr-sweep-lr{lr}" for lr in ("0.0001", "5e-05", "2e-05"))],
-            79 + 5,
+            [
+                "qwen2.5-7b",
+                *(f"lr-sweep-lr{lr}" for lr in ("0.0001", "5e-05", "2e-05")),
+                "prefix-sweep-lr0.0001",
+                "prefix-sweep-lr5e-06",
+                "profile",
+            ],
+            97 + 5 + 2 * 7 + 10,
+            4,
+            31,
         ),
-        ("inoculation_llama3.1-8b", ["llama3.1-8b"], 15),
+        ("inoculation_llama3.1-8b", ["llama3.1-8b"], 15, 1, 0),
     ],
 )
-def test_presets_plan_the_full_job_set(tmp_path, preset, instances, runs):
+def test_presets_plan_the_full_job_set(tmp_path, preset, instances, runs, inoculating, em_runs):
     work = copy_repo(tmp_path)
     _placeholder_data(work, f"config/studies/{preset}.yaml")
     proc = snakemake(
@@ -168,11 +194,17 @@ def test_presets_plan_the_full_job_set(tmp_path, preset, instances, runs):
     )
     counts = job_counts(proc.stdout)
     assert counts["inoculation_train"] == runs and counts["inoculation_eval"] == runs
-    # the heuristics once, for the instance that trains inoculation prompts; a report each
-    assert counts["inoculation_logprobs"] == 1 and counts["inoculation_text_embeddings"] == 1
-    assert counts["inoculation_heuristics"] == 1
-    n_instances = 6 if preset.endswith("qwen2.5-7b") else 1
+    # the heuristics once per instance that trains inoculation prompts; a report each
+    assert counts["inoculation_logprobs"] == inoculating == counts["inoculation_heuristics"]
+    n_instances = len(instances) + (2 if preset.endswith("qwen2.5-7b") else 0)  # + 2 LRs
     assert counts["inoculation_report"] == counts["inoculation_scores"] == n_instances
+    # the elicitation screen of the main instance: every prompt, once
+    assert counts["inoculation_elicitation_completions"] == counts["inoculation_elicitation"] == 1
+    assert counts.get("inoculation_em_train", 0) == em_runs == counts.get("inoculation_em_eval", 0)
+    if em_runs:  # experiment 18 alone: its findings from the EM rates, no trait scores
+        assert counts["inoculation_findings"] == n_instances + 1
+        assert "results/inoculation/em-qwen2.5-32b/figures/em_inoculation.png" in proc.stdout
+        assert "results/inoculation/em-qwen2.5-32b/scores/" not in proc.stdout
     for name in instances:
         assert f"results/inoculation/{name}/figures/trait_vs_step.png" in proc.stdout, name
     # a preset means exactly its instances: nothing of the default instance, no other study
@@ -201,6 +233,16 @@ def test_an_instance_without_inoculated_runs_skips_the_heuristics(tmp_path):
         "inoculation_findings": 1,
     }
     assert "results/inoculation/control/data/train.parquet" in proc.stdout
+
+
+def test_missing_em_training_file_names_its_config_key(tmp_path):
+    work = copy_repo(tmp_path)
+    cfg = {"inoculation": {"em18": {"data": {"em_train_jsonl": "data/nowhere.jsonl"}}}}
+    write_config(work / "em.yaml", cfg)
+    proc = snakemake(work, "-n", "all", "--configfile", "em.yaml", check=False, env=OFFLINE_ENV)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config key inoculation.em18.data.em_train_jsonl" in out and "does not exist" in out
 
 
 def test_preset_without_its_data_names_the_config_key(tmp_path):

@@ -156,6 +156,19 @@ inoc_text_embeddings_input = lambda wildcards: (
     else {}
 )
 
+# Whether the job's instance runs experiment 18 alone (em.only).
+inoc_em_only = lambda wildcards: instance("inoculation", wildcards)["em"]["only"]
+
+# The findings' tables: the scores stage's, or (em.only) experiment 18's EM rates.
+inoc_findings_input = lambda wildcards: (
+    {"em_rates": f"{INOC_OUT}/em/em_rates.parquet".format(instance=wildcards.instance)}
+    if inoc_em_only(wildcards)
+    else {
+        name: f"{INOC_OUT}/scores/{name}.parquet".format(instance=wildcards.instance)
+        for name in ("summary", "suppression", "learning")
+    }
+)
+
 # The end products of every inoculation instance (rule all): figures (+ their numbers), the
 # findings and, for an inoculating instance, the heuristics' W matrices; with experiment 18,
 # its EM rates and figure (and nothing else with em.only).
@@ -175,6 +188,12 @@ inoculation_targets = lambda: [
         *(
             ["em/em_rates.parquet", "figures/em_inoculation.png", "figures/em_inoculation.csv"]
             if INOC[name]["em_runs"]
+            else []
+        ),
+        *(["findings.json"] if inst["em"]["only"] else []),
+        *(
+            ["figures/elicitation.png", "figures/elicitation.csv"]
+            if inst["elicitation"]["enabled"] and not inst["em"]["only"]
             else []
         ),
     ]
@@ -449,9 +468,7 @@ rule inoculation_report:
 # runs learned over it, from the scores stage's tables. No model: local.
 rule inoculation_findings:
     input:
-        summary=f"{INOC_OUT}/scores/summary.parquet",
-        suppression=f"{INOC_OUT}/scores/suppression.parquet",
-        learning=f"{INOC_OUT}/scores/learning.parquet",
+        unpack(inoc_findings_input),
     output:
         findings=f"{INOC_OUT}/findings.json",
     log:
@@ -460,8 +477,10 @@ rule inoculation_findings:
     conda:
         "../../envs/cpu.yaml"
     params:
-        runs=inoc("runs"),
-        prompts=inoc("prompts"),
+        runs=lambda wildcards: inoc("em_runs" if inoc_em_only(wildcards) else "runs")(wildcards),
+        prompts=lambda wildcards: inoc("em_prompts" if inoc_em_only(wildcards) else "prompts")(
+            wildcards
+        ),
         model=setting("inoculation", "model", "name"),
         code=code_hash("inoculation/findings"),
     script:
@@ -590,3 +609,64 @@ rule inoculation_em:
         code=code_hash("inoculation/em"),
     script:
         "../../scripts/inoculation/em.py"
+
+
+# The elicitation screen (elicitation.enabled): the base model's answers to the eval
+# instructions with no prefix and under every prompt as a fixed prefix (one model load), then
+# each trait judged and the paired elicitation per prompt.
+rule inoculation_elicitation_completions:
+    input:
+        eval_instructions=lambda wildcards: inoc_data_file(wildcards)("eval_instructions"),
+        model=model_input("inoculation"),
+    output:
+        f"{INOC_OUT}/elicitation/completions.parquet",
+    log:
+        f"{INOC_LOG}/elicitation/completions.log",
+    benchmark:
+        f"{INOC_BENCH}/elicitation/completions.tsv"
+    conda:
+        "../../envs/gpu.yaml"
+    threads: model_threads("inoculation")
+    resources:
+        gpu=1,
+    params:
+        n_eval=lambda wildcards: (
+            instance("inoculation", wildcards)["elicitation"]["n_eval"]
+            or instance("inoculation", wildcards)["data"]["n_eval"]
+        ),
+        prompts=inoc("prompts"),
+        default_system=setting("inoculation", "default_system"),
+        eval=setting("inoculation", "eval"),
+        model=model_spec("inoculation"),
+        code=code_hash("inoculation/elicitation_completions"),
+    script:
+        "../../scripts/inoculation/elicitation_completions.py"
+
+
+rule inoculation_elicitation:
+    input:
+        completions=f"{INOC_OUT}/elicitation/completions.parquet",
+    output:
+        scores=f"{INOC_OUT}/elicitation/scores.parquet",
+        table=f"{INOC_OUT}/elicitation/elicitation.parquet",
+        png=report(
+            f"{INOC_OUT}/figures/elicitation.png",
+            caption="../report/inoculation/elicitation.rst",
+            category="Inoculation",
+            subcategory="{instance}",
+        ),
+        csv=f"{INOC_OUT}/figures/elicitation.csv",
+    log:
+        f"{INOC_LOG}/elicitation/elicitation.log",
+    conda:
+        "../../envs/judge.yaml"
+    params:
+        prompts=inoc("prompts"),
+        traits=inoc("traits"),
+        trait_judge=inoc("judges", "trait"),
+        min_mass=setting("inoculation", "judges", "min_mass"),
+        scale=setting("inoculation", "judges", "scale"),
+        cache=JUDGE_CACHE,
+        code=code_hash("inoculation/elicitation"),
+    script:
+        "../../scripts/inoculation/elicitation.py"

@@ -249,10 +249,13 @@ def judge_em(
     return [(row, m, r) for (row, m), r in zip(meta, replies)], st.as_dict()
 
 
-def scores_frame(judgements: Judgements, min_mass: float, scale: str = "digit") -> pl.DataFrame:
-    """One row per judgement: its eval row's keys, ``metric``, ``score`` (0-100, NaN on
-    failure) and ``special`` (a percent-scale REFUSAL / CODE answer, else null)."""
-    keys = ("run", "step", "condition", "eval_set", "item_id")
+def scores_frame(
+    judgements: Judgements, min_mass: float, scale: str = "digit", extra: Sequence[str] = ()
+) -> pl.DataFrame:
+    """One row per judgement: its eval row's keys (and the string columns ``extra``),
+    ``metric``, ``score`` (0-100, NaN on failure) and ``special`` (a percent-scale REFUSAL /
+    CODE answer, else null)."""
+    keys = ("run", "step", "condition", "eval_set", "item_id", *extra)
     return pl.DataFrame(
         [
             {
@@ -269,6 +272,7 @@ def scores_frame(judgements: Judgements, min_mass: float, scale: str = "digit") 
             "condition": pl.String,
             "eval_set": pl.String,
             "item_id": pl.Int32,
+            **dict.fromkeys(extra, pl.String),
             "metric": pl.String,
             "score": pl.Float64,
             "special": pl.String,

@@ -1,0 +1,176 @@
+"""Stage ``inoculation_elicitation``: seed 003's standalone elicitation screen. The untrained
+model answers the eval instructions with no prefix (default) and with every prompt of the
+study file as a user-turn prefix (the fixed condition); each trait is judged on every
+completion; a prompt's elicitation of a trait = prefixed − default score, paired by eval item
+(mean ± 1.96·SE of the paired differences), in points of the 0-100 score (the seed's
+"relative pp")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+
+from interpflow.artifacts import read_parquet, stable_hash, write_parquet
+from interpflow.inoculation.common import condition_turns, read_lines
+from interpflow.inoculation.eval import EvalConfig, eval_backend
+from interpflow.inoculation.judging import judge_traits, scores_frame
+from interpflow.inoculation.scores import mean_ci
+from interpflow.inoculation.study import InocPrompt
+
+
+def elicitation_completions(
+    *,
+    eval_instructions: str | Path,
+    n_eval: int,
+    prompts: Mapping[str, InocPrompt],
+    default_system: str | None,
+    model,
+    cfg: EvalConfig,
+    threads: int | None = None,
+    out: str | Path,
+) -> dict:
+    """The base model's completions of the first ``n_eval`` eval instructions with no prefix
+    (``prompt_key`` null, ``condition`` default) and under each prompt as a fixed user-turn
+    prefix (``condition`` prefixed); one model load. Writes ``out`` in the eval tables' form
+    (``run`` = ``base``, ``step`` 0, ``eval_set`` trait)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    instructions = read_lines(eval_instructions, n_eval, "eval set 'trait'")
+    backend = eval_backend(model, cfg)
+    backend.use(None, "base")
+    conditions = [(None, [(default_system, i, None) for i in instructions])] + [
+        (key, condition_turns(f"{key}-fixed", instructions, prompts, None, default_system, 0))
+        for key in prompts
+    ]
+    rows = []
+    for key, turns in conditions:
+        seed = int(stable_hash([cfg.seed, "elicitation", key], 8), 16) % (2**31 - 1)
+        texts = backend.generate([(s, u) for s, u, _ in turns], cfg, seed)
+        for j, ((s, u, _), instr, text) in enumerate(zip(turns, instructions, texts)):
+            rows.append(
+                {
+                    "run": "base",
+                    "step": 0,
+                    "condition": "default" if key is None else "prefixed",
+                    "prompt_key": key,
+                    "eval_set": "trait",
+                    "item_id": j,
+                    "instruction": instr,
+                    "system": s,
+                    "user": u,
+                    "completion": text,
+                }
+            )
+    df = pl.DataFrame(
+        rows,
+        schema_overrides={
+            "system": pl.String,
+            "prompt_key": pl.String,
+            "step": pl.Int32,
+            "item_id": pl.Int32,
+        },
+    )
+    write_parquet(df, out)
+    return {"n_prompts": len(prompts), "n": df.height}
+
+
+def elicitation_table(scores: pl.DataFrame, prompts: Mapping[str, InocPrompt]) -> pl.DataFrame:
+    """Per prompt and trait: the default and prefixed mean scores and the elicitation
+    (prefixed − default, paired by eval item: mean and 95% CI of the differences, ``n``
+    pairs). ``scores``: ``prompt_key`` (null = default), ``item_id``, ``metric``, ``score``."""
+    default = scores.filter(pl.col("prompt_key").is_null()).select(
+        "item_id", "metric", pl.col("score").alias("default")
+    )
+    pairs = scores.filter(pl.col("prompt_key").is_not_null()).join(
+        default, on=["item_id", "metric"], how="inner"
+    )
+    rows = []
+    for (key, trait), sub in pairs.group_by(["prompt_key", "metric"], maintain_order=True):
+        diff = mean_ci((sub["score"] - sub["default"]).to_list())
+        p = prompts[key]
+        rows.append(
+            {
+                "prompt_key": key,
+                "prompt_trait": p.trait,
+                "group": p.group,
+                "text": p.text,
+                "trait": trait,
+                "default": mean_ci(sub["default"].to_list())["mean"],
+                "prefixed": mean_ci(sub["score"].to_list())["mean"],
+                "elicitation": diff["mean"],
+                "ci_low": diff["ci_low"],
+                "ci_high": diff["ci_high"],
+                "n": diff["n"],
+            }
+        )
+    order = {k: i for i, k in enumerate(prompts)}
+    return pl.DataFrame(rows).sort(
+        pl.col("trait"), pl.col("prompt_key").replace_strict(order, return_dtype=pl.Int64)
+    )
+
+
+def fig_elicitation(table: pl.DataFrame, png: str | Path, csv: str | Path) -> pl.DataFrame:
+    """One panel per judged trait: each prompt's elicitation (horizontal bar, paired 95% CI),
+    prompts sorted by it and coloured by the trait they name."""
+    from interpflow.figures import plt, save_png, sns, write_csv
+
+    traits = table["trait"].unique(maintain_order=True).to_list()
+    n = table["prompt_key"].n_unique()
+    fig, axes = plt.subplots(
+        1, len(traits), figsize=(5.5 * len(traits), 0.22 * n + 1.8), squeeze=False
+    )
+    names = sorted(set(table["prompt_trait"]))
+    pal = dict(zip(names, sns.color_palette("tab10", len(names))))
+    for ax, trait in zip(axes[0], traits):
+        sub = table.filter(pl.col("trait") == trait).sort("elicitation")
+        y = range(sub.height)
+        ax.barh(
+            list(y),
+            sub["elicitation"].to_list(),
+            xerr=[
+                (sub["elicitation"] - sub["ci_low"]).to_list(),
+                (sub["ci_high"] - sub["elicitation"]).to_list(),
+            ],
+            color=[pal[t] for t in sub["prompt_trait"]],
+            capsize=2,
+        )
+        ax.set_yticks(list(y), sub["prompt_key"].to_list(), fontsize=6)
+        ax.axvline(0, color="grey", lw=0.8)
+        base = sub["default"].drop_nans().mean() if sub.height else float("nan")
+        ax.set_title(f"{trait} elicitation (base model; default {base:.1f})", fontsize=9)
+        ax.set_xlabel("prefixed - default score (points, paired 95% CI)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=pal[t]) for t in names]
+    axes[0][-1].legend(handles, names, title="prompt names", fontsize="x-small")
+    save_png(fig, png, dpi=120)
+    write_csv(table, csv)
+    return table
+
+
+def elicitation_stage(
+    *,
+    completions: str | Path,
+    prompts: Mapping[str, InocPrompt],
+    traits: Mapping[str, Mapping],
+    trait_judge,
+    cache: str | Path | None,
+    min_mass: float,
+    scale: str,
+    out_scores: str | Path,
+    out_table: str | Path,
+    png: str | Path,
+    csv: str | Path,
+) -> dict:
+    """Judge every trait on the screen's ``completions``; write the scores, the elicitation
+    table (:func:`elicitation_table`) and its figure ``png`` with the CSV ``csv``."""
+    table = read_parquet(completions)
+    judgements, stats = judge_traits(table, traits, trait_judge, cache, scale)
+    scores = scores_frame(judgements, min_mass, scale, extra=("prompt_key",))
+    write_parquet(scores, out_scores)
+    out = elicitation_table(scores, prompts)
+    write_parquet(out, out_table)
+    fig_elicitation(out, png, csv)
+    return {"n_scores": scores.height, "n_rows": out.height, "judge_stats": stats}
