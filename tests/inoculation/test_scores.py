@@ -23,6 +23,30 @@ from interpflow.inoculation.scores import (
 from interpflow.judges import JudgeConfig, JudgeReply
 
 
+def test_is_low_mass_is_the_reason_a_scored_reply_is_nan():
+    """Constructed first-token distributions around min_mass 0.25: the rule flags exactly the
+    NaNs that come from too little number mass, not failures, special answers or text-only
+    replies (those are NaN for other reasons)."""
+    from interpflow.inoculation.judging import is_low_mass
+
+    def reply(text, mass, token="7"):
+        return JudgeReply(text, {token: math.log(mass), "Sorry": math.log(1 - mass)})
+
+    cases = [  # (reply, scale, low mass?, score NaN?)
+        (reply("7", 0.24), "digit", True, True),
+        (reply("7", 0.25), "digit", False, False),
+        (reply("70", 0.24, "70"), "percent", True, True),
+        (reply("70", 0.3, "70"), "percent", False, False),
+        (reply("70", 0.9, "70"), "digit", True, True),  # 70 is no digit
+        (JudgeReply("REFUSAL", {"REF": 0.0}), "percent", False, True),  # a special answer
+        (JudgeReply(None, error="x"), "digit", False, True),  # a failed call
+        (JudgeReply("seven"), "digit", False, True),  # text only: unparseable, not low mass
+    ]
+    for r, scale, low, nan in cases:
+        assert is_low_mass(r, 0.25, scale) is low, (r, scale)
+        assert math.isnan(reply_score(r, 0.25, scale)) is nan, (r, scale)
+
+
 def test_keyword_scorer_and_reply_score():
     scorer = KeywordTraitScorer({"Playful": ["haha", "!"], "French": ["le", "est"]})
     req = trait_request("Playful", "fun", "Say hi", "haha hello! haha")
@@ -182,6 +206,12 @@ def test_digit_ev_trait_scores_against_fake_openai_server(tmp_path, monkeypatch)
     assert mean("none", 0, "Playful") == pytest.approx(100 / 9)
     assert math.isnan(mean("none", 2, "French"))
     assert res["n_nan"] == 12  # every French score: the digits hold no mass
+    # ... each a low-mass NaN, in the run's stats and the judge ledger (the EM judge: none)
+    assert res["n_low_mass"] == {"trait": 12, "em": 0}
+    from interpflow.ledger import judge_ledger
+
+    ledger = judge_ledger(tmp_path / "c.sqlite")
+    assert sorted(ledger["low_mass"].to_list()) == [12]  # one job, one judge: both runs
     supp = pl.read_parquet(out["supp"]).filter(pl.col("trait") == "Playful")
     assert supp.filter(pl.col("step") == 2)["suppression"][0] == pytest.approx(6.5 / 9 * 100)
     assert supp.filter(pl.col("step") == 0)["suppression"][0] == pytest.approx(0.0)

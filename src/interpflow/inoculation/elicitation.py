@@ -167,7 +167,7 @@ def elicitation_stage(
     """Judge every trait on the screen's ``completions``; write the scores, the elicitation
     table (:func:`elicitation_table`) and its figure ``png`` with the CSV ``csv``."""
     table = read_parquet(completions)
-    judgements, stats = judge_traits(table, traits, trait_judge, cache, scale)
+    judgements, stats = judge_traits(table, traits, trait_judge, cache, scale, min_mass)
     scores = scores_frame(judgements, min_mass, scale, extra=("prompt_key",))
     write_parquet(scores, out_scores)
     out = elicitation_table(scores, prompts)

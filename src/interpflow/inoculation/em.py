@@ -122,7 +122,7 @@ def em_stage(
     EM rates (:func:`em_table`) and the figure ``png`` with its numbers ``csv``."""
     table = pl.concat([read_parquet(p) for p in evals], how="diagonal_relaxed")
     rows = table.filter(pl.col("eval_set").is_in(EVAL_SETS))
-    judgements, stats = judge_em(rows, em_judge, cache, scale)
+    judgements, stats = judge_em(rows, em_judge, cache, scale, min_mass)
     scores = scores_frame(judgements, min_mass, scale)
     write_parquet(scores, out_scores)
     rates = em_table(scores, prompts)

@@ -78,12 +78,12 @@ def score_evals(
     table = pl.concat([read_parquet(p) for p in evals], how="diagonal_relaxed")
     parts, stats = [], {}
     part, stats["trait"] = judge_traits(
-        table.filter(pl.col("eval_set") == "trait"), traits, trait_judge, cache, scale
+        table.filter(pl.col("eval_set") == "trait"), traits, trait_judge, cache, scale, min_mass
     )
     parts.append(part)
     em_rows = table.filter(pl.col("eval_set") == "em")
     if em_judge is not None and em_rows.height:
-        part, stats["em"] = judge_em(em_rows, em_judge, cache, scale)
+        part, stats["em"] = judge_em(em_rows, em_judge, cache, scale, min_mass)
         parts.append(part)
     scores = scores_frame([j for part in parts for j in part], min_mass, scale)
     write_parquet(scores, out_scores)
@@ -98,6 +98,7 @@ def score_evals(
     return {
         "n_scores": scores.height,
         "n_nan": int(scores["score"].is_nan().sum()),
+        "n_low_mass": {k: v["n_low_mass"] for k, v in stats.items()},  # of the NaNs
         "n_special": dict(scores["special"].drop_nulls().value_counts().iter_rows()),
         "judge_stats": stats,
     }
