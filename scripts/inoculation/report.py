@@ -16,9 +16,14 @@ def main(smk):
         embeddings=inp.get("embeddings"),
         angles=inp.get("angles"),
         meta=inp.get("meta"),
+        angle_summary=inp.get("angle_summary"),
+        matrices=inp.get("matrices"),
         prompt_traits={k: p["trait"] for k, p in smk.params.prompts.items()},
+        prompt_groups={k: p.get("group", "") for k, p in smk.params.prompts.items()},
         figures=dict(zip(names, smk.output.figures, strict=True)),
         tables=dict(zip(names, smk.output.tables, strict=True)),
+        dataset=smk.output.dataset,
+        experiment=smk.wildcards.instance,
     )
     print(summary)
 

@@ -138,7 +138,9 @@ inoc_heuristics_input = lambda wildcards: (
             ("heuristics", "heuristics.parquet"),
             ("embeddings", "embeddings.parquet"),
             ("angles", "angles.parquet"),
+            ("angle_summary", "angle_summary.parquet"),
             ("meta", "W.json"),
+            ("matrices", "W.safetensors"),
         )
     }
     if inoc_inoculated(instance_name("inoculation", wildcards))
@@ -181,6 +183,7 @@ inoculation_targets = lambda: [
             if inst["em"]["only"]
             else [
                 *(f"figures/{f}.{ext}" for f in INOC_FIGURES for ext in ("png", "csv")),
+                "dataset.csv",
                 "findings.json",
                 *(["heuristics/W.safetensors"] if inoc_inoculated(name) else []),
             ]
@@ -450,6 +453,7 @@ rule inoculation_report:
         tables=expand(
             f"{INOC_OUT}/figures/{{f}}.csv", f=INOC_FIGURES, allow_missing=True
         ),
+        dataset=f"{INOC_OUT}/dataset.csv",
     log:
         f"{INOC_LOG}/report.log",
     localrule: True

@@ -12,7 +12,9 @@ import numpy as np
 import polars as pl
 
 from interpflow.artifacts import read_parquet
+from interpflow.inoculation import paper_figures as paper
 from interpflow.inoculation.correlations import correlate, pearson
+from interpflow.inoculation.fixed_vs_mix import fig_fixed_vs_mix
 from interpflow.inoculation.study import FIGURES, parse_run
 
 
@@ -280,7 +282,25 @@ NO_HEURISTICS = {
         "prompt_b": pl.String,
         "angle": pl.Float64,
     },
+    "angle_summary": {
+        "matrix": pl.String,
+        "representation": pl.String,
+        "pair": pl.String,
+        "kind": pl.String,
+        "mean": pl.Float64,
+        "std": pl.Float64,
+        "n": pl.Int64,
+    },
 }
+
+
+def _w_rows(matrices: str | Path | None, meta: Mapping, name: str) -> tuple[list[str], np.ndarray]:
+    """``(row keys, matrix)`` of W matrix ``name`` (empty without the heuristics)."""
+    if matrices is None or name not in meta.get("row_keys", {}):
+        return [], np.zeros((0, 0))
+    from safetensors.numpy import load_file
+
+    return meta["row_keys"][name], load_file(str(matrices))[name]
 
 
 def report_stage(
@@ -292,9 +312,14 @@ def report_stage(
     embeddings: str | Path | None = None,
     angles: str | Path | None = None,
     meta: str | Path | None = None,
+    angle_summary: str | Path | None = None,
+    matrices: str | Path | None = None,
     prompt_traits: Mapping[str, str] | None = None,
+    prompt_groups: Mapping[str, str] | None = None,
     figures: Mapping[str, str | Path],
     tables: Mapping[str, str | Path],
+    dataset: str | Path | None = None,
+    experiment: str = "",
 ) -> dict:
     """Every figure of :data:`FIGURES`: the PNG ``figures[name]`` and its numbers, the CSV
     ``tables[name]`` (``heuristic_correlations``: Pearson r of each heuristic vs suppression).
@@ -304,7 +329,11 @@ def report_stage(
     or none (an instance that trains no inoculation prompt has no suppression to predict:
     its heuristic figures are empty). ``prompt_traits``: prompt key -> the trait it names
     ("neutral" for none): each trait's suppression is correlated and plotted over its own
-    prompts and the neutral ones, cross-trait apart (:func:`correlate`).
+    prompts and the neutral ones, cross-trait apart (:func:`correlate`). ``angle_summary``
+    (the angles per pair kind) and ``matrices`` (``W.safetensors``) come with the heuristics
+    and feed experiments 19 and 20; ``prompt_groups`` (prompt key -> group) colours the
+    scatter points; ``dataset``: experiment 22's ``dataset.csv`` (``experiment`` in its first
+    column).
     """
     for what, given in (("figures", figures), ("tables", tables)):
         if set(given) != set(FIGURES):
@@ -316,15 +345,21 @@ def report_stage(
     scores = read_parquet(summary)
     supp = read_parquet(suppression)
     if heuristics is None:
-        heur, emb, angle_table = (pl.DataFrame(schema=s) for s in NO_HEURISTICS.values())
-        variance = {}
+        heur, emb, angle_table, angle_sum = (pl.DataFrame(schema=s) for s in NO_HEURISTICS.values())
+        meta_doc = {}
     else:
         heur, emb, angle_table = (
             read_parquet(heuristics),
             read_parquet(embeddings),
             read_parquet(angles),
         )
-        variance = json.loads(Path(meta).read_text())["explained_variance"]
+        angle_sum = (
+            read_parquet(angle_summary)
+            if angle_summary
+            else pl.DataFrame(schema=NO_HEURISTICS["angle_summary"])
+        )
+        meta_doc = json.loads(Path(meta).read_text())
+    variance = meta_doc.get("explained_variance", {})
     elic = elicitation(scores)
     last = supp.filter(pl.col("step") == pl.col("step").max().over("run"))
     prompt_traits = dict(prompt_traits or {})
@@ -358,4 +393,31 @@ def report_stage(
         prompt_traits,
     )
     fig_correlations(corr, *out["heuristic_correlations"])
+    groups = dict(prompt_groups or {})
+    full = points.join(
+        heur.drop("prompt_trait", "ph", "ppd_neutral", strict=False),
+        on=["prompt_key", "prefix_type"],
+        how="left",
+    ).with_columns(
+        group=pl.col("prompt_key").replace_strict(groups, default="", return_dtype=pl.String)
+    )
+    paper.scatter_grid(
+        full, paper.EXP10, *out["predictors_vs_suppression"],
+        "Experiment 10: predictors vs suppression (own-trait + neutral prompts)",
+    )  # fmt: skip
+    paper.scatter_grid(
+        full, paper.EXP13, *out["lls_metrics"], "Experiment 13: gamma, sigma, SNR vs suppression"
+    )
+    paper.fig_angle_bars(angle_sum, *out["angle_cross_trait"])
+    paper.fig_angle_per_prompt(angle_table, prompt_traits, *out["angle_per_prompt"])
+    fig_fixed_vs_mix(
+        _w_rows(matrices, meta_doc, "W_fixed"),
+        _w_rows(matrices, meta_doc, "W_mix"),
+        last.select("prompt_key", "prefix_type", "trait", "suppression"),
+        prompt_traits, groups, *out["fixed_vs_mix_heuristics"],
+    )  # fmt: skip
+    if dataset is not None:
+        from interpflow.figures import write_csv
+
+        write_csv(paper.dataset_table(full, heur, prompt_traits, experiment), dataset)
     return {"n_points": points.height, "n_correlations": corr.height}

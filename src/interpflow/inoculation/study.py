@@ -43,6 +43,11 @@ FIGURES = (
     "angle_heatmap",
     "em_rates",
     "heuristic_correlations",
+    "predictors_vs_suppression",  # experiment 10's 2 x 4 scatter (per trait)
+    "lls_metrics",  # experiment 13: gamma, sigma, SNR vs suppression
+    "angle_cross_trait",  # experiment 19: angle per pair kind and representation
+    "angle_per_prompt",  # experiment 19: each prompt's mean angle to each trait's prompts
+    "fixed_vs_mix_heuristics",  # experiment 20: 6 rows per trait x 10 heuristics
 )
 TRAIT_KEYS = (
     "description",
