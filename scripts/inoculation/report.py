@@ -24,6 +24,7 @@ def main(smk):
         tables=dict(zip(names, smk.output.tables, strict=True)),
         dataset=smk.output.dataset,
         experiment=smk.wildcards.instance,
+        screen=inp.get("screen"),  # the elicitation screen, where enabled
     )
     print(summary)
 

@@ -107,7 +107,7 @@ def test_scatter_grid_csv_holds_the_plotted_points_and_their_labels(tmp_path):
         ph["slope"][0] / 2
     )
     lls = paper.scatter_grid(_points(), paper.EXP13, tmp_path / "l.png", tmp_path / "l.csv", "t")
-    assert set(lls["column"]) == {"gamma", "sigma", "snr"}
+    assert set(lls["column"]) == {"gamma", "sigma", "snr"}  # the PC columns: not in these points
 
 
 def test_angle_bars_and_per_prompt_angles(tmp_path):

@@ -213,3 +213,28 @@ def test_each_trait_correlates_over_its_own_prompts_and_cross_trait_apart():
     # prefix_type "all" pools fixed and mix: here only fixed, so it equals the fixed rows
     all_rows = corr.filter(pl.col("prefix_type") == "all").drop("prefix_type")
     assert all_rows.equals(corr.filter(pl.col("prefix_type") == "fixed").drop("prefix_type"))
+
+
+def test_the_elicitation_screen_replaces_the_runs_step0_elicitation(tmp_path):
+    """With the screen's table, a prompt's elicitation (both prefix types) is the screen's; a
+    prompt the screen lacks keeps its run's step-0 value; dataset.csv carries it."""
+    from interpflow.inoculation.report import report_stage
+    from interpflow.inoculation.study import FIGURES
+
+    scored = _scored(tmp_path, ["none", "clown-fixed", "clown-mix"])
+    figures = {f: tmp_path / f"fig/{f}.png" for f in FIGURES}
+    tables = {f: tmp_path / f"fig/{f}.csv" for f in FIGURES}
+    kw = {"summary": scored["summary"], "suppression": scored["suppression"], "em": scored["em"]}
+    report_stage(**kw, figures=figures, tables=tables, dataset=tmp_path / "d0.csv")
+    before = pl.read_csv(tmp_path / "d0.csv")
+    assert before.height == 2 and before["elicitation"].to_list() == [0.0, 0.0]  # step 0: no haha
+    screen = tmp_path / "screen.parquet"
+    pl.DataFrame(
+        {"prompt_key": ["clown"], "trait": ["Playful"], "elicitation": [42.0]}
+    ).write_parquet(screen)
+    report_stage(**kw, figures=figures, tables=tables, dataset=tmp_path / "d.csv", screen=screen)
+    after = pl.read_csv(tmp_path / "d.csv")
+    assert after["elicitation"].to_list() == [42.0, 42.0]
+    assert after["trait_role"].to_list() == ["neutral", "neutral"]  # no prompt traits given
+    pts = pl.read_csv(tables["elicitation_vs_suppression"])
+    assert pts["elicitation"].to_list() == [42.0, 42.0]

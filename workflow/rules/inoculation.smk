@@ -437,6 +437,17 @@ rule inoculation_scores:
 rule inoculation_report:
     input:
         unpack(inoc_heuristics_input),
+        unpack(
+            lambda wildcards: (
+                {
+                    "screen": f"{INOC_OUT}/elicitation/elicitation.parquet".format(
+                        instance=wildcards.instance
+                    )
+                }
+                if instance("inoculation", wildcards)["elicitation"]["enabled"]
+                else {}
+            )
+        ),
         summary=f"{INOC_OUT}/scores/summary.parquet",
         suppression=f"{INOC_OUT}/scores/suppression.parquet",
         em=f"{INOC_OUT}/scores/em_rates.parquet",

@@ -14,7 +14,7 @@ import polars as pl
 
 from interpflow.artifacts import read_parquet, stable_hash, write_parquet
 from interpflow.inoculation.common import condition_turns, read_lines
-from interpflow.inoculation.eval import EvalConfig, eval_backend
+from interpflow.inoculation.eval import EvalConfig, completion_rows, eval_backend
 from interpflow.inoculation.judging import judge_traits, scores_frame
 from interpflow.inoculation.scores import mean_ci
 from interpflow.inoculation.study import InocPrompt
@@ -50,21 +50,14 @@ def elicitation_completions(
     for key, turns in conditions:
         seed = int(stable_hash([cfg.seed, "elicitation", key], 8), 16) % (2**31 - 1)
         texts = backend.generate([(s, u) for s, u, _ in turns], cfg, seed)
-        for j, ((s, u, _), instr, text) in enumerate(zip(turns, instructions, texts)):
-            rows.append(
-                {
-                    "run": "base",
-                    "step": 0,
-                    "condition": "default" if key is None else "prefixed",
-                    "prompt_key": key,
-                    "eval_set": "trait",
-                    "item_id": j,
-                    "instruction": instr,
-                    "system": s,
-                    "user": u,
-                    "completion": text,
-                }
-            )
+        keys = {
+            "run": "base",
+            "step": 0,
+            "condition": "default" if key is None else "prefixed",
+            "prompt_key": key,
+            "eval_set": "trait",
+        }
+        rows += completion_rows(keys, turns, instructions, texts)
     df = pl.DataFrame(
         rows,
         schema_overrides={

@@ -110,6 +110,17 @@ def checkpoints(adapter_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(out.items())
 
 
+def completion_rows(
+    keys: Mapping, turns: Sequence[tuple], instructions: Sequence[str], texts: Sequence[str]
+) -> list[dict]:
+    """The eval table's rows of one generation call: ``keys`` (run, step, condition, ...) and
+    per item its ``item_id``, instruction, system and user turns and completion."""
+    return [
+        {**keys, "item_id": j, "instruction": instr, "system": s, "user": u, "completion": text}
+        for j, ((s, u, *_), instr, text) in enumerate(zip(turns, instructions, texts))
+    ]
+
+
 def evaluate_run(
     *,
     run: str,
@@ -144,20 +155,8 @@ def evaluate_run(
                     )
                 seed = int(stable_hash([cfg.seed, run, step, cond, eval_set], 8), 16) % (2**31 - 1)
                 texts = backend.generate([(s, u) for s, u, _ in turns], cfg, seed)
-                for j, ((s, u, _), instr, text) in enumerate(zip(turns, instructions, texts)):
-                    rows.append(
-                        {
-                            "run": run,
-                            "step": step,
-                            "condition": cond,
-                            "eval_set": eval_set,
-                            "item_id": j,
-                            "instruction": instr,
-                            "system": s,
-                            "user": u,
-                            "completion": text,
-                        }
-                    )
+                keys = {"run": run, "step": step, "condition": cond, "eval_set": eval_set}
+                rows += completion_rows(keys, turns, instructions, texts)
     df = pl.DataFrame(
         rows, schema_overrides={"system": pl.String, "step": pl.Int32, "item_id": pl.Int32}
     )

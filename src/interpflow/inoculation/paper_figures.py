@@ -198,11 +198,16 @@ EXP10 = (
     ("ppd_{other}", "{other} PPD"),
     ("ph_{other}", "{other} PH"),
 )
-#: Experiment 13: the distribution of the per-example uplift w_i.
+#: Experiment 13 (its pca_<trait> figure): the distribution of the per-example uplift w_i and
+#: the prompt's PCA coordinates of the per-example and per-token W matrices.
 EXP13 = (
     ("gamma", "gamma = frac(w > 0)"),
     ("sigma", "sigma = std(w)"),
     ("snr", "SNR = mean(w) / std(w)"),
+    ("pc1", "PC1 (W, per example)"),
+    ("pc2", "PC2 (W, per example)"),
+    ("pc1_tokens", "PC1 (W, per token)"),
+    ("pc2_tokens", "PC2 (W, per token)"),
 )
 
 

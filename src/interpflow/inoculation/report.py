@@ -320,6 +320,7 @@ def report_stage(
     tables: Mapping[str, str | Path],
     dataset: str | Path | None = None,
     experiment: str = "",
+    screen: str | Path | None = None,
 ) -> dict:
     """Every figure of :data:`FIGURES`: the PNG ``figures[name]`` and its numbers, the CSV
     ``tables[name]`` (``heuristic_correlations``: Pearson r of each heuristic vs suppression).
@@ -333,7 +334,9 @@ def report_stage(
     (the angles per pair kind) and ``matrices`` (``W.safetensors``) come with the heuristics
     and feed experiments 19 and 20; ``prompt_groups`` (prompt key -> group) colours the
     scatter points; ``dataset``: experiment 22's ``dataset.csv`` (``experiment`` in its first
-    column).
+    column). ``screen``: the elicitation screen's table; when given, a prompt's elicitation of
+    a trait is the screen's (the seed's: every prompt, untrained model, fixed prefix) for both
+    prefix types, instead of the step-0 training-condition score of its run.
     """
     for what, given in (("figures", figures), ("tables", tables)):
         if set(given) != set(FIGURES):
@@ -361,6 +364,14 @@ def report_stage(
         meta_doc = json.loads(Path(meta).read_text())
     variance = meta_doc.get("explained_variance", {})
     elic = elicitation(scores)
+    if screen is not None:
+        scr = read_parquet(screen).select("prompt_key", "trait", "elicitation")
+        elic = (
+            elic.join(scr, on=["prompt_key", "trait"], how="left", suffix="_screen")
+            .with_columns(pl.col("elicitation_screen").fill_null(pl.col("elicitation")))
+            .drop("elicitation")
+            .rename({"elicitation_screen": "elicitation"})
+        )
     last = supp.filter(pl.col("step") == pl.col("step").max().over("run"))
     prompt_traits = dict(prompt_traits or {})
     points = (
