@@ -88,6 +88,71 @@ def test_signal_stops_at_batch_boundary_and_resumes(
         assert pl.read_parquet(uninterrupted / name).equals(pl.read_parquet(tmp_path / name)), name
 
 
+def test_a_signal_during_generate_stops_it_at_the_next_token_step(
+    prompts, stub_dir, uninterrupted, tmp_path, monkeypatch
+):
+    """A real SIGUSR1 (os.kill of this process) sent while ``model.generate`` is in the middle
+    of a batch: the stop-signal stopping criterion ends the call at the end of that token step
+    (no further forward pass), the cut batch is discarded, and the rerun resumes to the
+    uninterrupted run's files."""
+    sig = signal.SIGUSR1
+    real_load, real_batch = G.load_model, G.run_batch
+    state = {"batch": 0, "forwards": 0, "killed_at": None, "after_kill": 0}
+
+    def counting_batch(*a, **k):
+        state["batch"] += 1
+        state["forwards"] = 0
+        return real_batch(*a, **k)
+
+    def count_forward(_module, _args):  # before each forward pass: prefill, then 1 per token
+        state["forwards"] += 1
+        if state["killed_at"] is not None:
+            state["after_kill"] += 1
+        elif state["batch"] == 5 and state["forwards"] == 3:  # 2nd decode step, batch 5
+            state["killed_at"] = state["forwards"]
+            os.kill(os.getpid(), sig)
+
+    def load_with_hook(spec):
+        model, tokenizer = real_load(spec)
+        model.register_forward_pre_hook(count_forward)
+        return model, tokenizer
+
+    monkeypatch.setattr(G, "load_model", load_with_hook)
+    monkeypatch.setattr(G, "run_batch", counting_batch)
+    logs: list[str] = []
+    with pytest.raises(Interrupted, match="SIGUSR1: stopped at a token step"):
+        _run(prompts, stub_dir, tmp_path, logs)
+    # the forward pass that was running when the signal came finished; none came after it,
+    # though the batch had up to 6 - 2 = 4 more tokens to sample
+    assert state["killed_at"] == 3 and state["after_kill"] == 0
+    assert state["batch"] == 5  # batch 6 never started
+    shards = tmp_path / "gen.parquet.shards"
+    assert len(list(shards.glob("*.generations.parquet"))) == 1  # shard 1 kept, 2 not written
+    assert any("4 prompts of this one discarded" in line for line in logs), logs
+
+    monkeypatch.setattr(G, "load_model", real_load)
+    monkeypatch.setattr(G, "run_batch", real_batch)
+    summary = _run(prompts, stub_dir, tmp_path)
+    assert summary["shards_resumed"] == 1
+    assert summary["interruptions"] == [{"signal": "SIGUSR1", "shard": 1, "prompts_discarded": 4}]
+    for name in ("gen.parquet", "act.parquet"):
+        assert pl.read_parquet(uninterrupted / name).equals(pl.read_parquet(tmp_path / name)), name
+
+
+def test_the_stopping_criterion_reads_the_signal_flag():
+    import torch
+
+    stop = StopSignals()
+    try:
+        (crit,) = stop.stopping_criteria()
+        ids = torch.zeros((3, 4), dtype=torch.long)
+        assert not crit(ids, None).any() and not crit.fired
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert crit(ids, None).all() and crit.fired
+    finally:
+        stop.restore()
+
+
 def test_handlers_restored_after_other_errors(prompts, stub_dir, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("out of memory")

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -198,8 +199,91 @@ def test_preempted_generation_resumes_and_redoes_less_than_a_shard(runs):
     assert stop["signal"] == "SIGTERM"
     # Every shard finished before the signal was reused; only the shard in progress is redone.
     assert prov["shards_resumed"] == stop["shard"] >= runs["interrupt"]["shards_done"]
-    assert 0 <= stop["prompts_discarded"] < SHARD_SIZE
+    # (a batch cut at a token step counts in full: its tokens so far are less than its work)
+    assert 0 <= stop["prompts_discarded"] <= SHARD_SIZE
     print(
         f"\npreemption: {stop['shard']}/{prov['n_shards']} shards kept, "
         f"{stop['prompts_discarded']} prompts ({stop['prompts_discarded'] / SHARD_SIZE:.2f} shard) redone"
     )
+
+
+# ------------------------------------------------------------------------------------------
+# The profile's time-limit warning (--signal=USR1@<s>) reaches a generation in a job step
+# ------------------------------------------------------------------------------------------
+
+SIGNAL_FLAG = re.compile(r"'?--signal=(?P<where>[A-Z]+:)?(?P<sig>USR1)@(?P<s>\d+)'?")
+
+
+def _profile_signal(profile: str) -> re.Match:
+    extra = yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())
+    flag = extra["default-resources"]["slurm_extra"]
+    m = SIGNAL_FLAG.fullmatch(flag.strip())
+    assert m, f"profiles/{profile}: slurm_extra {flag!r} does not ask for --signal=USR1@<s>"
+    return m
+
+
+def test_profile_signal_reaches_the_job_step_and_generation_stops_at_a_token_step(
+    slurm, stub_dir, tmp_path
+):
+    """A job shaped like the plugin's (``srun`` -> a parent without a SIGUSR1 handler, as the
+    jobstep snakemake -> the generation in its child) with the profiles' signal flag and a
+    1-minute limit: SLURM's USR1 warning reaches the generation itself (the flag has no
+    ``B:``, which would signal only the batch shell), which stops at the next token step,
+    keeps its finished shards and exits non-zero before the limit; resumed, it writes the
+    files of an uninterrupted run."""
+    from slurm_generation_job import generate
+
+    for profile in ("slurm", "ci"):
+        m = _profile_signal(profile)
+        assert m["where"] is None, f"profiles/{profile}: the warning must reach the job step"
+    assert int(_profile_signal("slurm")["s"]) >= 60  # a real token step + shard write fit
+    n = 40  # 10 shards of 4; at 0.5 s per token step, ~90 s: past the 1-minute limit
+    prompts = tmp_path / "prompts.parquet"
+    pl.DataFrame(
+        {
+            "prompt_id": [f"p{i:03d}" for i in range(n)],
+            "category": ["a", "b"] * (n // 2),
+            "prompt": [f"Tell me about the number {i}." for i in range(n)],
+        }
+    ).write_parquet(prompts)
+    out, full = tmp_path / "slurm", tmp_path / "full"
+    out.mkdir()
+    full.mkdir()
+    job = Path(__file__).with_name("slurm_generation_job.py")
+    # Test-sized: warned 45 s before a 1-minute limit (SLURM may send it up to ~30 s early)
+    cmd = f"srun -n1 {sys.executable} {job} parent {prompts} {stub_dir} {out} 0.5"
+    sub = subprocess.run(
+        ["sbatch", "--parsable", "-t", "1", "--signal=USR1@45", "-o", str(out / "job.log"),
+         "--chdir", str(tmp_path), "--wrap", cmd],
+        capture_output=True, text=True, check=True, env=_env(),
+    )  # fmt: skip
+    job_id = sub.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 180
+    while (
+        time.monotonic() < deadline
+        and job_id
+        in subprocess.run(
+            ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=False
+        ).stdout.split()
+    ):
+        time.sleep(1)
+    (record,) = [j for j in slurm.jobs() if j["JobId"] == job_id]
+    log = (out / "job.log").read_text()
+    result = json.loads((out / "result.json").read_text())
+    assert record["JobState"] == "FAILED", (record, log)  # stopped before the limit: no TIMEOUT
+    assert result["result"].startswith("SIGUSR1: stopped at a token step"), (result, log)
+    assert int((out / "forwards_after_signal").read_text()) <= 1, log
+    shards = out / "gen.parquet.shards"
+    kept = len(list(shards.glob("*.generations.parquet")))
+    # the run did not finish (SLURM may warn up to a minute early: possibly in the first shard)
+    assert kept < n // 4, log
+    (stop,) = [json.loads(x) for x in (shards / "interruptions.jsonl").read_text().splitlines()]
+    assert stop["signal"] == "SIGUSR1" and stop["shard"] == kept
+
+    generate(prompts, stub_dir, out)  # the resubmitted job: resumes from the kept shards
+    generate(prompts, stub_dir, full)  # uninterrupted
+    prov = json.loads((out / "prov.json").read_text())
+    assert prov["shards_resumed"] == kept and prov["interruptions"] == [stop]
+    for name in ("gen.parquet", "act.parquet"):
+        assert pl.read_parquet(full / name).equals(pl.read_parquet(out / name)), name
+    print(f"\nUSR1 after {result['seconds']:.1f}s of generation: {kept}/{n // 4} shards kept")

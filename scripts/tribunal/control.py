@@ -4,7 +4,7 @@
 from interpflow.artifacts import log_to
 from interpflow.config import from_config
 from interpflow.models import ModelSpec
-from interpflow.tribunal.common import CaptureSettings
+from interpflow.tribunal.common import CaptureSettings, LabelsConfig
 from interpflow.tribunal.control import capture_control
 
 
@@ -23,6 +23,9 @@ def main(smk):
         ),
         batch_size=int(p.batch_size),
         model_id=p.model_id,
+        last_number_fallback=from_config(
+            LabelsConfig, p.labels, f"tribunal.{smk.wildcards.instance}.labels"
+        ).last_number_fallback,
     )
     print(summary)
 

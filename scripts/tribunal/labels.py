@@ -2,18 +2,21 @@
 
 from interpflow.artifacts import log_to
 from interpflow.config import from_config
-from interpflow.tribunal.common import LabelsConfig
+from interpflow.tribunal.common import LabelsConfig, StoppingConfig
 from interpflow.tribunal.labels import write_labels
 
 
 def main(smk):
+    key = f"tribunal.{smk.wildcards.instance}"
+    stopping = from_config(StoppingConfig, smk.params.stopping, f"{key}.stopping")
     summary = write_labels(
         generations=smk.input.generations,
         prompts=smk.input.prompts,
         labels=smk.output.labels,
         summary=smk.output.summary,
-        cfg=from_config(
-            LabelsConfig, smk.params.labels, f"tribunal.{smk.wildcards.instance}.labels"
+        cfg=from_config(LabelsConfig, smk.params.labels, f"{key}.labels"),
+        caps=(
+            (stopping.target_correct, stopping.target_incorrect) if stopping.cap_classes else None
         ),
     )
     print(summary["counts"], summary["by_method"])

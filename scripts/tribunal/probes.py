@@ -26,6 +26,8 @@ def main(smk):
         model_id=smk.params.model_id,
         generations=smk.input.generations,
         control_activations=smk.input.get("control_activations"),  # with probes.control only
+        tokens_activations=smk.input.get("tokens_activations"),  # with pre_answer / per_token
+        spans=smk.input.get("spans"),
     )
     print(metrics["status"], metrics["reason"] or "", metrics["counts"])
 

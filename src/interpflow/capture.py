@@ -67,15 +67,18 @@ class _PositionPlan:
     token_index: dict[str, np.ndarray]
 
     @classmethod
-    def build(cls, positions: list[Position], width, p_lens, r_lens, total, device):
+    def build(cls, positions: list[Position], width, p_lens, r_lens, total, device, windows=None):
+        """``windows`` (optional): ``{name: [(a, b) or None per row]}``, means over response
+        tokens [a, b) that differ by row (after the positions; None or empty = no vector)."""
         import torch
 
         bsz = len(p_lens)
         pad_left = (width - p_lens).cpu()
         index_pos = [p for p in positions if p.kind == "index"]
         mean_pos = [p for p in positions if p.kind == "mean"]
+        windows = windows or {}
         idx = torch.full((bsz, len(index_pos)), -1, dtype=torch.long)
-        weights = torch.zeros((bsz, len(mean_pos), total))
+        weights = torch.zeros((bsz, len(mean_pos) + len(windows), total))
         for b in range(bsz):
             p_len, r_len, off = int(p_lens[b]), int(r_lens[b]), int(pad_left[b])
             for j, p in enumerate(index_pos):
@@ -86,10 +89,16 @@ class _PositionPlan:
                 span = p.span(p_len, r_len)
                 if span is not None:
                     weights[b, j, off + span[0] : off + span[1]] = 1.0 / (span[1] - span[0])
+            for j, rows in enumerate(windows.values(), start=len(mean_pos)):
+                a, e = rows[b] if rows[b] is not None else (0, 0)
+                a, e = p_len + max(a, 0), p_len + min(e, r_len)
+                if e > a:
+                    weights[b, j, off + a : off + e] = 1.0 / (e - a)
         token_index = {p.name: idx[:, j].numpy() for j, p in enumerate(index_pos)}
-        token_index.update({p.name: np.full(bsz, -1) for p in mean_pos})
+        token_index.update({name: np.full(bsz, -1) for name in [p.name for p in mean_pos]})
+        token_index.update({name: np.full(bsz, -1) for name in windows})
         return cls(
-            names=[p.name for p in index_pos + mean_pos],
+            names=[p.name for p in index_pos + mean_pos] + list(windows),
             padded_idx=torch.where(idx >= 0, idx + pad_left[:, None], 0).to(device),
             weights=weights.to(device),
             exists=torch.cat([idx >= 0, weights.sum(-1) > 0], dim=1).numpy(),
@@ -129,9 +138,11 @@ def sample_and_capture(
     eos_ids: list[int],
     layers: tuple[int, ...],
     positions: list[Position],
+    stopping=None,
 ):
     """:func:`~interpflow.generate.sample_batch` that also reads ``positions`` at ``layers``
-    while generating.
+    while generating (``stopping``: extra stopping criteria; once one of them has ``fired``,
+    the batch is cut and the extra decode step is skipped).
 
     Forward hooks keep each requested block's output for every token ``generate`` feeds (the
     prompt at prefill, then one token per decode step); the last sampled token, which
@@ -160,13 +171,14 @@ def sample_and_capture(
         with torch.inference_mode():
             out = model.generate(
                 **enc,
-                **_generate_kwargs(sampling, tokenizer, eos_ids),
+                **_generate_kwargs(sampling, tokenizer, eos_ids, stopping),
                 return_dict_in_generate=True,
             )
             seqs = out.sequences
             r_lens, finished = _response_lengths(seqs, width, eos_ids)
             n_new = seqs.shape[1] - width
-            if bool((r_lens == n_new).any()):  # a row ended without EOS: feed its last token
+            cut = any(getattr(c, "fired", False) for c in stopping or [])
+            if not cut and bool((r_lens == n_new).any()):  # a row without EOS: feed its last
                 mask = torch.cat([enc["attention_mask"], torch.ones_like(seqs[:, width:])], dim=1)
                 model(
                     input_ids=seqs[:, -1:],
@@ -202,8 +214,10 @@ def capture_batch(
     r_lens,
     layers: tuple[int, ...],
     positions: list[Position],
+    windows: dict[str, list] | None = None,
 ) -> tuple[dict[tuple[int, str], np.ndarray], dict[str, np.ndarray]]:
-    """Teacher-forced pass over given prompt+response sequences; read ``positions`` at ``layers``.
+    """Teacher-forced pass over given prompt+response sequences; read ``positions`` (and the
+    per-row response ``windows`` of :meth:`_PositionPlan.build`) at ``layers``.
 
     For completions that were not just generated (generation itself captures through
     :func:`sample_and_capture`). The pass stops after the deepest requested layer and never
@@ -217,7 +231,7 @@ def capture_batch(
     total = width + int(r_lens.max().item()) if seqs.shape[0] else width
     ar = torch.arange(total - width, device=dev)
     mask = torch.cat([prompt_mask, (ar[None, :] < r_lens[:, None]).to(prompt_mask.dtype)], dim=1)
-    plan = _PositionPlan.build(positions, width, p_lens, r_lens, total, dev)
+    plan = _PositionPlan.build(positions, width, p_lens, r_lens, total, dev, windows)
     got: dict[int, torch.Tensor] = {}
     deepest = max(layers)
 
@@ -256,13 +270,15 @@ def capture_texts(
     positions: list[Position],
     store_dtype: str = "float32",
     batch_size: int = 16,
+    windows: dict[str, list] | None = None,
 ) -> pa.Table:
     """The activations table (schema above) of given chat prompts + response texts, read by
     :func:`capture_batch` (teacher forcing): the prompt is tokenized as generation tokenizes it
     (:func:`interpflow.generate.tokenize_chats`), the response text is re-encoded without
     special tokens. For re-reading stored generations through another copy of the model (a
     4-bit one); a response whose re-encoding differs from the sampled ids moves only the
-    response positions."""
+    response positions. ``windows``: ``{name: [(a, b) or None per response]}``, the mean over
+    response tokens [a, b) of the re-encoding, per response (:meth:`_PositionPlan.build`)."""
     import torch
 
     from interpflow.generate import tokenize_chats
@@ -284,8 +300,9 @@ def capture_texts(
         seqs[:, :width] = enc["input_ids"]
         for b, ids in enumerate(resp):
             seqs[b, width : width + len(ids)] = torch.tensor(ids, dtype=seqs.dtype)
+        rows = {name: spans[start:stop] for name, spans in (windows or {}).items()}
         vectors, token_index = capture_batch(
-            model, seqs, mask, width, mask.sum(1), r_lens, layers, positions
+            model, seqs, mask, width, mask.sum(1), r_lens, layers, positions, rows
         )
         parts.append(_activation_table(prompt_ids[start:stop], vectors, token_index, store_dtype))
     if not parts:

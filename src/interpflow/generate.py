@@ -13,8 +13,9 @@ uninterrupted run. A shard is finished once its generations file exists (written
 its activations file and a record of both files' sha256); a resumed shard whose files do not
 match that record (truncated, overwritten, missing) is logged as a warning naming the file
 and generated again. The shard folder is removed once the outputs are written.
-SIGUSR1/SIGTERM (a SLURM time limit or preemption) stop the run at the next batch boundary
-(:mod:`interpflow.signals`): at most the unfinished shard is redone by the rerun, and the
+SIGUSR1/SIGTERM (a SLURM time limit or preemption) stop the run at the next token step
+(:mod:`interpflow.signals`: a stopping criterion of ``generate`` that reads the signal flag;
+the cut batch is discarded): at most the unfinished shard is redone by the rerun, and the
 provenance lists the interruptions.
 
 Output schemas
@@ -37,7 +38,6 @@ finished          bool     the response ended with an EOS token
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -63,6 +63,7 @@ from interpflow.artifacts import (
 from interpflow.capture import _activation_table, _empty_activation_table, sample_and_capture
 from interpflow.models import ModelSpec, chat_prompt, eos_token_ids, load_model
 from interpflow.positions import parse_positions
+from interpflow.shards import file_sha256, finished_shards, shard_dir_for, shard_files, shard_seed
 from interpflow.signals import StopSignals, interruptions, restores_signals
 
 
@@ -125,8 +126,13 @@ def _response_lengths(seqs, width: int, eos_ids: list[int]):
     return torch.where(has_eos, is_eos.int().argmax(dim=1), gen.shape[1]), has_eos
 
 
-def _generate_kwargs(sampling: SamplingConfig, tokenizer, eos_ids: list[int]) -> dict:
+def _generate_kwargs(
+    sampling: SamplingConfig, tokenizer, eos_ids: list[int], stopping=None
+) -> dict:
+    """``model.generate`` keyword arguments; ``stopping``: a StoppingCriteriaList, or None."""
     kwargs = {"max_new_tokens": sampling.max_new_tokens, "do_sample": sampling.do_sample}
+    if stopping is not None:
+        kwargs["stopping_criteria"] = stopping
     if sampling.do_sample:
         kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
     else:
@@ -134,13 +140,14 @@ def _generate_kwargs(sampling: SamplingConfig, tokenizer, eos_ids: list[int]) ->
     return kwargs | {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": eos_ids}
 
 
-def sample_batch(model, tokenizer, chats: list[str], sampling: SamplingConfig, eos_ids: list[int]):
-    """Generate for already-templated prompts. Returns (sequences, attention_mask, P, p_lens, r_lens, finished)."""
+def sample_batch(model, tokenizer, chats, sampling: SamplingConfig, eos_ids, stopping=None):
+    """Generate for already-templated prompts (``stopping``: extra stopping criteria).
+    Returns (sequences, attention_mask, P, p_lens, r_lens, finished)."""
     import torch
 
     enc = tokenize_chats(tokenizer, chats, model.device)
     with torch.inference_mode():
-        seqs = model.generate(**enc, **_generate_kwargs(sampling, tokenizer, eos_ids))
+        seqs = model.generate(**enc, **_generate_kwargs(sampling, tokenizer, eos_ids, stopping))
     width = enc["input_ids"].shape[1]
     r_lens, finished = _response_lengths(seqs, width, eos_ids)
     return seqs, enc["attention_mask"], width, enc["attention_mask"].sum(dim=1), r_lens, finished
@@ -208,17 +215,20 @@ def generate_answers(
     return Answers(texts, finished)
 
 
-def run_batch(model, tokenizer, batch: pl.DataFrame, sampling, capture, positions, eos_ids):
-    """Generate and capture one batch of prompt rows (``prompt_id, category, prompt``)."""
+def run_batch(
+    model, tokenizer, batch: pl.DataFrame, sampling, capture, positions, eos_ids, stopping=None
+):
+    """Generate and capture one batch of prompt rows (``prompt_id, category, prompt``);
+    ``stopping``: extra stopping criteria (the stop signals' token-step check)."""
     chats = [chat_prompt(tokenizer, p, sampling.system_prompt) for p in batch["prompt"]]
     vectors, token_index = {}, {}
     if capture.layers:
         seqs, _, width, p_lens, r_lens, finished, vectors, token_index = sample_and_capture(
-            model, tokenizer, chats, sampling, eos_ids, capture.layers, positions
+            model, tokenizer, chats, sampling, eos_ids, capture.layers, positions, stopping
         )
     else:
         seqs, _, width, p_lens, r_lens, finished = sample_batch(
-            model, tokenizer, chats, sampling, eos_ids
+            model, tokenizer, chats, sampling, eos_ids, stopping
         )
     responses = decode_responses(tokenizer, seqs, width, r_lens)
     rows = [
@@ -249,59 +259,6 @@ GENERATION_SCHEMA = {
     "response_tokens": pl.Int32,
     "finished": pl.Boolean,
 }
-
-
-def shard_dir_for(generations_path: str | Path) -> Path:
-    p = Path(generations_path)
-    return p.with_name(p.name + ".shards")
-
-
-def _shard_seed(seed: int, shard: int) -> int:
-    return int(stable_hash([seed, shard], 8), 16) % (2**31 - 1)
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _shard_files(shards: Path, i: int) -> tuple[Path, Path, Path]:
-    """Shard ``i``'s generations, activations and checksum files."""
-    return tuple(
-        shards / f"{i:05d}.{n}"
-        for n in ("generations.parquet", "activations.parquet", "sha256.json")
-    )
-
-
-def _shard_damage(shards: Path, i: int, with_activations: bool) -> str | None:
-    """Why finished shard ``i`` cannot be reused (naming the file), or None if it is intact."""
-    gen_file, act_file, sums_file = _shard_files(shards, i)
-    try:
-        sums = dict(json.loads(sums_file.read_text()))
-    except (OSError, ValueError, TypeError) as e:
-        return f"{sums_file} is unreadable ({type(e).__name__}: {e})"
-    for f in [gen_file, act_file] if with_activations else [gen_file]:
-        if not f.exists():
-            return f"{f} is missing"
-        if _sha256(f) != sums.get(f.name):
-            return f"{f} is damaged (its sha256 differs from the one in {sums_file.name})"
-    return None
-
-
-def _finished_shards(shards: Path, n_shards: int, with_activations: bool, log) -> list[int]:
-    """Indices of the finished, intact shards; damaged ones are removed to be redone."""
-    done = []
-    for i in range(n_shards):
-        if not _shard_files(shards, i)[0].exists():  # the generations file is written last
-            continue
-        damage = _shard_damage(shards, i, with_activations)
-        if damage is None:
-            done.append(i)
-            continue
-        log(f"warning: {damage}: generating shard {i + 1}/{n_shards} again")
-        for f in _shard_files(shards, i):
-            f.unlink(missing_ok=True)
-    return done
 
 
 @restores_signals
@@ -362,7 +319,7 @@ def generate_and_capture(
     write_json({"fingerprint": fingerprint}, manifest)
 
     n_shards = (prompts.height + run.shard_size - 1) // run.shard_size
-    done = _finished_shards(shards, n_shards, bool(capture.layers), log)
+    done = finished_shards(shards, n_shards, bool(capture.layers), log)
     if done:
         log(f"resuming: {len(done)}/{n_shards} shards already done in {shards}")
     lm, tokenizer = None, None
@@ -370,13 +327,13 @@ def generate_and_capture(
     n_used, so_far = n_shards, []
     stop = StopSignals()
     for i in range(n_shards):
-        gen_file, act_file, sums_file = _shard_files(shards, i)
+        gen_file, act_file, sums_file = shard_files(shards, i)
         if i not in done:
             if lm is None:
                 lm, tokenizer = load_model(model)
                 eos_ids = eos_token_ids(lm, tokenizer)
             ts = time.perf_counter()
-            torch.manual_seed(_shard_seed(sampling.seed, i))
+            torch.manual_seed(shard_seed(sampling.seed, i))
             shard = prompts.slice(i * run.shard_size, run.shard_size)
             rows, tables = [], []
             for start in range(0, shard.height, run.batch_size):
@@ -388,6 +345,7 @@ def generate_and_capture(
                     shard=i,
                     prompts_discarded=start,
                 )
+                signalled = stop.stopping_criteria()
                 res = run_batch(
                     lm,
                     tokenizer,
@@ -396,7 +354,18 @@ def generate_and_capture(
                     capture,
                     positions,
                     eos_ids,
+                    signalled,
                 )
+                if signalled[0].fired:  # a signal cut the batch at a token step: discarded
+                    n_cut = start + len(res.rows)
+                    stop.check(
+                        shards / "interruptions.jsonl",
+                        log,
+                        f"at a token step of shard {i + 1}/{n_shards}: {i} finished shards "
+                        f"kept in {shards}, {n_cut} prompts of this one discarded",
+                        shard=i,
+                        prompts_discarded=n_cut,
+                    )
                 rows.extend(res.rows)
                 if capture.layers:
                     tables.append(
@@ -412,9 +381,9 @@ def generate_and_capture(
                     pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
             with atomic_path(gen_file) as tmp:  # last: its rename marks the shard finished
                 pl.DataFrame(rows, schema=GENERATION_SCHEMA).write_parquet(tmp, compression="zstd")
-                sums = {gen_file.name: _sha256(tmp)}
+                sums = {gen_file.name: file_sha256(tmp)}
                 if capture.layers:
-                    sums[act_file.name] = _sha256(act_file)
+                    sums[act_file.name] = file_sha256(act_file)
                 write_json(sums, sums_file)
             log(
                 f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s"

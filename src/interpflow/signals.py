@@ -2,7 +2,10 @@
 
 The pattern shared by generation (shards) and adapter training (resume state): install
 :class:`StopSignals` at the start, call :meth:`StopSignals.check` at each safe point (a batch
-or an optimizer-step boundary), after saving whatever the rerun needs. When a signal has
+or an optimizer-step boundary), after saving whatever the rerun needs. Inside a long
+``model.generate`` call, :meth:`StopSignals.stopping_criteria` ends it at the next token step
+once a signal has arrived (SLURM's ``--signal=USR1@<s>`` warning then suffices for a batch of
+long chains of thought). When a signal has
 arrived, ``check`` appends a record of it to a JSON-lines file beside the output and raises
 :class:`Interrupted`: the job exits non-zero, so SLURM requeues it or snakemake's
 ``--retries`` reruns it, and the rerun resumes. Wrap the function with
@@ -43,6 +46,26 @@ class StopSignals:
     def _handle(self, signum, _frame):
         self.received.append(signum)
         signal.signal(signum, self._old.get(signum) or signal.SIG_DFL)
+
+    def stopping_criteria(self):
+        """A transformers ``StoppingCriteriaList`` for one ``generate`` call: once a signal
+        has arrived, its criterion ends every row at the next token step and records that it
+        cut the call (``fired``): the caller then discards the batch and calls :meth:`check`."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        signals = self
+
+        class Signalled(StoppingCriteria):
+            fired = False
+
+            def __call__(self, input_ids, scores, **kwargs):
+                self.fired = self.fired or bool(signals.received)
+                return torch.full(
+                    (input_ids.shape[0],), self.fired, dtype=torch.bool, device=input_ids.device
+                )
+
+        return StoppingCriteriaList([Signalled()])
 
     def restore(self) -> None:
         for s, handler in self._old.items():

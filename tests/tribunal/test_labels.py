@@ -68,3 +68,112 @@ def test_write_labels_stage_writes_the_table_and_summary(tmp_path):
     assert summary["counts"]["unparseable"] == 2 and summary["last_number_fallback"] is True
     with pytest.raises(TypeError):
         L.write_labels(tmp_path / "generations.parquet")  # keyword-only
+
+
+# ------------------------------------------------------------------------------------------
+# class caps (stopping.cap_classes): a constructed generator whose labels are known
+# ------------------------------------------------------------------------------------------
+
+
+def _known_generator(monkeypatch, prompts):
+    """Generation without a model: attempt k answers its gold number iff k % 3 == 0, else a
+    wrong number, so the class of every attempt is known in advance."""
+    import interpflow.generate as engine
+
+    gold = dict(zip(prompts["prompt_id"], prompts["gold"]))
+    order = {pid: k for k, pid in enumerate(prompts["prompt_id"])}
+
+    def run_batch(model, tokenizer, batch, sampling, capture, positions, eos_ids, *a, **kw):
+        rows = []
+        for pid, cat, prompt in batch.select("prompt_id", "category", "prompt").iter_rows():
+            right = order[pid] % 3 == 0
+            answer = gold[pid] if right else str(int(gold[pid]) + 1)
+            rows.append(
+                {
+                    "prompt_id": pid,
+                    "category": cat,
+                    "prompt": prompt,
+                    "chat_prompt": prompt,
+                    "response": f"The answer is {answer}.",
+                    "prompt_tokens": 3,
+                    "response_tokens": 5,
+                    "finished": True,
+                }
+            )
+        return engine.BatchResult(rows)
+
+    monkeypatch.setattr(engine, "run_batch", run_batch)
+    monkeypatch.setattr(engine, "load_model", lambda spec: (None, None))
+    monkeypatch.setattr(engine, "eos_token_ids", lambda lm, tok: [0])
+
+
+@pytest.mark.parametrize(
+    "targets, shards_used, kept, capped, reached",
+    [
+        # attempts 0..11, correct at 0, 3, 6, 9. Shard 0 (0-3): 2 correct, 2 incorrect; shard 1
+        # (4-7) brings incorrect to 5 and correct to 3: both targets met, stop. Caps keep the
+        # first 2 correct (0, 3) and the first 3 incorrect (1, 2, 4) in attempt order.
+        ((2, 3), 2, {"correct": [0, 3], "incorrect": [1, 2, 4]}, [5, 6, 7], (True, True)),
+        # 5 correct never come (4 in the pool): every attempt is used, correct stays short,
+        # incorrect is capped at 3.
+        (
+            (5, 3),
+            3,
+            {"correct": [0, 3, 6, 9], "incorrect": [1, 2, 4]},
+            [5, 7, 8, 10, 11],
+            (False, True),
+        ),
+    ],
+)
+def test_class_caps_keep_each_class_at_its_target(
+    tmp_path, monkeypatch, targets, shards_used, kept, capped, reached
+):
+    from interpflow.models import ModelSpec
+    from interpflow.tribunal.common import CaptureSettings, GenerationConfig, StoppingConfig
+    from interpflow.tribunal.generate import collect_traces
+
+    prompts = build_prompts(load_problems(SAMPLE), "x", 1, 12, shuffle=False)
+    pp = tmp_path / "prompts.parquet"
+    prompts.write_parquet(pp)
+    _known_generator(monkeypatch, prompts)
+    summary = collect_traces(
+        prompts=pp,
+        generations=tmp_path / "generations.parquet",
+        activations=tmp_path / "activations.parquet",
+        provenance=tmp_path / "activations.parquet.provenance.json",
+        model=ModelSpec("unused"),
+        generation=GenerationConfig(batch_size=2, shard_size=4),
+        system_prompt=None,
+        capture=CaptureSettings(layers=(1,), aggregations=("pre_answer",)),
+        stopping=StoppingConfig(target_correct=targets[0], target_incorrect=targets[1]),
+        labels_cfg=LabelsConfig(),
+    )
+    assert summary["n_shards_used"] == shards_used
+    out = L.write_labels(
+        generations=tmp_path / "generations.parquet",
+        prompts=pp,
+        labels=tmp_path / "labels.parquet",
+        summary=tmp_path / "labels.summary.json",
+        cfg=LabelsConfig(),
+        caps=targets,
+    )
+    lab = pl.read_parquet(tmp_path / "labels.parquet")
+    attempt = {pid: k for k, pid in enumerate(prompts["prompt_id"])}
+    lab = lab.with_columns(pl.col("prompt_id").replace_strict(attempt).alias("k")).sort("k")
+    for cls, ks in kept.items():
+        assert lab.filter(pl.col("probe_label") == cls)["k"].to_list() == ks
+    assert lab.filter(pl.col("capped"))["k"].to_list() == capped
+    assert out["cap"]["kept"] == {c: len(ks) for c, ks in kept.items()}
+    assert out["cap"]["collected"] == {
+        "correct": int((lab["label"] == "correct").sum()),
+        "incorrect": int((lab["label"] == "incorrect").sum()),
+    }
+    assert (out["cap"]["reached"]["correct"], out["cap"]["reached"]["incorrect"]) == reached
+    assert out["counts"]["probe_dropped"] == 0  # capped traces are not "dropped"
+    # without caps the probe would see every labelled trace
+    assert (
+        L.label_traces(pl.read_parquet(tmp_path / "generations.parquet"), prompts)[
+            "probe_label"
+        ].null_count()
+        == 0
+    )

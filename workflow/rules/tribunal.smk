@@ -53,6 +53,21 @@ tribunal_probes_control = lambda wildcards: (
     else {}
 )
 
+# Rule tribunal_tokens runs when an aggregation needs the finished answer (pre_answer) or the
+# per-token probe is on; the probes then read its activations (and its windows).
+tribunal_tokens_needed = lambda wildcards: (
+    "pre_answer" in instance("tribunal", wildcards)["capture"]["aggregations"]
+    or instance("tribunal", wildcards)["probes"]["per_token"]
+)
+tribunal_probes_tokens = lambda wildcards: (
+    {
+        "tokens_activations": f"results/tribunal/{wildcards.instance}/tokens/activations.parquet",
+        "spans": f"results/tribunal/{wildcards.instance}/tokens/spans.parquet",
+    }
+    if tribunal_tokens_needed(wildcards)
+    else {}
+)
+
 # The end products of every tribunal instance (rule all).
 tribunal_targets = lambda: expand(
     f"{TRIBUNAL}/{{target}}",
@@ -119,6 +134,38 @@ rule tribunal_generate:
         "../../scripts/tribunal/generate.py"
 
 
+# What generation cannot capture (interpflow.tribunal.tokens): the traces re-read by the same
+# model (teacher forcing) for the pre_answer window, which ends before the final answer found
+# in the finished text, and, with probes.per_token, every response token's vector.
+rule tribunal_tokens:
+    input:
+        generations=f"{TRIBUNAL}/generations.parquet",
+        model=model_input("tribunal"),
+    output:
+        activations=f"{TRIBUNAL}/tokens/activations.parquet",
+        spans=f"{TRIBUNAL}/tokens/spans.parquet",
+        provenance=f"{TRIBUNAL}/tokens/activations.parquet.provenance.json",
+    log:
+        "logs/tribunal/{instance}/tokens.log",
+    benchmark:
+        "benchmarks/results/tribunal/{instance}/tokens.tsv"
+    params:
+        model=model_spec("tribunal"),
+        model_id=model_id("tribunal"),
+        capture=setting("tribunal", "capture"),
+        labels=setting("tribunal", "labels"),
+        per_token=setting("tribunal", "probes", "per_token"),
+        batch_size=setting("tribunal", "generation", "batch_size"),
+        code=code_hash("tribunal/tokens"),
+    threads: model_threads("tribunal")
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/gpu.yaml"
+    script:
+        "../../scripts/tribunal/tokens.py"
+
+
 # The random-init control (probes.control): the same traces, teacher-forced through the control
 # model, captured at the same layers x aggregations; the probes fit the same probe on them.
 rule tribunal_control:
@@ -136,6 +183,7 @@ rule tribunal_control:
         model=tribunal_control_spec,
         model_id=tribunal_control_name,
         capture=setting("tribunal", "capture"),
+        labels=setting("tribunal", "labels"),
         batch_size=setting("tribunal", "generation", "batch_size"),
         code=code_hash("tribunal/control"),
     threads: model_threads("tribunal")
@@ -158,6 +206,7 @@ rule tribunal_labels:
         "logs/tribunal/{instance}/labels.log",
     params:
         labels=setting("tribunal", "labels"),
+        stopping=setting("tribunal", "stopping"),
         code=code_hash("tribunal/labels"),
     localrule: True
     conda:
@@ -169,6 +218,7 @@ rule tribunal_labels:
 rule tribunal_probes:
     input:
         unpack(tribunal_probes_control),  # control_activations, if probes.control is set
+        unpack(tribunal_probes_tokens),  # tokens_activations + spans, if pre_answer / per_token
         activations=f"{TRIBUNAL}/activations.parquet",
         labels=f"{TRIBUNAL}/labels.parquet",
         generations=f"{TRIBUNAL}/generations.parquet",

@@ -71,15 +71,20 @@ def format_number(value: Fraction | None) -> str | None:
 
 @dataclass(frozen=True)
 class ParsedAnswer:
-    """A final answer: its exact value (None = unparseable), the matched text and the method."""
+    """A final answer: its exact value (None = unparseable), the matched text, the method and
+    ``span``, the [start, end) characters of the final-answer statement in the response: from
+    its marker (``\\boxed{``, ``####``, "answer is") or, for ``last_number``, the number itself,
+    to the end of the number read (None when unparseable)."""
 
     value: Fraction | None
     text: str | None
     method: Literal["boxed", "hashes", "answer_is", "last_number", "none"]
+    span: tuple[int, int] | None = None
 
 
-def _boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{…}`` / ``\\fbox{…}`` with balanced braces, in order."""
+def _boxed_contents(text: str) -> list[tuple[str, tuple[int, int]]]:
+    """Contents of every ``\\boxed{…}`` / ``\\fbox{…}`` with balanced braces, in order, each
+    with the [start, end) characters of the whole box."""
     out = []
     for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
         depth, i = 1, m.end()
@@ -87,8 +92,18 @@ def _boxed_contents(text: str) -> list[str]:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            out.append(text[m.end() : i - 1])
+            out.append((text[m.end() : i - 1], (m.start(), i)))
     return out
+
+
+def _raw_span(region: str, text: str) -> tuple[int, int]:
+    """Where the last-number fallback's number (``text``, read from the cleaned region) is in
+    the raw region: its last verbatim occurrence, else the last run of number characters
+    (cleaning rewrote it: ``2{,}500``)."""
+    if (i := region.rfind(text)) >= 0:
+        return i, i + len(text)
+    runs = list(re.finditer(r"[-+$]?\d[\d.,{}\\/]*\d|\d", region))
+    return runs[-1].span() if runs else (len(region), len(region))
 
 
 _HASHES = re.compile(r"####")
@@ -120,23 +135,26 @@ def parse_final_answer(
     unparseable (``method="none"``).
     """
     region = answer_region(response)
-    for content in reversed(_boxed_contents(region)):
+    off = len(response) - len(region)  # the region's start in the response
+    for content, (a, b) in reversed(_boxed_contents(region)):
         if (v := parse_number(content)) is not None:
-            return ParsedAnswer(v, content.strip(), "boxed")
+            return ParsedAnswer(v, content.strip(), "boxed", (off + a, off + b))
     for method, pattern in (("hashes", _HASHES), ("answer_is", _ANSWER_IS)):
         for m in reversed(list(pattern.finditer(region))):
             rest = region[m.end() :].split("\n", 1)[0]
-            sentence = re.split(r"\.(?!\d)|[;!?]", rest, maxsplit=1)[0]
+            whole = re.split(r"\.(?!\d)|[;!?]", rest, maxsplit=1)[0]
             # "the answer is 2 + 1 = 3": the result of an equation, not its first operand
-            sentence = sentence.rsplit("=", 1)[-1]
+            sentence = whole.rsplit("=", 1)[-1]
             if (v := parse_number(sentence)) is not None:
-                return ParsedAnswer(v, sentence.strip(), method)  # type: ignore[arg-type]
+                span = (off + m.start(), off + m.end() + len(whole.rstrip()))
+                return ParsedAnswer(v, sentence.strip(), method, span)  # type: ignore[arg-type]
     if last_number_fallback and finished:
         statements = _QUESTION.sub(" ", _clean(region))
         nums = list(_NUMBER.finditer(statements))
         if nums:
-            v = parse_number(nums[-1].group(0))
-            return ParsedAnswer(v, nums[-1].group(0).strip(), "last_number")
+            text = nums[-1].group(0).strip()
+            a, b = _raw_span(region, text)
+            return ParsedAnswer(parse_number(text), text, "last_number", (off + a, off + b))
     return ParsedAnswer(None, None, "none")
 
 

@@ -12,6 +12,8 @@ LABELS = ("correct", "incorrect", "unparseable")
 POSITIVE = "correct"
 
 Unparseable = Literal["drop", "incorrect"]
+#: The aggregation that ends before the final answer (rule tribunal_tokens, not generation).
+PRE_ANSWER = "pre_answer"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class StoppingConfig:
     target_correct: int = 50
     target_incorrect: int = 50
     max_attempts: int = 200
+    cap_classes: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ class CaptureSettings:
     layers: tuple[int, ...] = (12, 16, 20, 24)
     aggregations: tuple[str, ...] = ("response_mean", "last_response")
     store_dtype: Literal["float16", "float32"] = "float16"
+
+    @property
+    def positional(self) -> tuple[str, ...]:
+        """The aggregations generation captures (position specs): all but ``pre_answer``."""
+        return tuple(a for a in self.aggregations if a != PRE_ANSWER)
 
 
 @dataclass(frozen=True)
@@ -81,3 +89,5 @@ class ProbesConfig:
     C: float = 1.0
     balance: bool = False
     control: str | None = None
+    per_token: bool = False
+    per_token_window: Literal["pre_answer", "response"] = "pre_answer"

@@ -31,26 +31,26 @@ def capture_control(
     capture: CaptureSettings,
     batch_size: int = 16,
     model_id: str | None = None,
+    last_number_fallback: bool = False,
 ) -> dict[str, Any]:
     """Stage: teacher-force every trace of ``generations`` (its ``chat_prompt`` + ``response``)
     through ``model``; write the activations at ``capture``'s layers × aggregations to
-    ``activations`` (the schema generation writes) and its ``provenance``. Returns a summary."""
-    from interpflow.capture import capture_texts
+    ``activations`` (the schema generation writes; ``pre_answer`` windows as rule
+    tribunal_tokens draws them, the answer parsed with ``last_number_fallback``) and its
+    ``provenance``. Returns a summary."""
     from interpflow.models import load_model
-    from interpflow.positions import parse_positions
+    from interpflow.tribunal.tokens import read_traces
 
     gens = read_parquet(generations)
     lm, tokenizer = load_model(model)
-    table = capture_texts(
+    table, _ = read_traces(
         lm,
         tokenizer,
-        gens["prompt_id"].to_list(),
-        gens["chat_prompt"].to_list(),
-        gens["response"].to_list(),
-        tuple(int(x) for x in capture.layers),
-        parse_positions(list(capture.aggregations)),
-        capture.store_dtype,
-        batch_size,
+        gens,
+        capture,
+        positions=capture.positional,
+        last_number_fallback=last_number_fallback,
+        batch_size=batch_size,
     )
     with atomic_path(activations) as tmp:
         pq.write_table(table, tmp, compression="zstd")

@@ -58,9 +58,12 @@ def sampling_config(generation: GenerationConfig, system_prompt: str | None) -> 
 
 
 def capture_config(capture: CaptureSettings) -> CaptureConfig:
-    """The engine's capture settings: one position spec per aggregation."""
+    """The engine's capture settings: one position spec per aggregation but ``pre_answer``
+    (rule tribunal_tokens reads it once the answer is known); none left = no capture."""
     return CaptureConfig(
-        layers=capture.layers, positions=capture.aggregations, store_dtype=capture.store_dtype
+        layers=capture.layers if capture.positional else (),
+        positions=capture.positional or ("last_prompt",),
+        store_dtype=capture.store_dtype,
     )
 
 

@@ -24,8 +24,9 @@ from interpflow.artifacts import (
     write_parquet,
     write_provenance,
 )
-from interpflow.tribunal.common import POSITIVE, ProbesConfig
+from interpflow.tribunal.common import POSITIVE, PRE_ANSWER, ProbesConfig
 from interpflow.tribunal.labels import class_counts
+from interpflow.tribunal.probe_figure import plot_probe_results
 
 RESULT_COLUMNS = {
     "layer": pl.Int64,
@@ -127,6 +128,8 @@ def fit_tribunal_probes(
     model_id: str | None = None,
     generations: str | Path | None = None,
     control_activations: str | Path | None = None,
+    tokens_activations: str | Path | None = None,
+    spans: str | Path | None = None,
 ) -> dict[str, Any]:
     """Stage: one logreg probe per layer × aggregation on ``activations`` and the ``labels``
     parquet; directions, metrics, figure and tables.
@@ -151,6 +154,11 @@ def fit_tribunal_probes(
     Given ``control_activations`` (the same traces re-read by ``cfg.control``, e.g. a
     random-init copy: :mod:`.control`), the same probe is fit on them on the same split and
     scored the same way (``controls.control``).
+
+    The ``pre_answer`` aggregation is read from ``tokens_activations`` (rule tribunal_tokens),
+    the others from ``activations``. With ``cfg.per_token``, one per-token probe per layer
+    (:mod:`.per_token`, on ``tokens_activations``' ``response[i]`` rows, windowed by
+    ``spans``) is scored on the same split as ``L{layer}.per_token``.
 
     When a probe cannot be fit (a class has no trace, one problem only), every file is still
     written: metrics with ``status: "skipped"``, the ``reason``, the class counts and null
@@ -223,7 +231,8 @@ def fit_tribunal_probes(
             base["controls"] = BASELINES
         for layer in layers:
             for agg in aggregations:
-                ds = load_probe_dataset(activations, lab, "probe_label", int(layer), [agg])
+                src = tokens_activations if agg == PRE_ANSWER else activations
+                ds = load_probe_dataset(src, lab, "probe_label", int(layer), [agg])
                 problems = np.array([problem_of[p] for p in ds.groups])
                 is_test = np.isin(problems, list(test_problems))
                 tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
@@ -286,24 +295,7 @@ def fit_tribunal_probes(
                     "n_train": int(tr.size),
                     "n_test": int(te.size),
                 }
-                for metric, value, ci in (
-                    ("accuracy", m["accuracy"], m["accuracy_ci"]),
-                    ("auroc", m["auroc"], m["auroc_ci"]),
-                    ("majority_accuracy", maj["accuracy"], maj["accuracy_ci"]),
-                    *((f"{n}_auroc", c["auroc"], c["auroc_ci"]) for n, c in controls.items()),
-                ):
-                    records.append(
-                        {
-                            "layer": int(layer),
-                            "aggregation": agg,
-                            "metric": metric,
-                            "value": value,
-                            "ci_low": ci[0],
-                            "ci_high": ci[1],
-                            "n_train": int(tr.size),
-                            "n_test": int(te.size),
-                        }
-                    )
+                records += _records(probes[key])
                 for j in range(ds.X.shape[0]):
                     logit_rows.append(
                         {
@@ -316,6 +308,24 @@ def fit_tribunal_probes(
                             "logit": float(logit[j]),
                         }
                     )
+
+        if cfg.per_token:
+            from interpflow.tribunal.per_token import per_token_probe
+
+            sp = read_parquet(spans) if cfg.per_token_window == PRE_ANSWER else None
+            for layer in layers:
+                entry = per_token_probe(
+                    path=tokens_activations,
+                    lab=lab,
+                    layer=int(layer),
+                    test_problems=test_problems,
+                    window_end=None if sp is None else dict(zip(sp["prompt_id"], sp["window_end"])),
+                    seed=seed,
+                    C=C,
+                    n_bootstrap=n_bootstrap,
+                )
+                probes[f"L{int(layer)}.per_token"] = entry
+                records += _records(entry) if "metrics" in entry else []
 
     result_table = pl.DataFrame(records, schema=RESULT_COLUMNS)
     logit_table = pl.DataFrame(logit_rows, schema=LOGIT_COLUMNS)
@@ -331,6 +341,29 @@ def fit_tribunal_probes(
     write_json(out, metrics)
     write_provenance(provenance, stage="tribunal_probes", **base, **status)
     return out
+
+
+def _records(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The result-table rows of one fitted probe entry (its scores and its controls')."""
+    m, maj = p["metrics"], p["majority"]
+    return [
+        {
+            "layer": p["layer"],
+            "aggregation": p["aggregation"],
+            "metric": metric,
+            "value": value,
+            "ci_low": ci[0],
+            "ci_high": ci[1],
+            "n_train": p["n_train"],
+            "n_test": p["n_test"],
+        }
+        for metric, value, ci in (
+            ("accuracy", m["accuracy"], m["accuracy_ci"]),
+            ("auroc", m["auroc"], m["auroc_ci"]),
+            ("majority_accuracy", maj["accuracy"], maj["accuracy_ci"]),
+            *((f"{n}_auroc", c["auroc"], c["auroc_ci"]) for n, c in p["controls"].items()),
+        )
+    ]
 
 
 def _best(probes: dict[str, Any]) -> dict[str, Any] | None:
@@ -351,103 +384,3 @@ def _best(probes: dict[str, Any]) -> dict[str, Any] | None:
         "ci_low_above_majority": lo is not None and lo > p["majority"]["accuracy"],
         "note": "best of several probes chosen on the test set: optimistic",
     }
-
-
-def plot_probe_results(
-    table: pl.DataFrame, logits: pl.DataFrame, out_png: str | Path, reason: str | None
-) -> Path:
-    """Accuracy and AUROC by layer per aggregation (95% CI bands, majority dashed) and the
-    test-set probe logits by true class per layer × aggregation. With ``reason`` set (no
-    probe could be fit), a figure stating the reason."""
-    from matplotlib.ticker import MaxNLocator
-
-    from interpflow.figures import plt, save_png, sns
-
-    if reason is not None:
-        fig, ax = plt.subplots(figsize=(7, 2.5))
-        ax.axis("off")
-        ax.text(
-            0.5,
-            0.5,
-            "No probe fitted:\n" + "\n".join(_wrap(reason, 80)),
-            ha="center",
-            va="center",
-            wrap=True,
-        )
-    else:
-        fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
-        aggs = table["aggregation"].unique(maintain_order=True).to_list()
-        palette = dict(zip(aggs, sns.color_palette("tab10", len(aggs))))
-        for ax, metric in zip(axes[:2], ("accuracy", "auroc")):
-            for agg in aggs:
-                sub = table.filter(
-                    (pl.col("aggregation") == agg) & (pl.col("metric") == metric)
-                ).sort("layer")
-                x = sub["layer"].to_numpy()
-                ax.plot(
-                    x,
-                    sub["value"].fill_null(np.nan).to_numpy(),
-                    marker="o",
-                    color=palette[agg],
-                    label=agg,
-                )
-                lo, hi = (sub[c].fill_null(np.nan).to_numpy() for c in ("ci_low", "ci_high"))
-                ax.fill_between(x, lo, hi, color=palette[agg], alpha=0.2, linewidth=0)
-                if metric == "accuracy":
-                    maj = table.filter(
-                        (pl.col("aggregation") == agg) & (pl.col("metric") == "majority_accuracy")
-                    ).sort("layer")
-                    ax.plot(
-                        x,
-                        maj["value"].to_numpy(),
-                        ls="--",
-                        color=palette[agg],
-                        alpha=0.7,
-                        label=f"majority ({agg})",
-                    )
-                else:  # the controls' AUROC on the same test traces, dashed
-                    for name, style in (("control", "--"), ("form", "-."), ("lexical", ":")):
-                        ctl = table.filter(
-                            (pl.col("aggregation") == agg) & (pl.col("metric") == f"{name}_auroc")
-                        ).sort("layer")
-                        if ctl.height:
-                            ax.plot(
-                                ctl["layer"].to_numpy(),
-                                ctl["value"].fill_null(np.nan).to_numpy(),
-                                ls=style,
-                                color=palette[agg],
-                                alpha=0.6,
-                                label=f"{name} ({agg})",
-                            )
-            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_xlabel("layer")
-            ax.set_ylabel(f"test {metric} (95% CI)")
-            ax.set_ylim(0, 1.02)
-            ax.legend(fontsize="small")
-            ax.grid(alpha=0.3)
-        test = logits.filter(pl.col("split") == "test").with_columns(
-            (
-                pl.lit("L") + pl.col("layer").cast(pl.String) + pl.lit(" ") + pl.col("aggregation")
-            ).alias("probe")
-        )
-        sns.boxplot(
-            data=test.to_pandas(),
-            x="probe",
-            y="logit",
-            hue="label",
-            hue_order=["correct", "incorrect"],
-            ax=axes[2],
-        )
-        axes[2].axhline(0, color="grey", lw=0.8, ls=":")
-        axes[2].set_xlabel("")
-        axes[2].set_ylabel("probe logit of 'correct' (test traces)")
-        axes[2].tick_params(axis="x", rotation=60, labelsize="small")
-        fig.suptitle("Implicit value probe: correct vs incorrect chains of thought")
-    return save_png(fig, out_png, dpi=130)
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
-    return textwrap.wrap(text, width)
