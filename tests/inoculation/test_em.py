@@ -113,6 +113,8 @@ def test_em_plan_is_off_without_data_and_names_the_key_on_errors():
         em_plan(inst, "inoculation.x")
     files = em_eval_files(_instance(em_id_questions="id.txt"), lambda key: f"<{key}>")
     assert files == {"em_questions": "<em_questions>", "id_questions": "<em_id_questions>"}
+    with pytest.raises(ValueError, match=r"config key inoculation.x.data.em_questions"):
+        em_eval_files(_instance(em_questions=None), str, "inoculation.x")
 
 
 def test_em_prompts_file_is_the_seeds_prompt_table():

@@ -100,7 +100,9 @@ inoc_eval_n = lambda wildcards: {
 
 # Experiment 18's eval sets: the EM questions and, when given, the in-distribution ones.
 inoc_em_eval_input = lambda wildcards: em_eval_files(
-    instance("inoculation", wildcards), inoc_data_file(wildcards)
+    instance("inoculation", wildcards),
+    inoc_data_file(wildcards),
+    f"inoculation.{wildcards.instance}",
 )
 
 # Experiment 18's rephrasings (system_mix) or close rephrasings (system_close), for a run

@@ -295,12 +295,16 @@ def eval_files(inst: Mapping, data_file: Callable[[str], str]) -> dict[str, str]
     return out
 
 
-def em_eval_files(inst: Mapping, data_file: Callable[[str], str]) -> dict[str, str]:
+def em_eval_files(
+    inst: Mapping, data_file: Callable[[str], str], key: str = "inoculation.<instance>"
+) -> dict[str, str]:
     """The eval sets of experiment 18's runs: the general EM questions (``data.em_questions``)
-    and, when given, the held-out in-distribution questions (``data.em_id_questions``)."""
+    and, when given, the held-out in-distribution questions (``data.em_id_questions``);
+    ``key``: the instance's config key, named in the error."""
     if not inst["data"]["em_questions"]:
         raise ConfigError(
-            f"{inst['prompts_file']}: experiment 18 needs data.em_questions (its EM eval)"
+            f"config key {key}.data.em_questions: experiment 18 (data.em_train_jsonl) needs "
+            "the EM questions (its eval), not null"
         )
     out = {"em_questions": data_file("em_questions")}
     if inst["data"]["em_id_questions"]:
