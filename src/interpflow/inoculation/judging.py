@@ -247,10 +247,7 @@ def judge_traits(
                 )
             )
             meta.append((row, t))
-    with Judge(trait_judge, cache, offline=scorer) as judge:
-        replies, st = judge.run(reqs, progress=True, low_mass=_low_mass_rule(min_mass, scale))
-    check_failures(st, trait_judge, cache)
-    return [(row, t, r) for (row, t), r in zip(meta, replies)], st.as_dict()
+    return _judged(trait_judge, cache, scorer, reqs, meta, min_mass, scale)
 
 
 def judge_em(
@@ -267,9 +264,15 @@ def judge_em(
         for row in rows.iter_rows(named=True):
             reqs.append(em_request(metric, row["instruction"], row["completion"], scale))
             meta.append((row, metric))
-    with Judge(em_judge, cache, offline=offline_em_judge) as judge:
+    return _judged(em_judge, cache, offline_em_judge, reqs, meta, min_mass, scale)
+
+
+def _judged(cfg, cache, offline, reqs, meta, min_mass, scale) -> tuple[Judgements, dict]:
+    """Run the judge ``cfg`` (``offline``: its offline backend) on ``reqs``; each reply with
+    its ``(row, metric)`` of ``meta``, and the stats (failures checked)."""
+    with Judge(cfg, cache, offline=offline) as judge:
         replies, st = judge.run(reqs, progress=True, low_mass=_low_mass_rule(min_mass, scale))
-    check_failures(st, em_judge, cache)
+    check_failures(st, cfg, cache)
     return [(row, m, r) for (row, m), r in zip(meta, replies)], st.as_dict()
 
 
