@@ -474,7 +474,7 @@ def build_atlas(
         "layers": {str(k): v for k, v in layer_matrices(methods).items()},
     }
     write_json(summary, out_json)
-    figure(table, band, model, out_png)
+    figure(table, band, model, out_png, list(methods))
     return summary
 
 
@@ -498,13 +498,19 @@ def pair_summary(table: pl.DataFrame) -> list[dict]:
     return out
 
 
-def figure(table: pl.DataFrame, band: dict, model: str, png: str | Path) -> None:
+def figure(
+    table: pl.DataFrame, band: dict, model: str, png: str | Path, order: Sequence[str] = ()
+) -> None:
     """Signed cosine of every pair of methods (rows) at every layer (columns); cells inside the
     null band's 99th percentile grey, the rest coloured and labelled, with * where the cosine
     also exceeds the layer's contrast band (99th percentile)."""
     from interpflow.figures import plt, save_png
 
-    pairs = table.select("method_a", "method_b").unique(maintain_order=True).rows()
+    rank = {m: i for i, m in enumerate(order)}
+    pairs = sorted(
+        table.select("method_a", "method_b").unique(maintain_order=True).rows(),
+        key=lambda p: (rank.get(p[0], len(rank)), rank.get(p[1], len(rank))),
+    )  # the methods' order: a method's pairs together
     layers = sorted(set(table["layer"].to_list()))
     mat = np.full((max(len(pairs), 1), max(len(layers), 1)), np.nan)
     star = np.zeros(mat.shape, dtype=bool)
@@ -526,8 +532,8 @@ def figure(table: pl.DataFrame, band: dict, model: str, png: str | Path) -> None
     ax.set_xlabel("layer (decoder block, 0-based)")
     fig.colorbar(im, ax=ax, label="signed cosine", fraction=0.03)
     ax.set_title(
-        f"direction atlas · {model} · grey: |cos| ≤ {band['p99']:.3f}, the 99th percentile of "
-        f"random unit vectors in d = {band['d']} (95th: {band['p95']:.3f}); *: beyond the "
+        f"direction atlas · {model}\ngrey: |cos| ≤ {band['p99']:.3f}, the 99th percentile of "
+        f"random unit vectors in d = {band['d']} (95th: {band['p95']:.3f})\n*: beyond the "
         "99th percentile of two random prompt contrasts (contrast band); blank: not both",
         fontsize=8,
     )
