@@ -136,3 +136,17 @@ def test_tribunal_findings_writes_both_rows(tmp_path):
     back = read(tmp_path / "findings.json")
     assert [r.metric for r in back] == [r.metric for r in rows]
     assert list(back[0].controls[0].margin_ci) == [0.05, 0.3]
+
+
+def test_the_per_token_probe_is_quoted_but_not_chosen():
+    """The per-token probe has no controls: a higher AUROC does not make it the headline."""
+    m = _metrics()
+    m["probes"]["L12.per_token"] = {
+        "aggregation": "per_token",
+        "metrics": {"auroc": 0.95, "auroc_ci": [0.8, 1.0], "accuracy": 0.9},
+        "n_test": 18,
+        "controls": {},
+    }
+    f = probe_auroc(m, instance="smollm2", model="smollm2")
+    assert f.metric == "AUROC, L12.response_mean, held-out problems" and f.value == 0.85
+    assert "L12.per_token 0.950" in f.finding and f.holds

@@ -80,11 +80,12 @@ def _planted(tmp_path, n_problems=24, d=6, planted=10.0, seed=0):
     """Per-token hidden states read through capture's position plan. Both traces of a problem
     (one correct, one incorrect) share their tokens before the answer, as a causal model's
     states do for a shared prefix; only the answer tokens carry the class (dimension 0 =
-    +planted / -planted). Returns (activations, tokens, spans, labels) paths / table."""
+    +planted / -planted), and so does the text: "Step <p>. The answer is yes/no." Returns
+    (activations, tokens, spans, generations) paths and the labels table."""
     import torch
 
     rng = np.random.default_rng(seed)
-    p_len, rows, spans = 3, [], []
+    p_len, rows, spans, texts = 3, [], [], []
     pids, r_lens, ends, hs, labels = [], [], [], [], []
     for p in range(n_problems):
         r_len = int(rng.integers(6, 11))
@@ -113,7 +114,11 @@ def _planted(tmp_path, n_problems=24, d=6, planted=10.0, seed=0):
                     "capped": False,
                 }
             )
-            spans.append({"prompt_id": pids[-1], "window_end": end})
+            text = f"Step {p}. The answer is {'yes' if label == 'correct' else 'no'}."
+            texts.append({"prompt_id": pids[-1], "response": text})
+            spans.append(
+                {"prompt_id": pids[-1], "window_end": end, "window_end_char": text.index("The")}
+            )
     total = p_len + max(r_lens)
     width = p_len  # no padding needed: all prompts are p_len long
     h = torch.zeros((len(hs), total, d))
@@ -134,12 +139,13 @@ def _planted(tmp_path, n_problems=24, d=6, planted=10.0, seed=0):
     act, tok = tmp_path / "act.parquet", tmp_path / "tokens.parquet"
     pq.write_table(_activation_table(pids, mean_only, plan.token_index, "float32"), act)
     pq.write_table(_activation_table(pids, tokens_only, plan.token_index, "float32"), tok)
-    sp = tmp_path / "spans.parquet"
+    sp, gens = tmp_path / "spans.parquet", tmp_path / "generations.parquet"
     pl.DataFrame(spans).write_parquet(sp)
-    return act, tok, sp, pl.DataFrame(rows, schema=LABEL_SCHEMA)
+    pl.DataFrame(texts).write_parquet(gens)
+    return act, tok, sp, gens, pl.DataFrame(rows, schema=LABEL_SCHEMA)
 
 
-def _fit(tmp_path, act, tok, sp, labels, **probes):
+def _fit(tmp_path, act, tok, sp, gens, labels, **probes):
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     labels.write_parquet(out / "labels.parquet")
@@ -152,23 +158,28 @@ def _fit(tmp_path, act, tok, sp, labels, **probes):
         cfg=ProbesConfig(n_bootstrap=200, **probes),
         tokens_activations=tok,
         spans=sp,
+        generations=gens,
     )
 
 
 def test_a_feature_planted_in_answer_tokens_is_chance_for_pre_answer_perfect_for_mean(tmp_path):
-    act, tok, sp, labels = _planted(tmp_path)
-    m = _fit(tmp_path, act, tok, sp, labels, per_token=True)
+    act, tok, sp, gens, labels = _planted(tmp_path)
+    m = _fit(tmp_path, act, tok, sp, gens, labels, per_token=True)
     probes = m["probes"]
     assert probes["L1.response_mean"]["metrics"]["auroc"] == 1.0
     # both traces of a test problem get the same pre_answer vector: every within-problem pair
     # ties, and across problems the classes are exchangeable -> exactly chance
     pre = probes["L1.pre_answer"]["metrics"]
     assert pre["auroc"] == 0.5 and pre["auroc_ci"][0] <= 0.5 <= pre["auroc_ci"][1]
+    # its text controls read the same window (the words before the answer): chance too,
+    # while the whole trace's words give the answer away
+    pre_words = probes["L1.pre_answer"]["controls"]["lexical"]["auroc"]
+    assert pre_words == 0.5 and probes["L1.response_mean"]["controls"]["lexical"]["auroc"] == 1.0
     tok_probe = probes["L1.per_token"]
     assert tok_probe["window"] == "pre_answer" and tok_probe["metrics"]["auroc"] == 0.5
     assert tok_probe["n_test"] == probes["L1.response_mean"]["n_test"]
     # the per-token probe on every response token reads the planted answer tokens
-    m2 = _fit(tmp_path, act, tok, sp, labels, per_token=True, per_token_window="response")
+    m2 = _fit(tmp_path, act, tok, sp, gens, labels, per_token=True, per_token_window="response")
     whole = m2["probes"]["L1.per_token"]
     assert whole["window"] == "response" and whole["metrics"]["auroc"] == 1.0
     assert whole["n_train_tokens"] > tok_probe["n_train_tokens"]
@@ -179,8 +190,8 @@ def test_a_feature_planted_in_answer_tokens_is_chance_for_pre_answer_perfect_for
 def test_per_token_probe_splits_by_problem(tmp_path):
     """No problem has traces on both sides: the per-token probe's test traces are exactly the
     test traces of the trace-level probes, whose split is grouped by problem."""
-    act, tok, sp, labels = _planted(tmp_path)
-    m = _fit(tmp_path, act, tok, sp, labels, per_token=True)
+    act, tok, sp, gens, labels = _planted(tmp_path)
+    m = _fit(tmp_path, act, tok, sp, gens, labels, per_token=True)
     logits = pl.read_parquet(tmp_path / "out" / "probe_logits.parquet")
     split = logits.group_by("problem_id").agg(pl.col("split").n_unique())
     assert split["split"].max() == 1

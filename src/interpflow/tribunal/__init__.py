@@ -12,8 +12,12 @@ whether the residual stream separates correct from incorrect traces. One module 
 2. :mod:`.generate` — generation + capture through
    :func:`interpflow.generate.generate_and_capture` with a stopping rule (targets of correct
    and incorrect traces reached) checked after each resumable shard.
+   :mod:`.tokens` (rule ``tribunal_tokens``, only with the ``pre_answer`` aggregation or
+   ``probes.per_token``) — the traces re-read by the same model for what needs the finished
+   text: the mean before the final answer, and every response token's vector.
 3. :mod:`.labels` — parsed answer (:mod:`.answers`) vs gold: ``correct``, ``incorrect`` or
-   ``unparseable`` (its own label, counted, never silently dropped).
+   ``unparseable`` (its own label, counted, never silently dropped); with
+   ``stopping.cap_classes`` each probe class capped at its target in attempt order.
 4. :mod:`.probes` — one logistic-regression probe per layer × aggregation on one split grouped
    by *problem*; accuracy / AUROC with 95% CIs against the majority baseline; the
    implicit-value directions; the figure ``probe_results.png`` and its table; beside every
@@ -21,6 +25,8 @@ whether the residual stream separates correct from incorrect traces. One module 
    trace's form, its words) and, with ``probes.control``, the same probe on a random-init
    copy's re-reading of the same traces (:mod:`.control`, rule ``tribunal_control``), each
    with the probe's paired margin.
+   With ``probes.per_token``, a per-token probe per layer (:mod:`.per_token`). The figure:
+   :mod:`.probe_figure`.
 5. :mod:`.findings` — the headline (best probe AUROC beside its controls) and the class
    balance, as ``findings.json`` rows.
 

@@ -43,8 +43,9 @@ def _fitted(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Finding:
-    """The best probe's test AUROC with the text controls as paired margins (``metrics`` is
-    the instance's metrics.json)."""
+    """The best trace-level probe's test AUROC with the text controls as paired margins
+    (``metrics`` is the instance's metrics.json; the per-token probes, which have no
+    controls, are quoted beside it but not chosen)."""
     fitted = _fitted(metrics)
     control = metrics.get("control")
     names = ([f"control ({control})"] if control else []) + list(TEXT_CONTROLS)
@@ -62,7 +63,9 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
             expect=expect,
             holds=False,
         )
-    key, best = max(fitted.items(), key=lambda kv: (kv[1]["metrics"]["auroc"] or -1.0, kv[0]))
+    # the best trace-level probe: those carry the controls (the per-token probe does not)
+    judged = {k: p for k, p in fitted.items() if p.get("aggregation") != "per_token"} or fitted
+    key, best = max(judged.items(), key=lambda kv: (kv[1]["metrics"]["auroc"] or -1.0, kv[0]))
     m = best["metrics"]
     controls = []
     labels = ({"control": f"random-init copy, {control}"} if control else {}) | TEXT_CONTROLS

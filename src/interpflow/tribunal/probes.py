@@ -156,7 +156,8 @@ def fit_tribunal_probes(
     scored the same way (``controls.control``).
 
     The ``pre_answer`` aggregation is read from ``tokens_activations`` (rule tribunal_tokens),
-    the others from ``activations``. With ``cfg.per_token``, one per-token probe per layer
+    the others from ``activations``; its text controls read the trace only up to where its
+    window ends (``spans``' ``window_end_char``, with that many tokens and no cap flag). With ``cfg.per_token``, one per-token probe per layer
     (:mod:`.per_token`, on ``tokens_activations``' ``response[i]`` rows, windowed by
     ``spans``) is scored on the same split as ``L{layer}.per_token``.
 
@@ -204,7 +205,7 @@ def fit_tribunal_probes(
         train_classes = set(lab["probe_label"].to_numpy()[train_idx].tolist())
         if train_classes != {"correct", "incorrect"}:
             reason = f"the split grouped by problem leaves only {sorted(train_classes)} in train"
-    baselines = {}
+    baselines, pre_baselines = {}, {}
     if reason is None:
         base["probe_counts"] = {
             k: int((lab["probe_label"] == k).sum()) for k in ("correct", "incorrect")
@@ -220,15 +221,17 @@ def fit_tribunal_probes(
                 read_parquet(generations).select("prompt_id", "response"), on="prompt_id"
             )
             ids = lab["prompt_id"].to_numpy()
-            baselines = baseline_proba(
-                text,
-                ids[train_idx].tolist(),
-                ids[test_idx].tolist(),
-                ("correct", "incorrect"),
-                seed,
-                C,
-            )
+            split = (ids[train_idx].tolist(), ids[test_idx].tolist(), ("correct", "incorrect"))
+            baselines = baseline_proba(text, *split, seed, C)
             base["controls"] = BASELINES
+            if PRE_ANSWER in aggregations and spans is not None:
+                # pre_answer's controls read the same window of text: up to the answer
+                cut = text.join(read_parquet(spans), on="prompt_id").with_columns(
+                    pl.col("response").str.slice(0, pl.col("window_end_char")),
+                    pl.col("window_end").cast(pl.Int32).alias("response_tokens"),
+                    pl.lit(True).alias("finished"),
+                )
+                pre_baselines = baseline_proba(cut, *split, seed, C)
         for layer in layers:
             for agg in aggregations:
                 src = tokens_activations if agg == PRE_ANSWER else activations
@@ -253,7 +256,8 @@ def fit_tribunal_probes(
                     ds.y[te], proba, classes, problems[te], n_bootstrap, seed
                 )
                 maj = majority_baseline(ds.y[tr], ds.y[te], problems[te], n_bootstrap, seed)
-                row_controls = {name: by_id for name, by_id in baselines.items()}
+                text_controls = pre_baselines if agg == PRE_ANSWER else baselines
+                row_controls = {name: by_id for name, by_id in text_controls.items()}
                 if control_activations is not None:
                     from interpflow.tribunal.control import control_proba
 
