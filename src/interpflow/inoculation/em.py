@@ -78,7 +78,7 @@ def fig_em_inoculation(table: pl.DataFrame, png: str | Path, csv: str | Path) ->
     )
     sets = [s for s in EVAL_SETS if s in set(last["eval_set"])]
     fig, axes = plt.subplots(
-        len(sets), 1, figsize=(max(6, 0.55 * len(runs) + 2), 3.6 * len(sets)), squeeze=False
+        len(sets), 1, figsize=(max(6, 0.55 * len(runs) + 2), 5.0 * len(sets)), squeeze=False
     )
     for ax, eval_set in zip(axes[:, 0], sets):
         for j, cond in enumerate(("default", "training")):
@@ -91,14 +91,19 @@ def fig_em_inoculation(table: pl.DataFrame, png: str | Path, csv: str | Path) ->
                     ys.append(r["em_rate"][0])
                     lo.append(r["em_rate"][0] - r["ci_low"][0])
                     hi.append(r["ci_high"][0] - r["em_rate"][0])
-            ax.bar(xs, ys, width=0.4, yerr=[lo, hi], capsize=3, label=f"{cond} system prompt")
+            if not xs:  # no such condition in this panel (the control has no training one)
+                continue
+            ax.bar(xs, ys, width=0.4, yerr=[lo, hi], capsize=3, label=f"{cond} system prompt",
+                   color=("tab:blue", "tab:orange")[j])  # fmt: skip
         labels = [f"{run}\n{group}" if group else run for run, _, group in runs]
         ax.set_xticks(range(len(runs)), labels, rotation=60, ha="right", fontsize=6)
         ax.set_ylim(0, 1)
+        ax.set_xlim(-0.6, len(runs) - 0.4)
         ax.set_ylabel("EM rate (coh.>60, align.<40)")
         what = "general EM questions" if eval_set == "em" else "in-distribution questions"
         ax.set_title(f"Experiment 18: EM rate at the last step, {what} (Wilson 95% CI)", fontsize=9)
         ax.legend(fontsize="x-small")
+    fig.tight_layout()  # the rotated run labels clear the next panel's title
     save_png(fig, png, dpi=120)
     write_csv(last, csv)
     return last
