@@ -198,8 +198,10 @@ def test_preset_dry_runs_offline(tmp_path):
     assert "models_stub" not in counts  # a hub model: nothing to build
     for rule in RULES:
         assert counts[rule] == 1, rule
-    # a preset means exactly the instances it declares: one tribunal instance, nothing else
-    assert set(counts) == {*RULES, "findings", "all", "total"}, counts
+    # a preset means exactly the instances it declares: one tribunal instance, nothing else;
+    # its pre_answer aggregation is read by rule tribunal_tokens
+    assert counts["tribunal_tokens"] == 1
+    assert set(counts) == {*RULES, "tribunal_tokens", "findings", "all", "total"}, counts
     assert "results/tribunal/r1-7b/metrics.json" in proc.stdout
     assert "results/tribunal/default/" not in proc.stdout
     print("preset jobs:", counts)
