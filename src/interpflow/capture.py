@@ -95,7 +95,7 @@ class _PositionPlan:
                 if e > a:
                     weights[b, j, off + a : off + e] = 1.0 / (e - a)
         token_index = {p.name: idx[:, j].numpy() for j, p in enumerate(index_pos)}
-        token_index.update({name: np.full(bsz, -1) for name in [p.name for p in mean_pos]})
+        token_index.update({p.name: np.full(bsz, -1) for p in mean_pos})
         token_index.update({name: np.full(bsz, -1) for name in windows})
         return cls(
             names=[p.name for p in index_pos + mean_pos] + list(windows),
