@@ -83,28 +83,6 @@ def test_null_band_matches_exact_quantiles_and_the_one_over_sqrt_d_scale():
         A.null_band(1)
 
 
-def test_contrast_band_known_answers():
-    """Prompts that vary along one direction only: every contrast is that direction (|cos| 1).
-    Isotropic prompts: contrasts are isotropic, so the band is the null band's."""
-    rng = np.random.default_rng(0)
-    u = rng.standard_normal(D)
-    one = (rng.standard_normal(20)[:, None] * u + 5.0)[:, None, :]  # [n, 1 layer, d]
-    band = A.contrast_band(one, n_draws=200)
-    assert band[0]["p95"] == pytest.approx(1.0) and band[0]["n_prompts"] == 20
-    iso = rng.standard_normal((400, 2, 64))
-    band = A.contrast_band(iso, n_draws=2000, seed=1)
-    for layer in (0, 1):
-        assert band[layer]["p95"] == pytest.approx(A.analytic_abs_cos_quantile(64, 0.95), rel=0.1)
-    with pytest.raises(ValueError, match=">= 4 prompts"):
-        A.contrast_band(iso[:3])
-    # the table flags a cosine beyond the layer's contrast band; none where there is no band
-    e = np.eye(8)
-    methods = {"a": {0: e[0], 1: e[0]}, "b": {0: e[0] + e[1], 1: e[0] + e[1]}}
-    t = A.cosine_table(methods, {"p95": 0.1, "p99": 0.2}, {0: {"p99": 0.9}})
-    assert t["outside_null_p99"].to_list() == [True, True]
-    assert t["outside_contrast_p99"].to_list() == [False, None]
-
-
 # --- layers ----------------------------------------------------------------------------------
 
 
@@ -335,7 +313,6 @@ def test_build_atlas_on_constructed_files(tmp_path):
         "tribunal/t:response_mean", "steering/s:repe", "steering/s:repe_pca"
     ]  # fmt: skip
     assert summary["absent"] == [] and out["png"].stat().st_size > 0
-    assert saved["contrast_band"] is None and t["contrast_p99"].null_count() == t.height
 
 
 # --- the stage on the stub (the session's `snakemake all`) ------------------------------------
@@ -362,8 +339,8 @@ def test_atlas_on_stub(all_run):
     # dW adapts blocks 1-2 of 4 (layer slice 30-80%): no shift at block 0
     assert methods["steering/default:shift_lora"]["layers"] == [1, 2, 3]
     assert saved["null_band"]["d"] == 64
-    # the contrast band: the steering eval prompts' states, every layer
-    assert set(saved["contrast_band"]["by_layer"]) == {"0", "1", "2", "3"}
+    # the anisotropy reference: the eval prompts' mean state without dW, at every layer
+    assert methods["steering/default:mean_state"]["layers"] == [0, 1, 2, 3]
     # the table and the per-layer matrices agree; each matrix is symmetric with a unit diagonal
     for r in table.iter_rows(named=True):
         mat = saved["layers"][str(r["layer"])]

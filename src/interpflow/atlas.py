@@ -23,7 +23,8 @@ only where it has a non-zero direction there.
 Null band (:func:`null_band`): |cos| between independent uniformly random unit vectors in
 d dimensions, by simulation (fixed seed), with the exact quantiles beside it ((1 + cos) / 2 is
 Beta((d − 1)/2, (d − 1)/2); the scale is 1/√d). It is the isotropic null: residual streams
-are anisotropic, so two unrelated data-derived directions can exceed it.
+are anisotropic, so two unrelated data-derived directions can exceed it (``mean_state``
+shows one such shared component).
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ CSV_COLUMNS = {
     "null_p95": pl.Float64,
     "null_p99": pl.Float64,
     "outside_null_p99": pl.Boolean,
-    "contrast_p99": pl.Float64,
-    "outside_contrast_p99": pl.Boolean,
 }
 
 
@@ -106,7 +105,7 @@ def null_band(d: int, n: int = 20000, seed: int = 0, quantiles=(0.95, 0.99)) -> 
         a, b = rng.standard_normal((2, m, d))
         out.append((a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1))
     cos = np.abs(np.concatenate(out))
-    band = {"d": int(d), "n": int(n), "seed": int(seed), "scale": 1 / np.sqrt(d)}
+    band = {"d": int(d), "n": int(n), "seed": int(seed), "scale": float(1 / np.sqrt(d))}
     for q in quantiles:
         key = f"p{round(q * 100)}"
         band[key] = float(np.quantile(cos, q))
@@ -114,34 +113,9 @@ def null_band(d: int, n: int = 20000, seed: int = 0, quantiles=(0.95, 0.99)) -> 
     return band
 
 
-def contrast_band(states, n_draws: int = 1000, seed: int = 0) -> dict[int, dict]:
-    """The anisotropic reference, per layer of ``states`` ``[n, L, d]``: quantiles of |cos|
-    between the mean differences of two independent random balanced splits of the n prompts
-    (how much any two prompt contrasts align where the residual stream's variance is
-    concentrated). ``{layer: {"p95", "p99", "n_prompts"}}``."""
-    x = np.asarray(states, dtype=np.float64)
-    n = x.shape[0]
-    if n < 4:
-        raise ValueError(f"contrast band needs >= 4 prompts, got {n}")
-    rng = np.random.default_rng(seed)
-    signs = np.where(np.arange(n) < n // 2, 1.0, -1.0)
-    w = np.stack([rng.permutation(signs) for _ in range(2 * n_draws)]).reshape(2, n_draws, n)
-    w /= np.abs(w).sum(-1, keepdims=True) / 2  # mean of one half minus mean of the other
-    out = {}
-    for layer in range(x.shape[1]):
-        c1, c2 = w[0] @ x[:, layer], w[1] @ x[:, layer]
-        cos = np.abs((c1 * c2).sum(-1)) / np.linalg.norm(c1, axis=-1) / np.linalg.norm(c2, axis=-1)
-        q95, q99 = np.quantile(cos, [0.95, 0.99])
-        out[layer] = {"p95": float(q95), "p99": float(q99), "n_prompts": int(n)}
-    return out
-
-
-def cosine_table(
-    methods: Mapping[str, Mapping[int, np.ndarray]], band: dict, contrast: Mapping | None = None
-) -> pl.DataFrame:
+def cosine_table(methods: Mapping[str, Mapping[int, np.ndarray]], band: dict) -> pl.DataFrame:
     """Signed cosine of every pair of methods (in the given order) at every layer where both
-    have a direction, beside the null band and the layer's :func:`contrast_band` (null where
-    there is none): :data:`CSV_COLUMNS`."""
+    have a direction, beside the null band: :data:`CSV_COLUMNS`."""
     names = list(methods)
     rows = []
     layers = sorted({int(layer) for m in methods.values() for layer in m})
@@ -152,7 +126,6 @@ def cosine_table(
                 if va is None or vb is None or unit(va) is None or unit(vb) is None:
                     continue
                 c = cosine(va, vb)
-                ref = (contrast or {}).get(layer, {}).get("p99")
                 rows.append(
                     {
                         "layer": layer,
@@ -162,8 +135,6 @@ def cosine_table(
                         "null_p95": band["p95"],
                         "null_p99": band["p99"],
                         "outside_null_p99": abs(c) > band["p99"],
-                        "contrast_p99": ref,
-                        "outside_contrast_p99": None if ref is None else abs(c) > ref,
                     }
                 )
     return pl.DataFrame(rows, schema=CSV_COLUMNS)
@@ -337,19 +308,20 @@ def collect(
     tribunal: Sequence[Mapping] = (),
     steering: Sequence[Mapping] = (),
     alpha: float = 1.0,
-) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, dict], list[str], dict | None]:
+) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, dict], list[str]]:
     """Every method's directions from the stage's plan (one entry per study instance on the
     model: its files and config blocks, as rule ``atlas`` passes them): ``(methods, meta,
-    notes, reference)``; ``meta[name]`` says where a method's directions come from and which
-    way they point; ``notes`` name the methods absent and why; ``reference``: the first steering
-    instance's eval-prompt states without dW (``{"source", "states"}``, for
-    :func:`contrast_band`), or None."""
+    notes)``; ``meta[name]`` says where a method's directions come from and which way they
+    point; ``notes`` name the methods absent and why. Beside the concept directions, each
+    steering instance with a dW adds ``mean_state``: the mean residual state of its eval
+    prompts without dW, a reference for the component that data-derived directions share
+    with the residual stream's mean (anisotropy), not a concept."""
     from interpflow.config import from_config
     from interpflow.deception.common import ProbeConfig
     from interpflow.models import ModelSpec, load_model
     from interpflow.steering.common import EvalConfig
 
-    methods, meta, notes, reference = {}, {}, [], None
+    methods, meta, notes = {}, {}, []
 
     def add(name, layers, **info):
         methods[name] = layers
@@ -412,8 +384,15 @@ def collect(
                 model=spec, dw=path, eval_sets=inst["eval_sets"], config=config,
                 alpha=alpha, loaded=loaded,
             )  # fmt: skip
-            if reference is None:
-                reference = {"source": f"steering/{name} eval prompts", "states": s["base"]}
+            if f"steering/{name}:mean_state" not in methods:
+                add(
+                    f"steering/{name}:mean_state",
+                    dict(enumerate(s["base"].mean(0))),
+                    study="steering",
+                    source="the eval prompts' states without dW",
+                    orientation="the mean residual state (a reference, not a concept)",
+                    n_prompts=s["n_prompts"],
+                )
             conv = LAYER_CONVENTION["steering"]
             layers = {to_block(i, conv): row for i, row in enumerate(s["shift"]) if row.any()}
             add(
@@ -427,7 +406,7 @@ def collect(
                 shift_norm=s["norm"].tolist(),
                 base_norm=s["base_norm"].tolist(),
             )
-    return methods, meta, notes, reference
+    return methods, meta, notes
 
 
 def build_atlas(
@@ -448,7 +427,7 @@ def build_atlas(
     figure (``out_png``)."""
     from interpflow.figures import write_csv
 
-    methods, meta, notes, reference = collect(
+    methods, meta, notes = collect(
         deception=deception, tribunal=tribunal, steering=steering, alpha=alpha
     )
     dims = {n: next(iter(v.values())).size for n, v in methods.items() if v}
@@ -457,17 +436,13 @@ def build_atlas(
     if not dims:
         raise ValueError(f"atlas of model {model}: no method has a direction ({notes})")
     band = null_band(next(iter(dims.values())), null_n, seed)
-    contrast = None if reference is None else contrast_band(reference["states"], seed=seed)
-    table = cosine_table(methods, band, contrast)
+    table = cosine_table(methods, band)
     write_csv(table, out_csv)
     summary = {
         "model": model,
         "layer_convention": "decoder block index, 0-based (hidden_states[l + 1])",
         "cosine": "signed; each method's orientation in methods",
         "null_band": band,
-        "contrast_band": None
-        if contrast is None
-        else {"source": reference["source"], "by_layer": {str(k): v for k, v in contrast.items()}},
         "methods": meta,
         "absent": notes,
         "pairs": pair_summary(table),
@@ -492,7 +467,6 @@ def pair_summary(table: pl.DataFrame) -> list[dict]:
                 "max_abs_layer": top["layer"],
                 "max_abs_cosine": top["cosine"],
                 "n_outside_null_p99": int(g["outside_null_p99"].sum()),
-                "n_outside_contrast_p99": int(g["outside_contrast_p99"].fill_null(False).sum()),
             }
         )
     return out
@@ -502,8 +476,7 @@ def figure(
     table: pl.DataFrame, band: dict, model: str, png: str | Path, order: Sequence[str] = ()
 ) -> None:
     """Signed cosine of every pair of methods (rows) at every layer (columns); cells inside the
-    null band's 99th percentile grey, the rest coloured and labelled, with * where the cosine
-    also exceeds the layer's contrast band (99th percentile)."""
+    null band's 99th percentile grey, the rest coloured and labelled."""
     from interpflow.figures import plt, save_png
 
     rank = {m: i for i, m in enumerate(order)}
@@ -513,10 +486,9 @@ def figure(
     )  # the methods' order: a method's pairs together
     layers = sorted(set(table["layer"].to_list()))
     mat = np.full((max(len(pairs), 1), max(len(layers), 1)), np.nan)
-    star = np.zeros(mat.shape, dtype=bool)
     for r in table.iter_rows(named=True):
         ij = pairs.index((r["method_a"], r["method_b"])), layers.index(r["layer"])
-        mat[ij], star[ij] = r["cosine"], bool(r["outside_contrast_p99"])
+        mat[ij] = r["cosine"]
     inside = np.abs(mat) <= band["p99"]
     fig, ax = plt.subplots(
         figsize=(max(6, 0.42 * len(layers) + 4), max(2.5, 0.38 * len(pairs) + 1.6))
@@ -525,16 +497,15 @@ def figure(
     im = ax.imshow(np.where(inside, np.nan, mat), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     for (i, j), v in np.ndenumerate(mat):
         if np.isfinite(v) and not inside[i, j]:
-            label = f"{v:+.2f}".replace("0.", ".") + ("*" if star[i, j] else "")
-            ax.text(j, i, label, ha="center", va="center", fontsize=6)
+            ax.text(j, i, f"{v:+.2f}".replace("0.", "."), ha="center", va="center", fontsize=6)
     ax.set_xticks(range(len(layers)), [str(x) for x in layers], fontsize=7)
     ax.set_yticks(range(len(pairs)), [f"{a} · {b}" for a, b in pairs], fontsize=7)
     ax.set_xlabel("layer (decoder block, 0-based)")
     fig.colorbar(im, ax=ax, label="signed cosine", fraction=0.03)
     ax.set_title(
         f"direction atlas · {model}\ngrey: |cos| ≤ {band['p99']:.3f}, the 99th percentile of "
-        f"random unit vectors in d = {band['d']} (95th: {band['p95']:.3f})\n*: beyond the "
-        "99th percentile of two random prompt contrasts (contrast band); blank: not both",
+        f"random unit vectors in d = {band['d']} (95th: {band['p95']:.3f}); blank: not both\n"
+        "mean_state: the eval prompts' mean residual state (the anisotropy reference)",
         fontsize=8,
     )
     save_png(fig, png, dpi=130)
