@@ -28,6 +28,16 @@ def bench(tmp_path):
     return root
 
 
+def test_a_cross_study_rule_is_filed_under_its_own_name(tmp_path):
+    root = tmp_path / "benchmarks/results"
+    _bench(root / "atlas/smollm2/atlas.tsv", (45.0, 800.0, 11.0))
+    (row,) = L.read_benchmarks(root).iter_rows(named=True)
+    assert (row["study"], row["instance"], row["rule"], row["job"]) == (
+        "atlas", "smollm2", "atlas", "atlas"
+    )  # fmt: skip
+    assert L.measured_rates(L.read_benchmarks(root)) == {"atlas": 45.0}
+
+
 def test_ledger_sums_each_rules_latest_run_per_rule_and_instance(bench):
     jobs = L.read_benchmarks(bench)
     assert jobs.height == 4

@@ -66,7 +66,8 @@ def read_benchmarks(root: str | Path = BENCHMARKS) -> pl.DataFrame:
             {
                 "study": parts[0],
                 "instance": parts[1],
-                "rule": f"{parts[0]}_{parts[2]}",
+                # a study's rules are <study>_<stage>; a cross-study rule (atlas) is its name
+                "rule": parts[0] if parts[2] == parts[0] else f"{parts[0]}_{parts[2]}",
                 "job": "/".join(parts[3:]) or parts[2],
                 "wall_s": float(value["s"]),
                 "cpu_s": _float(value.get("cpu_time")),
