@@ -271,8 +271,10 @@ def test_profile_signal_reaches_the_job_step_and_generation_stops_at_a_token_ste
     log = (out / "job.log").read_text()
     result = json.loads((out / "result.json").read_text())
     assert record["JobState"] == "FAILED", (record, log)  # stopped before the limit: no TIMEOUT
-    assert result["result"].startswith("SIGUSR1: stopped at a token step"), (result, log)
-    assert int((out / "forwards_after_signal").read_text()) <= 1, log
+    # mostly inside generate ("at a token step"); sometimes during capture's extra decode step
+    # after it ("before prompt ..." of the next batch): either way at most one forward pass
+    assert result["result"].startswith("SIGUSR1: stopped "), (result, log)
+    assert int((out / "forwards_after_signal").read_text()) <= 1, (result, log)
     shards = out / "gen.parquet.shards"
     kept = len(list(shards.glob("*.generations.parquet")))
     # the run did not finish (SLURM may warn up to a minute early: possibly in the first shard)
