@@ -13,7 +13,7 @@ def main(smk):
         personas=smk.input.personas,
         questions=smk.input.questions,
         prompts=smk.input.prompts,
-        engineered=smk.input.engineered,
+        engineered=smk.input.engineered or None,  # [] when baselines.engineered is off
         eval_sets=dict(smk.params.eval_sets),
         out_directions=smk.output.directions,
         out_norms=smk.output.norms,

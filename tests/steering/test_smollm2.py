@@ -88,6 +88,11 @@ def test_dw_moves_the_log_ratio_in_the_trained_direction(built, evals):
     assert abs(random.value) < f.value / 4, random
 
 
+def test_the_preset_scores_its_prompt_pair_without_the_engineered_prompts(evals):
+    prompts = evals.filter(pl.col("method") == "prompt")
+    assert set(prompts["variant"]) == {"none", "agree", "disagree"}  # baselines.engineered: false
+
+
 def test_the_readout_stays_in_format(evals):
     """p(Yes) + p(No) does not collapse under steering (measured 0.43-0.44 at every alpha)."""
     for alpha in (-1.0, 0.0, 1.0):

@@ -26,10 +26,15 @@ steering_personas = lambda wildcards: existing_file(
     f"{steering_key(wildcards)}.axis",
 )
 
-# The AxBench-design engineered prompts of the instance's axis (the baselines stage).
-steering_engineered = lambda wildcards: existing_file(
-    "{resource_dir}/engineered/{axis}.json".format(**instance("steering", wildcards)),
-    f"{steering_key(wildcards)}.axis",
+# The AxBench-design engineered prompts of the instance's axis (the baselines stage); none
+# when baselines.engineered is off.
+steering_engineered = lambda wildcards: (
+    existing_file(
+        "{resource_dir}/engineered/{axis}.json".format(**instance("steering", wildcards)),
+        f"{steering_key(wildcards)}.axis",
+    )
+    if instance("steering", wildcards)["baselines"]["engineered"]
+    else []
 )
 
 # {eval set name: path} of the instance; null paths are skipped (the schema wants one set).
