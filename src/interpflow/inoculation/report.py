@@ -13,6 +13,7 @@ import polars as pl
 
 from interpflow.artifacts import read_parquet
 from interpflow.inoculation import paper_figures as paper
+from interpflow.inoculation.angle_suppression import fig_dim_suppression
 from interpflow.inoculation.correlations import correlate, pearson
 from interpflow.inoculation.fixed_vs_mix import fig_fixed_vs_mix
 from interpflow.inoculation.study import FIGURES, parse_run
@@ -421,6 +422,9 @@ def report_stage(
     )
     paper.fig_angle_bars(angle_sum, *out["angle_cross_trait"])
     paper.fig_angle_per_prompt(angle_table, prompt_traits, *out["angle_per_prompt"])
+    study_traits = [t for t in dict.fromkeys(prompt_traits.values()) if t != "neutral"]
+    study_traits += [t for t in full["trait"].unique(maintain_order=True) if t not in study_traits]
+    fig_dim_suppression(full, study_traits, *out["angle_dim_suppression"])
     fig_fixed_vs_mix(
         _w_rows(matrices, meta_doc, "W_fixed"),
         _w_rows(matrices, meta_doc, "W_mix"),

@@ -47,6 +47,7 @@ FIGURES = (
     "lls_metrics",  # experiment 13: gamma, sigma, SNR vs suppression
     "angle_cross_trait",  # experiment 19: angle per pair kind and representation
     "angle_per_prompt",  # experiment 19: each prompt's mean angle to each trait's prompts
+    "angle_dim_suppression",  # experiment 19 Q1: signed PC/SV coordinate vs suppression
     "fixed_vs_mix_heuristics",  # experiment 20: 6 rows per trait x 10 heuristics
 )
 TRAIT_KEYS = (
