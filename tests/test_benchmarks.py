@@ -145,7 +145,9 @@ def test_planning(tmp_path, goal_args, rc):
     assert proc.returncode == rc, proc.stdout + proc.stderr
     goals = {"seconds": rc == 0, "jobs": True}
     pairs, doc = check_output(proc, out, "planning", goals, configs=2, repeats=1)
-    assert int(pairs["sweep_jobs"]) == doc["figures"]["sweep_jobs"] > int(pairs["default_jobs"])
+    # the tiny sweep (one study) need not outnumber the default config's four studies
+    assert int(pairs["sweep_jobs"]) == doc["figures"]["sweep_jobs"] >= 20  # --min-jobs
+    assert int(pairs["default_jobs"]) > 0
     assert "inoculation sweep of 2 prompts x 2 conditions x 1 LRs x 2 seeds" in proc.stdout
 
 
