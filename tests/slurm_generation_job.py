@@ -13,7 +13,6 @@ how the run ended and how many forward passes began after the signal arrived.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -31,12 +30,19 @@ def generate(prompts, stub, out: Path, delay: float = 0.0) -> None:
     goes); raises ``Interrupted`` when signalled."""
     import interpflow.generate as G
     from interpflow.models import ModelSpec
+    from interpflow.signals import StopSignals
 
-    state = {"after_signal": 0}
+    state = {"signalled": False, "after_signal": 0}
+    real_handle = StopSignals._handle
+
+    def handle(self, signum, frame):  # StopSignals' own handler, noting when it ran
+        state["signalled"] = True
+        real_handle(self, signum, frame)
+
+    StopSignals._handle = handle
 
     def slow_step(_module, _args):
-        # StopSignals puts the previous (default) handler back once its signal has arrived
-        if signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL:
+        if state["signalled"]:
             state["after_signal"] += 1
         time.sleep(delay)
 
@@ -61,7 +67,7 @@ def generate(prompts, stub, out: Path, delay: float = 0.0) -> None:
             log=lambda msg: print(msg, flush=True),
         )
     finally:
-        G.load_model = real
+        G.load_model, StopSignals._handle = real, real_handle
         (out / "forwards_after_signal").write_text(str(state["after_signal"]))
 
 

@@ -17,7 +17,7 @@ from interpflow.checkpoints import resume_dir_for
 from interpflow.deception.prompts import build_prompt_table
 from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
 from interpflow.models import ModelSpec
-from interpflow.signals import Interrupted, StopSignals
+from interpflow.signals import Interrupted, StopSignals, interruptions
 
 
 @pytest.fixture(scope="module")
@@ -164,18 +164,24 @@ def test_handlers_restored_after_other_errors(prompts, stub_dir, tmp_path, monke
     assert {s: signal.getsignal(s) for s in StopSignals.SIGNALS} == before
 
 
-def test_second_signal_takes_the_previous_action():
+def test_a_repeated_signal_is_recorded_once_not_obeyed(tmp_path):
+    """SLURM can deliver one stop twice (scancel to the step's processes, srun forwarding the
+    same signal): the second must not kill the job before ``check`` records the first."""
     seen = []
-    previous = signal.signal(signal.SIGUSR1, lambda s, f: seen.append(s))
+    previous = signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
     try:
         stop = StopSignals()
-        os.kill(os.getpid(), signal.SIGUSR1)
-        assert stop.received == [signal.SIGUSR1] and seen == []
-        os.kill(os.getpid(), signal.SIGUSR1)  # now the previous handler runs
-        assert seen == [signal.SIGUSR1]
-        stop.restore()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # the previous handler (here: a recorder) stays off
+        assert stop.received == [signal.SIGTERM, signal.SIGTERM] and seen == []
+        record = tmp_path / "interruptions.jsonl"
+        with pytest.raises(Interrupted, match="SIGTERM: stopped at a test point"):
+            stop.check(record, lambda _m: None, "at a test point", shard=2)
+        assert interruptions(record) == [{"signal": "SIGTERM", "shard": 2}]
+        os.kill(os.getpid(), signal.SIGTERM)  # after check: the caller's handler again
+        assert seen == [signal.SIGTERM]
     finally:
-        signal.signal(signal.SIGUSR1, previous)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_signal_saves_training_state_at_the_step_boundary(stub_dir, tmp_path):

@@ -31,8 +31,11 @@ class Interrupted(RuntimeError):
 class StopSignals:
     """Record SIGUSR1/SIGTERM instead of dying; :meth:`check` turns them into a clean stop.
 
-    A second signal before the next ``check`` takes the previous action (dies at once).
-    No-op off the main thread (Python only delivers signals there).
+    Repeats before the next ``check`` are recorded, not obeyed: a SLURM stop can reach the
+    process twice (``scancel`` signals the step's processes and ``srun`` forwards the same
+    signal), and dying at the second would lose the record of the first; SLURM's SIGKILL after
+    ``KillWait`` still ends a job that never reaches a check. No-op off the main thread
+    (Python only delivers signals there).
     """
 
     SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
@@ -45,7 +48,6 @@ class StopSignals:
 
     def _handle(self, signum, _frame):
         self.received.append(signum)
-        signal.signal(signum, self._old.get(signum) or signal.SIG_DFL)
 
     def stopping_criteria(self):
         """A transformers ``StoppingCriteriaList`` for one ``generate`` call: once a signal
