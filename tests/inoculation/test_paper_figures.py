@@ -129,6 +129,13 @@ def test_angle_bars_and_per_prompt_angles(tmp_path):
     assert got["b1"]["angle_to_A"] == 90 and got["b1"]["angle_to_B"] is None
     assert got["n1"]["angle_to_A"] == pytest.approx(92.5) and got["n1"]["prompt_trait"] == "neutral"
     assert pl.read_csv(tmp_path / "p.csv").height == 4
+    assert got["a1"]["angle_to_neutral"] == 90 and got["n1"]["angle_to_neutral"] is None
+    # one trait (the SmolLM2 preset): the second axis is the angle to the neutral prompts
+    one = {k: ("neutral" if t == "B" else t) for k, t in keys.items()}
+    table = paper.fig_angle_per_prompt(angles, one, tmp_path / "q.png", tmp_path / "q.csv")
+    got = {r["prompt_key"]: r for r in table.iter_rows(named=True)}
+    assert "angle_to_B" not in table.columns and (tmp_path / "q.png").is_file()
+    assert got["a1"]["angle_to_A"] == 30 and got["a1"]["angle_to_neutral"] == pytest.approx(85)
     summary = pl.DataFrame({
         "matrix": ["W_fixed"] * 4, "representation": ["raw", "raw", "pca2", "other"],
         "pair": ["A x A", "A x B", "A x B", "A x B"], "kind": ["within", "cross"] * 2,

@@ -244,7 +244,8 @@ def fig_angle_bars(summary: pl.DataFrame, png: str | Path, csv: str | Path) -> p
 
 def per_prompt_angles(angles: pl.DataFrame, prompt_traits: Mapping[str, str]) -> pl.DataFrame:
     """Experiment 19's per-prompt point: each prompt's mean raw-W angle to every trait's
-    prompts (itself left out), per W matrix; columns ``angle_to_<trait>``."""
+    prompts (itself left out), per W matrix; columns ``angle_to_<trait>``, and
+    ``angle_to_neutral`` where there are neutral prompts."""
     raw = angles.filter(
         (pl.col("representation") == "raw") & (pl.col("prompt_a") != pl.col("prompt_b"))
     ).with_columns(
@@ -252,13 +253,13 @@ def per_prompt_angles(angles: pl.DataFrame, prompt_traits: Mapping[str, str]) ->
             dict(prompt_traits), default="neutral", return_dtype=pl.String
         )
     )
-    traits = sorted({t for t in prompt_traits.values() if t != "neutral"})
+    groups = [*sorted({t for t in prompt_traits.values() if t != "neutral"}), "neutral"]
     wide = (
-        raw.filter(pl.col("group_b").is_in(traits))
+        raw.filter(pl.col("group_b").is_in(groups))
         .group_by("matrix", "prompt_a", "group_b")
         .agg(pl.col("angle").mean())
         .pivot(on="group_b", index=["matrix", "prompt_a"], values="angle")
-        .rename({"prompt_a": "prompt_key", **{t: f"angle_to_{t}" for t in traits}}, strict=False)
+        .rename({"prompt_a": "prompt_key", **{g: f"angle_to_{g}" for g in groups}}, strict=False)
     )
     return wide.with_columns(
         prompt_trait=pl.col("prompt_key").replace_strict(
@@ -271,7 +272,8 @@ def fig_angle_per_prompt(
     angles: pl.DataFrame, prompt_traits: Mapping[str, str], png: str | Path, csv: str | Path
 ) -> pl.DataFrame:
     """Experiment 19: each prompt at (mean angle to the first trait's prompts, mean angle to
-    the second's), coloured by the trait it names, one panel per W matrix."""
+    the second's; with one trait, to the neutral prompts), coloured by the trait it names, one
+    panel per W matrix."""
     from interpflow.figures import plt, save_png, sns, write_csv
 
     table = per_prompt_angles(angles, prompt_traits)
@@ -279,7 +281,7 @@ def fig_angle_per_prompt(
     mats = table["matrix"].unique(maintain_order=True).to_list() if table.height else []
     fig, axes = plt.subplots(1, max(len(mats), 1), figsize=(4.2 * max(len(mats), 1), 4),
                              squeeze=False)  # fmt: skip
-    a, b = (traits + traits)[:2] if traits else ("", "")
+    a, b = (*traits, "neutral")[:2] if traits else ("", "")
     for ax, m in zip(axes[0], mats):
         sub = table.filter(pl.col("matrix") == m)
         if f"angle_to_{a}" in sub.columns and f"angle_to_{b}" in sub.columns:
