@@ -185,13 +185,15 @@ def deception_directions(
     (``nla``: the verbalizer's table, for ``probes.target: verbalizer_label``)."""
     from sklearn.base import clone
 
-    from interpflow.deception.probes import load_dataset
     from interpflow.deception.targets import read_labels
     from interpflow.probes import load_probe_dataset
     from interpflow.protocol import probe_types
 
-    table, _ = read_labels(labels, probe_cfg, nla)
-    ds = load_dataset(activations, labels, probe_cfg, nla)
+    table, _ = read_labels(labels, probe_cfg, nla)  # once, for every layer
+    # the probes stage's rows (its layer and positions), which train_indices index
+    ds = load_probe_dataset(
+        activations, table, probe_cfg.target, probe_cfg.layer, probe_cfg.positions
+    )
     if positive not in set(ds.y.tolist()):
         raise ValueError(
             f"protocol.positive {positive!r} is not a class of probes.target "
