@@ -381,6 +381,7 @@ def collect(
         spec = ModelSpec(**inst["model"])
         config = from_config(EvalConfig, inst["eval"], f"{key}.eval")
         loaded = load_model(spec)  # one load for every family of the instance
+        conv = LAYER_CONVENTION["steering"]
         for family, path in inst["dw"].items():
             s = dw_shift(
                 model=spec, dw=path, eval_sets=inst["eval_sets"], config=config,
@@ -389,13 +390,12 @@ def collect(
             if f"steering/{name}:mean_state" not in methods:
                 add(
                     f"steering/{name}:mean_state",
-                    dict(enumerate(s["base"].mean(0))),
+                    {to_block(i, conv): row for i, row in enumerate(s["base"].mean(0))},
                     study="steering",
                     source="the eval prompts' states without dW",
                     orientation="the mean residual state (a reference, not a concept)",
                     n_prompts=s["n_prompts"],
                 )
-            conv = LAYER_CONVENTION["steering"]
             layers = {to_block(i, conv): row for i, row in enumerate(s["shift"]) if row.any()}
             add(
                 f"steering/{name}:shift_{family}",
