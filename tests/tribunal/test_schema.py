@@ -63,3 +63,13 @@ def test_shipped_instances_build_every_dataclass(preset):
             merged = schema_defaults(SCHEMA["properties"][block]) | inst.get(block, {})
             got = from_config(cls, merged, f"tribunal.{name}.{block}")
             assert _plain(dataclasses.asdict(got)) == merged, (name, block)
+
+
+def test_r1_preset_samples_as_seed_002():
+    """Seed 002 sampled its traces at TEMPERATURE = 1.0 with no nucleus cut (issue 20 item 5):
+    the preset's merged generation block is T = 1.0, top_p = 1.0 (it had top_p 0.95)."""
+    instances = yaml.safe_load((REPO / "config/studies/tribunal_r1.yaml").read_text())["tribunal"]
+    for name, inst in instances.items():
+        merged = schema_defaults(SCHEMA["properties"]["generation"]) | inst.get("generation", {})
+        got = from_config(GenerationConfig, merged, f"tribunal.{name}.generation")
+        assert (got.temperature, got.top_p) == (1.0, 1.0), name
