@@ -21,6 +21,7 @@ def main(smk):
         out_prompts=smk.output.prompts,
         config=from_config(EvalConfig, smk.params.eval, smk.params.key + ".eval"),
         n_questions=smk.params.n_questions,
+        repe_form=smk.params.repe_form,
         threads=smk.threads,
     )
     print(summary)

@@ -1,6 +1,8 @@
 """interpflow.steering.baselines: RepE states, the mean-difference and PCA readers, residual
 steering."""
 
+import json
+
 import polars as pl
 import pytest
 import torch
@@ -10,11 +12,60 @@ from interpflow.steering.baselines import (
     ResidualSteerer,
     last_token_states,
     pca_directions,
-    pca_steering,
+    repe_additions,
 )
 
 
-def test_residual_steerer_shifts_first_block_by_alpha_d(spec):
+def _added_per_block(model, tok, additions, alpha):
+    """What the steerer adds to each block's output ([L, T, d]): a hook registered before it
+    sees the block's own output, one after it the steered output."""
+    _, layers = decoder_layers(model)
+    seen = {"pre": [], "post": []}
+    pre = [lay.register_forward_hook(lambda _m, _a, o: seen["pre"].append(o)) for lay in layers]
+    steer = ResidualSteerer(model, additions)
+    steer.alpha = alpha
+    post = [lay.register_forward_hook(lambda _m, _a, o: seen["post"].append(o)) for lay in layers]
+    ids = tok("hi there", return_tensors="pt").input_ids
+    with torch.no_grad():
+        model(ids)
+    for h in pre + post:
+        h.remove()
+    steer.remove()
+    return torch.stack([b - a for a, b in zip(seen["pre"], seen["post"])])[:, 0]
+
+
+def test_repeng_form_adds_the_unit_direction_at_every_block(spec):
+    """repeng's ControlModel: block l's output + coeff·u_l (u_l unit), at every layer and
+    position; at α = 1 exactly the unit vector (the cumulative form added d_l − d_{l−1})."""
+    model, tok = load_model(spec)
+    n = len(decoder_layers(model)[1])
+    d = 3.0 * torch.randn(n, model.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    add = repe_additions(directions=d, form="repeng")["repe"]
+    got = _added_per_block(model, tok, add, 1.0)
+    unit = d / d.norm(dim=-1, keepdim=True)
+    assert torch.allclose(got, unit[:, None].expand_as(got), atol=1e-5)
+    assert torch.allclose(got.norm(dim=-1), torch.ones(got.shape[:2]), atol=1e-5)
+    cum = _added_per_block(model, tok, repe_additions(directions=d, form="cumulative")["repe"], 0.7)
+    assert torch.allclose(cum.cumsum(0), 0.7 * d[:, None].expand_as(cum), atol=1e-4)
+
+
+def test_repe_additions_known_values():
+    """d = (3, 4), (0, 2), (0, 0); u the PCA directions. repeng: α=1 adds d_l/‖d_l‖ (0 where
+    d_l = 0) and u_l; cumulative: increments whose running sums are d_l and ‖d_l‖·u_l."""
+    d = torch.tensor([[3.0, 4.0], [0.0, 2.0], [0.0, 0.0]])
+    u = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    rp = repe_additions(directions=d, pca=u, form="repeng")
+    assert torch.equal(rp["repe"], torch.tensor([[0.6, 0.8], [0.0, 1.0], [0.0, 0.0]]))
+    assert torch.equal(rp["repe_pca"], u)
+    cu = repe_additions(directions=d, pca=u, form="cumulative")
+    assert torch.allclose(cu["repe"], torch.tensor([[3.0, 4.0], [-3.0, -2.0], [0.0, -2.0]]))
+    assert torch.allclose(cu["repe_pca"].cumsum(0), torch.tensor([[5.0, 0], [1.2, 1.6], [0, 0]]))
+    assert set(repe_additions(directions=d, form="repeng")) == {"repe"}
+    with pytest.raises(ValueError, match="RepE form 'sum'"):
+        repe_additions(directions=d, form="sum")
+
+
+def test_residual_steerer_is_removed_cleanly(spec):
     model, tok = load_model(spec)
     _, layers = decoder_layers(model)
     d = torch.randn(len(layers), model.config.hidden_size)
@@ -122,12 +173,6 @@ def test_pca_edge_cases_and_bad_input():
         pca_directions(hp, hp[:3])
 
 
-def test_pca_steering_has_the_mean_difference_norms():
-    d = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
-    u = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
-    assert torch.allclose(pca_steering(d, u), torch.tensor([[5.0, 0.0], [1.2, 1.6]]))
-
-
 def test_repe_stores_both_readers_and_sweeps_both(spec, tmp_path):
     """directions.safetensors: ``directions`` (unchanged) and ``pca`` ([L, d], unit norm,
     u·d > 0); the α-sweep has methods repe and repe_pca, equal at α = 0 (the base model)."""
@@ -165,6 +210,8 @@ def test_repe_stores_both_readers_and_sweeps_both(spec, tmp_path):
         config=EvalConfig(alphas=(-1.0, 0.0, 1.0), n_rows=3),
     )
     assert sorted(rows["method"].unique().to_list()) == ["repe", "repe_pca"]
+    prov = json.loads((tmp_path / "repe.parquet.provenance.json").read_text())
+    assert prov["repe_form"] == "repeng"  # the default: seed 004's repeng ControlVector
     at0 = [
         rows.filter((pl.col("method") == m) & (pl.col("alpha") == 0.0)).sort("row_id")["logratio"]
         for m in ("repe", "repe_pca")

@@ -75,8 +75,9 @@ def test_schema_defaults_equal_the_dataclass_defaults(block):
 def test_the_top_level_and_baselines_defaults_too():
     props = SCHEMA["properties"]
     assert schema_defaults(props["alphas"]) == list(EvalConfig().alphas)
-    n_questions = inspect.signature(run_baselines).parameters["n_questions"].default
-    assert schema_defaults(props["baselines"])["repe_n_questions"] == n_questions
+    params = inspect.signature(run_baselines).parameters
+    assert schema_defaults(props["baselines"])["repe_n_questions"] == params["n_questions"].default
+    assert schema_defaults(props["baselines"])["repe_form"] == params["repe_form"].default
 
 
 def test_every_block_but_files_and_lists_has_a_dataclass():

@@ -214,6 +214,7 @@ rule steering_baselines:
         eval_sets=steering_eval_sets,
         eval=steering_eval_params,
         n_questions=setting("steering", "baselines", "repe_n_questions"),
+        repe_form=setting("steering", "baselines", "repe_form"),
         key=steering_key,
         code=code_hash("steering/baselines"),
     threads: model_threads("steering")

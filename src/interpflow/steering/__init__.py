@@ -15,10 +15,11 @@ One module per stage (rule ``steering_<stage>``, script ``scripts/steering/<stag
   test (steering with the part of the residual-writing dW inside the PCA subspace and with
   the rest).
 - :mod:`.baselines` — RepE mean-difference directions of last-token hidden states (every
-  decoder block's output) under the positive vs negative personas; steering adds
-  ``α·(d_l − d_{l−1})`` to block ``l``'s output, so the total shift of block ``l``'s output is
-  ``α·d_l``. And the base model under system prompts (none, simple honest, engineered honest /
-  dishonest).
+  decoder block's output) under the positive vs negative personas, and repeng's PCA reader;
+  steering adds ``α`` times the unit direction to every block's output (``repe_form: repeng``,
+  repeng's ControlVector) or ``α·(d_l − d_{l−1})`` to block ``l``'s (``cumulative``: block
+  ``l``'s output moves by ``α·d_l``). And the base model under system prompts (none, simple
+  honest, engineered honest / dishonest).
 - :mod:`.report` — deltas vs α = 0 with 95% CIs, figures with their tables.
 
 :mod:`.common` holds what several stages share: the resources (personas, question pool, eval

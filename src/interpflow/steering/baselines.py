@@ -10,11 +10,13 @@ output) under the positive vs negative personas, written to one safetensors file
   projection agrees with the mean difference (``u_l · d_l > 0``: the positive persona projects
   higher on average).
 
-:class:`ResidualSteerer` adds ``α·(d_l − d_{l−1})`` to block ``l``'s output, so the total shift
-of block ``l``'s output is ``α·d_l``: α = 1 moves the residual stream by one persona mean
-difference at every layer (method ``repe``). The PCA reader steers the same way with
-``‖d_l‖·u_l`` (method ``repe_pca``): the same per-layer norm as the mean difference, so the two
-differ only in direction at each α. Prompt baselines (:func:`eval_prompt_baselines`): the base
+:class:`ResidualSteerer` adds ``α`` times a per-layer vector to each block's output; what that
+vector is (:func:`repe_additions`, config ``baselines.repe_form``): ``repeng`` (the default,
+seed 004's baseline, repeng's ControlVector) adds ``α·u_l``, the UNIT direction, to every
+block's output (``d_l/‖d_l‖`` for method ``repe``, the PCA direction for ``repe_pca``);
+``cumulative`` adds ``α·(d_l − d_{l−1})``, so block ``l``'s output moves by ``α·d_l`` in total
+(one persona mean difference at α = 1), the PCA reader the same way with ``‖d_l‖·u_l``.
+Prompt baselines (:func:`eval_prompt_baselines`): the base
 model under named system prompts (none, simple honest, ...) and the engineered prompts
 (:func:`load_engineered`, AxBench's prompt-steering design) as a system prompt (seed 004) and
 prepended to the question (AxBench, variant ``<name>_user``). Eval rows:
@@ -111,9 +113,45 @@ def pca_directions(hp, hn) -> dict:
     return {"pca": u.float().contiguous(), "explained": explained, "cos_mean_diff": cos}
 
 
-def pca_steering(directions, pca):
-    """The PCA directions scaled to the mean difference's per-layer norm: ``‖d_l‖·u_l``."""
-    return pca * directions.norm(dim=-1, keepdim=True)
+#: How RepE's α is applied (config key ``baselines.repe_form``): :func:`repe_additions`.
+REPE_FORMS = ("repeng", "cumulative")
+
+
+def repe_additions(*, directions, pca=None, form: str = "repeng") -> dict:
+    """``{method: [L, d]}``: the vector α = 1 adds to decoder block ``l``'s output, per reader
+    (``repe``: the mean differences ``d``; ``repe_pca``: the unit PCA directions ``u``, if given).
+
+    ``repeng`` — vgel/repeng's ControlVector on a ControlModel (seed 004's RepE baseline): coeff
+    times the UNIT direction at every controlled layer's output. Read in repeng/extract.py,
+    ``read_representations``: ``directions[layer] = PCA(n_components=1).fit(h_pos - h_neg)
+    .components_`` (sklearn: unit norm), the sign flipped when more pairs have the positive
+    projecting below its negative than above; and repeng/control.py: ``set_control`` makes
+    ``coeff * directions[layer]`` for each layer id, and ``ControlModule.forward`` adds it to the
+    wrapped decoder block's output (``output[0]`` of a tuple) at the non-padding positions,
+    ``normalize=False`` by default. So block l's output gets ``α·u_l``, and what the blocks
+    below added carries on in the residual stream. Here every block is controlled (the seed's
+    "all-layers"; repeng reads blocks 1..L-1 by default); the mean difference as ``d_l/‖d_l‖``
+    (0 where ``d_l = 0``). Left as is: our PCA sign rule is the mean projection (``u_l·d_l > 0``,
+    :func:`pca_directions`), repeng's the majority of pairs; they differ only when the pairs
+    disagree with their mean.
+
+    ``cumulative`` — ``α·(d_l − d_{l−1})`` at block l, so block l's output moves by ``α·d_l`` in
+    total; the PCA reader the same way with ``‖d_l‖·u_l`` (the mean difference's norms).
+    """
+    import torch
+
+    if form not in REPE_FORMS:
+        raise ValueError(f"RepE form {form!r}: one of {list(REPE_FORMS)}")
+    norms = directions.norm(dim=-1, keepdim=True)
+    if form == "repeng":
+        out = {"repe": torch.where(norms > 0, directions / norms.clamp_min(1e-30), 0.0)}
+        if pca is not None:
+            out["repe_pca"] = pca
+        return out
+    totals = {"repe": directions} | ({} if pca is None else {"repe_pca": pca * norms})
+    return {
+        method: t - torch.cat([torch.zeros_like(t[:1]), t[:-1]]) for method, t in totals.items()
+    }
 
 
 def _pairs(pos: list[str], neg: list[str], path) -> None:
@@ -181,19 +219,16 @@ def fit_repe(
 
 
 class ResidualSteerer:
-    """Adds ``α·(d_l − d_{l−1})`` to each decoder block's output (so block l's output moves by α·d_l)."""
+    """Adds ``α·additions[l]`` to decoder block l's output (:func:`repe_additions`)."""
 
-    def __init__(self, model, directions):
-        import torch
-
+    def __init__(self, model, additions):
         _, self.layers = decoder_layers(model)
-        if directions.shape[0] != len(self.layers):
+        if additions.shape[0] != len(self.layers):
             raise ValueError(
-                f"{directions.shape[0]} RepE directions for a model with {len(self.layers)} layers"
+                f"{additions.shape[0]} RepE directions for a model with {len(self.layers)} layers"
             )
-        prev = torch.cat([torch.zeros_like(directions[:1]), directions[:-1]])
         p = next(model.parameters())
-        self.increments = (directions - prev).to(p.device, p.dtype)
+        self.additions = additions.to(p.device, p.dtype)
         self.alpha = 0.0
         self.handles = [
             layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(self.layers)
@@ -204,8 +239,8 @@ class ResidualSteerer:
             if self.alpha == 0.0:
                 return out
             if isinstance(out, tuple):
-                return (out[0] + self.alpha * self.increments[i], *out[1:])
-            return out + self.alpha * self.increments[i]
+                return (out[0] + self.alpha * self.additions[i], *out[1:])
+            return out + self.alpha * self.additions[i]
 
         return hook
 
@@ -221,18 +256,18 @@ def eval_repe(
     eval_sets: Mapping[str, str],
     out_evals: str | Path,
     config: EvalConfig,
+    repe_form: str = "repeng",
     loaded: tuple | None = None,
 ) -> pl.DataFrame:
     """α-sweep of the RepE residual additions on the eval sets: the mean difference (method
-    ``repe``) and the PCA reader at the mean difference's per-layer norms (``repe_pca``)."""
+    ``repe``) and the PCA reader (``repe_pca``), each as ``repe_form`` applies α
+    (:func:`repe_additions`)."""
     from safetensors.torch import load_file
 
     evals = load_eval_sets(eval_sets, config.n_rows)
     lm, tok = loaded or load_model(model)  # the stage passes its one load
     stored = load_file(str(directions))
-    readers = {"repe": stored["directions"]}
-    if "pca" in stored:
-        readers["repe_pca"] = pca_steering(stored["directions"], stored["pca"])
+    readers = repe_additions(directions=stored["directions"], pca=stored.get("pca"), form=repe_form)
     scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
     parts, base = [], {}
     for method, dirs in readers.items():
@@ -252,6 +287,7 @@ def eval_repe(
         out_evals,
         model=asdict(model),
         directions=str(directions),
+        repe_form=repe_form,
         eval=asdict(config),
     )
 
@@ -337,6 +373,7 @@ def run_baselines(
     config: EvalConfig,
     engineered: str | Path | None = None,
     n_questions: int | None = None,
+    repe_form: str = "repeng",
     threads: int | None = None,
 ) -> dict:
     """RepE directions + their α-sweep, and the prompt baselines (+ the engineered prompts)."""
@@ -362,6 +399,7 @@ def run_baselines(
         eval_sets=eval_sets,
         out_evals=out_repe,
         config=config,
+        repe_form=repe_form,
     )
     base = eval_prompt_baselines(
         model=model,

@@ -8,8 +8,11 @@ with its own shift and the paired margin of dW over it on the same questions:
 
 - ``random dW`` (method ``random`` of the eval stage): a seeded random dW with dW's per-matrix
   Frobenius norms, at the same α's: a perturbation as large as dW in no trained direction;
-- ``RepE``: the persona mean-difference added to the residual stream at the same α's;
-- ``RepE (PCA)``: repeng's PCA reader at the mean difference's per-layer norms, same α's;
+- ``RepE``: the persona mean difference added to the residual stream at the same α's, as
+  ``baselines.repe_form`` applies α (repeng, the default: α times the unit direction at every
+  block's output; cumulative: block l's output moved by α·d_l);
+- ``RepE (PCA)``: repeng's PCA reader, the same α's and form (cumulative: at the mean
+  difference's per-layer norms);
 - ``prompt``: the positive minus the negative system prompt of ``prompt_pair`` (the persona put
   in the prompt instead of the weights).
 
