@@ -4,7 +4,7 @@ What the pipeline promises (:mod:`interpflow.judges`): a :class:`~interpflow.jud
 calls its backend from a thread pool of ``concurrency`` workers, and caches every successful
 reply in sqlite, so a warm rerun makes zero backend calls.
 
-The server (``python tests/fakeapi.py``, the test suite's fake API, in its own process, like a remote API: off this
+The server (``python -m interpflow.fakeapi``, the test suite's fake API, in its own process, like a remote API: off this
 process's GIL) answers each call after ``--delay`` seconds. Each repeat runs, in turn
 (interleaved, after one untimed warm-up call that imports the SDK):
 
@@ -49,9 +49,8 @@ from interpflow.judges import Judge, JudgeConfig, JudgeRequest
 
 @contextlib.contextmanager
 def server_process(delay: float) -> Iterator[str]:
-    """Run ``python tests/fakeapi.py`` in a child process; yield its base URL."""
-    fakeapi = Path(__file__).resolve().parents[1] / "tests" / "fakeapi.py"
-    cmd = [sys.executable, str(fakeapi), "--reply", "7", "--delay", str(delay)]
+    """Run ``python -m interpflow.fakeapi`` in a child process; yield its base URL."""
+    cmd = [sys.executable, "-m", "interpflow.fakeapi", "--reply", "7", "--delay", str(delay)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()

@@ -12,7 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from fakeapi import EMBED_DIM, FakeAPIServer, default_embedder
+from interpflow.fakeapi import EMBED_DIM, FakeAPIServer, default_embedder
 
 from interpflow.cache import CacheError
 from interpflow.embeddings import (

@@ -1,4 +1,4 @@
-"""Tests of the judge layer against a real local HTTP server (tests/fakeapi.py)."""
+"""Tests of the judge layer against a real local HTTP server (interpflow.fakeapi)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from fakeapi import FakeAPIServer
+from interpflow.fakeapi import FakeAPIServer
 
 from interpflow.cache import CacheError
 from interpflow.judges import (

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 import pytest
-from fakeapi import FakeAPIServer
+from interpflow.fakeapi import FakeAPIServer
 from sklearn.metrics import cohen_kappa_score
 
 from interpflow.deception.agreement import judge_agreement, read_gold

@@ -6,7 +6,7 @@ import re
 
 import polars as pl
 import pytest
-from fakeapi import FakeAPIServer
+from interpflow.fakeapi import FakeAPIServer
 
 from interpflow.artifacts import CorruptFileError
 from interpflow.deception.labels import (

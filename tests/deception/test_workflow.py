@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 import yaml
 from conftest import SNAKEMAKE, copy_repo, job_counts, snakemake, write_config
-from fakeapi import FakeAPIServer
+from interpflow.fakeapi import FakeAPIServer
 from sklearn.metrics import confusion_matrix
 
 from interpflow.probes import MLPProbe, load_probe_dataset

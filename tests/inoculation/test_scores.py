@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from fakeapi import FakeAPIServer
+from interpflow.fakeapi import FakeAPIServer
 
 from interpflow.inoculation.scores import (
     KeywordTraitScorer,

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 import pytest
-from fakeapi import FakeAPIServer
+from interpflow.fakeapi import FakeAPIServer
 
 from interpflow.inoculation.rephrasings import make_rephrasings
 from interpflow.inoculation.study import InocPrompt

@@ -1,6 +1,7 @@
 # Models that a rule builds (declared under `models` with that source): the stub, built
 # offline, real small models that install from PyPI as GGUF files (interpflow.packaged), and
-# random-init copies of any model (declared with init: random; interpflow.random_init).
+# random-init copies of any model (declared with init: random; interpflow.random_init), and
+# stand-ins of a preset's models for its rehearsal (declared with a standin; interpflow.standin).
 
 import re
 
@@ -58,3 +59,23 @@ rule models_random_init:
         "../../envs/gpu.yaml"
     script:
         "../../scripts/models/random_init.py"
+
+
+# A stand-in: a small random model of the declared model's family (shape.model_type), depth
+# (shape.num_hidden_layers) and chat format, built offline; what a rehearsal runs in its place.
+rule models_standin:
+    input:
+        corpus="resources/stub/corpus.txt",
+    output:
+        directory("results/models/{name}"),
+    log:
+        "logs/models/{name}.log",
+    params:
+        model=lambda wildcards: standin_params(wildcards.name),
+        code=code_hash("models/standin"),
+    wildcard_constraints:
+        name="|".join(map(re.escape, STANDINS)) or "(?!)",
+    conda:
+        "../../envs/gpu.yaml"
+    script:
+        "../../scripts/models/standin.py"

@@ -1,4 +1,5 @@
-"""A small, real HTTP server that speaks enough OpenAI and Anthropic API for tests and benchmarks.
+"""A small, real HTTP server that speaks enough OpenAI and Anthropic API for tests, benchmarks and
+rehearsals (interpflow.rehearse answers a preset's API judges with it).
 
 It binds 127.0.0.1 on a free port and serves, each request in its own thread:
 
@@ -12,7 +13,7 @@ It binds 127.0.0.1 on a free port and serves, each request in its own thread:
 
 Routing is by path suffix, so ``url`` (``http://127.0.0.1:PORT/v1``, what the OpenAI SDK
 wants) and ``root_url`` (what the Anthropic SDK wants; it appends ``/v1/messages``) both work.
-``GET .../_stats`` returns ``{"n_requests": N}``; ``python tests/fakeapi.py`` serves in
+``GET .../_stats`` returns ``{"n_requests": N}``; ``python -m interpflow.fakeapi`` serves in
 the foreground (a separate process keeps the server off the client's GIL in benchmarks).
 
 Per-call behaviour comes from ``plan``: a string for every call, a list consumed in arrival
