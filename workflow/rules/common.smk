@@ -57,10 +57,18 @@ MODELS = config["models"]
 BUILT_MODELS = {"stub": "results/models/stub"} | {s: f"results/models/{s}" for s in PACKAGED}
 # model name -> the directory that models_random_init builds, for each model declared with
 # init = random (the random-init controls, interpflow.random_init)
-RANDOM_INIT = {
-    name: f"results/models/{name}" for name, decl in MODELS.items() if decl["init"] == "random"
+# model name -> the directory that models_standin builds, for each model declared with a
+# standin (a rehearsal's small random model of the real one's family and depth; interpflow.standin)
+STANDINS = {
+    name: f"results/models/{name}" for name, decl in MODELS.items() if decl["standin"] is not None
 }
-BUILT_DIRS = {*BUILT_MODELS.values(), *RANDOM_INIT.values()}  # every directory a rule builds
+RANDOM_INIT = {
+    name: f"results/models/{name}"
+    for name, decl in MODELS.items()
+    if decl["init"] == "random" and name not in STANDINS
+}
+# every directory a rule builds
+BUILT_DIRS = {*BUILT_MODELS.values(), *RANDOM_INIT.values(), *STANDINS.values()}
 
 
 wildcard_constraints:
@@ -131,6 +139,14 @@ def model_path(study, name):
     """The directory a rule builds (the stub, a packaged or a random-init model), a hub id, or
     a local directory."""
     model, _ = _model(study, name)
+    return declared_model_path(model)
+
+
+def declared_model_path(model):
+    """Where declared model ``model`` is loaded from: its stand-in or random-init directory
+    (a rule builds both), else its source (:func:`source_path`)."""
+    if model in STANDINS:
+        return STANDINS[model]
     path = source_path(model)  # checked for random-init models too: their rule reads it
     return RANDOM_INIT.get(model, path)
 
@@ -181,9 +197,32 @@ def model_spec(study):
     return lambda wildcards: model_spec_of(study, instance_name(study, wildcards))
 
 
+def model_label(model):
+    """How outputs name declared model ``model``: its name, "(stand-in)" after it when a
+    stand-in replaces it (a rehearsal)."""
+    return f"{model} (stand-in)" if model in STANDINS else model
+
+
 def model_id(study):
-    """A params function: the model's declared name (recorded in provenance)."""
-    return lambda wildcards: instance(study, wildcards)["model"]["name"]
+    """A params function: the model's declared name (recorded in provenance), marked when a
+    stand-in runs in its place."""
+    return lambda wildcards: model_label(instance(study, wildcards)["model"]["name"])
+
+
+def standin_params(model):
+    """Keyword arguments of interpflow.standin.build_standin for declared model ``model``."""
+    decl = MODELS[model]
+    if decl["shape"] is None:
+        raise ConfigError(
+            f"config key models.{model}.shape: a stand-in needs the model's shape "
+            f"(model_type and num_hidden_layers, as its config.json states them)"
+        )
+    return dict(
+        model_type=decl["shape"]["model_type"],
+        num_layers=decl["shape"]["num_hidden_layers"],
+        template=decl["standin"],
+        stands_for=decl["source"],
+    )
 
 
 def model_threads(study):
@@ -220,6 +259,8 @@ def judge(name, key):
 def check_instances():
     """Every instance's model resolves (unknown names, missing local directories fail here);
     no random-init model takes the directory of a source a rule builds."""
+    for model in STANDINS:
+        standin_params(model)
     for model in RANDOM_INIT:
         if model in BUILT_MODELS:
             raise ConfigError(

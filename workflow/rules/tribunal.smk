@@ -30,9 +30,7 @@ tribunal_control_name = lambda wildcards: (
         )
     )
 )(instance("tribunal", wildcards)["probes"]["control"])
-tribunal_control_path = lambda wildcards: (
-    lambda name: RANDOM_INIT.get(name, source_path(name))
-)(tribunal_control_name(wildcards))
+tribunal_control_path = lambda wildcards: declared_model_path(tribunal_control_name(wildcards))
 tribunal_control_input = lambda wildcards: [
     path for path in [tribunal_control_path(wildcards)] if path in BUILT_DIRS
 ]
@@ -181,7 +179,7 @@ rule tribunal_control:
         "benchmarks/results/tribunal/{instance}/control.tsv"
     params:
         model=tribunal_control_spec,
-        model_id=tribunal_control_name,
+        model_id=lambda wildcards: model_label(tribunal_control_name(wildcards)),
         capture=setting("tribunal", "capture"),
         labels=setting("tribunal", "labels"),
         batch_size=setting("tribunal", "generation", "batch_size"),
