@@ -54,3 +54,90 @@ def test_verbalizer_at_one_layer(generations, tmp_path):
     assert set(nla["nla_confidence_source"]) == {"stated"}
     with pytest.raises(ValueError, match="no rows at layer 7"):
         verbalize_activations(**args, nla=tmp_path / "x.parquet", layer=7)
+    # the stage: the texts, then the category tables beside the labels stage's
+    from interpflow.deception.labels import label_generations
+    from interpflow.deception.verbalize import run_verbalize
+
+    lab = tmp_path / "labels.parquet"
+    label_generations(
+        generations=generations,
+        labels=lab,
+        summary=tmp_path / "s.json",
+        judge=cfg,
+        cache=args["cache"],
+        classes=CLASSES,
+    )
+    files = {"table_csv": tmp_path / "t.csv", "table_md": tmp_path / "t.md"}
+    run_verbalize(**args, labels=lab, nla=tmp_path / "n2.parquet", **files)  # every layer
+    table = pl.read_csv(files["table_csv"])
+    verbal = table.filter(pl.col("table") == "verbalizer_label")
+    assert verbal["total"].sum() == pl.read_parquet(tmp_path / "n2.parquet").height == 16
+    assert verbal.filter(pl.col("category") == "deceptive")["deceptive"].to_list() == [4]
+
+
+# --- the category x verbalizer-label table (issue 20 item 4, seed 000's discussion) -----------
+
+
+def _label_files(tmp_path, nla_prompts):
+    cats = {"p1": "deceptive", "p2": "deceptive", "p3": "deceptive", "p4": "eval_aware"}
+    cats |= {"p5": "eval_aware", "p6": "normal"}
+    judge = ["eval_aware", "eval_aware", None, "eval_aware", "normal", "normal"]
+    pl.DataFrame(
+        {"prompt_id": list(cats), "category": list(cats.values()), "judge_label": judge},
+        schema_overrides={"judge_label": pl.String},
+    ).write_parquet(tmp_path / "labels.parquet")
+    texts = {  # two verbalizer texts for most prompts; None: the grader named no class
+        "p1": ["eval_aware", "eval_aware"],
+        "p2": ["eval_aware", "deceptive"],
+        "p3": [None, "eval_aware"],
+        "p4": ["eval_aware"],
+        "p5": ["normal"],
+        "p6": ["normal", "normal"],
+    }
+    rows = [(p, lab) for p in nla_prompts for lab in texts.get(p, ["normal"])]
+    pl.DataFrame(
+        {"prompt_id": [p for p, _ in rows], "nla_label": [lab for _, lab in rows]},
+        schema_overrides={"nla_label": pl.String},
+    ).write_parquet(tmp_path / "nla.parquet")
+
+
+def test_category_tables_count_known_cells(tmp_path):
+    """Rows = prompt category (class order), columns = label + unlabelled + total; the
+    verbalizer table counts one per text, the judge table one per generation."""
+    from interpflow.deception.verbalize import category_tables
+
+    _label_files(tmp_path, ["p1", "p2", "p3", "p4", "p5", "p6"])
+    out = category_tables(
+        labels=tmp_path / "labels.parquet",
+        nla=tmp_path / "nla.parquet",
+        classes=CLASSES,
+        out_csv=tmp_path / "t.csv",
+        out_md=tmp_path / "t.md",
+    )
+    cols = ["table", "category", *CLASSES, "unlabelled", "total"]
+    assert pl.read_csv(tmp_path / "t.csv").columns == cols
+    assert pl.read_csv(tmp_path / "t.csv").rows() == out.rows() == [
+        ("verbalizer_label", "normal", 2, 0, 0, 0, 2),
+        ("verbalizer_label", "eval_aware", 1, 1, 0, 0, 2),
+        ("verbalizer_label", "deceptive", 0, 4, 1, 1, 6),
+        ("judge_label", "normal", 1, 0, 0, 0, 1),
+        ("judge_label", "eval_aware", 1, 1, 0, 0, 2),
+        ("judge_label", "deceptive", 0, 2, 0, 1, 3),
+    ]
+    md = (tmp_path / "t.md").read_text()
+    assert "| deceptive | 0 (0%) | 4 (67%) | 1 (17%) | 1 (17%) | 6 |" in md
+    assert md.index("per verbalizer text") < md.index("per generation")
+
+
+def test_category_tables_name_a_prompt_without_a_category(tmp_path):
+    from interpflow.deception.verbalize import category_tables
+
+    _label_files(tmp_path, ["p1", "zz"])
+    with pytest.raises(ValueError, match=r"prompts \['zz'\] are not in"):
+        category_tables(
+            labels=tmp_path / "labels.parquet",
+            nla=tmp_path / "nla.parquet",
+            classes=CLASSES,
+            out_csv=tmp_path / "t.csv",
+            out_md=tmp_path / "t.md",
+        )

@@ -73,6 +73,9 @@ def test_all_on_stub(all_run):
     assert majority["accuracy"] == pytest.approx(np.mean(ds.y[test] == majority["class"]))
     nla = pl.read_parquet(res / "labels_nla.parquet")
     assert set(nla["layer"]) == {metrics["layer"]} and nla["nla_text"].null_count() == 0
+    table = pl.read_csv(res / "labels_nla.category.csv")  # one count per verbalizer text
+    assert table.filter(pl.col("table") == "verbalizer_label")["total"].sum() == nla.height
+    assert (res / "labels_nla.category.md").stat().st_size > 0
     sweep = pl.read_csv(res / "layer_sweep.csv")
     assert sorted(sweep["layer"].unique().to_list()) == [1, 2, 3]
     for f in (

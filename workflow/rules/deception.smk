@@ -115,7 +115,11 @@ deception_targets = lambda: [
     for name, inst in INSTANCES["deception"].items()
     for target in DECEPTION_TARGETS
     + ["labels.agreement.json"]
-    + (["labels_nla.parquet"] if name in DECEPTION_VERBALIZED else [])
+    + (
+        ["labels_nla.parquet", "labels_nla.category.csv", "labels_nla.category.md"]
+        if name in DECEPTION_VERBALIZED
+        else []
+    )
     + (["quant_transfer/metrics.json"] if inst["quant_transfer"]["enabled"] else [])
     + (["protocol/metrics.json"] if inst["protocol"]["enabled"] else [])
 ]
@@ -190,8 +194,12 @@ rule deception_verbalize:
     input:
         activations=f"{DECEPTION}/activations.parquet",
         generations=f"{DECEPTION}/generations.parquet",
+        labels=f"{DECEPTION}/labels.parquet",  # the category x judge-label table beside it
     output:
         nla=f"{DECEPTION}/labels_nla.parquet",
+        # how the grader files each category's verbalizer texts (seed 000's discussion)
+        table_csv=f"{DECEPTION}/labels_nla.category.csv",
+        table_md=f"{DECEPTION}/labels_nla.category.md",
     log:
         "logs/deception/{instance}/verbalize.log",
     benchmark:
