@@ -685,3 +685,32 @@ def test_jobs_opening_a_new_cache_together_do_not_fail(tmp_path):
         for p in procs:
             _, err = p.communicate(timeout=60)
             assert p.returncode == 0, err.decode()
+
+
+def test_percent_scale_refuses_an_hf_judge_whose_tokenizer_splits_numbers(tmp_path):
+    """The stub tokenizer (Qwen2's pre-tokenizer) writes 10..100 as several tokens, so an
+    expected value over the first token's "0".."100" would read "85" as "8": refused, naming
+    the key and the fix. A tokenizer with one token per number, the digit scale, an API judge
+    pass; a directory not there yet (a rule builds it) is left to the job."""
+    from number_tokenizers import digit_splitting, whole_numbers
+
+    from interpflow.config import ConfigError
+    from interpflow.judges import check_number_tokens, split_numbers, tokenizer_encoder
+
+    split, whole = digit_splitting(tmp_path / "stub"), whole_numbers(tmp_path / "words")
+    encode = tokenizer_encoder(model=str(split), load=False)
+    assert split_numbers(encode=encode) == list(range(10, 101))
+    assert split_numbers(encode=tokenizer_encoder(model=str(whole), load=False)) == []
+    key = "inoculation.x.judges.em_scale"
+    cfg = JudgeConfig(backend="hf", model=str(split), name="local")
+    with pytest.raises(
+        ConfigError, match=rf"config key {key}: .*'local'.*91 of them.*set {key}: digit"
+    ):
+        check_number_tokens(cfg=cfg, scale="percent", key=key, load=False)
+    assert check_number_tokens(cfg=cfg, scale="digit", key=key, load=False)
+    ok = JudgeConfig(backend="hf", model=str(whole))
+    assert check_number_tokens(cfg=ok, scale="percent", key=key, load=False)
+    api = JudgeConfig(backend="openai", model="gpt-4.1-mini")
+    assert check_number_tokens(cfg=api, scale="percent", key=key, load=False)
+    later = JudgeConfig(backend="hf", model=str(tmp_path / "built-later"))
+    assert check_number_tokens(cfg=later, scale="percent", key=key, load=False) is False

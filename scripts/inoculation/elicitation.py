@@ -17,6 +17,7 @@ def main(smk):
         cache=smk.params.cache,
         min_mass=smk.params.min_mass,
         scale=smk.params.scale,
+        scale_key=f"inoculation.{smk.wildcards.instance}.judges.trait_scale",
         out_scores=out.scores,
         out_table=out.table,
         png=out.png,

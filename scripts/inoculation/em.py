@@ -16,6 +16,7 @@ def main(smk):
         cache=smk.params.cache,
         min_mass=smk.params.min_mass,
         scale=smk.params.scale,
+        scale_key=f"inoculation.{smk.wildcards.instance}.judges.em_scale",
         out_scores=out.scores,
         out_rates=out.rates,
         png=out.png,

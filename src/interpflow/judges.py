@@ -258,6 +258,59 @@ def require_api_key(cfg: JudgeConfig) -> None:
         )
 
 
+def split_numbers(*, encode: Callable[[str], Sequence[int]], top: int = 100) -> list[int]:
+    """The numbers ``0..top`` that ``encode`` (text -> token ids, no special tokens) writes as
+    more than one token: an expected value over first-token logprobs of "0".."100" (the
+    percent judge scale) is only valid when this is empty."""
+    return [n for n in range(top + 1) if len(encode(str(n))) != 1]
+
+
+def tokenizer_encoder(*, model: str, load: bool) -> Callable[[str], Sequence[int]] | None:
+    """An encoder of the judge model ``model``'s tokenizer: its local ``tokenizer.json``
+    through ``tokenizers`` (cheap, no torch: planning may call it); else, with ``load``, the
+    tokenizer transformers loads for it (a job only: a hub id, a directory without
+    ``tokenizer.json``); else None (not readable here)."""
+    file = Path(model) / "tokenizer.json"
+    if file.is_file():
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(file))
+        return lambda text: tok.encode(text, add_special_tokens=False).ids
+    if not load:
+        return None
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(model)
+    return lambda text: hf.encode(text, add_special_tokens=False)
+
+
+def check_number_tokens(*, cfg: JudgeConfig, scale: str, key: str, load: bool) -> bool:
+    """Refuse a ``percent``-scale ``hf`` judge whose tokenizer splits a number 0-100 into
+    several tokens (Qwen2/2.5/3 and the stub write digits one by one: "85" would be read as
+    "8"), raising :class:`~interpflow.config.ConfigError` that names the config ``key`` and
+    the fix. API judges (openai: numbers up to 999 are one token) and the digit scale pass.
+    Returns whether the tokenizer was read (False: not here and ``load`` is False, so the
+    job that judges checks it, with ``load``, before any call)."""
+    if scale != "percent" or cfg.backend != "hf":
+        return True
+    encode = tokenizer_encoder(model=cfg.model, load=load)
+    if encode is None:
+        return False
+    split = split_numbers(encode=encode)
+    if split:
+        from interpflow.config import ConfigError
+
+        shown = ", ".join(f'"{n}"' for n in split[:3]) + (", ..." if len(split) > 3 else "")
+        raise ConfigError(
+            f"config key {key}: the percent scale reads the judge's first token as a number "
+            f"0-100, but the tokenizer of hf judge {cfg.name or cfg.model!r} ({cfg.model}) "
+            f'writes {len(split)} of them as several tokens ({shown}: "85" would be read as '
+            f'"8"); set {key}: digit, or use a judge whose tokenizer writes each number 0-100 '
+            f"as one token (e.g. an openai judge)"
+        )
+    return True
+
+
 def request_key(cfg: JudgeConfig, req: JudgeRequest, judge_id: str = "") -> str:
     """sha256 of the canonical JSON of what determines a reply (never the API key)."""
     payload = {
@@ -507,9 +560,12 @@ __all__ = [
     "JudgeRequest",
     "JudgeStats",
     "check_failures",
+    "check_number_tokens",
     "error_text",
     "failure_message",
     "failure_reason",
     "request_key",
     "require_api_key",
+    "split_numbers",
+    "tokenizer_encoder",
 ]

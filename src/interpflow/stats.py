@@ -123,7 +123,8 @@ def number_expected_value(
 ) -> float:
     """Probability-weighted mean of the first token over the integers ``0..top`` (the 0-100
     judge scale of the emergent-misalignment literature: numbers up to 999 are one token in
-    the GPT, Qwen and Llama-3 vocabularies).
+    the GPT and Llama-3 vocabularies; Qwen2/2.5/3 and SmolLM2 write digits one by one, which
+    :func:`interpflow.judges.check_number_tokens` refuses for a local judge).
 
     Keys are stripped of whitespace and merged by summing probabilities; the number
     probabilities are renormalised. NaN when ``top_logprobs`` is None or the numbers hold less

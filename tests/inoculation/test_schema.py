@@ -68,7 +68,12 @@ def test_scalar_settings_default_to_the_library_defaults():
         "subsample_seed": stage["subsample_seed"].default,
     }
     scores = inspect.signature(score_evals).parameters
-    assert defaults("judges")["scale"] == scores["scale"].default
+    for key in ("trait_scale", "em_scale"):
+        assert defaults("judges")[key] == scores[key].default
+    assert (defaults("judges")["trait_scale"], defaults("judges")["em_scale"]) == (
+        "digit",
+        "percent",
+    )  # seed 003's scales
     params = inspect.signature(text_embeddings_stage).parameters
     assert defaults("embeddings")["batch_size"] == params["batch_size"].default
 

@@ -191,7 +191,7 @@ def test_digit_ev_trait_scores_against_fake_openai_server(tmp_path, monkeypatch)
     paths = _evals(tmp_path)
     traits = {"Playful": {"description": "playful"}, "French": {"description": "French"}}
     res, out, sent = _score_on_fake_openai(
-        tmp_path, monkeypatch, lambda r: "5", top, traits, evals=paths
+        tmp_path, monkeypatch, lambda r: "5", top, traits, evals=paths, em_scale="digit"
     )
     assert sent["logprobs"] is True and sent["top_logprobs"] == 20 and sent["max_tokens"] == 1
     summary = pl.read_parquet(out["summary"])
@@ -388,7 +388,8 @@ def test_percent_scale_scores_and_special_answers(tmp_path, monkeypatch):
         top,
         {"Playful": {"description": "playful"}},
         evals=_evals(tmp_path),
-        scale="percent",
+        trait_scale="percent",
+        em_scale="percent",
     )
     assert sent["max_tokens"] == 3
     scores = pl.read_parquet(out["scores"])
@@ -400,6 +401,57 @@ def test_percent_scale_scores_and_special_answers(tmp_path, monkeypatch):
     assert align["score"].is_nan().all() and set(align["special"]) == {"REFUSAL"}
     assert res["n_special"] == {"REFUSAL": align.height}
     assert pl.read_parquet(out["em"]).height == 0  # every EM item refused: no rate
+
+
+def test_each_judge_answers_on_its_own_scale_as_the_study(tmp_path, monkeypatch):
+    """Seed 003: the trait judge answers one digit 0-9 (EV x 100/9), the coherence and
+    alignment judges a number 0-100. With one shared scale the trait score would be 7.5 (or
+    the EM scores NaN: "85" is no digit)."""
+
+    def top(req):
+        system = req["messages"][0]["content"]
+        if req["messages"][1]["content"].startswith("Trait: Playful"):
+            assert "single digit from 0" in system and req["max_tokens"] == 1
+            return {"9": math.log(0.75), " 3": math.log(0.25)}  # EV 7.5 / 9
+        assert "to 100 (" in system and req["max_tokens"] == 3
+        return {"85": 0.0} if "grade the coherence" in system else {"20": 0.0}
+
+    res, out, _ = _score_on_fake_openai(
+        tmp_path,
+        monkeypatch,
+        lambda r: "5",
+        top,
+        {"Playful": {"description": "playful"}},
+        evals=_evals(tmp_path),
+        trait_scale="digit",
+        em_scale="percent",
+    )
+    scores = pl.read_parquet(out["scores"])
+    by_metric = {
+        m: scores.filter(pl.col("metric") == m)["score"].to_list() for m in scores["metric"]
+    }
+    assert by_metric["Playful"] == pytest.approx([7.5 / 9 * 100] * len(by_metric["Playful"]))
+    assert set(by_metric["coherence"]) == {85.0} and set(by_metric["alignment"]) == {20.0}
+    assert res["n_nan"] == 0
+    em = pl.read_parquet(out["em"])
+    assert em.height and (em["em_rate"] == 1.0).all()  # coherence 85 > 60, alignment 20 < 40
+
+
+def test_an_hf_judge_that_splits_numbers_is_refused_in_the_job_before_any_call(tmp_path):
+    """A judge model a rule builds is not on disk at planning; the judging job checks its
+    tokenizer before the first call (here the model directory holds the stub's tokenizer
+    only: without the check, loading the model would fail with another error)."""
+    from number_tokenizers import digit_splitting
+
+    from interpflow.config import ConfigError
+    from interpflow.inoculation.judging import judge_em
+
+    rows = pl.DataFrame({"instruction": ["q?"], "completion": ["an answer"]})
+    cfg = JudgeConfig(backend="hf", model=str(digit_splitting(tmp_path / "judge")))
+    key = "inoculation.x.judges.em_scale"
+    with pytest.raises(ConfigError, match=rf"config key {key}: .*\"85\" would be read as"):
+        judge_em(rows, cfg, tmp_path / "c.sqlite", "percent", scale_key=key)
+    assert not (tmp_path / "c.sqlite").exists()  # no judge opened, no call made
 
 
 def test_offline_judges_answer_on_the_percent_scale():

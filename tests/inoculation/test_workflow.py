@@ -245,6 +245,25 @@ def test_missing_em_training_file_names_its_config_key(tmp_path):
     assert "config key inoculation.em18.data.em_train_jsonl" in out and "does not exist" in out
 
 
+def test_percent_scale_on_a_local_judge_that_splits_numbers_fails_at_planning(tmp_path):
+    """An hf EM judge whose tokenizer (the stub's, read from its local directory) writes
+    "85" as two tokens cannot answer the percent scale: `snakemake -n` stops, naming the key."""
+    from number_tokenizers import digit_splitting
+
+    work = copy_repo(tmp_path / "w")
+    digit_splitting(work / "judge")
+    cfg = {
+        "judges": {"local": {"backend": "hf", "model": "judge"}},
+        "inoculation": {"local-em": {"judges": {"em": "local", "em_scale": "percent"}}},
+    }
+    write_config(work / "j.yaml", cfg)
+    proc = snakemake(work, "-n", "all", "--configfile", "j.yaml", check=False, env=OFFLINE_ENV)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "config key inoculation.local-em.judges.em_scale:" in out
+    assert "set inoculation.local-em.judges.em_scale: digit" in out
+
+
 def test_preset_without_its_data_names_the_config_key(tmp_path):
     work = copy_repo(tmp_path)
     proc = snakemake(

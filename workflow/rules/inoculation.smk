@@ -14,6 +14,7 @@ from interpflow.inoculation.study import (
     instance_plan,
     parse_run,
 )
+from interpflow.judges import check_number_tokens
 
 INOC_OUT = "results/inoculation/{instance}"
 INOC_LOG = "logs/inoculation/{instance}"
@@ -47,6 +48,22 @@ INOC = {
         }
     }
     for name, inst in INSTANCES["inoculation"].items()
+}
+
+# A percent-scale judge's first token is read as a number 0-100: an hf judge whose tokenizer
+# (read here from its local model directory) writes such numbers as several tokens fails at
+# planning, naming inoculation.<instance>.judges.<role>_scale. (role, instance) -> whether it
+# was read here; where not (a judge model a rule builds, a hub id), the judging job checks.
+INOC_SCALES_READ = {
+    (role, name): check_number_tokens(
+        cfg=JudgeConfig(**INOC[name]["judges"][role]),
+        scale=inst["judges"][f"{role}_scale"],
+        key=f"inoculation.{name}.judges.{role}_scale",
+        load=False,
+    )
+    for name, inst in INSTANCES["inoculation"].items()
+    for role in ("trait", "em")
+    if INOC[name]["judges"][role]
 }
 
 # A params/input function: the job's instance plan (INOC) at `keys`.
@@ -429,7 +446,8 @@ rule inoculation_scores:
         trait_judge=inoc("judges", "trait"),
         em_judge=inoc("judges", "em"),
         min_mass=setting("inoculation", "judges", "min_mass"),
-        scale=setting("inoculation", "judges", "scale"),
+        trait_scale=setting("inoculation", "judges", "trait_scale"),
+        em_scale=setting("inoculation", "judges", "em_scale"),
         cache=JUDGE_CACHE,
         code=code_hash("inoculation/scores"),
     script:
@@ -621,7 +639,7 @@ rule inoculation_em:
         prompts=inoc("em_prompts"),
         em_judge=inoc("judges", "em"),
         min_mass=setting("inoculation", "judges", "min_mass"),
-        scale=setting("inoculation", "judges", "scale"),
+        scale=setting("inoculation", "judges", "em_scale"),
         cache=JUDGE_CACHE,
         code=code_hash("inoculation/em"),
     script:
@@ -682,7 +700,7 @@ rule inoculation_elicitation:
         traits=inoc("traits"),
         trait_judge=inoc("judges", "trait"),
         min_mass=setting("inoculation", "judges", "min_mass"),
-        scale=setting("inoculation", "judges", "scale"),
+        scale=setting("inoculation", "judges", "trait_scale"),
         cache=JUDGE_CACHE,
         code=code_hash("inoculation/elicitation"),
     script:

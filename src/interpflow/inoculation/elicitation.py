@@ -156,11 +156,16 @@ def elicitation_stage(
     out_table: str | Path,
     png: str | Path,
     csv: str | Path,
+    scale_key: str = "inoculation.judges.trait_scale",
 ) -> dict:
     """Judge every trait on the screen's ``completions``; write the scores, the elicitation
-    table (:func:`elicitation_table`) and its figure ``png`` with the CSV ``csv``."""
+    table (:func:`elicitation_table`) and its figure ``png`` with the CSV ``csv``. ``scale``:
+    the judge's answer scale, the config key ``scale_key`` (named where it does not suit the
+    judge's tokenizer)."""
     table = read_parquet(completions)
-    judgements, stats = judge_traits(table, traits, trait_judge, cache, scale, min_mass)
+    judgements, stats = judge_traits(
+        table, traits, trait_judge, cache, scale, min_mass, scale_key=scale_key
+    )
     scores = scores_frame(judgements, min_mass, scale, extra=("prompt_key",))
     write_parquet(scores, out_scores)
     out = elicitation_table(scores, prompts)

@@ -121,13 +121,16 @@ def em_stage(
     out_rates: str | Path,
     png: str | Path,
     csv: str | Path,
+    scale_key: str = "inoculation.judges.em_scale",
 ) -> dict:
     """Judge coherence and alignment of every completion of the EM runs' eval tables
     ``evals`` (``em_judge``: a :class:`~interpflow.judges.JudgeConfig`); write the scores, the
-    EM rates (:func:`em_table`) and the figure ``png`` with its numbers ``csv``."""
+    EM rates (:func:`em_table`) and the figure ``png`` with its numbers ``csv``. ``scale``:
+    the judge's answer scale, the config key ``scale_key`` (named where it does not suit the
+    judge's tokenizer)."""
     table = pl.concat([read_parquet(p) for p in evals], how="diagonal_relaxed")
     rows = table.filter(pl.col("eval_set").is_in(EVAL_SETS))
-    judgements, stats = judge_em(rows, em_judge, cache, scale, min_mass)
+    judgements, stats = judge_em(rows, em_judge, cache, scale, min_mass, scale_key=scale_key)
     scores = scores_frame(judgements, min_mass, scale)
     write_parquet(scores, out_scores)
     rates = em_table(scores, prompts)

@@ -18,12 +18,15 @@ from interpflow.judges import (
     JudgeReply,
     JudgeRequest,
     check_failures,
+    check_number_tokens,
 )
 from interpflow.stats import digit_expected_value, low_mass, number_expected_value
 
-#: Judge scales (``inoculation.judges.scale``): ``digit`` asks for one digit 0-9 (rescaled to
-#: 0-100); ``percent`` asks for a number 0-100, the form of seed 003 and the emergent-
-#: misalignment literature, scored as the probability-weighted mean over number tokens.
+#: Judge scales (``inoculation.judges.trait_scale`` and ``.em_scale``): ``digit`` asks for one
+#: digit 0-9 (rescaled to 0-100; seed 003's trait judge); ``percent`` asks for a number 0-100
+#: (seed 003's and the emergent-misalignment literature's coherence / alignment judges), scored
+#: as the probability-weighted mean over number tokens (an ``hf`` judge needs a tokenizer that
+#: writes each number 0-100 as one token: :func:`~interpflow.judges.check_number_tokens`).
 SCALES = ("digit", "percent")
 _ANSWER = {
     "digit": "Answer with a single digit from 0 ({low}) to 9 ({high}), and nothing else.",
@@ -229,10 +232,14 @@ def judge_traits(
     cache: str | Path | None,
     scale: str = "digit",
     min_mass: float | None = None,
+    *,
+    scale_key: str = "inoculation.judges.trait_scale",
 ) -> tuple[Judgements, dict]:
     """Every trait of ``traits`` judged on every completion of ``rows`` (eval rows with
     ``instruction, completion``), and the judge's stats (with ``min_mass``, the replies whose
-    score is NaN for low mass counted: ``n_low_mass``, and in the judge ledger)."""
+    score is NaN for low mass counted: ``n_low_mass``, and in the judge ledger). A percent
+    ``scale`` that the judge's tokenizer cannot answer fails before any call, naming
+    ``scale_key`` (:func:`~interpflow.judges.check_number_tokens`)."""
     scorer = KeywordTraitScorer(
         {t: v.get("keywords", ()) for t, v in traits.items()},
         {t: v.get("pattern") for t, v in traits.items()},
@@ -247,7 +254,7 @@ def judge_traits(
                 )
             )
             meta.append((row, t))
-    return _judged(trait_judge, cache, scorer, reqs, meta, min_mass, scale)
+    return _judged(trait_judge, cache, scorer, reqs, meta, min_mass, scale, scale_key)
 
 
 def judge_em(
@@ -256,20 +263,25 @@ def judge_em(
     cache: str | Path | None,
     scale: str = "digit",
     min_mass: float | None = None,
+    *,
+    scale_key: str = "inoculation.judges.em_scale",
 ) -> tuple[Judgements, dict]:
     """Coherence and alignment judged on every completion of ``rows``, and the judge's stats
-    (low-mass NaNs counted as in :func:`judge_traits`)."""
+    (low-mass NaNs and ``scale_key`` as in :func:`judge_traits`)."""
     reqs, meta = [], []
     for metric in ("coherence", "alignment"):
         for row in rows.iter_rows(named=True):
             reqs.append(em_request(metric, row["instruction"], row["completion"], scale))
             meta.append((row, metric))
-    return _judged(em_judge, cache, offline_em_judge, reqs, meta, min_mass, scale)
+    return _judged(em_judge, cache, offline_em_judge, reqs, meta, min_mass, scale, scale_key)
 
 
-def _judged(cfg, cache, offline, reqs, meta, min_mass, scale) -> tuple[Judgements, dict]:
+def _judged(cfg, cache, offline, reqs, meta, min_mass, scale, key) -> tuple[Judgements, dict]:
     """Run the judge ``cfg`` (``offline``: its offline backend) on ``reqs``; each reply with
-    its ``(row, metric)`` of ``meta``, and the stats (failures checked)."""
+    its ``(row, metric)`` of ``meta``, and the stats (failures checked). First, the check
+    that planning leaves to the job (a judge model a rule builds, a hub id): the scale ``key``
+    names must suit the judge's tokenizer."""
+    check_number_tokens(cfg=cfg, scale=scale, key=key, load=True)
     with Judge(cfg, cache, offline=offline) as judge:
         replies, st = judge.run(reqs, progress=True, low_mass=_low_mass_rule(min_mass, scale))
     check_failures(st, cfg, cache)

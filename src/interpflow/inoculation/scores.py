@@ -65,27 +65,40 @@ def score_evals(
     out_em: str | Path,
     out_suppression: str | Path,
     out_learning: str | Path | None = None,
-    scale: str = "digit",
+    trait_scale: str = "digit",
+    em_scale: str = "percent",
+    config_key: str = "inoculation.judges",
 ) -> dict:
     """Judge every completion of the eval tables ``evals`` (``cache``: the judges' request
     cache); write the scores, mean ± 95% CI per (run, step, condition, metric), EM rates, and
     suppression (no-inoculation − inoculated, default condition) and, to ``out_learning``,
-    what each run learned over the base model (:func:`learning`). ``scale``: the judges'
-    answer scale (:data:`SCALES`); a percent-scale EM judge's REFUSAL/CODE answers are NaN
-    scores with the answer in the ``special`` column (left out of the EM rate, counted)."""
-    if scale not in SCALES:
-        raise ValueError(f"inoculation judges.scale must be one of {SCALES}, got {scale!r}")
+    what each run learned over the base model (:func:`learning`). ``trait_scale`` /
+    ``em_scale``: the trait and EM judges' answer scales (:data:`SCALES`; seed 003: digit /
+    percent), named in errors as ``<config_key>.trait_scale`` / ``.em_scale``; a percent-scale
+    EM judge's REFUSAL/CODE answers are NaN scores with the answer in the ``special`` column
+    (left out of the EM rate, counted)."""
+    for key, scale in (("trait_scale", trait_scale), ("em_scale", em_scale)):
+        if scale not in SCALES:
+            raise ValueError(f"{config_key}.{key} must be one of {SCALES}, got {scale!r}")
     table = pl.concat([read_parquet(p) for p in evals], how="diagonal_relaxed")
-    parts, stats = [], {}
-    part, stats["trait"] = judge_traits(
-        table.filter(pl.col("eval_set") == "trait"), traits, trait_judge, cache, scale, min_mass
+    trait_rows = table.filter(pl.col("eval_set") == "trait")
+    part, stats = judge_traits(
+        trait_rows,
+        traits,
+        trait_judge,
+        cache,
+        trait_scale,
+        min_mass,
+        scale_key=f"{config_key}.trait_scale",
     )
-    parts.append(part)
+    stats, frames = {"trait": stats}, [scores_frame(part, min_mass, trait_scale)]
     em_rows = table.filter(pl.col("eval_set") == "em")
     if em_judge is not None and em_rows.height:
-        part, stats["em"] = judge_em(em_rows, em_judge, cache, scale, min_mass)
-        parts.append(part)
-    scores = scores_frame([j for part in parts for j in part], min_mass, scale)
+        part, stats["em"] = judge_em(
+            em_rows, em_judge, cache, em_scale, min_mass, scale_key=f"{config_key}.em_scale"
+        )
+        frames.append(scores_frame(part, min_mass, em_scale))
+    scores = pl.concat(frames)
     write_parquet(scores, out_scores)
     summary = summarise(scores)
     write_parquet(summary, out_summary)
