@@ -12,7 +12,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-from interpflow.fakeapi import EMBED_DIM, FakeAPIServer, default_embedder
 
 from interpflow.cache import CacheError
 from interpflow.embeddings import (
@@ -23,6 +22,7 @@ from interpflow.embeddings import (
     embed_key,
     embed_texts,
 )
+from interpflow.fakeapi import EMBED_DIM, FakeAPIServer, default_embedder
 from interpflow.judges import JudgeConfig
 
 SECRET = "sk-test-SECRET123"

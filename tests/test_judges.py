@@ -9,9 +9,9 @@ import sys
 import time
 
 import pytest
-from interpflow.fakeapi import FakeAPIServer
 
 from interpflow.cache import CacheError
+from interpflow.fakeapi import FakeAPIServer
 from interpflow.judges import (
     Judge,
     JudgeConfig,

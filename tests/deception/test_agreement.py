@@ -6,11 +6,11 @@ import json
 
 import polars as pl
 import pytest
-from interpflow.fakeapi import FakeAPIServer
 from sklearn.metrics import cohen_kappa_score
 
 from interpflow.deception.agreement import judge_agreement, read_gold
 from interpflow.deception.labels import keyword_label
+from interpflow.fakeapi import FakeAPIServer
 from interpflow.judges import JudgeConfig
 from interpflow.stats import wilson
 

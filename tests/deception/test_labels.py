@@ -6,7 +6,6 @@ import re
 
 import polars as pl
 import pytest
-from interpflow.fakeapi import FakeAPIServer
 
 from interpflow.artifacts import CorruptFileError
 from interpflow.deception.labels import (
@@ -17,6 +16,7 @@ from interpflow.deception.labels import (
     parse_label,
     stated_confidence,
 )
+from interpflow.fakeapi import FakeAPIServer
 from interpflow.judges import JudgeConfig, JudgeFailureError, JudgeReply
 
 CLASSES = ["normal", "eval_aware", "deceptive"]

@@ -19,9 +19,9 @@ import polars as pl
 import pytest
 import yaml
 from conftest import SNAKEMAKE, copy_repo, job_counts, snakemake, write_config
-from interpflow.fakeapi import FakeAPIServer
 from sklearn.metrics import confusion_matrix
 
+from interpflow.fakeapi import FakeAPIServer
 from interpflow.probes import MLPProbe, load_probe_dataset
 
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from interpflow.fakeapi import FakeAPIServer
 
+from interpflow.fakeapi import FakeAPIServer
 from interpflow.inoculation.scores import (
     KeywordTraitScorer,
     em_rates,

@@ -6,8 +6,8 @@ import json
 
 import polars as pl
 import pytest
-from interpflow.fakeapi import FakeAPIServer
 
+from interpflow.fakeapi import FakeAPIServer
 from interpflow.inoculation.rephrasings import make_rephrasings
 from interpflow.inoculation.study import InocPrompt
 from interpflow.judges import JudgeConfig
