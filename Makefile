@@ -3,6 +3,11 @@
 #                   (the REFERENCE presets) on 2 cores; prints the findings with their controls,
 #                   writes the README's "Reference run" table and the HTML report
 #   make run-stub   install, then `all` on the embedded default (the stub model, toy scale)
+#   make rehearse [PRESET=config/studies/<preset>.yaml]
+#                   a paper preset (default: every one) end to end on this CPU in minutes: stand-in
+#                   models of the same family and depth, shipped data samples, the fake API for its
+#                   API judges, scaled-down counts; in rehearsal/<preset>/, summary in
+#                   rehearsal/summary.md (interpflow.rehearse)
 #   make estimate CONFIG=config/studies/<preset>.yaml [RATES=rates.yaml]
 #                   GPU/CPU hours of a preset's plan, before running it (interpflow.ledger)
 #   make demo INSTANCE=<name> [CONFIG=config/studies/<preset>.yaml] [PORT=7860]
@@ -34,7 +39,7 @@ REFERENCE ?= config/studies/deception_smollm2.yaml config/studies/tribunal_smoll
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --constraint constraints.txt
 
-.PHONY: run run-stub estimate demo test test-fast install lock
+.PHONY: run run-stub rehearse estimate demo test test-fast install lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else \
@@ -59,6 +64,9 @@ run: install
 
 run-stub: install
 	$(BIN)/snakemake --cores $(CORES) all
+
+rehearse: install
+	$(BIN)/python -m interpflow.rehearse --cores $(CORES) $(PRESET)
 
 estimate: install
 	$(BIN)/python -m interpflow.ledger estimate --configfile $(CONFIG) $(if $(RATES),--rates $(RATES))

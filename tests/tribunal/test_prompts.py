@@ -55,19 +55,12 @@ def test_load_problems_parquet_and_split_ids(tmp_path):
     assert df["gold"].to_list() == ["1", "5/2"]
 
 
-def test_hub_source_without_datasets_is_a_clear_error(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def fake_import(name, *a, **k):
-        if name == "datasets":
-            raise ImportError("no datasets")
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
-    with pytest.raises(ValueError, match="needs the 'datasets' package"):
-        P.load_problems("openai/gsm8k", "main", "test")
+def test_hub_source_is_an_error_that_gives_the_fetch_command():
+    with pytest.raises(ValueError) as e:
+        P.load_problems("openai/gsm8k", "main", "test", key="tribunal.r1-7b.problems.source")
+    msg = str(e.value)
+    assert msg.startswith("config key tribunal.r1-7b.problems.source: 'openai/gsm8k' is a hub")
+    assert "python -m interpflow.hubdata openai/gsm8k --config main --split test" in msg
 
 
 def test_build_prompts_order_ids_and_cut():

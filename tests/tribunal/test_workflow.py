@@ -183,16 +183,29 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
 
 def test_preset_dry_runs_offline(tmp_path):
     work = copy_repo(tmp_path)
-    proc = snakemake(
-        work,
-        "-n",
-        "all",
-        "--configfile",
-        "config/studies/tribunal_r1.yaml",
-        check=False,
-        env=OFFLINE_ENV,
-        timeout=120,
+    preset = "config/studies/tribunal_r1.yaml"
+    # before the one-time fetch: the plan stops, naming the key and the fetch command
+    args = ("-n", "all", "--configfile", preset)
+    proc = snakemake(work, *args, check=False, env=OFFLINE_ENV, timeout=120)
+    assert proc.returncode != 0
+    assert (
+        "config key tribunal.r1-7b.problems.source: file data/tribunal/openai_gsm8k_test.jsonl"
+        in (proc.stdout + proc.stderr)
     )
+    # a hub id in the key: the command that fetches it once
+    hub = write_config(
+        tmp_path / "hub.yaml", {"tribunal": {"r1-7b": {"problems": {"source": "openai/gsm8k"}}}}
+    )
+    proc = snakemake(work, *args, str(hub), check=False, env=OFFLINE_ENV, timeout=120)
+    assert "python -m interpflow.hubdata openai/gsm8k --config main --split test" in (
+        proc.stdout + proc.stderr
+    )
+    (work / "data/tribunal").mkdir(parents=True)
+    shutil.copy(
+        work / "resources/tribunal/gsm8k_sample.jsonl",
+        work / "data/tribunal/openai_gsm8k_test.jsonl",
+    )
+    proc = snakemake(work, *args, check=False, env=OFFLINE_ENV, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     counts = job_counts(proc.stdout)
     assert "models_stub" not in counts  # a hub model: nothing to build

@@ -17,6 +17,7 @@ from interpflow.config import (
     fill_defaults,
     resolve_instances,
 )
+from interpflow.hubdata import hub_source_message
 from interpflow.judges import JudgeConfig, require_api_key
 from interpflow.models import check_model_path
 from interpflow.packaged import PACKAGED, packaged_gguf

@@ -8,12 +8,17 @@ TRIBUNAL = "results/tribunal/{instance}"
 # Input functions and the target list are lambdas: `snakemake --lint` flags a file that
 # mixes rules with function definitions.
 
-# The local problems file (a missing one fails at planning, naming the config key); nothing
-# for a hub dataset id.
+# The local problems file: a missing one, or a hub dataset id (jobs never reach the network;
+# the error gives the command that fetches it once), fails at planning, naming the config key.
 tribunal_problems_input = lambda wildcards: [
-    existing_file(source, f"tribunal.{wildcards.instance}.problems.source")
-    for source in [instance("tribunal", wildcards)["problems"]["source"]]
+    existing_file(source, key)
     if Path(source).exists() or source.endswith((".jsonl", ".json", ".parquet"))
+    else (_ for _ in ()).throw(
+        ConfigError(hub_source_message(source, problems["hub_config"], problems["split"], key))
+    )
+    for problems in [instance("tribunal", wildcards)["problems"]]
+    for source in [problems["source"]]
+    for key in [f"tribunal.{wildcards.instance}.problems.source"]
 ]
 
 # probes.control: a models entry (e.g. a random-init copy) that re-reads the instance's traces.

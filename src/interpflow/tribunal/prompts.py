@@ -1,8 +1,8 @@
 """Stage tribunal_prompts: GSM8K-format problems and the attempt table.
 
 :func:`load_problems` reads ``question`` / ``answer`` records (the answer ending in
-``#### <number>``) from a local JSONL / JSON / parquet file, or from a hub dataset id
-(``openai/gsm8k``) through ``datasets`` (imported lazily; only when installed and online).
+``#### <number>``) from a local JSONL / JSON / parquet file; a hub dataset id
+(``openai/gsm8k``) is fetched once beforehand (:mod:`interpflow.hubdata`), never in a job.
 :func:`build_prompts` lays out problems × ``samples_per_problem`` in attempt order, cut at
 ``max_attempts``; ``prompt_id`` = hash of (problem id, sample index), ``category`` = problem id.
 """
@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from interpflow.artifacts import read_parquet, stable_hash, write_parquet, write_provenance
+from interpflow.hubdata import hub_source_message
 from interpflow.tribunal.answers import format_number, gold_answer
 from interpflow.tribunal.common import ProblemsConfig
 
@@ -25,21 +26,6 @@ PROBLEM_SCHEMA = {
     "answer": pl.String,
     "gold": pl.String,
 }
-
-
-def _records_from_hub(
-    source: str, hub_config: str | None, split: str, key: str
-) -> tuple[list[dict], str]:
-    try:
-        import datasets  # lazy: optional, and it needs the network
-    except ImportError as e:
-        raise ValueError(
-            f"config key {key}: {source!r} is not a local file, and loading it as a hub "
-            "dataset needs the 'datasets' package (pip install datasets) and network access; "
-            "or point the source at a local .jsonl/.json/.parquet file"
-        ) from e
-    ds = datasets.load_dataset(source, hub_config, split=split)
-    return [dict(r) for r in ds], f"{source}[{hub_config}/{split}]"
 
 
 def _records_from_file(path: Path) -> list[dict]:
@@ -69,10 +55,11 @@ def load_problems(
 ) -> pl.DataFrame:
     """GSM8K-format problems as ``problem_id, question, answer, gold`` (gold = canonical number).
 
-    ``source`` is a local ``.jsonl`` / ``.json`` / ``.parquet`` file or a hub dataset id.
+    ``source`` is a local ``.jsonl`` / ``.json`` / ``.parquet`` file; a hub dataset id is an
+    error that gives the command to fetch it (:func:`interpflow.hubdata.hub_source_message`).
     Records need ``question`` and ``answer`` (ending in ``#### <number>``); ``id`` is used as
     the problem id when present, else ``<split>-<index>``. A bad record raises ValueError
-    naming the file and line (or record index); a missing file or hub access names config
+    naming the file and line (or record index); a missing file or a hub id names config
     key ``key``.
     """
     path = Path(source)
@@ -81,7 +68,7 @@ def load_problems(
     elif path.suffix in (".jsonl", ".json", ".parquet") or str(source).startswith((".", "/")):
         raise ValueError(f"config key {key}: file {source} does not exist")
     else:
-        records, where = _records_from_hub(str(source), hub_config, split, key)
+        raise ValueError(hub_source_message(str(source), hub_config, split, key))
     rows = []
     for i, r in enumerate(records):
         at = f"{where}:{r['_line']}" if "_line" in r else f"{where} record {i}"
