@@ -12,6 +12,15 @@ random, a prompt-specific shift so the matrices have structure), then runs
 its peak resident memory (``ru_maxrss``) and wall time, ``--repeats`` times.
 
 Goal: peak memory <= 8 GB (``--goal-gb``) at the default (seed) size. Exit 1 when missed.
+The stage streams the per-token table, so the goal holds at the full 10k examples too::
+
+    python benchmarks/logprob_scale.py --examples 10000
+
+``--baseline REV`` runs the stage of git revision ``REV`` (its ``src/`` extracted with ``git
+archive``) on the same tables, in turn with this tree's, and reports its peak and time beside;
+``--baseline-limit-gb`` caps the baseline's address space (RLIMIT_AS) so that an in-memory
+baseline at a size it cannot hold stops with an error (reported, not fatal) instead of taking
+a shared machine's memory. The goal is judged on this tree's stage.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import pyarrow.parquet as pq
 from _bench import Goal, load_average, load_line, median, report
 
 TRAITS = ("Playful", "French")
+REPO = Path(__file__).resolve().parent.parent
 
 
 def write_tables(d: Path, n_examples: int, n_prompts: int, n_tokens: int, seed: int = 0) -> dict:
@@ -120,9 +130,15 @@ def write_tables(d: Path, n_examples: int, n_prompts: int, n_tokens: int, seed: 
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
+d, src, limit_gb = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+if src:
+    sys.path.insert(0, src)  # the baseline revision's interpflow
+if limit_gb > 0:
+    resource.setrlimit(resource.RLIMIT_AS, (int(limit_gb * 2**30),) * 2)
+import interpflow
 from interpflow.inoculation.heuristics import heuristics_stage
 from interpflow.inoculation.study import InocPrompt
-d = Path(sys.argv[1])
+assert interpflow.__file__.startswith(src or str(Path.cwd())), interpflow.__file__
 prompts = {k: InocPrompt(**v) for k, v in json.loads((d / "prompts.json").read_text()).items()}
 t0 = time.perf_counter()
 heuristics_stage(
@@ -137,12 +153,27 @@ print(json.dumps({"seconds": seconds, "peak_gb": resource.getrusage(resource.RUS
 """
 
 
-def run_once(d: Path) -> dict:
-    cmd = [sys.executable, "-c", CHILD, str(d)]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+def run_once(d: Path, src: str = "", limit_gb: float = 0.0) -> dict:
+    """One run of the stage in a fresh process: ``{seconds, peak_gb}``; a baseline (``src``)
+    that fails, e.g. at its memory cap, gives ``{"failed": <the error's last line>}``."""
+    cmd = [sys.executable, "-c", CHILD, str(d), src, str(limit_gb)]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
+        if src:
+            lines = (proc.stderr.strip() or f"exit code {proc.returncode}").splitlines()
+            return {"failed": f"exit code {proc.returncode}: {lines[-1][:200]}"}
         raise SystemExit(f"heuristics failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def baseline_src(rev: str, into: Path) -> str:
+    """``src/`` of git revision ``rev`` extracted under ``into``; returns its path."""
+    archive = subprocess.run(
+        ["git", "archive", rev, "src/interpflow"], cwd=REPO, check=True, capture_output=True
+    ).stdout
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return str(into / "src")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,17 +183,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=200, help="mean tokens per completion")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--goal-gb", type=float, default=8.0)
+    parser.add_argument("--baseline", help="git revision whose stage runs beside (e.g. HEAD~1)")
+    parser.add_argument(
+        "--baseline-limit-gb", type=float, default=0.0, help="baseline address-space cap (0: none)"
+    )
     parser.add_argument("--out", help="JSON path (default benchmarks/results/logprob_scale.json)")
     args = parser.parse_args(argv)
     before = load_average()
     with tempfile.TemporaryDirectory(prefix="logprob_scale_") as tmp:
         d = Path(tmp)
+        src = baseline_src(args.baseline, d / "baseline") if args.baseline else ""
         t0 = time.perf_counter()
         sizes = write_tables(d, args.examples, args.prompts, args.tokens)
         build_s = time.perf_counter() - t0
-        runs = [run_once(d) for _ in range(args.repeats)]
+        runs, base_runs = [], []
+        for _ in range(args.repeats):  # in turn: baseline, this tree
+            if src:
+                base_runs.append(run_once(d, src, args.baseline_limit_gb))
+            runs.append(run_once(d))
     peak = max(r["peak_gb"] for r in runs)
-    seconds = [r["seconds"] for r in runs]
+    times = {"heuristics": [r["seconds"] for r in runs]}
+    figures = {"peak_gb": round(peak, 3), "seconds": round(median(times["heuristics"]), 2)}
+    header = []
+    if src:
+        ok = [r for r in base_runs if "failed" not in r]
+        if ok:
+            times[f"heuristics at {args.baseline}"] = [r["seconds"] for r in ok]
+            figures["baseline_peak_gb"] = round(max(r["peak_gb"] for r in ok), 3)
+        failed = [r["failed"] for r in base_runs if "failed" in r]
+        figures["baseline_failed"] = len(failed)
+        if failed:
+            header.append(
+                f"baseline {args.baseline} failed {len(failed)} of {args.repeats} runs "
+                f"(address space capped at {args.baseline_limit_gb} GiB): {failed[0]}"
+            )
     goal = Goal(
         "peak_memory", f"peak memory <= {args.goal_gb} GB", round(peak, 3), "<=", args.goal_gb
     )
@@ -174,16 +228,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"({args.examples} examples x {sizes['conditions']} conditions x "
                 f"~{args.tokens} tokens); tables built in {build_s:.1f} s"
             ),
+            *header,
             load_line(before, load_average()),
         ],
-        {"heuristics": seconds},
+        times,
         {},
         [goal],
-        {"peak_gb": round(peak, 3), "seconds": round(median(seconds), 2), **sizes},
+        {**figures, **sizes},
         {
             "examples": args.examples,
             "prompts": args.prompts,
             "tokens": args.tokens,
+            "baseline": args.baseline,
+            "baseline_limit_gb": args.baseline_limit_gb,
             "load_before": before,
             "load_after": load_average(),
         },

@@ -221,3 +221,24 @@ def test_logprob_scale(tmp_path, goal_args, rc):
     # every example under every condition: each scored ~20 tokens (10 to 30)
     assert 30 * 9 * 10 <= int(pairs["token_rows"]) <= 30 * 9 * 30
     assert 0 < float(pairs["peak_gb"]) == doc["figures"]["peak_gb"]
+
+
+@pytest.mark.parametrize(("cap", "failed"), [("0", 0), ("0.05", 1)], ids=["ran", "capped"])
+def test_logprob_scale_baseline_side_by_side(tmp_path, cap, failed):
+    """--baseline runs a git revision's stage on the same tables, in turn with this tree's;
+    a baseline that cannot fit its address-space cap is reported, and the goal still judged."""
+    out = tmp_path / "logprob_scale.json"
+    tiny = ("--examples", "20", "--prompts", "2", "--tokens", "10")
+    proc = run_bench(
+        "logprob_scale.py",
+        *(*tiny, "--baseline", "HEAD", "--baseline-limit-gb", cap, "--out", str(out)),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pairs, doc = check_output(proc, out, "logprob_scale", {"peak_memory": True}, 1, 1)
+    assert int(pairs["baseline_failed"]) == failed and doc["meta"]["baseline"] == "HEAD"
+    if failed:
+        assert "baseline HEAD failed 1 of 1 runs (address space capped at 0.05 GiB)" in proc.stdout
+        assert "baseline_peak_gb" not in pairs
+    else:
+        assert float(pairs["baseline_peak_gb"]) > 0
+        assert set(doc["per_repeat_s"]) == {"heuristics", "heuristics at HEAD"}

@@ -8,7 +8,9 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+from interpflow.inoculation import heuristics as H
 from interpflow.inoculation.correlations import pearson
 from interpflow.inoculation.embedding_stats import EMBEDDING_STATS, embedding_stats
 from interpflow.inoculation.gradients import (
@@ -24,9 +26,9 @@ from interpflow.inoculation.heuristics import (
     heuristics_stage,
     orient,
     pairwise_angles,
+    read_token_deltas,
     row_stats,
     w_matrix,
-    w_tokens,
 )
 from interpflow.inoculation.study import InocPrompt
 
@@ -64,18 +66,117 @@ def test_w_matrix_and_row_stats():
     assert w_matrix(ex, "mix")[0] == []
 
 
-def test_w_tokens_concatenates_examples():
-    ex = _examples({"none": [0, 0], "a:fixed": [0, 0]})
+def test_token_deltas_concatenate_examples_streamed_in_batches():
+    ex = _examples({"none": [0, 0], "a:fixed": [0, 0]}).with_columns(
+        n_tokens=pl.Series([2, 1, 2, 1])
+    )
     tok = pl.DataFrame(
         {
-            "row_id": ["none|e0", "none|e0", "none|e1", "a:fixed|e0", "a:fixed|e0", "a:fixed|e1"],
-            "token_index": [0, 1, 0, 0, 1, 0],
-            "logprob": [-1.0, -2.0, -3.0, -0.5, -2.5, -1.0],
+            "row_id": ["a:fixed|e1", "none|e0", "none|e1", "a:fixed|e0", "none|e0", "a:fixed|e0"],
+            "token_index": [0, 1, 0, 1, 0, 0],
+            "logprob": [-1.0, -2.0, -3.0, -2.5, -1.0, -0.5],
         }
     )
-    keys, Wt = w_tokens(ex, tok, "fixed")
-    assert keys == ["a"]
-    np.testing.assert_allclose(Wt, [[0.5, -0.5, 2.0]])
+    for batch_rows in (1, 4, None):  # a batch ends inside an example, or holds the table
+        d = read_token_deltas(examples=ex, tokens=tok, batch_rows=batch_rows)
+        keys, Wt = d.matrix("fixed")
+        assert keys == ["a"] and d.matrix("mix") == ([], pytest.approx(np.zeros((0, 0))))
+        np.testing.assert_allclose(Wt, [[0.5, -0.5, 2.0]])
+        pairs = d.pairs("fixed", "a")
+        assert pairs.rows() == [("e0", 0, -1.0, -0.5), ("e0", 1, -2.0, -2.5), ("e1", 0, -3.0, -1.0)]
+    # each row's token rows must be exactly its n_tokens, and every prompt scores the same tokens
+    with pytest.raises(ValueError, match=r"1 rows have token rows other than their n_tokens"):
+        read_token_deltas(examples=ex, tokens=tok.tail(5))
+    with pytest.raises(ValueError, match="prompts scored different token counts"):
+        read_token_deltas(examples=ex.with_columns(n_tokens=pl.Series([2, 1, 2, 2])), tokens=tok)
+
+
+def _joined_pairs(examples: pl.DataFrame, tokens: pl.DataFrame, prefix_type: str) -> dict:
+    """The in-memory computation the stage made before it streamed (kept as the reference):
+    the whole per-token table joined to the per-example rows, then prefix vs no prefix."""
+    tok = tokens.join(
+        examples.select("row_id", "prefix_type", "prompt_key", "example_id"), on="row_id"
+    )
+    base = tok.filter(pl.col("prefix_type") == "none").select(
+        "example_id", "token_index", pl.col("logprob").cast(pl.Float64).alias("lp_base")
+    )
+    pairs = (
+        tok.filter(pl.col("prefix_type") == prefix_type)
+        .join(base, on=["example_id", "token_index"])
+        .select(
+            "prompt_key",
+            "example_id",
+            "token_index",
+            "lp_base",
+            pl.col("logprob").cast(pl.Float64).alias("lp_prefix"),
+        )
+    )
+    parts = pairs.partition_by("prompt_key", as_dict=True, include_key=False)
+    return dict(sorted((k[0], v.sort("example_id", "token_index")) for k, v in parts.items()))
+
+
+def _token_tables(seed: int = 0):
+    """Per-example and per-token tables of 3 fixed + 2 mix prompts over 6 examples of 0-5
+    tokens (float32 logprobs, rows shuffled, ids whose string order is not their numeric one,
+    and rows of another dataset that no per-example row names)."""
+    rng = np.random.default_rng(seed)
+    ids = ["e2", "e10", "e1", "e0", "e11", "e3"]
+    lengths = dict(zip(ids, [3, 5, 0, 4, 1, 2]))
+    conds = ["none", "a:fixed", "b:fixed", "c:fixed", "a:mix", "c:mix"]
+    ex_rows, tok_rows = [], []
+    for cond in conds:
+        key, ptype = (None, "none") if cond == "none" else cond.split(":")
+        for e in ids:
+            lp = rng.normal(-2.0, 1.0, lengths[e]).astype(np.float32)
+            rid = f"train|{cond}|{e}"
+            ex_rows.append(
+                (
+                    rid,
+                    ptype,
+                    key,
+                    e,
+                    lengths[e],
+                    float(lp.astype(np.float64).mean()) if lp.size else math.nan,
+                )
+            )
+            tok_rows += [(rid, i, v) for i, v in enumerate(lp)]
+    tok_rows += [("other|none|e0", 0, -1.0), ("other|none|e0", 1, -2.0)]
+    cols = ["row_id", "prefix_type", "prompt_key", "example_id", "n_tokens", "logprob_mean"]
+    ex = pl.DataFrame(ex_rows, schema=cols, orient="row", schema_overrides={"n_tokens": pl.Int32})
+    tok = pl.DataFrame(
+        [tok_rows[i] for i in rng.permutation(len(tok_rows))],
+        schema={"row_id": pl.String, "token_index": pl.Int32, "logprob": pl.Float32},
+        orient="row",
+    )
+    return ex, tok
+
+
+def test_streamed_token_deltas_equal_the_in_memory_join_exactly(tmp_path):
+    ex, tok = _token_tables()
+    path = tmp_path / "train.tokens.parquet"
+    tok.write_parquet(path, row_group_size=7)
+    for tokens, batch_rows in ((tok, 5), (path, 5), (path, None)):
+        d = read_token_deltas(examples=ex, tokens=tokens, batch_rows=batch_rows)
+        assert d.values.dtype == np.float32  # the table's precision, widened only to subtract
+        for ptype, want_keys in (("fixed", ["a", "b", "c"]), ("mix", ["a", "c"])):
+            ref = _joined_pairs(ex, tok, ptype)
+            keys, Wt = d.matrix(ptype)
+            assert keys == list(ref) == want_keys
+            want = np.vstack([(v["lp_prefix"] - v["lp_base"]).to_numpy() for v in ref.values()])
+            np.testing.assert_array_equal(Wt, want)
+            assert Wt.shape == (len(keys), 3 + 5 + 4 + 1 + 2)  # e1 scored no token
+            for i, key in enumerate(keys):
+                pairs = d.pairs(ptype, key)
+                assert_frame_equal(pairs, ref[key])
+                a, b = gradient_stats(pairs), gradient_stats(ref[key])
+                assert a.keys() == b.keys()
+                assert all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+    # a known answer: prompt b's fixed delta at e10's third token (column 1 of e0 + 2 of e10)
+    b_e10 = tok.filter(pl.col("row_id") == "train|b:fixed|e10", pl.col("token_index") == 2)
+    base = tok.filter(pl.col("row_id") == "train|none|e10", pl.col("token_index") == 2)
+    col = 4 + 0 + 2  # columns in example_id order: e0 (4 tokens), e1 (0), e10 (...)
+    assert d.matrix("fixed")[1][1, col] == float(b_e10["logprob"][0]) - float(base["logprob"][0])
+    assert d.example_ids == ["e0", "e1", "e10", "e11", "e2", "e3"]
 
 
 def test_embed_angles_pearson():
@@ -200,6 +301,19 @@ def test_gradient_coherence_and_rank_of_a_noisy_matrix():
     assert b["signal_coherence"] < 0.5 and b["effective_rank"] > 1
 
 
+def test_gradient_stats_are_the_same_every_run():
+    # 2000 examples: an unordered group_by summed the per-example means in a different order
+    # each call, so PH x coherence (HB4) changed in its last bits (28 values in 50 calls)
+    rng = np.random.default_rng(0)
+    lb, lp = rng.normal(-2, 1, (2000, 3)), rng.normal(-1, 1, (2000, 3))
+    pairs = _pairs(
+        {f"e{i:04d}": lb[i].tolist() for i in range(2000)},
+        {f"e{i:04d}": lp[i].tolist() for i in range(2000)},
+    )
+    runs = {gradient_stats(pairs)["strength_x_coherence"] for _ in range(8)}
+    assert len(runs) == 1
+
+
 def test_simulated_training_saves_gradient_when_the_prefix_explains_tokens():
     lp = np.log(np.array([0.1, 0.3, 0.5]))
     g_low, l_low = simulate_nll(lp, 32, 1.0)
@@ -237,7 +351,7 @@ def test_embedding_stats_geometry():
     assert math.isnan(n["emb_cos_other_trait"]) and math.isnan(n["emb_dist_from_neutral"])
 
 
-def test_compute_heuristics_tables(tmp_path):
+def test_compute_heuristics_tables(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     n_ex, n_tok = 6, 4
     conds = {"none": None, "a:fixed": 0.4, "b:fixed": 0.1, "n:fixed": 0.0, "a:mix": 0.3}
@@ -254,6 +368,7 @@ def test_compute_heuristics_tables(tmp_path):
                     "prefix_type": ptype,
                     "prompt_key": key,
                     "example_id": f"e{k}",
+                    "n_tokens": n_tok,
                     "logprob_mean": float(lp.mean()),
                 }
             )
@@ -333,8 +448,20 @@ def test_compute_heuristics_tables(tmp_path):
         "out_matrices": staged["W"],
         "out_meta": staged["m"],
     }
+    # the stage streams the per-token table (3 rows at a time here), never reads it whole, and
+    # gets the in-memory frame's answer
+    whole = H.read_parquet
+
+    def read_parquet(path):
+        assert path != files["tok"], "the per-token table was read whole"
+        return whole(path)
+
+    monkeypatch.setattr(H, "read_parquet", read_parquet)
+    monkeypatch.setattr(H, "TOKEN_BATCH_ROWS", 3)
     heuristics_stage(**kw, trait_names=["Playful", "French"])
     st = pl.read_parquet(staged["t"]).sort("prefix_type", "prompt_key")
+    in_memory = t.drop(EMBEDDING_STATS)
+    assert_frame_equal(st.select(in_memory.columns), in_memory)
     assert st["ph_Playful"].to_list() == pytest.approx(t["ph_Playful"].to_list())
     assert st["ph_French"].to_list() == pytest.approx(t["ph_Playful"].to_list())  # same rows
     assert st["ph"].to_list() == pytest.approx(t["ph"].to_list())

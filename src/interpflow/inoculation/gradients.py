@@ -121,7 +121,10 @@ def gradient_stats(pairs: pl.DataFrame, cfg: GradientConfig = GradientConfig()) 
             rank = float(np.searchsorted(np.cumsum(share), cfg.variance_share - 1e-12) + 1)
     affected = ((np.abs(M) > cfg.persist_threshold) & reach).sum(axis=0)
     persistent = affected >= cfg.persist_share * reach.sum(axis=0)
-    ph = float(ex.group_by("example_id").agg(pl.col("delta").mean())["delta"].mean())
+    # groups in their order of appearance: an unordered group_by sums the per-example means in
+    # a different order each run (PH, and so HB4, differed in the last bits between runs)
+    per_example = ex.group_by("example_id", maintain_order=True).agg(pl.col("delta").mean())
+    ph = float(per_example["delta"].mean())
     g_base, l_base = simulate_nll(pairs["lp_base"].to_numpy(), cfg.sim_steps, cfg.sim_lr)
     g_pre, l_pre = simulate_nll(pairs["lp_prefix"].to_numpy(), cfg.sim_steps, cfg.sim_lr)
     out |= {

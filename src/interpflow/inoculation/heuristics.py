@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from interpflow.artifacts import read_parquet, write_json, write_parquet
+from interpflow.artifacts import atomic_path, read_parquet, write_json, write_parquet
 from interpflow.inoculation.embedding_stats import cosine, embedding_stats, text_embedding_vectors
 from interpflow.inoculation.gradients import GradientConfig, gradient_stats
 from interpflow.inoculation.study import InocPrompt
@@ -82,53 +82,153 @@ def w_matrix(
     return wide["prompt_key"].to_list(), ids, wide.select(ids).to_numpy().astype(np.float64)
 
 
-def token_pairs(
-    examples: pl.DataFrame, tokens: pl.DataFrame, prefix_type: str
-) -> dict[str, pl.DataFrame]:
-    """Per prompt key: ``example_id, token_index, lp_base, lp_prefix`` of every completion token.
+#: Per-token rows read at a time from the per-token table (:func:`read_token_deltas`).
+TOKEN_BATCH_ROWS = 1 << 20
+_PREFIX_TYPES = ("none", "fixed", "mix")
 
-    ``lp_base`` is the token's logprob with no prefix, ``lp_prefix`` with the prompt's prefix
-    (``prefix_type``); rows are sorted by (example_id, token_index).
+
+@dataclass(frozen=True)
+class TokenDeltas:
+    """The per-token logprobs of one training table as dense rows over its completion tokens.
+
+    Columns: every completion token of every example, ordered by (example_id, token_index)
+    (``example_ids`` sorted, ``lengths`` tokens each); ``values[0]`` is the no-prefix row,
+    ``values[slots[(prefix_type, prompt_key)]]`` a prompt's row, in the table's logprob dtype.
     """
-    tok = tokens.join(
-        examples.select("row_id", "prefix_type", "prompt_key", "example_id"), on="row_id"
-    )
-    base = tok.filter(pl.col("prefix_type") == "none").select(
-        "example_id", "token_index", pl.col("logprob").cast(pl.Float64).alias("lp_base")
-    )
-    pre = tok.filter(pl.col("prefix_type") == prefix_type)
-    if pre.height == 0:
-        return {}
-    pairs = pre.join(base, on=["example_id", "token_index"]).select(
-        "prompt_key",
+
+    example_ids: list[str]
+    lengths: np.ndarray
+    values: np.ndarray
+    slots: dict[tuple[str, str], int]
+
+    def keys(self, prefix_type: str) -> list[str]:
+        """The prompt keys scored with ``prefix_type``, sorted."""
+        return sorted(k for t, k in self.slots if t == prefix_type)
+
+    def matrix(self, prefix_type: str) -> tuple[list[str], np.ndarray]:
+        """``(prompt_keys, W_tokens)``: per-token logprob differences (prefix - no prefix) in
+        float64, one row per prompt key, all completions concatenated."""
+        keys = self.keys(prefix_type)
+        if not keys:
+            return [], np.zeros((0, 0))
+        rows = self.values[[self.slots[(prefix_type, k)] for k in keys]].astype(np.float64)
+        return keys, rows - self.values[0].astype(np.float64)
+
+    def pairs(self, prefix_type: str, key: str) -> pl.DataFrame:
+        """One prompt's ``example_id, token_index, lp_base, lp_prefix`` (float64) of every
+        completion token, sorted by (example_id, token_index): :func:`gradient_stats`' input."""
+        lengths = self.lengths
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return pl.DataFrame(
+            {
+                "example_id": pl.Series(self.example_ids, dtype=pl.String).gather(
+                    np.repeat(np.arange(len(lengths)), lengths)
+                ),
+                "token_index": (np.arange(int(lengths.sum())) - starts).astype(np.int32),
+                "lp_base": self.values[0].astype(np.float64),
+                "lp_prefix": self.values[self.slots[(prefix_type, key)]].astype(np.float64),
+            }
+        )
+
+
+def _token_layout(examples: pl.DataFrame) -> tuple[pl.DataFrame, dict[tuple[str, str], int]]:
+    """The rows of ``examples`` with a prefix type none/fixed/mix, each with its ``slot`` (its
+    condition's row of :attr:`TokenDeltas.values`) and ``start`` (its first token's column);
+    and the slots. Every condition must score the no-prefix row's tokens of each example."""
+    if "n_tokens" not in examples.columns:
+        raise ValueError("per-example logprob table has no n_tokens column")
+    ex = examples.filter(pl.col("prefix_type").is_in(_PREFIX_TYPES)).with_row_index("row")
+    base = ex.filter(pl.col("prefix_type") == "none").sort("example_id")
+    if base.height == 0:
+        raise ValueError("logprob table has no 'none' (no prefix) rows to difference against")
+    if base["example_id"].n_unique() != base.height:
+        raise ValueError("logprob table: an example_id has several 'none' (no prefix) rows")
+    conds = ex.filter(pl.col("prefix_type") != "none").select("prefix_type", "prompt_key")
+    conds = conds.unique().sort("prefix_type", "prompt_key").rows()
+    slots = {c: i + 1 for i, c in enumerate(conds)}
+    base = base.select(
         "example_id",
-        "token_index",
-        "lp_base",
-        pl.col("logprob").cast(pl.Float64).alias("lp_prefix"),
+        pl.col("n_tokens").cast(pl.Int64).alias("base_tokens"),
+        (pl.col("n_tokens").cast(pl.Int64).cum_sum() - pl.col("n_tokens")).alias("start"),
     )
-    parts = pairs.partition_by("prompt_key", as_dict=True, include_key=False)
-    out = {k[0]: v.sort("example_id", "token_index") for k, v in parts.items()}
-    return dict(sorted(out.items()))
+    ex = ex.join(base, on="example_id", how="left").sort("row")
+    bad = ex.filter(pl.col("base_tokens").is_null() | (pl.col("n_tokens") != pl.col("base_tokens")))
+    if bad.height:
+        raise ValueError(
+            f"prompts scored different token counts: {bad.height} rows differ from the no-prefix "
+            f"row of their example (e.g. {bad['row_id'][0]})"
+        )
+    slot = [
+        0 if t == "none" else slots[(t, k)]
+        for t, k in ex.select("prefix_type", "prompt_key").rows()
+    ]
+    return ex.with_columns(slot=pl.Series(slot, dtype=pl.Int64)), slots
 
 
-def w_tokens(
-    examples: pl.DataFrame, tokens: pl.DataFrame, prefix_type: str
-) -> tuple[list[str], np.ndarray]:
-    """``(prompt_keys, W_tokens)``: per-token logprob differences, all completions concatenated.
+def _token_batches(tokens: str | Path | pl.DataFrame, batch_rows: int):
+    """``(logprob dtype, iterator of arrow record batches of row_id, token_index, logprob)``."""
+    import pyarrow.parquet as pq
 
-    Column order is (example_id, token_index); every prompt scores the same completion tokens.
-    """
-    return _token_matrix(token_pairs(examples, tokens, prefix_type))
+    cols = ["row_id", "token_index", "logprob"]
+    if isinstance(tokens, pl.DataFrame):
+        table = tokens.select(cols).to_arrow()
+        return table.schema.field("logprob").type, iter(table.to_batches(max_chunksize=batch_rows))
+    reader = pq.ParquetFile(tokens)
+    lp_type = reader.schema_arrow.field("logprob").type
+    return lp_type, reader.iter_batches(batch_size=batch_rows, columns=cols)
 
 
-def _token_matrix(pairs: Mapping[str, pl.DataFrame]) -> tuple[list[str], np.ndarray]:
-    if not pairs:
-        return [], np.zeros((0, 0))
-    rows = [(df["lp_prefix"] - df["lp_base"]).to_numpy() for df in pairs.values()]
-    width = {len(r) for r in rows}
-    if len(width) != 1:
-        raise ValueError(f"prompts scored different token counts: {sorted(width)}")
-    return list(pairs), np.vstack(rows)
+def read_token_deltas(
+    *,
+    examples: pl.DataFrame,
+    tokens: str | Path | pl.DataFrame,
+    batch_rows: int | None = None,
+) -> TokenDeltas:
+    """Stream the per-token table ``tokens`` (a parquet path, or a frame) ``batch_rows`` rows
+    (default :data:`TOKEN_BATCH_ROWS`) at a time into :class:`TokenDeltas`: memory is the
+    dense rows (conditions x completion tokens), never the table or a join of it.
+    ``examples``: the per-example table (``row_id``, ``prefix_type``, ``prompt_key``,
+    ``example_id``, ``n_tokens``); token rows of other row ids are skipped, and each row's
+    token rows must be exactly its ``n_tokens``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ex, slots = _token_layout(examples)
+    base = ex.filter(pl.col("prefix_type") == "none").sort("example_id")
+    lengths = base["n_tokens"].cast(pl.Int64).to_numpy()
+    row_of = dict(zip(ex["row_id"].to_list(), range(ex.height)))
+    slot, start = ex["slot"].to_numpy(), ex["start"].to_numpy()
+    n_tok = ex["n_tokens"].cast(pl.Int64).to_numpy()
+    lp_type, batches = _token_batches(tokens, batch_rows or TOKEN_BATCH_ROWS)
+    dtype = np.float32 if lp_type in (pa.float16(), pa.float32()) else np.float64
+    values = np.full((len(slots) + 1, int(lengths.sum())), np.nan, dtype)
+    seen = np.zeros(ex.height, np.int64)
+    for batch in batches:
+        enc = pc.dictionary_encode(batch.column("row_id"))
+        lut = np.array([row_of.get(r, -1) for r in enc.dictionary.to_pylist()] + [-1], np.int64)
+        rows = lut[enc.indices.fill_null(len(lut) - 1).to_numpy()]
+        ti = batch.column("token_index").to_numpy().astype(np.int64)
+        lp = batch.column("logprob").to_numpy().astype(dtype, copy=False)
+        keep = rows >= 0
+        rows, ti, lp = rows[keep], ti[keep], lp[keep]
+        if ((ti < 0) | (ti >= n_tok[rows])).any():
+            raise ValueError(f"{_name(tokens)}: a token_index beyond its row's n_tokens")
+        values[slot[rows], start[rows] + ti] = lp
+        seen += np.bincount(rows, minlength=ex.height)
+    off = np.flatnonzero(seen != n_tok)
+    if off.size:
+        r = int(off[0])
+        raise ValueError(
+            f"{_name(tokens)}: {off.size} rows have token rows other than their n_tokens "
+            f"(e.g. {ex['row_id'][r]}: {seen[r]} token rows, n_tokens {n_tok[r]})"
+        )
+    return TokenDeltas(
+        example_ids=base["example_id"].to_list(), lengths=lengths, values=values, slots=slots
+    )
+
+
+def _name(tokens: str | Path | pl.DataFrame) -> str:
+    return "per-token table" if isinstance(tokens, pl.DataFrame) else str(tokens)
 
 
 def row_stats(w: np.ndarray) -> dict[str, float]:
@@ -241,7 +341,7 @@ def angle_groups(angles: np.ndarray, groups: Sequence[str], neutral: str = "neut
 def compute_heuristics(
     *,
     train: pl.DataFrame,
-    train_tokens: pl.DataFrame,
+    train_tokens: str | Path | pl.DataFrame,
     neutral: pl.DataFrame,
     traits: Mapping[str, pl.DataFrame],
     selfperp: pl.DataFrame,
@@ -261,7 +361,8 @@ def compute_heuristics(
 
     ``train``/``neutral``/``traits[T]`` are per-example logprob tables of the SFT set, the
     neutral controls and trait T's trait-only completions; ``train_tokens`` the per-token
-    table of the SFT set; ``selfperp`` has ``prompt_key, selfperp_raw, selfperp_context``;
+    table of the SFT set (a parquet path, streamed by :func:`read_token_deltas`, or a frame);
+    ``selfperp`` has ``prompt_key, selfperp_raw, selfperp_context``;
     ``prompt_traits`` maps prompt key -> trait name (or "neutral"). ``text_embeddings``
     (optional; ``prompt_key, kind`` = prompt/rephrasing, ``vector``) adds the
     :func:`embedding_stats` columns, the same for both prefix types. ``gradient``: the
@@ -269,8 +370,8 @@ def compute_heuristics(
     """
     from safetensors.numpy import save_file
 
-    from interpflow.artifacts import atomic_path
-
+    deltas = read_token_deltas(examples=train, tokens=train_tokens)
+    groups = {k: prompt_traits.get(k, "neutral") for k in {k for _, k in deltas.slots}}
     rows, emb_rows, angle_rows, summary_rows = [], [], [], []
     matrices: dict[str, np.ndarray] = {}
     meta: dict = {"explained_variance": {}, "row_keys": {}, "columns": {}}
@@ -280,72 +381,27 @@ def compute_heuristics(
         if not keys:
             continue
         Ws[ptype] = keys, W
-        pairs = token_pairs(train, train_tokens, ptype)
-        tkeys, Wt = _token_matrix(pairs)
-        assert tkeys == keys
-        _, _, Wn = w_matrix(neutral, ptype)
-        crosses = {t: w_matrix(df, ptype)[2] for t, df in traits.items()}
+        tkeys, Wt = deltas.matrix(ptype)
+        if tkeys != keys:
+            raise ValueError(f"{ptype} prompts {keys} but per-token rows of {tkeys}")
         for name, M in ((f"W_{ptype}", W), (f"W_{ptype}_tokens", Wt)):
             matrices[name] = np.ascontiguousarray(M, dtype=np.float32)
             meta["row_keys"][name] = keys
         meta["columns"][f"W_{ptype}"] = ids
         embs = {"": embed(W, n_components, seed), "_tokens": embed(Wt, n_components, seed)}
-        for i, key in enumerate(keys):
-            rec = {
-                "prompt_key": key,
-                "prompt_trait": prompt_traits.get(key, "neutral"),
-                "prefix_type": ptype,
-            }
-            rec.update(row_stats(W[i]))
-            rec.pop("ppd")  # PPD is defined on control completions, not the training set
-            rec["ppd_neutral"] = row_stats(Wn[i])["ppd"] if len(Wn) else math.nan
-            for t, Wc in crosses.items():
-                st = row_stats(Wc[i]) if len(Wc) else dict.fromkeys(ROW_STATS, math.nan)
-                rec[f"ph_{t}"], rec[f"ppd_{t}"] = st["ph"], st["ppd"]
-            tok = Wt[i]
-            rec["mean_abs_tok_diff"] = float(np.abs(tok).mean()) if tok.size else math.nan
-            rec["mean_sq_tok_diff"] = float((tok**2).mean()) if tok.size else math.nan
-            rec.update(gradient_stats(pairs[key], gradient or GradientConfig()))
-            for suffix, e in embs.items():
-                for c in range(n_components):
-                    rec[f"pc{c + 1}{suffix}"] = float(e["pca"][i, c])
-                    rec[f"sv{c + 1}{suffix}"] = float(e["svd"][i, c])
-            rows.append(rec)
+        controls = {t: w_matrix(df, ptype)[2] for t, df in {"neutral": neutral, **traits}.items()}
+        rows += _prompt_rows(
+            ptype=ptype, keys=keys, W=W, Wt=Wt, controls=controls, deltas=deltas, embs=embs,
+            groups=groups, gradient=gradient or GradientConfig(), n_components=n_components,
+        )  # fmt: skip
         for suffix, e in embs.items():
             matrix = f"W_{ptype}{suffix}"
             meta["explained_variance"][matrix] = {"pca": e["pca_var"], "svd": e["svd_var"]}
-            for i, key in enumerate(keys):
-                for method in ("pca", "svd"):
-                    emb_rows.append(
-                        {
-                            "matrix": matrix,
-                            "method": method,
-                            "prompt_key": key,
-                            "prompt_trait": prompt_traits.get(key, "neutral"),
-                            **{f"dim{c + 1}": float(e[method][i, c]) for c in range(n_components)},
-                        }
-                    )
-            reps = {
-                "raw": W if not suffix else Wt,
-                "pca2": e["pca"][:, :2],
-                "svd2": e["svd"][:, :2],
-            }
-            groups = [prompt_traits.get(k, "neutral") for k in keys]
-            for rep, X in reps.items():
-                A = pairwise_angles(X)
-                for i, a in enumerate(keys):
-                    for j, b in enumerate(keys):
-                        angle_rows.append(
-                            {
-                                "matrix": matrix,
-                                "representation": rep,
-                                "prompt_a": a,
-                                "prompt_b": b,
-                                "angle": float(A[i, j]),
-                            }
-                        )
-                for g in angle_groups(A, groups):
-                    summary_rows.append({"matrix": matrix, "representation": rep, **g})
+            emb_rows += _embedding_rows(matrix, keys, e, groups, n_components)
+            angles, summary = _angle_rows(matrix, keys, Wt if suffix else W, e, groups)
+            angle_rows += angles
+            summary_rows += summary
+        del Wt, embs  # one prefix type's dense token matrix at a time
     if not rows:
         raise ValueError("no fixed or mix prefix rows in the training logprob table")
     if len(Ws) == 2:
@@ -362,6 +418,83 @@ def compute_heuristics(
         save_file(matrices, str(tmp))
     write_json(meta, out_meta)
     return {"n_rows": table.height, "matrices": {k: list(v.shape) for k, v in matrices.items()}}
+
+
+def _prompt_rows(
+    *,
+    ptype: str,
+    keys: list[str],
+    W: np.ndarray,
+    Wt: np.ndarray,
+    controls: Mapping[str, np.ndarray],
+    deltas: TokenDeltas,
+    embs: Mapping[str, dict],
+    groups: Mapping[str, str],
+    gradient: GradientConfig,
+    n_components: int,
+) -> list[dict]:
+    """One heuristics row per prompt key of prefix type ``ptype``: :func:`row_stats` of its W
+    row, PPD on the neutral controls and PH/PPD on each trait's (``controls``: their W
+    matrices), the per-token and gradient heuristics, and its PCA/SVD coordinates."""
+    rows = []
+    for i, key in enumerate(keys):
+        rec = {"prompt_key": key, "prompt_trait": groups[key], "prefix_type": ptype}
+        rec.update(row_stats(W[i]))
+        rec.pop("ppd")  # PPD is defined on control completions, not the training set
+        for t, Wc in controls.items():
+            st = row_stats(Wc[i]) if len(Wc) else dict.fromkeys(ROW_STATS, math.nan)
+            if t == "neutral":
+                rec["ppd_neutral"] = st["ppd"]
+            else:
+                rec[f"ph_{t}"], rec[f"ppd_{t}"] = st["ph"], st["ppd"]
+        tok = Wt[i]
+        rec["mean_abs_tok_diff"] = float(np.abs(tok).mean()) if tok.size else math.nan
+        rec["mean_sq_tok_diff"] = float((tok**2).mean()) if tok.size else math.nan
+        rec.update(gradient_stats(deltas.pairs(ptype, key), gradient))
+        for suffix, e in embs.items():
+            for c in range(n_components):
+                rec[f"pc{c + 1}{suffix}"] = float(e["pca"][i, c])
+                rec[f"sv{c + 1}{suffix}"] = float(e["svd"][i, c])
+        rows.append(rec)
+    return rows
+
+
+def _embedding_rows(
+    matrix: str, keys: list[str], e: dict, groups: Mapping[str, str], n_components: int
+) -> list[dict]:
+    """Rows of the embeddings table: each prompt's PCA and SVD coordinates of ``matrix``."""
+    return [
+        {
+            "matrix": matrix,
+            "method": method,
+            "prompt_key": key,
+            "prompt_trait": groups[key],
+            **{f"dim{c + 1}": float(e[method][i, c]) for c in range(n_components)},
+        }
+        for i, key in enumerate(keys)
+        for method in ("pca", "svd")
+    ]
+
+
+def _angle_rows(
+    matrix: str, keys: list[str], raw: np.ndarray, e: dict, groups: Mapping[str, str]
+) -> tuple[list[dict], list[dict]]:
+    """Rows of the angles table (every prompt pair) and of its summary (:func:`angle_groups`)
+    of ``matrix``, on its raw rows and on its top-2 PCA and SVD projections ``e``."""
+    angles, summary = [], []
+    for rep, X in {"raw": raw, "pca2": e["pca"][:, :2], "svd2": e["svd"][:, :2]}.items():
+        A = pairwise_angles(X)
+        angles += [
+            {"matrix": matrix, "representation": rep, "prompt_a": a, "prompt_b": b,
+             "angle": float(A[i, j])}
+            for i, a in enumerate(keys)
+            for j, b in enumerate(keys)
+        ]  # fmt: skip
+        summary += [
+            {"matrix": matrix, "representation": rep, **g}
+            for g in angle_groups(A, [groups[k] for k in keys])
+        ]
+    return angles, summary
 
 
 def _fixed_vs_mix(
@@ -413,7 +546,7 @@ def heuristics_stage(
         raise ValueError(f"{traits}: no rows of the trait-only sets of {empty}")
     return compute_heuristics(
         train=read_parquet(train),
-        train_tokens=read_parquet(train_tokens),
+        train_tokens=Path(train_tokens),
         neutral=read_parquet(neutral),
         traits=per_trait,
         selfperp=read_parquet(selfperp),
