@@ -208,3 +208,61 @@ def test_summary_names_each_preset_and_its_stages():
     )
     assert "| config/studies/x.yaml | yes | 1.5 | 3 | 2 | 7 |" in text
     assert "x_train (3)" in text and "- models.m: a -> stand-in" in text
+
+
+def _leaf_strings(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _leaf_strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def _planned(preset: Path, tmp_path: Path) -> dict[str, int]:
+    """Jobs per rule that the real preset plans (`snakemake -n`), with empty placeholders for
+    the files a user provides under data/."""
+    from conftest import OFFLINE_ENV, copy_repo, job_counts, snakemake
+
+    work = copy_repo(tmp_path / "plan")
+    for path in _leaf_strings(yaml.safe_load(preset.read_text())):
+        if path.startswith("data/"):
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_text("")
+    proc = snakemake(work, "-n", "all", "--configfile", str(preset), env=OFFLINE_ENV)
+    return job_counts(proc.stdout)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("preset", paper_presets(REPO), ids=lambda p: p.stem)
+def test_rehearsal_runs_every_stage_and_instance_of_the_preset(preset, tmp_path):
+    import json
+
+    from interpflow.rehearse import rehearse
+
+    result = rehearse(preset, root=tmp_path / "rehearsal", repo=REPO)
+    log = Path(result["log"]).read_text()
+    assert result["ok"], log[-6000:]
+    planned = _planned(preset, tmp_path)
+    # every rule the real preset plans ran (and the stand-ins were built)
+    ran = set(result["jobs"]) - {"total"}
+    assert ran == set(planned) - {"total"} | {"models_standin"}
+    work = tmp_path / "rehearsal" / preset.stem
+    declared = yaml.safe_load(preset.read_text())
+    for study in ("deception", "tribunal", "inoculation", "steering"):
+        for name in declared.get(study) or {}:
+            sweep = declared[study][name].get("sweep")
+            made = {p.name for p in (work / "results" / study).glob(f"{name}*")}
+            assert made, f"{study}.{name} made nothing"
+            if not sweep:
+                assert name in made
+            else:  # one instance per grid point
+                n_points = 1
+                for values in sweep.values():
+                    n_points *= len(values)
+                assert len(made) == n_points, made
+    # every finding names the stand-in that produced it
+    findings = json.loads((work / "results" / "findings.json").read_text())
+    assert findings and all(f["model"].endswith("(stand-in)") for f in findings), findings
+    # API judges answered by the fake server where the preset has any
+    api = [j for j in (declared.get("judges") or {}).values() if j["backend"] != "offline"]
+    assert (result["api_calls"] > 0) == bool(api)

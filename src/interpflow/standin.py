@@ -4,7 +4,7 @@ A paper preset names hub models (Qwen2.5-7B, R1-Distill, Llama-3.1-8B, Qwen3-0.6
 that a CPU cannot run and that cannot be downloaded here. Its rehearsal (``interpflow.rehearse``)
 replaces each by a stand-in: the same ``model_type`` (Qwen2, Qwen3, Llama), the real model's
 number of decoder layers (so every layer index and layer slice of the preset is exercised), a
-tiny width, and a chat template of the same format with the same options (Qwen3's
+a small width (:data:`WIDTH`), and a chat template of the same format with the same options (Qwen3's
 ``enable_thinking``; R1-Distill's ``<think>`` opened in the generation prompt). The tokenizer is
 the stub's byte-level BPE (``interpflow.stub.train_tokenizer``) with the family's special tokens.
 
@@ -24,12 +24,15 @@ from pathlib import Path
 #: Written into the model directory: what the stand-in replaces and how it was built.
 MARKER = "standin.json"
 
-#: Tiny width of every stand-in (the depth is the real model's).
+#: Width of every stand-in (the depth is the real model's): small, but every projection at least
+#: as wide as the largest adapter rank of the presets (32: PiSSA's SVD init truncates its rank to
+#: the narrower side of a layer, so a k/v projection narrower than the rank cannot save and
+#: reload its adapter) and divisible by OFT's block size (32).
 WIDTH = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
 }
 
 _IM = (
