@@ -14,6 +14,7 @@ from interpflow.adapters import (
     encode_examples,
     layer_indices,
     peft_config,
+    step_plan,
     train_adapter,
     wrap_model,
 )
@@ -74,6 +75,47 @@ def test_family_trains_saves_and_loads(family, stub_dir, data, tmp_path):
     if family == "pissa":  # converted to a plain LoRA of rank 2r relative to the original base
         cfg = json.loads((out / "adapter_config.json").read_text())
         assert cfg["r"] == 2 * SMALL["rank"] and cfg["init_lora_weights"] is True
+
+
+@pytest.mark.parametrize(("n", "floor", "kept"), [(10_000, 312, 313), (5_800, 181, 182)])
+def test_drop_last_trains_seed_003s_step_counts(n, floor, kept):
+    # batch 4 x accum 8: 10 000 = 312 x 32 + 16 and 5 800 = 181 x 32 + 8 examples
+    train = TrainConfig(batch_size=4, grad_accum=8, drop_last=True)
+    plan = step_plan(n_examples=n, train=train)
+    assert len(plan) == floor
+    assert all(len(step) == 8 and all(len(b) == 4 for b in step) for step in plan)
+    used = [i for step in plan for b in step for i in b]
+    assert len(used) == len(set(used)) == floor * 32
+    # the same shuffle as without drop_last, whose last step is the partial accumulation
+    full = step_plan(n_examples=n, train=TrainConfig(batch_size=4, grad_accum=8))
+    assert len(full) == kept and full[:floor] == plan
+    assert sum(len(b) for b in full[-1]) == n - floor * 32
+    # each epoch drops its own remainder: two epochs are twice the steps
+    two = step_plan(
+        n_examples=n, train=TrainConfig(batch_size=4, grad_accum=8, drop_last=True, epochs=2)
+    )
+    assert len(two) == 2 * floor and two[:floor] == plan
+    with pytest.raises(ValueError, match=r"train.drop_last: 31 examples make no full optimizer"):
+        step_plan(n_examples=31, train=train)
+
+
+def test_drop_last_on_the_stub(stub_dir, data, tmp_path):
+    # 10 examples at 2 x 2: 3 steps (the last one of 2 examples) or 2 full steps
+    kept, dropped = (
+        train_adapter(
+            ModelSpec(str(stub_dir)),
+            data,
+            tmp_path / f"drop_last_{drop}",
+            AdapterConfig(**SMALL),
+            TrainConfig(**FAST, drop_last=drop),
+            log=lambda m: None,
+        )
+        for drop in (False, True)
+    )
+    assert (kept["steps"], dropped["steps"]) == (3, 2)
+    log = pl.read_parquet(tmp_path / "drop_last_True/train_log.parquet")
+    assert log["step"].to_list() == [1, 2]
+    assert (tmp_path / "drop_last_True/checkpoints/step-2").is_dir()
 
 
 @pytest.mark.parametrize("family", ["lora", "delora", "oft"])

@@ -3,7 +3,10 @@
 :func:`train_adapter` fits one adapter on a parquet of chat examples (columns ``system``
 (nullable str), ``user``, ``assistant``) with a plain torch loop: AdamW, linear warmup then
 linear decay, gradient accumulation, and a loss on the assistant tokens only (the prompt is
-rendered by the model's chat template and masked out).
+rendered by the model's chat template and masked out). An epoch of n examples is
+ceil(n / batch_size) micro-batches, grad_accum to an optimizer step, the last step partial;
+with ``TrainConfig.drop_last`` it is floor(n / (batch_size x grad_accum)) full steps
+(:func:`step_plan`).
 
 Families (:class:`AdapterConfig.family`) map onto PEFT 0.21 configs:
 
@@ -124,6 +127,10 @@ class TrainConfig:
     #: Write the resumable training state every this many optimizer steps.
     resume_every: int = 50
     max_grad_norm: float | None = 1.0
+    #: Drop each epoch's examples past its last full optimizer step: floor(n / (batch_size x
+    #: grad_accum)) steps per epoch (seed 003's trainer: 10 000 examples at 4 x 8 = 312 steps).
+    #: False keeps them: a partial last micro-batch and accumulation (313 steps).
+    drop_last: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum", "max_seq_len", "resume_every"):
@@ -274,15 +281,25 @@ def _collate(examples, pad_id: int):
     return input_ids, attn, labels
 
 
-def _schedule(n_examples: int, train: TrainConfig, seed: int) -> list[list[list[int]]]:
-    """Per optimizer step, its micro-batches of example indices (shuffled per epoch)."""
+def step_plan(*, n_examples: int, train: TrainConfig) -> list[list[list[int]]]:
+    """Per optimizer step, its micro-batches of example indices (shuffled per epoch, seeded by
+    ``train.seed``); with ``train.drop_last`` only each epoch's full steps (its last ``n mod
+    (batch_size x grad_accum)`` shuffled examples are left out)."""
     import torch
 
+    per_step = train.batch_size * train.grad_accum
+    if train.drop_last and n_examples < per_step:
+        raise ValueError(
+            f"train.drop_last: {n_examples} examples make no full optimizer step of batch_size x "
+            f"grad_accum = {per_step}; lower train.grad_accum or set train.drop_last false"
+        )
     batches = []
     for epoch in range(train.epochs):
-        g = torch.Generator().manual_seed(seed * 1000 + epoch)
+        g = torch.Generator().manual_seed(train.seed * 1000 + epoch)
         order = torch.randperm(n_examples, generator=g).tolist()
-        batches += [order[i : i + train.batch_size] for i in range(0, n_examples, train.batch_size)]
+        if train.drop_last:
+            order = order[: n_examples // per_step * per_step]
+        batches += [order[i : i + train.batch_size] for i in range(0, len(order), train.batch_size)]
     return [batches[i : i + train.grad_accum] for i in range(0, len(batches), train.grad_accum)]
 
 
@@ -320,7 +337,7 @@ def train_adapter(
     base.config.use_cache = False
     num_layers = base.config.num_hidden_layers
     examples = encode_examples(tok, df, train.max_seq_len)
-    steps_plan = _schedule(len(examples), train, train.seed)
+    steps_plan = step_plan(n_examples=len(examples), train=train)
     total = len(steps_plan)
     key = stable_hash(
         {
@@ -460,6 +477,7 @@ __all__ = [
     "load_adapted",
     "merged_state",
     "peft_config",
+    "step_plan",
     "train_adapter",
     "wrap_model",
 ]

@@ -48,7 +48,8 @@ def test_study_dataclass_defaults_equal_the_schema_defaults(block, cls):
 def test_engine_dataclasses_take_every_training_key():
     """The shared trainer's dataclasses serve every study, so their defaults are generic; the
     schema fills every key of the seed-003 recipe, and those differ from the engine's defaults
-    exactly where the recipe is not the generic one (rsLoRA, the checkpoint steps)."""
+    exactly where the recipe is not the generic one (rsLoRA, the checkpoint steps, seed 003's
+    floor step count)."""
     recipe = {k: v for k, v in defaults("training").items() if k not in RUN_KEYS}
     adapter = recipe.pop("adapter")
     built = from_config(AdapterConfig, adapter, "inoculation.default.training.adapter")
@@ -57,7 +58,7 @@ def test_engine_dataclasses_take_every_training_key():
     assert {k: v for k, v in as_config(train).items() if k in recipe} == recipe
     differ = {k for k, v in adapter.items() if as_config(AdapterConfig())[k] != v}
     differ |= {k for k, v in recipe.items() if as_config(TrainConfig())[k] != v}
-    assert differ == {"rslora", "save_steps"}
+    assert differ == {"rslora", "save_steps", "drop_last"}
 
 
 def test_scalar_settings_default_to_the_library_defaults():

@@ -71,6 +71,24 @@ def test_instance_plan_runs_datasets_and_errors_name_the_key(tmp_path):
         instance_plan(missing, "inoculation.toy")
 
 
+def test_drop_last_needs_one_full_step_of_every_sft_set():
+    # the schema default (seed 003) drops the partial last step; 31 examples at 4 x 8 make none
+    inst = _instance(prompts=[])
+    assert inst["training"]["drop_last"] is True
+    inst["data"]["n_train"] = 31
+    key = r"config key inoculation.toy.training.drop_last: data.n_train = 31 examples"
+    with pytest.raises(ValueError, match=key + r" make no full optimizer step of .* = 32"):
+        instance_plan(inst, "inoculation.toy")
+    inst["training"]["drop_last"] = False  # a partial step is then the only step
+    assert instance_plan(inst, "inoculation.toy")["runs"] == ["none"]
+    inst = _instance(prompts=[], drop_last=True)
+    inst["data"] |= {"n_train": 32, "em_train_jsonl": "em.jsonl", "n_em_train": 8}
+    inst["judges"]["em"] = "offline"
+    inst["em"]["prompts_file"] = str(REPO / "resources/inoculation/em_prompts.yaml")
+    with pytest.raises(ValueError, match=r"drop_last: data.n_em_train = 8 examples"):
+        instance_plan(inst, "inoculation.toy")
+
+
 def test_data_spec_and_eval_files():
     inst = _instance()
     traits = instance_plan(inst, "inoculation.toy")["traits"]

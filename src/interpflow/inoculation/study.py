@@ -200,6 +200,7 @@ def instance_plan(inst: Mapping, key: str) -> dict:
     unknown = [k for k in trained if k not in prompts]
     if unknown:
         raise ConfigError(f"config key {key}.training.prompts: {unknown} are not prompts of {path}")
+    check_full_steps(inst, key)
     return {
         "traits": traits,
         "prompts": prompts,
@@ -207,6 +208,24 @@ def instance_plan(inst: Mapping, key: str) -> dict:
         "trait_datasets": [f"trait_{t}" for t in traits],
         **em_plan(inst, key),
     }
+
+
+def check_full_steps(inst: Mapping, key: str) -> None:
+    """With ``training.drop_last`` every SFT set the instance trains on (``data.n_train``;
+    ``data.n_em_train`` when experiment 18 is on) must fill one optimizer step of
+    ``batch_size x grad_accum`` examples: fewer would train no step at all."""
+    train, data = inst["training"], inst["data"]
+    per_step = train["batch_size"] * train["grad_accum"]
+    sizes = {} if inst["em"]["only"] else {"n_train": data["n_train"]}
+    if data.get("em_train_jsonl"):
+        sizes["n_em_train"] = data["n_em_train"]
+    for name, n in sizes.items():
+        if train.get("drop_last") and n is not None and n < per_step:
+            raise ConfigError(
+                f"config key {key}.training.drop_last: data.{name} = {n} examples make no full "
+                f"optimizer step of batch_size x grad_accum = {per_step}; raise data.{name}, "
+                "lower training.grad_accum or set training.drop_last false"
+            )
 
 
 def em_plan(inst: Mapping, key: str) -> dict:
