@@ -111,8 +111,11 @@ class TokenDeltas:
         keys = self.keys(prefix_type)
         if not keys:
             return [], np.zeros((0, 0))
-        rows = self.values[[self.slots[(prefix_type, k)] for k in keys]].astype(np.float64)
-        return keys, rows - self.values[0].astype(np.float64)
+        base = self.values[0].astype(np.float64)
+        out = np.empty((len(keys), base.size))
+        for i, k in enumerate(keys):  # row by row: no float32 copy of the block beside it
+            np.subtract(self.values[self.slots[(prefix_type, k)]], base, out=out[i])
+        return keys, out
 
     def pairs(self, prefix_type: str, key: str) -> pl.DataFrame:
         """One prompt's ``example_id, token_index, lp_base, lp_prefix`` (float64) of every
