@@ -266,3 +266,13 @@ def test_rehearsal_runs_every_stage_and_instance_of_the_preset(preset, tmp_path)
     # API judges answered by the fake server where the preset has any
     api = [j for j in (declared.get("judges") or {}).values() if j["backend"] != "offline"]
     assert (result["api_calls"] > 0) == bool(api)
+
+
+def test_bf16_models_run_in_fp32_and_others_keep_their_dtype():
+    preset = inoculation_preset()
+    preset["inoculation"]["main"]["model"]["dtype"] = "bfloat16"
+    ov, _ = overlay(preset)
+    assert ov["inoculation"]["main"]["model"]["dtype"] == "float32"
+    preset["inoculation"]["main"]["model"]["dtype"] = "auto"
+    ov, _ = overlay(preset)
+    assert "dtype" not in ov["inoculation"]["main"]["model"]

@@ -29,8 +29,8 @@ MARKER = "standin.json"
 #: the narrower side of a layer, so a k/v projection narrower than the rank cannot save and
 #: reload its adapter) and divisible by OFT's block size (32).
 WIDTH = {
-    "hidden_size": 128,
-    "intermediate_size": 256,
+    "hidden_size": 64,
+    "intermediate_size": 128,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
 }
