@@ -3,8 +3,10 @@ and the cost ledgers of the run so far: rules (results/ledger.csv) and judges
 (results/judge_ledger.csv), from interpflow.ledger."""
 
 from interpflow.artifacts import log_to
+from interpflow.config import STUDIES
 from interpflow.findings import gather, summary_text
-from interpflow.ledger import gpu_rules, judge_ledger, ledger, read_benchmarks
+from interpflow.ledger import gpu_rules, judge_ledger, ledger, only_instances, read_benchmarks
+from interpflow.sizing import instance_facts
 
 
 def main(smk):
@@ -12,7 +14,10 @@ def main(smk):
         list(smk.input.findings), smk.output.json, smk.output.md, out_html=smk.output.html
     )
     print(summary_text(found))
-    per_rule, per_instance = ledger(read_benchmarks(), gpu_rules())
+    # this config's instances only (and the atlas of their models), not every file on disk
+    instances = {study: smk.config[study] for study in STUDIES}
+    keys = set(instance_facts(instances=instances, models=smk.config["models"]))
+    per_rule, per_instance = ledger(only_instances(read_benchmarks(), keys=keys), gpu=gpu_rules())
     per_rule.write_csv(smk.output.ledger)
     print(per_instance)
     judges = judge_ledger()

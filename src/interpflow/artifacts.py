@@ -188,10 +188,29 @@ class Progress:
             )
 
 
+DEVICE_LINE = "interpflow: ran on {device}"
+
+
+def job_device() -> str:
+    """Where this process ran its model: ``cuda (<GPU name>)`` when torch initialised CUDA
+    here, ``cuda`` when vLLM ran with a GPU visible (its engine initialises CUDA in a worker
+    process), else ``cpu`` (torch never imported, or the model stayed on the CPU)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return "cpu"
+    if torch.cuda.is_initialized():
+        return f"cuda ({torch.cuda.get_device_name()})"
+    if "vllm" in sys.modules and torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
 @contextlib.contextmanager
 def log_to(path: str | Path | None) -> Iterator[None]:
     """Send stdout and stderr (including Python warnings and tracebacks) to ``path``; while
-    inside, ``INTERPFLOW_JOB`` names the job by its log path (the judge ledger's ``job``)."""
+    inside, ``INTERPFLOW_JOB`` names the job by its log path (the judge ledger's ``job``). The
+    log ends with ``interpflow: ran on <cuda|cpu>`` (:func:`job_device`): the run ledger counts
+    a job's GPU seconds only where it says cuda."""
     if path is None:
         yield
         return
@@ -209,6 +228,7 @@ def log_to(path: str | Path | None) -> Iterator[None]:
             traceback.print_exc(file=fh)
             raise
         finally:
+            print(DEVICE_LINE.format(device=job_device()), file=fh)
             sys.stdout, sys.stderr = old
             if old_job is None:
                 os.environ.pop("INTERPFLOW_JOB", None)
