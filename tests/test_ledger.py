@@ -108,6 +108,16 @@ def test_log_to_ends_the_log_with_the_device_the_job_ran_on(tmp_path, monkeypatc
     assert L.ran_on(tmp_path / "gpu.log") == "cuda"
     assert L.ran_on(tmp_path / "missing.log") is None
 
+    def broken():
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    cuda.get_device_name = broken  # a job that failed on the GPU: still recorded, no new error
+    before = sys.stdout
+    with pytest.raises(ValueError, match="the job's own"), log_to(tmp_path / "failed.log"):
+        raise ValueError("the job's own error")
+    assert L.ran_on(tmp_path / "failed.log") == "cuda"
+    assert sys.stdout is before  # restored
+
 
 SMOL = {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30}
 SMOL |= {"intermediate_size": 1536, "vocab_size": 49152, "tie_word_embeddings": True}

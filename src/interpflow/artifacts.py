@@ -199,7 +199,10 @@ def job_device() -> str:
     if torch is None:
         return "cpu"
     if torch.cuda.is_initialized():
-        return f"cuda ({torch.cuda.get_device_name()})"
+        try:
+            return f"cuda ({torch.cuda.get_device_name()})"
+        except Exception:  # a CUDA error left the device unusable: it still ran there
+            return "cuda"
     if "vllm" in sys.modules and torch.cuda.is_available():
         return "cuda"
     return "cpu"
