@@ -24,6 +24,11 @@ include: "workflow/rules/steering.smk"
 include: "workflow/rules/atlas.smk"
 
 
+# Every GPU rule's peak GPU memory beside what it asks for (printed; a rule that cannot fit
+# stops the plan here, naming the keys that would make it fit: interpflow.memory).
+check_gpu_memory(ATLAS_MODELS)
+
+
 rule all:
     input:
         deception_targets(),

@@ -2,6 +2,7 @@
 # Every SLURM job re-parses this file: standard library, yaml and snakemake only here (the
 # interpflow modules imported below import nothing heavier), no big file reads.
 
+import json
 import os
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from interpflow.config import (
 )
 from interpflow.hubdata import hub_source_message
 from interpflow.judges import JudgeConfig, require_api_key
+from interpflow.memory import shape_from_config
+from interpflow.memory_plan import atlas_jobs, check_fit, format_table, instance_jobs, plan_rows
 from interpflow.models import check_model_path
 from interpflow.packaged import PACKAGED, packaged_gguf
 
@@ -275,5 +278,61 @@ def check_instances():
 
 
 check_instances()
+
+
+def model_shape(model):
+    """interpflow.memory.Shape of declared model ``model``: the config.json of the directory it
+    loads from (or of its source), else its stated models.<name>.shape (the stub: the stub
+    block); None when neither is there (the memory table says unknown)."""
+    decl = MODELS[model]
+    paths = [declared_model_path(model)] + ([] if model in STANDINS else [source_path(model)])
+    for path in paths:
+        if (Path(path) / "config.json").is_file():
+            return shape_from_config(config=json.loads((Path(path) / "config.json").read_text()))
+    if model in STANDINS:
+        return None  # the stand-in's size is known once models_standin has built it
+    if decl["source"] == "stub":
+        stub = config["stub"]
+        return shape_from_config(
+            config=dict(
+                model_type="qwen2",
+                num_hidden_layers=stub["num_layers"],
+                hidden_size=stub["hidden_size"],
+                intermediate_size=stub["intermediate_size"],
+                num_attention_heads=stub["num_heads"],
+                num_key_value_heads=stub["num_kv_heads"],
+                vocab_size=stub["vocab_size"],
+                tie_word_embeddings=True,
+            )
+        )
+    return shape_from_config(config=decl["shape"]) if decl["shape"] else None
+
+
+def check_gpu_memory(atlas_models):
+    """Print the GPU memory table of the plan's GPU rules (interpflow.memory_plan) and stop the
+    plan when one does not fit its model.gpus x gpu.memory_gb. Main process only: a job's
+    re-parse was planned already."""
+    if not workflow.is_main_process:
+        return
+    gpu = config["gpu"]
+    jobs = [
+        job
+        for study in STUDIES
+        for name, inst in INSTANCES[study].items()
+        for job in instance_jobs(
+            study=study, name=name, inst=inst, prompt_tokens=gpu["prompt_tokens"]
+        )
+    ]
+    jobs += atlas_jobs(
+        models=atlas_models, steering=INSTANCES["steering"], prompt_tokens=gpu["prompt_tokens"]
+    )
+    if not jobs:
+        return
+    shapes = {job.model: model_shape(job.model) for job in jobs}
+    rows = plan_rows(jobs=jobs, shapes=shapes, memory_gb=gpu["memory_gb"])
+    logger.info(format_table(rows=rows, memory_gb=gpu["memory_gb"]))
+    check_fit(rows=rows, memory_gb=gpu["memory_gb"])
+
+
 JUDGE_CACHE = "results/cache/judges.sqlite"
 EMBED_CACHE = "results/cache/embeddings.sqlite"
