@@ -54,8 +54,9 @@ KEY_ENV = "INTERPFLOW_REHEARSAL_KEY"
 BUILT_SOURCES = {"stub", *PACKAGED}
 #: Optimizer steps of every rehearsed training run.
 TRAIN_STEPS = 2
-#: Inoculation prompts rehearsed per list (training.prompts, em.prompts; null = all of the file).
-N_PROMPTS = 2
+#: Inoculation prompts rehearsed per list (training.prompts, em.prompts; null = all of the file):
+#: one prompt still runs every condition of it (fixed, mix, system, system_mix, system_close).
+N_PROMPTS = 1
 #: The scale rule: a key whose dotted name ends with one of these is capped at the value (a
 #: null count, meaning "all", takes the cap too).
 SCALE: dict[str, int] = {
