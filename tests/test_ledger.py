@@ -10,7 +10,7 @@ from conftest import REPO, copy_repo, write_config
 
 from interpflow import ledger as L
 from interpflow.artifacts import DEVICE_LINE
-from interpflow.sizing import known_instances, param_count
+from interpflow.sizing import known_instances, model_params
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -127,10 +127,20 @@ QWEN7 |= {"intermediate_size": 18944, "num_attention_heads": 28, "num_key_value_
 QWEN7 |= {"vocab_size": 152064, "tie_word_embeddings": False}
 
 
-def test_parameter_counts_are_those_the_models_publish():
-    assert param_count(SMOL) == 134_515_008  # SmolLM2-135M
-    assert param_count(QWEN7) == 7_615_616_512  # Qwen2.5-7B(-Instruct)
-    assert param_count({"model_type": "qwen2", "num_hidden_layers": 28}) is None
+def test_a_models_size_is_read_from_its_config_json_else_its_stated_shape(tmp_path):
+    models = tmp_path / "results/models"
+    hub = {"source": "Qwen/Qwen2.5-7B-Instruct", "shape": QWEN7}
+    assert model_params(name="q", decl=hub, models_dir=models) == 7_615_616_512
+    standin = hub | {"standin": "qwen2"}  # smaller than the model it stands for: not its shape
+    assert model_params(name="q", decl=standin, models_dir=models) is None
+    (models / "q").mkdir(parents=True)
+    (models / "q/config.json").write_text(json.dumps(SMOL))  # the stand-in, once built
+    assert model_params(name="q", decl=standin, models_dir=models) == 134_515_008
+    packaged = {"source": "smollm2"}
+    assert model_params(name="smol", decl=packaged, models_dir=models) is None  # not built
+    (models / "smollm2").mkdir()
+    (models / "smollm2/config.json").write_text(json.dumps(SMOL))
+    assert model_params(name="smol", decl=packaged, models_dir=models) == 134_515_008
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ merged over it (a preset means exactly the instances it declares), every instanc
 with its study schema's defaults (``workflow/schemas/``, the one place they live). A model's
 parameter count comes from its ``config.json`` where the model is on disk (a directory a rule
 builds, ``results/models/<name or source>/``, or a local source directory), else from the
-preset's ``models.<name>.shape`` (:func:`param_count`). Standard library and yaml only.
+preset's ``models.<name>.shape`` (:func:`interpflow.memory.param_count`). Standard library
+and yaml only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from interpflow.config import STUDIES, declared_instances, fill_defaults, resolve_instances
+from interpflow.memory import param_count, shape_from_config
 from interpflow.packaged import PACKAGED
 
 BASE_CONFIG = Path("config/config.yaml")
@@ -93,30 +95,6 @@ def load_config(
     return instances, dict(config.get("models") or {})
 
 
-def param_count(shape: Mapping[str, Any]) -> int | None:
-    """Weights of a decoder-only transformer from its ``config.json`` (or a preset's
-    ``shape``): the embeddings V x H (twice when ``tie_word_embeddings`` is false, its default
-    for qwen2, qwen3 and llama), a final norm H and, per layer, the attention projections (q
-    and o: H x heads x head_dim; k and v: H x kv_heads x head_dim; qwen2's q, k, v biases),
-    the gated MLP (3 x H x I) and two norms (2 x H). Exact for SmolLM2-135M and
-    Qwen2.5-7B; None when H, layers, I or V is not stated."""
-    try:
-        h, layers, inter, vocab = (
-            int(shape[k])
-            for k in ("hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size")
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-    heads = int(shape.get("num_attention_heads") or 1)
-    head_dim = int(shape.get("head_dim") or h // heads)
-    kv_heads = int(shape.get("num_key_value_heads") or heads)
-    attention = 2 * h * heads * head_dim + 2 * h * kv_heads * head_dim
-    if shape.get("model_type") == "qwen2":
-        attention += (heads + 2 * kv_heads) * head_dim
-    embeddings = vocab * h * (1 if shape.get("tie_word_embeddings", False) else 2)
-    return embeddings + h + layers * (attention + 3 * h * inter + 2 * h)
-
-
 def model_params(
     *, name: str, decl: Mapping[str, Any], models_dir: str | Path = MODELS_DIR
 ) -> int | None:
@@ -131,11 +109,13 @@ def model_params(
     if decl.get("standin") is None:
         built = source == "stub" or source in PACKAGED
         dirs.append(Path(models_dir) / source if built else Path(source))
+    stated = decl.get("shape") if decl.get("standin") is None else None
     for d in dirs:
         if (d / "config.json").is_file():
-            return param_count(json.loads((d / "config.json").read_text()))
-    shape = decl.get("shape")
-    return param_count(shape) if shape and decl.get("standin") is None else None
+            stated = json.loads((d / "config.json").read_text())
+            break
+    shape = shape_from_config(config=stated) if stated else None
+    return param_count(shape=shape) if shape else None
 
 
 def dotted(settings: Mapping[str, Any], key: str) -> Any:
