@@ -237,6 +237,8 @@ def test_the_ledger_keeps_only_the_instances_of_the_config(tree, monkeypatch, ca
     L.main(["--configfile", "preset.yaml"])  # a preset means exactly its instances
     out = capsys.readouterr().out
     assert "small" not in out and "mine" not in out
+    jobs = L.read_benchmarks("benchmarks/results", rules=RULES)
+    assert L.only_instances(jobs, keys=set()).height == 0  # a config of no instance
 
 
 def test_estimate_prices_each_row_and_names_its_source(tree):

@@ -159,7 +159,8 @@ def _float(text: str | None) -> float | None:
 def only_instances(jobs: pl.DataFrame, *, keys: set[tuple[str, str]]) -> pl.DataFrame:
     """The rows of :func:`read_benchmarks` whose (study, instance) is in ``keys``
     (the keys of :func:`interpflow.sizing.instance_facts` of a config)."""
-    wanted = pl.DataFrame(sorted(keys), schema=["study", "instance"], orient="row")
+    schema = {"study": pl.String, "instance": pl.String}
+    wanted = pl.DataFrame(sorted(keys), schema=schema, orient="row")
     return jobs.join(wanted, on=["study", "instance"], how="semi")
 
 
