@@ -160,8 +160,9 @@ def run_once(d: Path, src: str = "", limit_gb: float = 0.0) -> dict:
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         if src:
-            lines = (proc.stderr.strip() or f"exit code {proc.returncode}").splitlines()
-            return {"failed": f"exit code {proc.returncode}: {lines[-1][:200]}"}
+            lines = proc.stderr.strip().splitlines() or [""]
+            cause = [ln for ln in lines if "alloc" in ln or "Error" in ln] or lines
+            return {"failed": f"exit code {proc.returncode}: {cause[-1].strip()[:200]}"}
         raise SystemExit(f"heuristics failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
