@@ -104,8 +104,9 @@ def test_api_judges_keep_their_settings_and_go_to_the_fake_server():
 def test_scale_rule_training_steps_checkpoints_prompts_and_counts():
     ov, notes = overlay(inoculation_preset(prompts=None))
     main = ov["inoculation"]["main"]
-    # TRAIN_STEPS optimizer steps at the preset's own batch 4 x accumulation 8
-    assert main["data"]["n_train"] == TRAIN_STEPS * 32
+    # TRAIN_STEPS optimizer steps of 2 x 2 accumulated micro-batches (the preset: 4 x 8)
+    assert main["training"]["batch_size"] == 2 and main["training"]["grad_accum"] == 2
+    assert main["data"]["n_train"] == TRAIN_STEPS * 4
     # 312 real steps: checkpoints 1..128 map to step 1, 256 to step 2
     assert main["training"]["save_steps"] == [1, 2]
     # null = every prompt of the file: its first N_PROMPTS, in file order

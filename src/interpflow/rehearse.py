@@ -17,10 +17,10 @@ overlay config (:func:`rehearsal_overlay`) layered on top, in a working director
 * **data** — a file the preset expects the user to provide (``data/...``) or a hub dataset
   takes ``resources/rehearsal/<file name>`` where one is shipped, else the shipped sample of
   the same key in ``config/config.yaml`` (same schema).
-* **scale** — one rule, :data:`SCALE`: tokens, examples, questions, prompts, bootstrap draws
-  and threads are capped, bf16/fp16 models run in fp32 (:data:`CPU_DTYPE`); training data is :data:`TRAIN_STEPS` optimizer steps of the preset's
-  own batch size and accumulation, and its checkpoint steps are mapped onto those steps in
-  proportion. Every stage, condition, sweep point, seed, family, alpha and judge path still
+* **scale** — one rule, :data:`SCALE`: tokens, examples, questions, prompts, bootstrap draws,
+  training batches (2 x 2 accumulation) and threads are capped, bf16/fp16 models run in fp32
+  (:data:`CPU_DTYPE`); training data is :data:`TRAIN_STEPS` optimizer steps, and the checkpoint
+  steps are mapped onto those steps in proportion. Every stage, condition, sweep point, seed, family, alpha and judge path still
   runs; only the inoculation prompts are cut to the first :data:`N_PROMPTS` of each list.
 
 The summary (``rehearsal/summary.md``) names each preset, whether it ran to its end, its wall
@@ -81,6 +81,11 @@ SCALE: dict[str, int] = {
     "stopping.max_attempts": 8,
     "stopping.target_correct": 4,
     "stopping.target_incorrect": 4,
+    # training batches: accumulation still runs (2 micro-batches a step)
+    "training.batch_size": 2,
+    "training.grad_accum": 2,
+    "train.batch_size": 2,
+    "train.grad_accum": 2,
     # statistics and probe training
     "n_bootstrap": 50,
     "n_random_directions": 10,
@@ -88,7 +93,7 @@ SCALE: dict[str, int] = {
     # one thread per job on a 2-core machine
     "model.threads": 1,
 }
-#: Training examples set to TRAIN_STEPS x batch_size x grad_accum (key -> training block).
+#: Training examples set to TRAIN_STEPS x batch_size x grad_accum, as scaled (key -> training block).
 TRAIN_DATA = {"inoculation": {"data.n_train": "training", "data.n_em_train": "training"}}
 #: Prompt lists cut to N_PROMPTS (list key -> the key of the file that lists them all).
 PROMPT_LISTS = {"training.prompts": "prompts_file", "em.prompts": "em.prompts_file"}
@@ -164,10 +169,13 @@ def _train_steps(eff: dict, scaled: dict, study: str) -> None:
     """Training data for TRAIN_STEPS steps; checkpoint steps mapped onto them in proportion."""
     for key, block in TRAIN_DATA.get(study, {}).items():
         n_real = _get(eff, key)
-        per_step = _get(eff, f"{block}.batch_size") * _get(eff, f"{block}.grad_accum")
         if n_real is None:
             continue
-        _set(scaled, key, min(n_real, TRAIN_STEPS * per_step))
+        size = [
+            _get(scaled, f"{block}.{k}", _get(eff, f"{block}.{k}"))
+            for k in ("batch_size", "grad_accum")
+        ]
+        _set(scaled, key, min(n_real, TRAIN_STEPS * size[0] * size[1]))
     steps_key = "training.save_steps" if study == "inoculation" else "train.save_steps"
     save = _get(eff, steps_key) or []
     if save:
