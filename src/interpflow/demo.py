@@ -31,7 +31,6 @@ activations (``model_path`` of ``activations.parquet.provenance.json``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import queue
 import threading
@@ -43,6 +42,7 @@ import numpy as np
 import polars as pl
 import yaml
 
+from interpflow.cli import parser as cli_parser
 from interpflow.config import declared_instances, fill_defaults, from_config, resolve_instances
 from interpflow.generate import SamplingConfig
 from interpflow.models import ModelSpec
@@ -349,9 +349,7 @@ class LiveScorer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m interpflow.demo", description=__doc__.split("\n\n")[0]
-    )
+    parser = cli_parser(module="interpflow.demo", doc=__doc__.split("\n\n")[0])
     parser.add_argument("--instance", default="default", help="deception instance name")
     parser.add_argument("--configfile", nargs="*", default=[], help="presets, as for snakemake")
     parser.add_argument("--root", default=".", help="the workflow directory (results/ inside)")

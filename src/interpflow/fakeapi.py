@@ -456,15 +456,17 @@ class FakeAPIServer:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Serve in the foreground (e.g. in a separate process for benchmarks) until stdin closes.
+    """The fake OpenAI/Anthropic API server, in the foreground (e.g. in a separate process for
+    benchmarks) until stdin closes.
 
     Prints the base URL (with ``/v1``) as the first line of stdout. ``GET /v1/_stats``
     returns ``{"n_requests": N}``.
     """
-    import argparse
     import sys
 
-    ap = argparse.ArgumentParser(description="fake OpenAI/Anthropic API server")
+    from interpflow.cli import parser as cli_parser
+
+    ap = cli_parser(module="interpflow.fakeapi", doc=main.__doc__)
     ap.add_argument("--reply", default="5", help="reply text of every call")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds slept before each answer")
     args = ap.parse_args(argv)

@@ -16,10 +16,11 @@ and writes their rows as JSON lines, in shard order, with a provenance sidecar.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+
+from interpflow.cli import parser as cli_parser
 
 #: The hub's automatic parquet conversion of every dataset.
 CONVERT_REVISION = "refs/convert/parquet"
@@ -98,12 +99,12 @@ def fetch(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m interpflow.hubdata REPO_ID --split S --out FILE``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m interpflow.hubdata",
-        description="Fetch a hub dataset's split once, where the network is, as a local JSONL "
-        "file that a preset names (jobs never reach the network).",
-    )
+    """Fetch a hub dataset's split once, where the network is, as a local JSONL file that a
+    preset names (jobs never reach the network).
+
+        python -m interpflow.hubdata REPO_ID [--config C] [--split S] --out FILE
+    """
+    parser = cli_parser(module="interpflow.hubdata", doc=main.__doc__)
     parser.add_argument("repo_id", help="dataset id on the hub, e.g. openai/gsm8k")
     parser.add_argument("--config", default=None, help="dataset config (subset), e.g. main")
     parser.add_argument("--split", default="test", help="split (default: test)")

@@ -36,6 +36,7 @@ from typing import Any
 import polars as pl
 
 from interpflow.artifacts import DEVICE_LINE
+from interpflow.cli import parser as cli_parser
 from interpflow.sizing import (
     RULE_TOKENS,
     InstanceFacts,
@@ -497,7 +498,7 @@ def estimate_text(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m interpflow.ledger", description=__doc__)
+    parser = cli_parser(module="interpflow.ledger", doc=__doc__)
     parser.add_argument("--configfile", nargs="*", default=[], help="presets, as for snakemake")
     parser.add_argument("--benchmarks", default=str(BENCHMARKS), help="benchmark files' root")
     sub = parser.add_subparsers(dest="command")

@@ -32,5 +32,17 @@ def to_jsonl(records: list[dict[str, str]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    """Print the easy arithmetic problems (every ordered pair of single digits) as JSONL, the
+    GSM8K record format of the tribunal; the shipped file is this output:
+
+        python -m interpflow.tribunal.arithmetic > resources/tribunal/arithmetic.jsonl
+    """
+    from interpflow.cli import parser as cli_parser
+
+    cli_parser(module="interpflow.tribunal.arithmetic", doc=main.__doc__).parse_args(argv)
     print(to_jsonl(addition_problems()), end="")
+
+
+if __name__ == "__main__":
+    main()
