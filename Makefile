@@ -1,7 +1,10 @@
 # Entry points, each self-installing on a fresh machine with Python 3.11:
 #   make run        install, then the reference run: all four studies on SmolLM2-135M-Instruct
-#                   (the REFERENCE presets) on 2 cores; prints the findings with their controls,
-#                   writes the README's "Reference run" table and the HTML report
+#                   (the REFERENCE presets) on 2 cores; prints the findings with their controls;
+#                   writes into results/findings/reference/ only (findings.{json,md,html}, the
+#                   ledgers, report.html), never a tracked file. To put its table into the
+#                   README's "Reference run", explicitly: .venv/bin/python -m interpflow.findings
+#                   results/findings/reference/findings.json --readme README.md
 #   make run-stub   install, then `all` on the embedded default (the stub model, toy scale)
 #   make rehearse [PRESET=config/studies/<preset>.yaml]
 #                   a paper preset (default: every one) end to end on this CPU in minutes: stand-in
@@ -57,10 +60,11 @@ install: $(VENV)/.installed
 
 run: install
 	@start=$$(date +%s); \
+	out=$$($(BIN)/python -m interpflow.config_id --dir $(REFERENCE)) && \
 	$(BIN)/snakemake --cores $(CORES) all --configfile $(REFERENCE) && \
-	$(BIN)/snakemake --report results/report.html --configfile $(REFERENCE) && \
-	$(BIN)/python -m interpflow.findings results/findings.json --readme README.md \
-		--report results/report.html --elapsed $$(( $$(date +%s) - start ))
+	$(BIN)/snakemake --report $$out/report.html --configfile $(REFERENCE) && \
+	$(BIN)/python -m interpflow.findings $$out/findings.json \
+		--report $$out/report.html --elapsed $$(( $$(date +%s) - start ))
 
 run-stub: install
 	$(BIN)/snakemake --cores $(CORES) all

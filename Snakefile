@@ -9,6 +9,8 @@
 
 from snakemake.utils import min_version
 
+from interpflow.config_id import config_id, normalized
+
 min_version("9.0")
 
 
@@ -28,6 +30,17 @@ include: "workflow/rules/atlas.smk"
 # stops the plan here, naming the keys that would make it fit: interpflow.memory).
 check_gpu_memory(ATLAS_MODELS)
 
+# What spans this config's instances (the findings table, the ledgers) lives under
+# results/findings/<config-id>/, named after the config files given (interpflow.config_id):
+# `default` with none, `reference` for make run's presets, a preset's stem, a hash when layered.
+# (paths relative to the working directory, where results/ is, or else to the repository)
+CONFIG_ROOTS = [".", workflow.basedir]
+CONFIG_FILES = [
+    normalized(path=f, roots=CONFIG_ROOTS) for f in workflow.overwrite_configfiles or []
+]
+CONFIG_ID = config_id(configfiles=CONFIG_FILES, roots=CONFIG_ROOTS)
+FINDINGS = f"results/findings/{CONFIG_ID}"
+
 
 rule all:
     input:
@@ -36,13 +49,14 @@ rule all:
         inoculation_targets(),
         steering_targets(),
         atlas_targets(),
-        "results/findings.md",
+        f"{FINDINGS}/findings.md",
     default_target: True
     localrule: True
 
 
-# Every instance's headline findings beside their controls, in one table: `make run` prints
-# it and writes it into the README's "Reference run" (interpflow.findings).
+# Every instance's headline findings beside their controls, in one table, and the run's cost
+# ledgers, for this config's instances: `make run` prints it; `python -m interpflow.findings
+# results/findings/reference/findings.json --readme README.md` writes it into the README.
 rule findings:
     input:
         findings=[
@@ -51,26 +65,29 @@ rule findings:
             for name in INSTANCES[study]
         ],
     output:
-        json="results/findings.json",
-        md="results/findings.md",
+        json=f"{FINDINGS}/findings.json",
+        md=f"{FINDINGS}/findings.md",
+        configfiles=f"{FINDINGS}/configfiles.json",
         html=report(
-            "results/findings.html",
+            f"{FINDINGS}/findings.html",
             caption="workflow/report/findings.rst",
             category="Findings",
         ),
         ledger=report(
-            "results/ledger.csv",
+            f"{FINDINGS}/ledger.csv",
             caption="workflow/report/ledger.rst",
             category="Findings",
         ),
         judges=report(
-            "results/judge_ledger.csv",
+            f"{FINDINGS}/judge_ledger.csv",
             caption="workflow/report/judge_ledger.rst",
             category="Findings",
         ),
     log:
-        "logs/findings.log",
+        f"logs/findings/{CONFIG_ID}.log",
     params:
+        configfiles=CONFIG_FILES,
+        config_id=CONFIG_ID,
         code=code_hash("findings"),
     localrule: True
     conda:

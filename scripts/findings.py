@@ -1,15 +1,22 @@
-"""Rule findings: every study instance's findings.json in one table (results/findings.md),
-and the cost ledgers of the run so far: rules (results/ledger.csv) and judges
-(results/judge_ledger.csv), from interpflow.ledger."""
+"""Rule findings: every study instance's findings.json of this config in one table
+(results/findings/<config-id>/findings.md), and the cost ledgers of the run so far: rules
+(ledger.csv) and judges (judge_ledger.csv) beside it, from interpflow.ledger; configfiles.json
+names the config files the id stands for (interpflow.config_id)."""
 
 from interpflow.artifacts import log_to
 from interpflow.config import STUDIES
+from interpflow.config_id import write_configfiles
 from interpflow.findings import gather, summary_text
 from interpflow.ledger import gpu_rules, judge_ledger, ledger, only_instances, read_benchmarks
 from interpflow.sizing import instance_facts
 
 
 def main(smk):
+    write_configfiles(
+        path=smk.output.configfiles,
+        config_id=smk.params.config_id,
+        configfiles=list(smk.params.configfiles),
+    )
     found = gather(
         list(smk.input.findings), smk.output.json, smk.output.md, out_html=smk.output.html
     )

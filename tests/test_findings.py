@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from interpflow import findings as F
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _finding(**kw) -> F.Finding:
@@ -69,16 +73,19 @@ def test_gather_writes_rows_rule_seconds_and_a_table(tmp_path):
         {"study": "deception", "instance": "smollm2", "seconds": 90.0},
         {"study": "tribunal", "instance": "smollm2", "seconds": None},
     ]
-    table = (tmp_path / "findings.md").read_text().splitlines()
+    md = (tmp_path / "findings.md").read_text().splitlines()
+    assert md[0] == "**1 of 2 findings hold**"
+    table = md[md.index(next(line for line in md if line.startswith("| study"))) :]
     assert table[2] == (
-        "| deception | smollm2 | smollm2 | AUROC (layer 15) | 0.950 [0.900, 0.990] | 60 "
-        "| form 0.700: +0.250 [0.150, 0.350] | yes | 1.5 min |"
+        "| deception | smollm2 | finding | smollm2 | AUROC (layer 15) | 0.950 [0.900, 0.990] "
+        "| 60 | form 0.700: +0.250 [0.150, 0.350] | yes | 1.5 min |"
     )
     assert table[3].endswith("| - | **no** | n/a |")
     text = F.summary_text(out)
     assert "vs form: 0.700 [0.600, 0.800], margin +0.250 [0.150, 0.350]" in text
     assert "DOES NOT HOLD" in text
     page = (tmp_path / "findings.html").read_text()
+    assert "<b>1 of 2 findings hold</b>" in page
     assert page.count("<tr") == 3 and page.count('style="background:#fde2e2"') == 1
     assert "<td>form 0.700: +0.250 [0.150, 0.350]</td>" in page
     assert "<i>CI above each control&#x27;s</i>" in page
@@ -93,3 +100,62 @@ def test_readme_table_is_replaced_between_markers_only(tmp_path):
     (tmp_path / "bare.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="bare.md: no <!-- reference-run:start -->"):
         F.update_readme(tmp_path / "bare.md", "| new |")
+
+
+def test_headline_counts_findings_only_with_controls_and_checks_apart(tmp_path):
+    rows = [
+        _finding(),  # holds
+        _finding(instance="smollm2-random", holds=False, kind="control"),
+        _finding(study="tribunal", holds=False),
+        _finding(study="tribunal", metric="class balance", holds=True, kind="check"),
+        _finding(study="steering", holds=True),
+    ]
+    assert F.headline(rows) == (
+        "2 of 3 findings hold; beside them 1 control row, 1 of 1 checks pass"
+    )
+    assert F.headline(rows[:1]) == "1 of 1 findings hold"
+    text = F.summary_text(rows)
+    assert "deception/smollm2-random (smollm2, control):" in text
+    assert "control row: misses the criterion" in text and "check passes" in text
+    assert text.count("DOES NOT HOLD") == 1  # the tribunal finding, not the control row
+    F.write(tmp_path / "f.json", rows)
+    assert [f.kind for f in F.read(tmp_path / "f.json")] == [r.kind for r in rows]
+    page = F.table_html(rows, {})
+    assert page.count('style="background:#fde2e2"') == 1  # the failing finding only
+    with pytest.raises(ValueError, match="finding kind 'baseline': not one of"):
+        _finding(kind="baseline")
+
+
+def test_rows_written_before_kinds_read_as_findings():
+    row = json.loads(json.dumps(dataclasses.asdict(_finding())))
+    del row["kind"]
+    assert F.Finding.from_dict(row).kind == "finding"
+
+
+def test_main_prints_the_headline_and_writes_no_file_without_readme(tmp_path, capsys):
+    """The run path (make run) writes no tracked file: the README only with --readme."""
+    F.write(tmp_path / "d.json", [_finding(), _finding(kind="control", holds=False)])
+    F.gather([tmp_path / "d.json"], tmp_path / "findings.json", tmp_path / "findings.md")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{F.README_START}\nold\n{F.README_END}\n")
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    F.main([str(tmp_path / "findings.json")])
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+    out = capsys.readouterr().out
+    assert "=== 1 of 1 findings hold; beside them 1 control row ===" in out
+    assert "--readme README.md" in out  # says how to update the README, does not
+    F.main([str(tmp_path / "findings.json"), "--readme", str(readme)])
+    assert "| deception | smollm2 | finding |" in readme.read_text()
+
+
+def test_make_run_writes_no_tracked_file_and_names_its_outputs_by_config():
+    """`make run` writes into results/findings/reference/ only: no --readme, no fixed path."""
+    from interpflow.config_id import REFERENCE
+
+    make = (REPO / "Makefile").read_text()
+    recipe = make.split("\nrun: install\n", 1)[1].split("\n\n", 1)[0]
+    assert "--readme" not in recipe and "README" not in recipe
+    assert "results/report.html" not in recipe and "results/findings.json" not in recipe
+    assert "interpflow.config_id --dir $(REFERENCE)" in recipe
+    reference = make.split("\nREFERENCE ?=", 1)[1].split("\nBIN", 1)[0]
+    assert tuple(reference.replace("\\", " ").split()) == REFERENCE

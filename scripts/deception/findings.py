@@ -14,6 +14,7 @@ def main(smk):
         model=smk.params.model,
         control_metrics=smk.input.get("control_metrics"),  # only with probes.control set
         layer_sweep=smk.input.layer_sweep,
+        kind=smk.params.kind,  # control: a control instance's own row, not a finding
     )
     print(summary_text(rows))
 

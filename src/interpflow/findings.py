@@ -3,11 +3,17 @@
 A study's findings stage (rule ``<study>_findings``) writes
 ``results/<study>/<instance>/findings.json``: a list of :class:`Finding` rows, each a
 statistic with its 95% CI, the criterion that makes it a finding, whether it holds, and the
-controls it is measured against (each with its own value and the paired margin over it).
-Rule ``findings`` gathers every instance's rows into ``results/findings.json`` and
-``results/findings.md`` (the table plus the wall time of each instance's rules, from their
-``benchmark:`` files); ``make run`` prints that summary and writes the table into the README's
-"Reference run" section (:func:`update_readme`).
+controls it is measured against (each with its own value and the paired margin over it). Each
+row has a ``kind`` (KINDS): a ``finding``, a ``control`` (the row of a control instance,
+e.g. the random-init copy's own probe) or a ``check`` (a condition of the run, e.g. the
+tribunal's class balance); the headline counts findings only.
+Rule ``findings`` gathers the config's instances' rows into
+``results/findings/<config-id>/findings.json`` and ``findings.md`` (the table plus the wall
+time of each instance's rules, from their ``benchmark:`` files; the config id names the config
+files given, :mod:`interpflow.config_id`, so no run replaces another's table); ``make run``
+prints that summary. The README's "Reference run" table is written only when asked:
+
+    python -m interpflow.findings results/findings/reference/findings.json --readme README.md
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from interpflow.cli import parser as cli_parser
 from interpflow.ledger import latest_run
 
+#: what a row is: a finding (counted in the headline), a control instance's row, a check
+KINDS = ("finding", "control", "check")
 README_START = "<!-- reference-run:start -->"
 README_END = "<!-- reference-run:end -->"
 
@@ -44,7 +53,8 @@ class Finding:
 
     ``expect`` states the criterion in words (e.g. "CI above 0.5 and margin CIs above 0");
     ``holds`` says whether this run meets it; a finding that does not hold is reported, never
-    dropped.
+    dropped. ``kind`` (KINDS) says whether the row is a finding, a control instance's row or
+    a check of the run: only findings count in the headline.
     """
 
     study: str
@@ -58,6 +68,11 @@ class Finding:
     expect: str
     holds: bool
     controls: list[Control] = field(default_factory=list)
+    kind: str = "finding"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"finding kind {self.kind!r}: not one of {', '.join(KINDS)}")
 
     @classmethod
     def from_dict(cls, row: dict) -> Finding:
@@ -108,12 +123,13 @@ def _signed(x: float | None) -> str:
 
 
 def table_markdown(findings: list[Finding], walls: dict[tuple[str, str], float | None]) -> str:
-    """The findings table: one row per finding, controls as margins with their CIs."""
+    """The findings table: one row per finding (its kind beside it), controls as margins with
+    their CIs."""
     header = (
-        "| study | instance | model | metric | value [95% CI] | n | controls: margin [95% CI] "
-        "| holds | wall (2 cores) |"
+        "| study | instance | kind | model | metric | value [95% CI] | n "
+        "| controls: margin [95% CI] | holds | wall (2 cores) |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|"]
     for f in findings:
         controls = "; ".join(
             f"{c.name} {_num(c.value)}: {_signed(c.margin)}{_ci(c.margin_ci)}"
@@ -123,7 +139,8 @@ def table_markdown(findings: list[Finding], walls: dict[tuple[str, str], float |
         )
         wall = walls.get((f.study, f.instance))
         lines.append(
-            f"| {f.study} | {f.instance} | {f.model} | {f.metric} | {_num(f.value)}{_ci(f.ci)} "
+            f"| {f.study} | {f.instance} | {f.kind} | {f.model} | {f.metric} "
+            f"| {_num(f.value)}{_ci(f.ci)} "
             f"| {f.n} | {controls or '-'} | {'yes' if f.holds else '**no**'} "
             f"| {'n/a' if wall is None else f'{wall / 60:.1f} min'} |"
         )
@@ -143,8 +160,10 @@ def table_html(findings: list[Finding], walls: dict[tuple[str, str], float | Non
         return f"<{tag}>{text}</{tag}>"
 
     rows = ["<tr>" + "".join(cell("th", h) for h in head) + "</tr>"]
-    for f, row in zip(findings, body):
+    for f, row in zip(findings, body):  # a control row's miss is expected: greyed, not red
         style = "" if f.holds else ' style="background:#fde2e2"'
+        if f.kind == "control":
+            style = ' style="color:#666"'
         rows.append(f"<tr{style}>" + "".join(cell("td", c) for c in row) + "</tr>")
     criteria = "".join(
         f"<li>{html.escape(f.study)}/{html.escape(f.instance)}: {html.escape(f.finding)} "
@@ -155,8 +174,26 @@ def table_html(findings: list[Finding], walls: dict[tuple[str, str], float | Non
         "<!doctype html><meta charset='utf-8'><title>interpflow findings</title>"
         "<style>table{border-collapse:collapse;font:13px sans-serif}"
         "td,th{border:1px solid #bbb;padding:3px 6px}</style>"
+        f"<p><b>{html.escape(headline(findings))}</b></p>"
         f"<table>{''.join(rows)}</table><p>Criteria:</p><ul>{criteria}</ul>\n"
     )
+
+
+def headline(findings: list[Finding]) -> str:
+    """How many findings hold, of the findings only; control rows and checks counted apart
+    (e.g. "3 of 4 findings hold; beside them 1 control row, 1 of 1 check passes")."""
+
+    def of(kind: str) -> list[Finding]:
+        return [f for f in findings if f.kind == kind]
+
+    found, controls, checks = of("finding"), of("control"), of("check")
+    text = f"{sum(f.holds for f in found)} of {len(found)} findings hold"
+    extra = []
+    if controls:
+        extra.append(f"{len(controls)} control row{'s' * (len(controls) != 1)}")
+    if checks:
+        extra.append(f"{sum(f.holds for f in checks)} of {len(checks)} checks pass")
+    return text + (f"; beside them {', '.join(extra)}" if extra else "")
 
 
 def summary_text(findings: list[Finding]) -> str:
@@ -164,7 +201,11 @@ def summary_text(findings: list[Finding]) -> str:
     out = []
     for f in findings:
         mark = "holds" if f.holds else "DOES NOT HOLD"
-        out.append(f"{f.study}/{f.instance} ({f.model}): {f.finding}")
+        if f.kind == "control":
+            mark = f"control row: {'meets' if f.holds else 'misses'} the criterion"
+        elif f.kind == "check":
+            mark = "check passes" if f.holds else "CHECK FAILS"
+        out.append(f"{f.study}/{f.instance} ({f.model}, {f.kind}): {f.finding}")
         out.append(f"    {f.metric} = {_num(f.value)}{_ci(f.ci)}, n={f.n}; {mark} ({f.expect})")
         for c in f.controls:
             margin = "" if c.margin is None else f", margin {_signed(c.margin)}{_ci(c.margin_ci)}"
@@ -180,7 +221,8 @@ def gather(
     out_html: str | Path | None = None,
 ) -> list[Finding]:
     """Every instance's findings (rule findings): ``out_json`` holds the rows and each
-    instance's rule seconds, ``out_md`` the markdown table (the README's reference run)."""
+    instance's rule seconds, ``out_md`` the headline and the markdown table (what
+    ``--readme`` writes into the README's reference run)."""
     findings = [f for p in paths for f in read(p)]
     walls = {
         (f.study, f.instance): wall_seconds(Path(benchmarks) / f.study / f.instance)
@@ -193,10 +235,14 @@ def gather(
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(out_json).write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n")
     Path(out_md).write_text(
-        table_markdown(findings, walls)
-        + "\n\n*wall (2 cores)*: the sum of the instance's jobs' wall times, from their "
+        f"**{headline(findings)}**\n\n"
+        + table_markdown(findings, walls)
+        + "\n\n*kind*: a finding, a control instance's own row (e.g. the random-init copy), or "
+        "a check of the run (e.g. class balance); only findings count in the headline. "
+        "*wall (2 cores)*: the sum of the instance's jobs' wall times, from their "
         "`benchmark:` files (jobs of one run may overlap; the shared model conversion is not "
-        "counted). *holds*: whether the run meets the criterion in `results/findings.json`.\n"
+        "counted). *holds*: whether the run meets the criterion in the `findings.json` beside "
+        f"this table ({Path(out_json).as_posix()}).\n"
     )
     if out_html is not None:
         Path(out_html).write_text(table_html(findings, walls))
@@ -219,19 +265,21 @@ def update_readme(readme: str | Path, table: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m interpflow.findings results/findings.json [--readme README.md]`: print the
-    one-screen summary and, with --readme, write the table into the README's reference run."""
-    import argparse
+    """Print the one-screen summary of a run's findings (rule findings' findings.json) and, with
+    --readme only, write its table into the README's reference run (the only file it writes).
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("findings", help="results/findings.json (rule findings)")
+        python -m interpflow.findings results/findings/reference/findings.json
+        python -m interpflow.findings results/findings/reference/findings.json --readme README.md
+    """
+    parser = cli_parser(module="interpflow.findings", doc=main.__doc__)
+    parser.add_argument("findings", help="results/findings/<config-id>/findings.json")
     parser.add_argument("--readme", help="write the table between the reference-run markers")
     parser.add_argument("--report", help="the HTML report's path, to print")
     parser.add_argument("--elapsed", type=float, help="the run's wall seconds, to print")
     args = parser.parse_args(argv)
     gathered = json.loads(Path(args.findings).read_text())
     findings = [Finding.from_dict(row) for row in gathered["findings"]]
-    print(f"\n=== findings ({sum(f.holds for f in findings)} of {len(findings)} hold) ===")
+    print(f"\n=== {headline(findings)} ===")
     print(summary_text(findings))
     print(f"\ntable: {Path(args.findings).with_suffix('.md')}; rows: {args.findings}")
     if args.report:
@@ -241,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.readme:
         changed = update_readme(args.readme, Path(args.findings).with_suffix(".md").read_text())
         print(f"{args.readme}: reference-run table {'updated' if changed else 'unchanged'}")
+    else:
+        print(f"into the README: python -m interpflow.findings {args.findings} --readme README.md")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 
 import polars as pl
 import pytest
+from conftest import OFFLINE_ENV, copy_repo, snakemake
 
 from interpflow.deception.findings import (
     deception_findings,
@@ -81,6 +82,20 @@ def test_without_a_control_instance_the_text_baselines_are_the_controls():
     assert f.holds is True and "random-init" not in f.finding
 
 
+def test_a_control_instance_row_is_marked_as_a_control(tmp_path):
+    """The random-init copy's own row (kind control) is shown, not counted as a finding."""
+    (tmp_path / "metrics.json").write_text(json.dumps(_metrics(control=False)))
+    (row,) = deception_findings(
+        metrics=tmp_path / "metrics.json",
+        findings=tmp_path / "findings.json",
+        instance="smollm2-random",
+        model="smollm2-random",
+        kind="control",
+    )
+    assert row.kind == "control" and read(tmp_path / "findings.json")[0].kind == "control"
+    assert headline(_metrics(control=False), instance="default", model="stub").kind == "finding"
+
+
 def test_control_metrics_without_a_control_margin_fail_naming_the_instance():
     with pytest.raises(ValueError, match="'smollm2'.*no margins.control"):
         headline(_metrics(control=False), instance="smollm2", model="m", control_metrics=CONTROL)
@@ -139,3 +154,24 @@ def test_a_probe_without_auroc_does_not_hold(tmp_path):
     m["probes"]["logreg"].update(auroc=None, auroc_ci=[None, None])
     f = headline(m, instance="smollm2", model="smollm2", control_metrics=CONTROL)
     assert f.holds is False and f.ci is None
+
+
+@pytest.mark.e2e
+def test_rule_marks_the_random_init_instance_as_a_control(tmp_path):
+    """Rule deception_findings on constructed probe files of the reference preset: the
+    random-init copy's row is kind control, the instance it controls a finding."""
+    work = copy_repo(tmp_path / "work")
+    for name, metrics in [("smollm2", _metrics()), ("smollm2-random", _metrics(control=False))]:
+        (work / f"results/deception/{name}/probes").mkdir(parents=True)
+        (work / f"results/deception/{name}/probes/metrics.json").write_text(json.dumps(metrics))
+        _sweep(work / f"results/deception/{name}/layer_sweep.csv")
+    targets = [f"results/deception/{n}/findings.json" for n in ("smollm2", "smollm2-random")]
+    snakemake(
+        work,
+        *("--allowed-rules", "deception_findings", "--configfile"),
+        "config/studies/deception_smollm2.yaml",
+        *("-f", *targets),
+        env=OFFLINE_ENV,
+    )
+    kinds = [read(work / t)[0].kind for t in targets]
+    assert kinds == ["finding", "control"]

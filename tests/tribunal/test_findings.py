@@ -135,6 +135,8 @@ def test_tribunal_findings_writes_both_rows(tmp_path):
     )
     back = read(tmp_path / "findings.json")
     assert [r.metric for r in back] == [r.metric for r in rows]
+    # the probe is the finding; the class balance a check of the run, not counted as one
+    assert [r.kind for r in back] == ["finding", "check"]
     assert list(back[0].controls[0].margin_ci) == [0.05, 0.3]
 
 

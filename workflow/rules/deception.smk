@@ -293,6 +293,16 @@ rule deception_layer_sweep:
         "../../scripts/deception/layer_sweep.py"
 
 
+# What an instance's findings row is (interpflow.findings.KINDS): a control instance's own row
+# (another instance's probes.control, or a model declared init: random), or a finding.
+deception_finding_kind = lambda wildcards: (
+    "control"
+    if instance_name("deception", wildcards) in DECEPTION_CONTROLS.values()
+    or MODELS[instance("deception", wildcards)["model"]["name"]]["init"] == "random"
+    else "finding"
+)
+
+
 # The headline beside its controls (interpflow.findings rows): the logreg probe's AUROC at the
 # configured layer with its paired margins over the random-init copy (probes.control), the bag
 # of words and the form-only baseline; the layer sweep is quoted as context. No model: local.
@@ -307,6 +317,7 @@ rule deception_findings:
         "logs/deception/{instance}/findings.log",
     params:
         model=setting("deception", "model", "name"),
+        kind=deception_finding_kind,
         code=code_hash("deception/findings"),
     localrule: True
     conda:

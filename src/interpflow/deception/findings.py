@@ -92,13 +92,16 @@ def headline(
     control_metrics: dict[str, Any] | None = None,
     sweep: str = "",
     probe: str = "logreg",
+    kind: str = "finding",
 ) -> Finding:
     """The ``probe``'s AUROC at the configured layer with its controls as paired margins.
 
     ``metrics`` is the instance's probes/metrics.json; ``control_metrics`` its control
     instance's (None when it has none: the random-init control is then absent from the
     controls, and the criterion covers the text baselines only). ``sweep`` is quoted in the
-    finding's text (:func:`sweep_summary`).
+    finding's text (:func:`sweep_summary`). ``kind`` is ``control`` for a control instance
+    (a random-init copy, another instance's ``probes.control``): its row is shown beside the
+    findings, not counted as one (:data:`interpflow.findings.KINDS`).
     """
     m = metrics["probes"][probe]
     margins = m.get("margins", {})
@@ -144,6 +147,8 @@ def headline(
     )
     if sweep:
         text += f"; {sweep}"
+    for warning in metrics.get("warnings", []):  # e.g. few test prompts
+        text += f"; WARNING: {warning}"
     value = m.get("auroc")
     return Finding(
         study="deception",
@@ -159,6 +164,7 @@ def headline(
         + ")",
         holds=bool(holds),
         controls=controls,
+        kind=kind,
     )
 
 
@@ -170,9 +176,10 @@ def deception_findings(
     model: str,
     control_metrics: str | Path | None = None,
     layer_sweep: str | Path | None = None,
+    kind: str = "finding",
 ) -> list[Finding]:
     """Read ``metrics`` (and the control's, and ``layer_sweep``); write ``findings`` (JSON,
-    :func:`interpflow.findings.write`) and return its rows."""
+    :func:`interpflow.findings.write`) and return its rows (of ``kind``, :func:`headline`)."""
     m = json.loads(Path(metrics).read_text())
     control = None if control_metrics is None else json.loads(Path(control_metrics).read_text())
     rows = [
@@ -182,6 +189,7 @@ def deception_findings(
             model=model,
             control_metrics=control,
             sweep=sweep_summary(read_sweep(layer_sweep), m["layer"]),
+            kind=kind,
         )
     ]
     write(findings, rows)

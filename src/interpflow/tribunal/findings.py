@@ -9,8 +9,9 @@ the earlier stages already wrote (``labels.summary.json``, ``metrics.json``; no 
    them, :mod:`.control`). It holds when the AUROC CI lies above 0.5 and every margin CI above
    0. The best is chosen on the test traces, so it is optimistic: every probe's AUROC is quoted
    in the finding's text.
-2. The class balance: the share of correct traces among those the probes saw, with the counts
-   and the stopping targets; it holds when both classes reach their targets. The raw accuracy
+2. The class balance, a check of the run (kind ``check``, not counted as a finding): the share
+   of correct traces among those the probes saw, with the counts and the stopping targets; it
+   holds when both classes reach their targets. The raw accuracy
    of the model (correct / all traces, unparseable counted) is quoted beside it.
 
 On an instance whose probes were skipped (the stub never answers right) both rows are still
@@ -124,7 +125,7 @@ def class_balance(
     target_incorrect: int,
 ) -> Finding:
     """The share of correct traces the probes saw, with the counts against the targets
-    (``summary`` is labels.summary.json)."""
+    (``summary`` is labels.summary.json): a check of the run, not a finding."""
     counts = summary["counts"]
     seen = metrics.get("probe_counts") or {
         "correct": counts["probe_correct"],
@@ -150,6 +151,7 @@ def class_balance(
         n=int(n),
         expect=f"at least {target_correct} correct and {target_incorrect} incorrect traces",
         holds=bool(seen["correct"] >= target_correct and seen["incorrect"] >= target_incorrect),
+        kind="check",
     )
 
 
