@@ -19,6 +19,7 @@ from interpflow.rehearse import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+STUDIES = ("deception", "tribunal", "inoculation", "steering")
 URL, ROOT_URL = "http://127.0.0.1:9/v1", "http://127.0.0.1:9"
 SHAPE = {"model_type": "qwen2", "num_hidden_layers": 28}
 
@@ -219,9 +220,9 @@ def _leaf_strings(node):
         yield node
 
 
-def _planned(preset: Path, tmp_path: Path) -> dict[str, int]:
-    """Jobs per rule that the real preset plans (`snakemake -n`), with empty placeholders for
-    the files a user provides under data/."""
+def _planned(preset: Path, tmp_path: Path, uses_api: bool) -> dict[str, int]:
+    """Jobs per rule that the real preset plans (`snakemake -n`, no API key, the hub offline),
+    with empty placeholders for the files a user provides under data/."""
     from conftest import OFFLINE_ENV, copy_repo, job_counts, snakemake
 
     work = copy_repo(tmp_path / "plan")
@@ -230,6 +231,9 @@ def _planned(preset: Path, tmp_path: Path) -> dict[str, int]:
             (work / path).parent.mkdir(parents=True, exist_ok=True)
             (work / path).write_text("")
     proc = snakemake(work, "-n", "all", "--configfile", str(preset), env=OFFLINE_ENV)
+    if uses_api:  # a dry run only warns about the missing key, naming it
+        out = proc.stdout + proc.stderr
+        assert "API_KEY" in out and "a dry run plans anyway" in out
     return job_counts(proc.stdout)
 
 
@@ -243,13 +247,21 @@ def test_rehearsal_runs_every_stage_and_instance_of_the_preset(preset, tmp_path)
     result = rehearse(preset, root=tmp_path / "rehearsal", repo=REPO)
     log = Path(result["log"]).read_text()
     assert result["ok"], log[-6000:]
-    planned = _planned(preset, tmp_path)
-    # every rule the real preset plans ran (and the stand-ins were built)
-    ran = set(result["jobs"]) - {"total"}
-    assert ran == set(planned) - {"total"} | {"models_standin"}
-    work = tmp_path / "rehearsal" / preset.stem
     declared = yaml.safe_load(preset.read_text())
-    for study in ("deception", "tribunal", "inoculation", "steering"):
+    api = [j for j in (declared.get("judges") or {}).values() if j["backend"] != "offline"]
+    planned = _planned(preset, tmp_path, bool(api))
+    # every rule the real preset plans ran (and the stand-ins were built); job for job where
+    # the rehearsal cuts no list (only inoculation prompt lists are cut)
+    ran = dict(result["jobs"])
+    # a stand-in for each hub model an instance uses (a declared one no instance uses: none)
+    used = {i["model"]["name"] for s in STUDIES for i in (declared.get(s) or {}).values()}
+    assert ran.pop("models_standin") == len(used & set(declared["models"]))
+    if "inoculation" in declared:
+        assert set(ran) == set(planned) - {"total"}
+    else:
+        assert ran == {k: v for k, v in planned.items() if k != "total"}
+    work = tmp_path / "rehearsal" / preset.stem
+    for study in STUDIES:
         for name in declared.get(study) or {}:
             sweep = declared[study][name].get("sweep")
             made = {p.name for p in (work / "results" / study).glob(f"{name}*")}
@@ -265,7 +277,6 @@ def test_rehearsal_runs_every_stage_and_instance_of_the_preset(preset, tmp_path)
     findings = json.loads((work / "results" / "findings.json").read_text())
     assert findings and all(f["model"].endswith("(stand-in)") for f in findings), findings
     # API judges answered by the fake server where the preset has any
-    api = [j for j in (declared.get("judges") or {}).values() if j["backend"] != "offline"]
     assert (result["api_calls"] > 0) == bool(api)
 
 

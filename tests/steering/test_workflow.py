@@ -133,14 +133,8 @@ def test_findings_one_per_family_with_controls(run):
 @pytest.mark.parametrize(
     "preset,instances,families,extra",
     [
-        # the train.seed sweep's across-seed table: one steering_seeds job
-        (
-            "weight_steering_qwen3-0.6b",
-            ["honesty-seed0", "honesty-seed1", "honesty-seed2"],
-            6,
-            {"steering_seeds": 1},
-        ),
-        ("weight_steering_qwen2.5-7b", ["honesty"], 6, {}),
+        # (the paper presets' plans are checked job for job by their rehearsals:
+        # tests/test_rehearse.py, with the qwen3 preset's sweep over train.seed)
         # SmolLM2 is converted from its wheel by one job (rule models_packaged)
         ("steering_smollm2", ["smollm2"], 1, {"models_packaged": 1}),
     ],
