@@ -315,6 +315,36 @@ def test_build_atlas_on_constructed_files(tmp_path):
     assert summary["absent"] == [] and out["png"].stat().st_size > 0
 
 
+# the width the HTML report shows a figure at, about (a laptop screen); wider PNGs shrink to it
+REPORT_WIDTH_PX = 1200
+
+
+def test_atlas_cell_labels_are_readable_at_report_size(tmp_path):
+    """The reference run's shape (30 layers x 22 pairs of long method names): each cell's
+    number, once the PNG is shrunk to the report's width, is at least 8 px tall."""
+    from PIL import Image
+
+    methods = [f"deception/smollm2:m{i}_long_method_name" for i in range(7)]
+    pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1 :]][:22]
+    rng = np.random.default_rng(0)
+    table = pl.DataFrame(
+        [
+            {"layer": layer, "method_a": a, "method_b": b, "cosine": float(rng.uniform(-1, 1))}
+            for layer in range(30)
+            for a, b in pairs
+        ]
+    )
+    band = {"p95": 0.08, "p99": 0.1, "d": 576}
+    png = A.figure(table, band, "smollm2", tmp_path / "atlas.png", methods)
+    fig = A.atlas_figure(table=table, band=band, model="smollm2", order=methods)
+    labels = [t for t in fig.axes[0].texts if t.get_text()]
+    assert len(labels) == int((np.abs(table["cosine"].to_numpy()) > band["p99"]).sum())
+    sizes = {t.get_fontsize() for t in labels}
+    width = Image.open(png).width
+    shown = min(sizes) * A.FIGURE_DPI / 72 * min(1.0, REPORT_WIDTH_PX / width)
+    assert shown >= 8, f"cell labels {min(sizes)} pt in a {width} px PNG: {shown:.1f} px shown"
+
+
 # --- the stage on the stub (the session's `snakemake all`) ------------------------------------
 
 

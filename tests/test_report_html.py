@@ -1,10 +1,12 @@
 """The snakemake HTML report of a finished run opens in a real headless browser (chromium via
 selenium, tests/browser.py) and every entry in it loads: each figure decodes to an image with
-a width, shown through the report's own navigation (category, instance, eye button)."""
+a width, shown through the report's own navigation (category, instance, eye button), and no
+caption carries a docutils system message (an rst error shown to the reader)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from browser import artifact_dir, chromium
@@ -12,6 +14,25 @@ from conftest import snakemake
 
 # waits on the report app (a React page built from the embedded data: no network)
 TIMEOUT = 60
+CAPTIONS = Path(__file__).resolve().parents[1] / "workflow" / "report"
+# what docutils puts in the HTML where the rst has an error or warning
+DOCUTILS_MESSAGE = ("system-message", "Docutils System Messages", "problematic")
+
+
+def _docutils_messages(html: str) -> list[str]:
+    return [m for m in DOCUTILS_MESSAGE if m in (html or "")]
+
+
+@pytest.mark.parametrize("caption", sorted(CAPTIONS.rglob("*.rst")), ids=lambda p: p.name)
+def test_every_caption_renders_with_no_docutils_message(caption):
+    """As snakemake --report renders it (jinja, then docutils to HTML): an rst error (e.g. an
+    undefined |substitution|) would show as "Docutils System Messages" in the report."""
+    from docutils.core import publish_parts
+    from jinja2 import Template
+
+    text = Template(caption.read_text()).render(snakemake=None, categories={}, files={})
+    body = publish_parts(text, writer="html")
+    assert not _docutils_messages(body["body"]), body["body"]
 
 
 def _click_text(driver, text: str) -> None:
@@ -73,6 +94,8 @@ def check_report(driver, report) -> tuple[dict, dict, set]:
     for path in results:  # no broken entry: each has content, each figure decodes
         uri = results[path]["data_uri"]
         assert uri and uri.split(",", 1)[1], f"{path}: empty entry"
+        found = _docutils_messages(results[path]["caption"])
+        assert not found, f"{path}: its caption shows docutils messages ({', '.join(found)})"
         if path in images:
             assert _decodes(driver, uri) > 0, f"{path}: does not decode as an image"
             assert (results[path]["caption"] or "").strip(), f"{path}: no caption"
@@ -91,6 +114,8 @@ def check_report(driver, report) -> tuple[dict, dict, set]:
         )
         row.find_element(By.CSS_SELECTOR, "a[iconname='eye']").click()
         assert _loaded_image(driver, results[path]["data_uri"]) > 0, f"{path}: broken"
+        shown = driver.find_element(By.TAG_NAME, "body").text
+        assert "System Message" not in shown, f"{path}: the page shows a docutils message"
     return results, categories, images
 
 

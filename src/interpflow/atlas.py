@@ -474,12 +474,18 @@ def pair_summary(table: pl.DataFrame) -> list[dict]:
     return out
 
 
-def figure(
-    table: pl.DataFrame, band: dict, model: str, png: str | Path, order: Sequence[str] = ()
-) -> None:
+#: the atlas figure's resolution, and the size of each cell's number: with cells of CELL_IN
+#: inches, a reference-size atlas (30 layers) stays readable when the report shrinks the PNG
+#: to its width (tests/test_atlas.py)
+FIGURE_DPI = 130
+CELL_FONT_PT = 12
+CELL_IN = (0.62, 0.45)
+
+
+def atlas_figure(*, table: pl.DataFrame, band: dict, model: str, order: Sequence[str] = ()):
     """Signed cosine of every pair of methods (rows) at every layer (columns); cells inside the
-    null band's 99th percentile grey, the rest coloured and labelled."""
-    from interpflow.figures import plt, save_png
+    null band's 99th percentile grey, the rest coloured and labelled (two decimals)."""
+    from interpflow.figures import plt
 
     rank = {m: i for i, m in enumerate(order)}
     pairs = sorted(
@@ -493,21 +499,37 @@ def figure(
         mat[ij] = r["cosine"]
     inside = np.abs(mat) <= band["p99"]
     fig, ax = plt.subplots(
-        figsize=(max(6, 0.42 * len(layers) + 4), max(2.5, 0.38 * len(pairs) + 1.6))
+        figsize=(
+            max(7, CELL_IN[0] * len(layers) + 2),
+            max(3, CELL_IN[1] * len(pairs) + 1.8),
+        )
     )
     ax.imshow(np.where(inside, 0.5, np.nan), cmap="Greys", vmin=0, vmax=1, aspect="auto")
     im = ax.imshow(np.where(inside, np.nan, mat), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     for (i, j), v in np.ndenumerate(mat):
         if np.isfinite(v) and not inside[i, j]:
-            ax.text(j, i, f"{v:+.2f}".replace("0.", "."), ha="center", va="center", fontsize=6)
-    ax.set_xticks(range(len(layers)), [str(x) for x in layers], fontsize=7)
-    ax.set_yticks(range(len(pairs)), [f"{a} · {b}" for a, b in pairs], fontsize=7)
-    ax.set_xlabel("layer (decoder block, 0-based)")
-    fig.colorbar(im, ax=ax, label="signed cosine", fraction=0.03)
+            colour = "white" if abs(v) > 0.6 else "black"  # legible on the darkest cells
+            label = f"{v:+.2f}".replace("0.", ".")
+            ax.text(j, i, label, ha="center", va="center", fontsize=CELL_FONT_PT, color=colour)
+    ax.set_xticks(range(len(layers)), [str(x) for x in layers], fontsize=11)
+    ax.set_yticks(range(len(pairs)), [f"{a} · {b}" for a, b in pairs], fontsize=11)
+    ax.set_xlabel("layer (decoder block, 0-based)", fontsize=12)
+    bar = fig.colorbar(im, ax=ax, fraction=0.03)
+    bar.set_label("signed cosine", fontsize=12)
     ax.set_title(
         f"direction atlas · {model}\ngrey: |cos| ≤ {band['p99']:.3f}, the 99th percentile of "
         f"random unit vectors in d = {band['d']} (95th: {band['p95']:.3f}); blank: not both\n"
         "mean_state: the eval prompts' mean residual state (the anisotropy reference)",
-        fontsize=8,
+        fontsize=12,
     )
-    save_png(fig, png, dpi=130)
+    return fig
+
+
+def figure(
+    table: pl.DataFrame, band: dict, model: str, png: str | Path, order: Sequence[str] = ()
+) -> Path:
+    """:func:`atlas_figure`, saved as ``png``."""
+    from interpflow.figures import save_png
+
+    fig = atlas_figure(table=table, band=band, model=model, order=order)
+    return save_png(fig, png, dpi=FIGURE_DPI)
