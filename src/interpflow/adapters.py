@@ -6,7 +6,8 @@ linear decay, gradient accumulation, and a loss on the assistant tokens only (th
 rendered by the model's chat template and masked out). An epoch of n examples is
 ceil(n / batch_size) micro-batches, grad_accum to an optimizer step, the last step partial;
 with ``TrainConfig.drop_last`` it is floor(n / (batch_size x grad_accum)) full steps
-(:func:`step_plan`).
+(:func:`step_plan`). ``TrainConfig.quantization`` (nf4: QLoRA), ``optimizer`` (adamw_8bit)
+and ``gradient_checkpointing`` make a big model fit (:mod:`interpflow.kbit`).
 
 Families (:class:`AdapterConfig.family`) map onto PEFT 0.21 configs:
 
@@ -53,6 +54,7 @@ import polars as pl
 
 from interpflow.artifacts import read_parquet, stable_hash, write_parquet, write_provenance
 from interpflow.checkpoints import _file_hash, _load_resume, _save_resume, resume_dir_for
+from interpflow.kbit import OPTIMIZERS, QUANTIZATIONS, load_base, make_optimizer
 from interpflow.models import ModelSpec, chat_text, load_model
 from interpflow.signals import StopSignals, interruptions, restores_signals
 
@@ -131,8 +133,19 @@ class TrainConfig:
     #: grad_accum)) steps per epoch (seed 003's trainer: 10 000 examples at 4 x 8 = 312 steps).
     #: False keeps them: a partial last micro-batch and accumulation (313 steps).
     drop_last: bool = False
+    #: none = the base at the model's dtype; nf4 = QLoRA: the base in 4-bit NF4 (bitsandbytes,
+    #: double quant), the adapter on top (:mod:`interpflow.kbit`).
+    quantization: str = "none"
+    #: adamw (torch, fp32 moments) or adamw_8bit (bitsandbytes AdamW8bit, 8-bit moments).
+    optimizer: str = "adamw"
+    #: Recompute each decoder layer in the backward pass instead of keeping its activations.
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"train.quantization must be one of {QUANTIZATIONS}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}")
         for name in ("epochs", "batch_size", "grad_accum", "max_seq_len", "resume_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -333,8 +346,10 @@ def train_adapter(
     spec = model
     out_dir = Path(out_dir)
     df = read_parquet(data_path)
-    base, tok = load_model(spec)
-    base.config.use_cache = False
+    base, tok = load_base(
+        spec, family=adapter.family, quantization=train.quantization,
+        gradient_checkpointing=train.gradient_checkpointing,
+    )  # fmt: skip
     num_layers = base.config.num_hidden_layers
     examples = encode_examples(tok, df, train.max_seq_len)
     steps_plan = step_plan(n_examples=len(examples), train=train)
@@ -358,14 +373,8 @@ def train_adapter(
     device = next(peft_model.parameters()).device
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in trainable)
-    decay = [p for p in trainable if p.ndim >= 2]
-    no_decay = [p for p in trainable if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": train.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=train.lr,
+    opt = make_optimizer(
+        trainable, optimizer=train.optimizer, lr=train.lr, weight_decay=train.weight_decay
     )
     sched = get_linear_schedule_with_warmup(opt, min(train.warmup_steps, total), total)
     start, log_rows = _load_resume(rdir, peft_model, opt, sched, key, log)

@@ -4,7 +4,9 @@ A model is named by a hub id (``Qwen/Qwen2.5-7B-Instruct``) or a local directory
 A name written as a path (see :func:`is_local_path`) must be an existing directory: a missing
 one fails before anything loads, naming the path and its config key.
 ``dtype="auto"`` means bf16 on a GPU and fp32 on a CPU. ``trust_remote_code`` stays off
-unless the config turns it on.
+unless the config turns it on. ``ModelSpec.gpus`` > 1 (config key ``model.gpus``) loads the
+model over the job's first ``gpus`` GPUs with ``device_map="auto"`` and ``max_memory`` per
+GPU (its memory less the CUDA context, :func:`gpu_max_memory`); 1 moves it to one device.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from interpflow.memory import CONTEXT_BYTES
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -32,12 +36,19 @@ class ModelSpec:
     # None = the weights as stored; "nf4" / "fp4" = a bitsandbytes 4-bit copy (Linear4bit,
     # compute in ``dtype``), on GPU and, with bitsandbytes >= 0.46, on CPU
     quantization: str | None = None
+    #: With ``quantization``: quantize the 4-bit blocks' absmax constants too
+    #: (``bnb_4bit_use_double_quant``; QLoRA training, :mod:`interpflow.kbit`).
+    double_quant: bool = False
+    #: GPUs the model is spread over (``device_map="auto"``); 1 = the one ``device``.
+    gpus: int = 1
 
     def __post_init__(self) -> None:
         if self.quantization not in (None, "nf4", "fp4"):
             raise ValueError(
                 f"model quantization must be null, nf4 or fp4, got {self.quantization!r}"
             )
+        if self.gpus < 1:
+            raise ValueError(f"model.gpus must be >= 1, got {self.gpus}")
         if isinstance(self.chat_template, Mapping):
             object.__setattr__(self, "chat_template", tuple(sorted(self.chat_template.items())))
         else:
@@ -91,21 +102,47 @@ def load_tokenizer(spec: ModelSpec, padding_side: str = "left", config_key: str 
     return tok
 
 
+def gpu_max_memory(gpus: int) -> dict[int, int]:
+    """``max_memory`` for ``device_map="auto"`` over GPUs ``0 .. gpus-1``: each one's memory
+    less the CUDA context the memory table counts
+    (:data:`interpflow.memory.CONTEXT_BYTES`). Fewer visible GPUs than ``gpus`` is an error naming
+    ``model.gpus``."""
+    import torch
+
+    seen = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if seen < gpus:
+        raise RuntimeError(
+            f"config key model.gpus: {gpus} GPUs asked for, the job sees {seen} "
+            f"(CUDA_VISIBLE_DEVICES); run it where the profile gives --gpus={gpus}, or set "
+            f"model.gpus to {max(seen, 1)}"
+        )
+    return {
+        i: int(torch.cuda.get_device_properties(i).total_memory - CONTEXT_BYTES)
+        for i in range(gpus)
+    }
+
+
 def load_model(spec: ModelSpec, config_key: str = "model.name"):
-    """``(model, tokenizer)`` in eval mode on the resolved device and dtype; ``config_key`` as
-    in :func:`load_tokenizer`."""
+    """``(model, tokenizer)`` in eval mode on the resolved device and dtype (over ``spec.gpus``
+    GPUs when more than one); ``config_key`` as in :func:`load_tokenizer`."""
     check_model_path(spec.name_or_path, config_key)  # before importing transformers
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
+    dtype = resolve_dtype(spec.dtype, "cuda" if spec.gpus > 1 else device)
     kwargs = {}
+    if spec.gpus > 1:  # spread over the job's GPUs; moved by accelerate's hooks, never .to()
+        kwargs["device_map"] = "auto"
+        kwargs["max_memory"] = gpu_max_memory(spec.gpus)
     if spec.quantization is not None:  # quantized on load; a bnb model cannot be moved after
         from transformers import BitsAndBytesConfig
 
-        kwargs["device_map"] = device
+        kwargs.setdefault("device_map", device)
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type=spec.quantization, bnb_4bit_compute_dtype=dtype
+            load_in_4bit=True,
+            bnb_4bit_quant_type=spec.quantization,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=spec.double_quant,
         )
     model = AutoModelForCausalLM.from_pretrained(
         spec.name_or_path,
@@ -114,7 +151,7 @@ def load_model(spec: ModelSpec, config_key: str = "model.name"):
         trust_remote_code=spec.trust_remote_code,
         **kwargs,
     )
-    if spec.quantization is None:
+    if "device_map" not in kwargs:
         model = model.to(device)
     model.eval()
     return model, load_tokenizer(spec, config_key=config_key)

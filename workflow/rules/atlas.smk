@@ -93,6 +93,11 @@ atlas_threads = lambda wildcards: max(
     [INSTANCES["steering"][n]["model"]["threads"] for n in ATLAS_SOURCES[wildcards.model]["steering"]]
     or [1]
 )
+# GPUs (resources: gpu): the most that the model's steering instances load it over (model.gpus).
+atlas_gpus = lambda wildcards: max(
+    [INSTANCES["steering"][n]["model"]["gpus"] for n in ATLAS_SOURCES[wildcards.model]["steering"]]
+    or [1]
+)
 
 # The atlas of every model with at least two of the studies (rule all).
 atlas_targets = lambda: expand(
@@ -121,7 +126,7 @@ rule atlas:
         code=code_hash("atlas"),
     threads: atlas_threads
     resources:
-        gpu=1,
+        gpu=atlas_gpus,
     conda:
         "../../envs/gpu.yaml"
     script:

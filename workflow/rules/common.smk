@@ -20,6 +20,7 @@ from interpflow.config import (
 )
 from interpflow.hubdata import hub_source_message
 from interpflow.judges import JudgeConfig, require_api_key
+from interpflow.kbit import check_family
 from interpflow.memory import shape_from_config
 from interpflow.memory_plan import atlas_jobs, check_fit, format_table, instance_jobs, plan_rows
 from interpflow.models import check_model_path
@@ -193,6 +194,7 @@ def model_spec_of(study, name):
         device=runs["device"],
         trust_remote_code=decl["trust_remote_code"],
         chat_template={**decl["chat_template"], **runs["chat_template"]},
+        gpus=runs["gpus"],
     )
 
 
@@ -232,6 +234,26 @@ def standin_params(model):
 def model_threads(study):
     """A threads function: the instance's model.threads."""
     return lambda wildcards: instance(study, wildcards)["model"]["threads"]
+
+
+def model_gpus(study):
+    """A resources function (``gpu=``): the instance's model.gpus, so a job asks the profile
+    for the GPUs its model is loaded over (the slurm plugin's --gpus)."""
+    return lambda wildcards: instance(study, wildcards)["model"]["gpus"]
+
+
+def check_kbit_families(study, block, families):
+    """Planning stops where an instance of ``study`` trains (its ``block``) in 4 bit an
+    adapter family PEFT cannot train there (interpflow.kbit); ``families(inst)`` gives
+    (families, their config key)."""
+    for name, inst in INSTANCES[study].items():
+        fams, fam_key = families(inst)
+        check_family(
+            families=fams,
+            quantization=inst[block]["quantization"],
+            key=f"{study}.{name}.{block}.quantization",
+            family_key=f"{study}.{name}.{fam_key}",
+        )
 
 
 def judge(name, key):

@@ -162,7 +162,7 @@ rule deception_generate:
         code=code_hash("deception/generate"),
     threads: model_threads("deception")
     resources:
-        gpu=1,
+        gpu=model_gpus("deception"),
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -378,7 +378,7 @@ rule deception_quant_transfer:
         code=code_hash("deception/quant_transfer"),
     threads: model_threads("deception")
     resources:
-        gpu=1,
+        gpu=model_gpus("deception"),
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -424,7 +424,7 @@ rule deception_protocol:
         code=code_hash("deception/protocol"),
     threads: model_threads("deception")
     resources:
-        gpu=1,
+        gpu=model_gpus("deception"),
     conda:
         "../../envs/gpu.yaml"
     script:

@@ -66,6 +66,14 @@ INOC_SCALES_READ = {
     if INOC[name]["judges"][role]
 }
 
+# Training in 4 bit (training.quantization: nf4) an adapter family that PEFT cannot train on a
+# 4-bit base (PiSSA, DeLoRA: interpflow.kbit) stops here, naming the keys.
+check_kbit_families(
+    "inoculation",
+    "training",
+    lambda inst: ([inst["training"]["adapter"]["family"]], "training.adapter.family"),
+)
+
 # A params/input function: the job's instance plan (INOC) at `keys`.
 inoc = lambda *keys: lambda wildcards: reduce(
     lambda value, key: value[key], keys, INOC[instance_name("inoculation", wildcards)]
@@ -241,7 +249,7 @@ rule inoculation_data:
         "../../envs/gpu.yaml"
     threads: model_threads("inoculation")
     resources:
-        gpu=1,
+        gpu=model_gpus("inoculation"),
     params:
         spec=inoc_data_spec,
         datagen=setting("inoculation", "datagen"),
@@ -292,7 +300,7 @@ rule inoculation_logprobs:
         "../../envs/gpu.yaml"
     threads: model_threads("inoculation")
     resources:
-        gpu=1,
+        gpu=model_gpus("inoculation"),
     params:
         trait_datasets=inoc("trait_datasets"),
         prompts=inoc("prompts"),
@@ -389,7 +397,7 @@ rule inoculation_train:
         "../../envs/gpu.yaml"
     threads: model_threads("inoculation")
     resources:
-        gpu=1,
+        gpu=model_gpus("inoculation"),
     params:
         model=model_spec("inoculation"),
         training=setting("inoculation", "training"),
@@ -414,7 +422,7 @@ rule inoculation_eval:
         "../../envs/gpu.yaml"
     threads: model_threads("inoculation")
     resources:
-        gpu=1,
+        gpu=model_gpus("inoculation"),
     params:
         n=inoc_eval_n,
         prompts=inoc("prompts"),
@@ -579,7 +587,7 @@ rule inoculation_em_train:
         "../../envs/gpu.yaml"
     threads: model_threads("inoculation")
     resources:
-        gpu=1,
+        gpu=model_gpus("inoculation"),
     params:
         model=model_spec("inoculation"),
         training=setting("inoculation", "training"),
@@ -604,7 +612,7 @@ rule inoculation_em_eval:
         "../../envs/gpu.yaml"
     threads: model_threads("inoculation")
     resources:
-        gpu=1,
+        gpu=model_gpus("inoculation"),
     params:
         n=inoc_eval_n,
         prompts=inoc("em_prompts"),
@@ -663,7 +671,7 @@ rule inoculation_elicitation_completions:
         "../../envs/gpu.yaml"
     threads: model_threads("inoculation")
     resources:
-        gpu=1,
+        gpu=model_gpus("inoculation"),
     params:
         n_eval=lambda wildcards: (
             instance("inoculation", wildcards)["elicitation"]["n_eval"]

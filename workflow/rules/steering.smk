@@ -17,6 +17,10 @@ STEERING_REPORT_FILES = [
 # Input functions and the target list are lambdas: `snakemake --lint` flags a file that
 # mixes rules with function definitions.
 
+# Training in 4 bit (train.quantization: nf4) a family that PEFT cannot train on a 4-bit base
+# (PiSSA, DeLoRA: interpflow.kbit) stops here, naming the keys.
+check_kbit_families("steering", "train", lambda inst: (inst["families"], "families"))
+
 # The config key of the job's instance (named in error messages).
 steering_key = lambda wildcards: f"steering.{instance_name('steering', wildcards)}"
 
@@ -125,7 +129,7 @@ rule steering_data:
         code=code_hash("steering/data"),
     threads: model_threads("steering")
     resources:
-        gpu=1,
+        gpu=model_gpus("steering"),
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -154,7 +158,7 @@ rule steering_adapters:
         code=code_hash("steering/adapters"),
     threads: model_threads("steering")
     resources:
-        gpu=1,
+        gpu=model_gpus("steering"),
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -185,7 +189,7 @@ rule steering_eval:
         code=code_hash("steering/eval"),
     threads: model_threads("steering")
     resources:
-        gpu=1,
+        gpu=model_gpus("steering"),
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -219,7 +223,7 @@ rule steering_baselines:
         code=code_hash("steering/baselines"),
     threads: model_threads("steering")
     resources:
-        gpu=1,
+        gpu=model_gpus("steering"),
     conda:
         "../../envs/gpu.yaml"
     script:

@@ -130,7 +130,7 @@ rule tribunal_generate:
         code=code_hash("tribunal/generate"),
     threads: model_threads("tribunal")
     resources:
-        gpu=1,
+        gpu=model_gpus("tribunal"),
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -162,7 +162,7 @@ rule tribunal_tokens:
         code=code_hash("tribunal/tokens"),
     threads: model_threads("tribunal")
     resources:
-        gpu=1,
+        gpu=model_gpus("tribunal"),
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -191,7 +191,7 @@ rule tribunal_control:
         code=code_hash("tribunal/control"),
     threads: model_threads("tribunal")
     resources:
-        gpu=1,
+        gpu=model_gpus("tribunal"),
     conda:
         "../../envs/gpu.yaml"
     script:
