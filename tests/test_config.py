@@ -275,3 +275,20 @@ def test_the_snakefile_imports_only_light_modules_at_parse_time():
             else:
                 assert top in light, f"{mod} imports {name} at module level (parsed by snakemake)"
     assert "interpflow.config" in seen and "interpflow.codehash" in seen
+
+
+def test_two_config_files_declaring_one_instance_stop_unless_the_later_is_an_overlay():
+    from interpflow.config import ConfigError, check_layering
+
+    a = {"deception": {"mine": {"probes": {"layer": 2}}}, "steering": {"s": {}}}
+    b = {"deception": {"mine": {"capture": {"layers": [2]}}}}
+    with pytest.raises(ConfigError) as e:
+        check_layering(files=[("a.yaml", "deception: ...", a), ("b.yaml", "deception: ...", b)])
+    assert str(e.value).startswith(
+        "config key deception.mine: declared in both a.yaml and b.yaml, which would merge "
+        "into one hybrid instance"
+    )
+    assert "'# interpflow: overlay'" in str(e.value)
+    for marker in ("# interpflow: overlay\n", "# The rehearsal overlay of p.yaml (x)\n"):
+        check_layering(files=[("a.yaml", "", a), ("b.yaml", marker + "deception: ...", b)])
+    check_layering(files=[("a.yaml", "", a), ("c.yaml", "", {"deception": {"other": {}}})])

@@ -104,3 +104,83 @@ def test_missing_bank_or_model_path_fails_at_planning_naming_the_key(tmp_path):
     write_config(work / "hub.yaml", hub)
     proc = snakemake(work, "-n", "all", "--configfile", "hub.yaml", check=False, env=OFFLINE_ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_planning_stops_naming_the_key_and_the_fix(tmp_path):
+    """What planning can know stops the plan (no job runs), each in one line naming the dotted
+    config key: schema errors (every one, with the file and a suggestion, nothing else),
+    layers against the capture and the model's depth, positions against max_new_tokens,
+    empty banks, one instance in two config files, an uncached hub model when offline."""
+    work = copy_repo(tmp_path)
+    (work / "banks").mkdir()
+    (work / "banks/normal.txt").write_text("a prompt\n")
+    (work / "banks/deceptive.txt").write_text("# nothing yet\n")
+    cases = {
+        "typo": (
+            {"decepton": {"default": {}}},
+            "typo.yaml: decepton: unknown key (did you mean deception?)",
+        ),
+        "uncaptured": (
+            {"deception": {"default": {"probes": {"layer": 0}}}},
+            (
+                "config key deception.default.probes.layer: layer 0 is not captured "
+                "(deception.default.capture.layers: [1, 2, 3])"
+            ),
+        ),
+        "deep": (
+            {"tribunal": {"default": {"capture": {"layers": [1, 99]}}}},
+            (
+                "config key tribunal.default.capture.layers: layer(s) [99] beyond the model's 4 "
+                "decoder layers (model 'stub': stub.num_layers)"
+            ),
+        ),
+        "short": (
+            {"deception": {"default": {"generation": {"max_new_tokens": 1}}}},
+            (
+                "config key deception.default.capture.positions: response[3] needs 4 response "
+                "tokens, but deception.default.generation.max_new_tokens is 1"
+            ),
+        ),
+        "empty": (
+            {"deception": {"default": {"bank_dir": "banks", "banks": ["normal", "deceptive"]}}},
+            "config key deception.default.banks: prompt bank banks/deceptive.txt has no prompts",
+        ),
+    }
+    outs = {}
+    for name, (cfg, message) in cases.items():
+        write_config(work / f"{name}.yaml", cfg)
+        proc = snakemake(work, "-n", "all", "--configfile", f"{name}.yaml", check=False)
+        outs[name] = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and message in outs[name], (name, outs[name])
+    # the typo's line and snakemake's "Config file ... is extended" line, nothing else
+    assert len(outs["typo"].strip().splitlines()) <= 2, outs["typo"]
+    # one instance in two files would merge into a hybrid; an overlay says so on its first line
+    write_config(work / "a.yaml", {"deception": {"mine": {"probes": {"layer": 2}}}})
+    write_config(work / "b.yaml", {"deception": {"mine": {"capture": {"layers": [2]}}}})
+    proc = snakemake(work, "-n", "all", "--configfile", "a.yaml", "b.yaml", check=False)
+    assert proc.returncode != 0
+    assert (
+        "config key deception.mine: declared in both a.yaml and b.yaml" in proc.stdout + proc.stderr
+    )
+    # a hub model missing from the local cache with HF_HUB_OFFLINE set stops a real run at
+    # planning (before any job), naming the key and how to fetch it; a dry run only warns
+    hub = {
+        "models": {"hub": {"source": "Org/not-cached"}},
+        "deception": {
+            "default": {
+                "model": {"name": "hub"},
+                "capture": {"layers": [1]},
+                "probes": {"layer": 1},
+            }
+        },
+    }
+    write_config(work / "hub.yaml", hub)
+    env = {**OFFLINE_ENV, "HF_HUB_CACHE": str(tmp_path / "hf")}
+    proc = snakemake(work, "all", "--configfile", "hub.yaml", check=False, env=env)
+    message = (
+        "config key models.hub.source: hub model 'Org/not-cached' is not in the local cache "
+        f"({tmp_path / 'hf'}) and HF_HUB_OFFLINE is set: fetch it first where the network is "
+        "(huggingface-cli download Org/not-cached"
+    )
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, proc.stdout
+    assert not (work / "results").exists()

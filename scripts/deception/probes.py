@@ -37,10 +37,16 @@ def main(smk):
     )
     for name, m in metrics["baselines"].items():
         print(f"baseline {name}: accuracy={m['accuracy']:.3f} auroc={m.get('auroc')}")
+    n = metrics["n_test_prompts"]
     for name, m in metrics["probes"].items():
-        print(f"{name}: accuracy={m['accuracy']:.3f} auroc={m['auroc']}")
+        print(
+            f"{name}: accuracy={m['accuracy']:.3f} auroc={m['auroc']} "
+            f"(95% CI {m.get('auroc_ci')}, n={n} test prompts)"
+        )
         for base, margin in m["margins"].items():
             print(f"  margin over {base}: auroc {margin['auroc']} CI {margin['auroc_ci']}")
+    for warning in metrics["warnings"]:
+        print(f"WARNING: {warning}")
 
 
 if __name__ == "__main__":

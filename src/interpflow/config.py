@@ -114,6 +114,37 @@ def declared_instances(configs: Iterable[Mapping[str, Any]]) -> dict[str, set[st
     return out
 
 
+#: The first line of a config file that layers its instances over same-named instances of
+#: the ``--configfile`` before it (a rehearsal's overlay, :mod:`interpflow.rehearse`, writes
+#: the second form); any other two command-line files that declare one instance are an error.
+OVERLAY_MARKERS = ("# interpflow: overlay", "# The rehearsal overlay of")
+
+
+def is_overlay(*, text: str) -> bool:
+    """Whether a config file's ``text`` starts with one of :data:`OVERLAY_MARKERS`."""
+    first = text.lstrip("\ufeff").split("\n", 1)[0].strip()
+    return first.startswith(OVERLAY_MARKERS)
+
+
+def check_layering(*, files: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
+    """Raise ConfigError when two of the command line's config files (``(path, text, loaded
+    mapping)``, in order) declare the same instance, which would merge into a hybrid of both;
+    a file marked as an overlay (:func:`is_overlay`) may layer over those before it."""
+    owner: dict[tuple[str, str], str] = {}
+    for path, text, cfg in files:
+        overlay = is_overlay(text=text)
+        for study in STUDIES:
+            for name in expand_sweeps(study, (cfg or {}).get(study) or {}):
+                first = owner.setdefault((study, name), path)
+                if first != path and not overlay:
+                    raise ConfigError(
+                        f"config key {study}.{name}: declared in both {first} and {path}, "
+                        f"which would merge into one hybrid instance: rename it in one file, "
+                        f"or make {path} an overlay of {first} by starting it with the line "
+                        f"'{OVERLAY_MARKERS[0]}'"
+                    )
+
+
 def resolve_instances(
     config: dict, only: Mapping[str, set[str]] | None = None
 ) -> dict[str, dict[str, dict]]:
@@ -214,13 +245,16 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 
 
 __all__ = [
+    "OVERLAY_MARKERS",
     "STUDIES",
     "ConfigError",
+    "check_layering",
     "declared_instances",
     "expand_sweeps",
     "fill_defaults",
     "from_config",
     "instance_name",
+    "is_overlay",
     "resolve_instances",
     "schema_defaults",
     "set_dotted",

@@ -278,3 +278,24 @@ def test_the_split_keeps_a_near_duplicate_family_on_one_side(tmp_path):
 
     assert sides(None) == {True, False}  # by prompt alone: the family straddles the split
     assert len(sides(0.8)) == 1  # one family: one side
+
+
+def test_few_test_prompts_give_a_warning_that_the_finding_carries():
+    from interpflow.deception.findings import headline
+    from interpflow.deception.probes import few_prompts_warning
+
+    assert few_prompts_warning(n_test_prompts=75) is None
+    warning = few_prompts_warning(n_test_prompts=9)
+    assert warning.startswith("only 9 held-out test prompts (under 30)")
+    margin = {"auroc": 0.1, "auroc_ci": [0.0, 0.2]}
+    metrics = {
+        "layer": 2,
+        "classes": ["a", "b"],
+        "n_test_prompts": 9,
+        "warnings": [warning],
+        "probes": {"logreg": {"auroc": 1.0, "auroc_ci": [1.0, 1.0], "margins": {}}},
+        "baselines": {"lexical": margin, "form": margin},
+    }
+    metrics["probes"]["logreg"]["margins"] = {"lexical": margin, "form": margin}
+    f = headline(metrics, instance="x", model="stub")
+    assert f.n == 9 and f"WARNING: {warning}" in f.finding

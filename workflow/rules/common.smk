@@ -14,6 +14,7 @@ from interpflow.codehash import code_hash as _code_hash
 from interpflow.config import (
     STUDIES,
     ConfigError,
+    check_layering,
     declared_instances,
     fill_defaults,
     resolve_instances,
@@ -23,8 +24,9 @@ from interpflow.judges import JudgeConfig, require_api_key
 from interpflow.kbit import check_family
 from interpflow.memory import shape_from_config
 from interpflow.memory_plan import atlas_jobs, check_fit, format_table, instance_jobs, plan_rows
-from interpflow.models import check_model_path
+from interpflow.models import check_model_path, is_local_path
 from interpflow.packaged import PACKAGED, packaged_gguf
+from interpflow.planning import check_layers, hub_cache_message, schema_error_lines
 
 
 ROOT = Path(workflow.basedir)
@@ -35,11 +37,43 @@ os.environ.update(
 )
 
 
+def _config_files():
+    """(path, text, mapping) of every config file in the order they are layered: the
+    Snakefile's configfile, then the command line's (`--configfile`)."""
+    cli = [str(f) for f in workflow.overwrite_configfiles or []]
+    files = [str(f) for f in workflow.configfiles if str(f) not in cli] + cli
+    return [
+        (os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd()) else f, text, cfg)
+        for f in files
+        for text in [Path(f).read_text()]
+        for cfg in [yaml.safe_load(text) or {}]
+    ]
+
+
+_CONFIG_FILES = _config_files()
+
+
 def _cli_configs():
     """The config files given on the command line (`--configfile`): a preset means exactly
-    the instances it declares; without one, every instance of config/config.yaml is built."""
-    files = list(workflow.overwrite_configfiles or [])
-    return [yaml.safe_load(Path(f).read_text()) or {} for f in files] if files else None
+    the instances it declares; without one, every instance of config/config.yaml is built.
+    Two that declare one instance stop here, unless the later is an overlay."""
+    files = _CONFIG_FILES[len(_CONFIG_FILES) - len(workflow.overwrite_configfiles or []) :]
+    check_layering(files=files)
+    return [cfg for _, _, cfg in files] if files else None
+
+
+def _validate():
+    """Every schema error at once, one line each (file: dotted.key: message), then
+    snakemake's validate() for the top level's defaults."""
+    errors = schema_error_lines(
+        config=config,
+        schema_file=Path(workflow.current_basedir) / ".." / "schemas" / "config.schema.yaml",
+        sources=[(path, cfg) for path, _, cfg in _CONFIG_FILES],
+    )
+    if errors:  # these lines and nothing else (no traceback, no schema dump)
+        logger.error("\n".join(errors))
+        raise SystemExit(1)
+    validate(config, schema="../schemas/config.schema.yaml")
 
 
 def _fill_instance_defaults():
@@ -55,7 +89,7 @@ def _fill_instance_defaults():
 
 _cli = _cli_configs()
 INSTANCES = resolve_instances(config, declared_instances(_cli) if _cli is not None else None)
-validate(config, schema="../schemas/config.schema.yaml")
+_validate()
 _fill_instance_defaults()
 MODELS = config["models"]
 # model source -> the directory that a rule builds (the stub, the models installed from PyPI)
@@ -137,7 +171,30 @@ def source_path(model):
     if source in BUILT_MODELS:
         return BUILT_MODELS[source]
     check_model_path(source, f"models.{model}.source")
+    if not is_local_path(source):
+        check_hub_cache(model)
     return source
+
+
+def check_hub_cache(model):
+    """With HF_HUB_OFFLINE set, hub model ``model`` must be in the local cache: a real run
+    stops at planning, naming models.<name>.source and how to fetch it; a dry run warns.
+    Main process only: a job's re-parse was planned already."""
+    if not workflow.is_main_process:
+        return
+    message = hub_cache_message(
+        repo_id=MODELS[model]["source"],
+        revision=MODELS[model]["revision"],
+        key=f"models.{model}.source",
+    )
+    if message and not workflow.output_settings.dryrun:
+        raise ConfigError(message)
+    if message and model not in _HUB_WARNED:
+        _HUB_WARNED.add(model)
+        logger.warning(f"{message} (a dry run plans anyway; a real run stops here)")
+
+
+_HUB_WARNED = set()
 
 
 def model_path(study, name):
@@ -328,6 +385,38 @@ def model_shape(model):
             )
         )
     return shape_from_config(config=decl["shape"]) if decl["shape"] else None
+
+
+def model_depth(model):
+    """(decoder layers, where planning read them) of declared model ``model``: the stub block
+    (stub), models.<name>.shape (a stand-in is built to it), the config.json of the directory
+    it loads from; None when planning cannot know (e.g. a hub model with no stated shape)."""
+    decl = MODELS[model]
+    if decl["shape"] is not None and model in STANDINS:
+        return decl["shape"]["num_hidden_layers"], f"models.{model}.shape.num_hidden_layers"
+    if decl["source"] == "stub":
+        return config["stub"]["num_layers"], "stub.num_layers"
+    for path in dict.fromkeys([declared_model_path(model), source_path(model)]):
+        file = Path(path) / "config.json"
+        if file.is_file():
+            layers = json.loads(file.read_text()).get("num_hidden_layers")
+            return (layers, f"{file} num_hidden_layers") if layers else None
+    if decl["shape"] is not None:
+        return decl["shape"]["num_hidden_layers"], f"models.{model}.shape.num_hidden_layers"
+    return None
+
+
+def check_instance_layers(study, name, key, layers):
+    """The layers of config key <study>.<name>.<key> exist in the instance's model (planning
+    stops naming the key and the depth where that is known)."""
+    model = INSTANCES[study][name]["model"]["name"]
+    depth, where = model_depth(model) or (None, "")
+    check_layers(
+        key=f"{study}.{name}.{key}",
+        layers=layers,
+        depth=depth,
+        depth_from=f"model {model!r}: {where}",
+    )
 
 
 def check_gpu_memory(atlas_models):

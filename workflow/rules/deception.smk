@@ -5,6 +5,10 @@
 import re
 import shutil
 
+from interpflow.deception.banks import check_banks
+from interpflow.planning import check_captured, check_positions_fit
+from interpflow.positions import parse_positions
+
 DECEPTION = "results/deception/{instance}"
 
 
@@ -84,6 +88,49 @@ for _name, _control in DECEPTION_CONTROLS.items():
             f"{_key}: the control {_control!r} must be another instance whose own "
             f"probes.control is null (it is {INSTANCES['deception'][_control]['probes']['control']!r})"
         )
+
+# What planning can know of each instance, checked here (each error names the dotted key and
+# the fix): the layers exist in the model and the probes read what is captured; the response
+# positions fit in generation.max_new_tokens; the banks exist, each has prompts, at least two
+# classes (duplicates and prompts in two banks are warnings naming file and line).
+for _name, _inst in INSTANCES["deception"].items():
+    _key = f"deception.{_name}"
+    _capture, _probes = _inst["capture"], _inst["probes"]
+    check_instance_layers("deception", _name, "capture.layers", _capture["layers"])
+    check_captured(
+        key=f"{_key}.probes.layer",
+        what="layer",
+        wanted=[_probes["layer"]],
+        captured_key=f"{_key}.capture.layers",
+        captured=_capture["layers"],
+    )
+    for _what in ["capture"] + (["probes"] if _probes["positions"] is not None else []):
+        check_positions_fit(
+            key=f"{_key}.{_what}.positions",
+            positions=_inst[_what]["positions"],
+            tokens_key=f"{_key}.generation.max_new_tokens",
+            max_new_tokens=_inst["generation"]["max_new_tokens"],
+        )
+    if _probes["positions"] is not None:
+        check_captured(
+            key=f"{_key}.probes.positions",
+            what="position",
+            wanted=[p.name for p in parse_positions(_probes["positions"])],
+            captured_key=f"{_key}.capture.positions",
+            captured=[p.name for p in parse_positions(_capture["positions"])],
+        )
+    if not Path(_inst["bank_dir"]).is_dir():
+        raise ConfigError(
+            f"config key {_key}.bank_dir: folder {_inst['bank_dir']} does not exist (a relative "
+            f"bank_dir is read from the working directory, {Path.cwd()}, not from the config "
+            f"file's folder)"
+        )
+    _banks = [
+        existing_file(f"{_inst['bank_dir']}/{bank}.txt", f"{_key}.banks") for bank in _inst["banks"]
+    ]
+    if workflow.is_main_process:  # read once: a job's re-parse was planned already
+        for _warning in check_banks(paths=_banks, key=f"{_key}.banks"):
+            logger.warning(_warning)
 
 # An input function (unpack): the control's test-row probabilities, for an instance that has one.
 deception_control = lambda wildcards: {

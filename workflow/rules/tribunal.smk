@@ -21,6 +21,11 @@ tribunal_problems_input = lambda wildcards: [
     for key in [f"tribunal.{wildcards.instance}.problems.source"]
 ]
 
+# The capture layers exist in the instance's model: planning stops naming the key and the
+# depth (where planning knows it: interpflow.planning.check_layers).
+for _name, _inst in INSTANCES["tribunal"].items():
+    check_instance_layers("tribunal", _name, "capture.layers", _inst["capture"]["layers"])
+
 # probes.control: a models entry (e.g. a random-init copy) that re-reads the instance's traces.
 # Its directory (the one models_random_init / models_packaged builds, else nothing to build),
 # its ModelSpec keyword arguments (the instance's dtype / device / template), and the probes'

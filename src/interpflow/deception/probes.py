@@ -127,6 +127,22 @@ def text_baselines(
 
 #: the columns of test_proba.parquet that identify a row (``occurrence``: its rank among the
 #: rows of the same prompt and position, in token order)
+#: Fewer held-out prompts than this and the probes' metrics carry a warning: an AUROC on a
+#: handful of prompts (1.0 on 9 is common) says little; its CI says how little.
+FEW_TEST_PROMPTS = 30
+
+
+def few_prompts_warning(*, n_test_prompts: int) -> str | None:
+    """The warning for a test split of ``n_test_prompts`` prompts, None when there are enough."""
+    if n_test_prompts >= FEW_TEST_PROMPTS:
+        return None
+    return (
+        f"only {n_test_prompts} held-out test prompts (under {FEW_TEST_PROMPTS}): the AUROC "
+        f"is a small-sample estimate, read its 95% CI; add prompts to the banks or raise "
+        f"probes.test_size"
+    )
+
+
 ROW_KEY = ("prompt_id", "position", "occurrence")
 
 
@@ -342,6 +358,11 @@ def train_probes(
         "n_test_rows": int(test_idx.size),
         "n_train_prompts": int(np.unique(ds.groups[train_idx]).size),
         "n_test_prompts": int(np.unique(ds.groups[test_idx]).size),
+        "warnings": [
+            w
+            for w in [few_prompts_warning(n_test_prompts=int(np.unique(ds.groups[test_idx]).size))]
+            if w
+        ],
         "mlp_params": mlp_model.get_params(),
         "probes": {"logreg": m_log, "mlp": m_mlp},
         "control": control,  # None, or the control instance and the rows compared

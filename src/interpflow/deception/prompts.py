@@ -16,45 +16,14 @@ source         str     ``<file>:<line>`` of its first occurrence
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import polars as pl
 
 from interpflow.artifacts import write_json, write_parquet
+from interpflow.deception.banks import normalise, prompt_id, read_bank
 
-
-def prompt_id(text: str) -> str:
-    """Stable id of a prompt: the first 16 hex digits of sha256 of its normalised text."""
-    return hashlib.sha256(normalise(text).encode()).hexdigest()[:16]
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.split())
-
-
-def read_bank(path: Path) -> list[tuple[int, str]]:
-    """``(line_number, prompt)`` for every non-blank, non-comment line of a bank file.
-
-    LF and CRLF line endings give the same prompts and line numbers; a UTF-8 BOM is dropped.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"prompt bank {path} does not exist") from None
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
-    rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        line = normalise(line)
-        if line and not line.startswith("#"):
-            rows.append((i, line))
-    if not rows:
-        raise ValueError(f"prompt bank {path} has no prompts")
-    return rows
+__all__ = ["build_prompt_table", "normalise", "prompt_id", "read_bank"]
 
 
 def build_prompt_table(*, banks: list[str | Path], table: str | Path, summary: str | Path) -> dict:
