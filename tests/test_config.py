@@ -289,6 +289,6 @@ def test_two_config_files_declaring_one_instance_stop_unless_the_later_is_an_ove
         "into one hybrid instance"
     )
     assert "'# interpflow: overlay'" in str(e.value)
-    for marker in ("# interpflow: overlay\n", "# The rehearsal overlay of p.yaml (x)\n"):
+    for marker in ("# interpflow: overlay\n", "# interpflow: overlay (the rehearsal of p.yaml)\n"):
         check_layering(files=[("a.yaml", "", a), ("b.yaml", marker + "deception: ...", b)])
     check_layering(files=[("a.yaml", "", a), ("c.yaml", "", {"deception": {"other": {}}})])

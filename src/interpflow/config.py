@@ -115,9 +115,9 @@ def declared_instances(configs: Iterable[Mapping[str, Any]]) -> dict[str, set[st
 
 
 #: The first line of a config file that layers its instances over same-named instances of
-#: the ``--configfile`` before it (a rehearsal's overlay, :mod:`interpflow.rehearse`, writes
-#: the second form); any other two command-line files that declare one instance are an error.
-OVERLAY_MARKERS = ("# interpflow: overlay", "# The rehearsal overlay of")
+#: the ``--configfile`` before it (as a rehearsal's overlay does, :mod:`interpflow.rehearse`);
+#: any other two command-line files that declare one instance are an error.
+OVERLAY_MARKERS = ("# interpflow: overlay",)
 
 
 def is_overlay(*, text: str) -> bool:

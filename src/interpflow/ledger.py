@@ -53,12 +53,14 @@ RAN_ON = re.compile("^" + re.escape(DEVICE_LINE).replace(r"\{device\}", r"(\w+)"
 
 
 def gpu_rules(rules_dir: str | Path = RULES_DIR) -> set[str]:
-    """Names of the rules whose ``resources:`` request a GPU (``gpu=<n>``, n >= 1)."""
+    """Names of the rules whose ``resources:`` request a GPU (``gpu=<n>``, n >= 1, or
+    ``gpu=model_gpus(...)``: the instance's model.gpus, at least 1)."""
     found = set()
     for smk in sorted(Path(rules_dir).glob("*.smk")):
         blocks = re.split(r"^\s*rule (\w+):", smk.read_text(), flags=re.MULTILINE)
         for name, body in zip(blocks[1::2], blocks[2::2]):
-            if re.search(r"^\s+gpu=\s*[1-9]", body, flags=re.MULTILINE):
+            # gpu=<n> with n >= 1, or a function of the instance (model_gpus: model.gpus >= 1)
+            if re.search(r"^\s+gpu=\s*(?!0\s*,)\S", body, flags=re.MULTILINE):
                 found.add(name)
     return found
 

@@ -362,7 +362,7 @@ def rehearse(preset: Path, *, root: Path, repo: Path, cores: int = 2) -> dict:
         )
         overlay_path = work / "rehearsal.yaml"
         overlay_path.write_text(
-            f"# The rehearsal overlay of {preset.relative_to(repo)} (interpflow.rehearse)\n"
+            f"# interpflow: overlay (the rehearsal of {preset.relative_to(repo)}, interpflow.rehearse)\n"
             + yaml.safe_dump(overlay, sort_keys=False)
         )
         snakemake = str(Path(sys.executable).with_name("snakemake"))

@@ -206,7 +206,7 @@ def model_path(study, name):
 
 def declared_model_path(model):
     """Where declared model ``model`` is loaded from: its stand-in or random-init directory
-    (a rule builds both), else its source (:func:`source_path`)."""
+    (built by models_standin / models_random_init), else its source (source_path)."""
     if model in STANDINS:
         return STANDINS[model]
     path = source_path(model)  # checked for random-init models too: their rule reads it
