@@ -194,7 +194,7 @@ def test_unknown_shape_is_said_not_guessed():
     )
     rows = plan_rows(jobs=jobs, shapes={"big": None}, memory_gb=80)
     assert [r["fits"] for r in rows] == [None, None]
-    assert "unknown shape" in format_table(rows=rows, memory_gb=80)
+    assert "unknown" in format_table(rows=rows, memory_gb=80)
     check_fit(rows=rows, memory_gb=80)  # unknown does not stop the plan
 
 
@@ -234,8 +234,9 @@ def test_32b_entry_in_bf16_on_one_gpu_stops_the_plan(tmp_path):
 @pytest.mark.smollm2
 def test_lora_step_estimate_matches_measured_peak_rss(smollm2_work):
     """One LoRA training step on SmolLM2-135M (fp32, CPU) at batch 4 x 256 tokens: the peak
-    resident set it adds is within a factor 1.5 of the estimate of the same step (and the
-    estimate does not fall short by more than 1/1.5)."""
+    resident set it adds (glibc returning freed tensors: benchmarks/memory_check.py) is within
+    a factor 1.3 of the estimate of the same step, with and without gradient checkpointing
+    (measured: 0.89 and 0.87 of it)."""
     ratios = []
     for extra in ([], ["--gradient-checkpointing"]):
         proc = subprocess.run(
@@ -246,4 +247,4 @@ def test_lora_step_estimate_matches_measured_peak_rss(smollm2_work):
         )  # fmt: skip
         got = json.loads(proc.stdout.strip().splitlines()[-1])
         ratios.append(got["ratio"])
-    assert all(1 / 1.5 <= r <= 1.5 for r in ratios), ratios
+    assert all(1 / 1.3 <= r <= 1.3 for r in ratios), ratios

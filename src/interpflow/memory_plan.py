@@ -188,40 +188,29 @@ def plan_rows(
 
 def format_table(*, rows: list[dict], memory_gb: float) -> str:
     """The rows as a fixed-width table (GB = 1e9 bytes)."""
-    head = (
-        "rule",
-        "instance",
-        "model",
-        "gpus",
-        "weights",
-        "adapter",
-        "activ",
-        "kv",
-        "logits",
-        "total",
-        "limit",
-        "fits",
-    )
-    lines = [f"GPU memory at planning (GB; limit = model.gpus x gpu.memory_gb = {memory_gb:g}):"]
+    terms_shown = ("weights", "adapter", "activations", "kv_cache", "logits", "overhead", "total")
+    head = ("rule", "instance", "model", "gpus", "weights", "adapter", "activ", "kv", "logits")
+    head += ("ctx", "total", "limit", "fits")
+    lines = [
+        (
+            f"GPU memory at planning (GB = 1e9 B; limit = model.gpus x gpu.memory_gb = {memory_gb:g}; "
+            "activ: activations, kv: KV cache, ctx: CUDA context; interpflow.memory):"
+        )
+    ]
     table = [head]
     for row in rows:
         job, terms = row["job"], row["terms"]
-        work = job.work
-        cells = [job.rule, job.instance, job.model, str(work.gpus)]
+        cells = [job.rule, job.instance, job.model, str(job.work.gpus)]
         if terms is None:
-            cells += ["unknown shape", "", "", "", "", "", f"{row['limit'] / GB:.1f}", "?"]
+            cells += ["unknown", "", "", "", "", "", "", _gb(row["limit"]), "?"]
         else:
-            names = ("weights", "adapter", "activations", "kv_cache", "logits", "total")
-            cells += [f"{terms[n] / GB:.1f}" for n in names]
-            cells += [f"{row['limit'] / GB:.1f}", "yes" if row["fits"] else "NO"]
+            cells += [_gb(terms[n]) for n in terms_shown]
+            cells += [_gb(row["limit"]), "yes" if row["fits"] else "NO"]
         table.append(tuple(cells))
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
-            )
-        )
+        cells = (c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
@@ -249,6 +238,10 @@ def check_fit(*, rows: list[dict], memory_gb: float) -> None:
         )
     if problems:
         raise ConfigError("config: GPU memory (interpflow.memory):\n  " + "\n  ".join(problems))
+
+
+def _gb(size: float) -> str:
+    return f"{size / GB:.1f}" if size >= 10 * GB else f"{size / GB:.2f}"
 
 
 def _yaml(value) -> str:
