@@ -25,7 +25,8 @@ SHAPE = {"model_type": "qwen2", "num_hidden_layers": 28}
 
 
 def overlay(preset, vllm=False):
-    return rehearsal_overlay(preset, repo=REPO, url=URL, root_url=ROOT_URL, vllm=vllm)
+    ov, notes, _ = rehearsal_overlay(preset, repo=REPO, url=URL, root_url=ROOT_URL, vllm=vllm)
+    return ov, notes
 
 
 def inoculation_preset(**training):
@@ -127,6 +128,29 @@ def test_scale_rule_training_steps_checkpoints_prompts_and_counts():
     assert "conditions" not in main["training"]  # every condition runs
 
 
+def test_prompts_files_cut_to_one_prompt_per_trait_and_the_trained_ones():
+    preset = inoculation_preset(prompts=["humor_matters", "clown_persona"])
+    ov, _, files = rehearsal_overlay(preset, repo=REPO, url=URL, root_url=ROOT_URL, vllm=False)
+    main = ov["inoculation"]["main"]
+    assert main["training"]["prompts"] == ["humor_matters"]
+    path = main["prompts_file"]
+    assert path == "rehearsal_data/inoculation.main/playful_french_qwen.yaml"
+    full = yaml.safe_load((REPO / "resources/inoculation/playful_french_qwen.yaml").read_text())
+    cut = yaml.safe_load(files[path])
+    assert cut["traits"] == full["traits"]
+    firsts = {}
+    for name, p in full["prompts"].items():
+        firsts.setdefault(p["trait"], name)
+        firsts.setdefault(("group", p.get("group")), name)
+    # the first of each trait (the neutral ones too) and group, the trained one, in order
+    assert list(cut["prompts"]) == [
+        n for n in full["prompts"] if n in {*firsts.values(), "humor_matters"}
+    ]
+    assert {p["trait"] for p in cut["prompts"].values()} == {
+        p["trait"] for p in full["prompts"].values()
+    }
+
+
 def test_vllm_kept_where_it_is_installed_and_small_counts_kept():
     ov, _ = overlay(inoculation_preset(), vllm=True)
     assert "backend" not in ov["inoculation"]["main"].get("eval", {})
@@ -147,9 +171,11 @@ def test_a_missing_data_file_with_no_sample_is_an_error_naming_the_key():
     # one the default instance ships takes that sample
     preset["inoculation"]["main"]["data"]["external_train_jsonl"] = None
     preset["inoculation"]["main"]["prompts_file"] = "data/inoculation/mine.yaml"
-    ov, _ = overlay(preset)
-    assert (
-        ov["inoculation"]["main"]["prompts_file"] == "resources/inoculation/playful_french_toy.yaml"
+    _, notes = overlay(preset)
+    assert any(
+        "prompts_file: data/inoculation/mine.yaml -> resources/inoculation/playful_french_toy.yaml"
+        in n
+        for n in notes
     )
 
 

@@ -21,7 +21,8 @@ overlay config (:func:`rehearsal_overlay`) layered on top, in a working director
   training batches (2 x 2 accumulation) and threads are capped, bf16/fp16 models run in fp32
   (:data:`CPU_DTYPE`); training data is :data:`TRAIN_STEPS` optimizer steps, and the checkpoint
   steps are mapped onto those steps in proportion. Every stage, condition, sweep point, seed, family, alpha and judge path still
-  runs; only the inoculation prompts are cut to the first :data:`N_PROMPTS` of each list.
+  runs; only the inoculation prompt lists are cut to their first :data:`N_PROMPTS`, and their
+  prompts files to the first prompt of each trait or group (and the prompts trained).
 
 The summary (``rehearsal/summary.md``) names each preset, whether it ran to its end, its wall
 time, the jobs of each rule, its stand-ins and every substitution.
@@ -185,23 +186,51 @@ def _train_steps(eff: dict, scaled: dict, study: str) -> None:
         _set(scaled, steps_key, sorted({max(1, round(s * TRAIN_STEPS / real)) for s in save}))
 
 
-def _prompt_lists(eff: dict, scaled: dict, repo: Path) -> None:
-    """Each inoculation prompt list cut to its first N_PROMPTS (null = every prompt of its file)."""
+def _trimmed_prompts(listed: dict, keep: list[str]) -> dict:
+    """A prompts file cut to the first prompt of each trait (the neutral ones too) and of each
+    ``group`` where the file has groups, and the prompts in ``keep``."""
+    prompts = listed.get("prompts") or {}
+    firsts: dict[tuple[str, str], str] = {}
+    for name, p in prompts.items():
+        firsts.setdefault(("trait", str(p.get("trait"))), name)
+        if "group" in p:
+            firsts.setdefault(("group", str(p["group"])), name)
+    kept = {*firsts.values(), *keep}
+    return {**listed, "prompts": {n: p for n, p in prompts.items() if n in kept}}
+
+
+def _prompt_lists(eff: dict, scaled: dict, repo: Path, files: dict[str, str], where: str) -> None:
+    """Each inoculation prompt list cut to its first N_PROMPTS (null = every prompt of its
+    file), and each prompts file to :func:`_trimmed_prompts` of it, written under
+    ``rehearsal_data/<instance>/`` of the rehearsal's working directory (``files``: path ->
+    text)."""
     for key, file_key in PROMPT_LISTS.items():
-        if _get(eff, key, []) is None and _get(eff, file_key):
-            listed = yaml.safe_load(
-                (repo / _get(scaled, file_key, _get(eff, file_key))).read_text()
-            )
-            names = list(listed["prompts"]) if isinstance(listed, dict) else []
-            _set(scaled, key, names[:N_PROMPTS])
-        elif isinstance(_get(eff, key), list):
-            _set(scaled, key, _get(eff, key)[:N_PROMPTS])
+        source = _get(scaled, file_key, _get(eff, file_key))
+        if not source:
+            continue
+        listed = yaml.safe_load((repo / source).read_text())
+        names = _get(eff, key)
+        names = list(listed.get("prompts") or {}) if names is None else names
+        _set(scaled, key, names[:N_PROMPTS])
+        trimmed = f"rehearsal_data/{where}/{Path(source).name}"
+        files[trimmed] = yaml.safe_dump(
+            _trimmed_prompts(listed, names[:N_PROMPTS]), sort_keys=False
+        )
+        _set(scaled, file_key, trimmed)
 
 
 def scale_instance(
-    inst: dict, *, study: str, default: dict, repo: Path, where: str, vllm: bool
+    inst: dict,
+    *,
+    study: str,
+    default: dict,
+    repo: Path,
+    where: str,
+    vllm: bool,
+    files: dict[str, str],
 ) -> tuple[dict, list[str]]:
-    """The overlay of one preset instance (``inst``, defaults filled) and its notes."""
+    """The overlay of one preset instance (``inst``, defaults filled) and its notes; files the
+    overlay names are added to ``files``."""
     scaled: dict = {}
     notes: list[str] = []
     for dotted, value in _leaves(inst):
@@ -215,7 +244,7 @@ def scale_instance(
                 notes.append(f"{where}.{dotted}: {value} -> {new}")
     _train_steps(inst, scaled, study)
     if study == "inoculation":
-        _prompt_lists(inst, scaled, repo)
+        _prompt_lists(inst, scaled, repo, files, where)
     return scaled, notes
 
 
@@ -259,11 +288,13 @@ STUDY_KEYS = ("deception", "tribunal", "inoculation", "steering")
 
 def rehearsal_overlay(
     preset: dict, *, repo: Path, url: str, root_url: str, vllm: bool, where: str = "preset"
-) -> tuple[dict, list[str]]:
-    """The config layered on ``preset`` for its rehearsal, and a note of each change."""
+) -> tuple[dict, list[str], dict[str, str]]:
+    """The config layered on ``preset`` for its rehearsal, a note of each change, and the
+    files it names that the rehearsal writes into its working directory (path -> text)."""
     base = yaml.safe_load((repo / "config" / "config.yaml").read_text())
     schemas, defs = _schemas(repo)
     models, notes = _models(preset, where)
+    files: dict[str, str] = {}
     overlay: dict = {"models": models} if models else {}
     judges = _judges({**base.get("judges", {}), **(preset.get("judges") or {})}, url, root_url)
     if judges:
@@ -273,11 +304,17 @@ def rehearsal_overlay(
         for name, entry in (preset.get(study) or {}).items():
             eff = fill_defaults(copy.deepcopy(entry), schemas[study], defs)
             scaled, inst_notes = scale_instance(
-                eff, study=study, default=default, repo=repo, where=f"{study}.{name}", vllm=vllm
+                eff,
+                study=study,
+                default=default,
+                repo=repo,
+                where=f"{study}.{name}",
+                vllm=vllm,
+                files=files,
             )
             overlay.setdefault(study, {})[name] = scaled
             notes += inst_notes
-    return overlay, notes
+    return overlay, notes, files
 
 
 def answer(request: dict) -> str:
@@ -352,7 +389,7 @@ def rehearse(preset: Path, *, root: Path, repo: Path, cores: int = 2) -> dict:
     work = _workdir(root.resolve(), preset, repo)
     vllm = importlib.util.find_spec("vllm") is not None
     with FakeAPIServer(responder=answer) as server:
-        overlay, notes = rehearsal_overlay(
+        overlay, notes, files = rehearsal_overlay(
             yaml.safe_load(preset.read_text()),
             repo=repo,
             url=server.url,
@@ -360,6 +397,9 @@ def rehearse(preset: Path, *, root: Path, repo: Path, cores: int = 2) -> dict:
             vllm=vllm,
             where=str(preset.relative_to(repo)),
         )
+        for rel, text in files.items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).write_text(text)
         overlay_path = work / "rehearsal.yaml"
         overlay_path.write_text(
             f"# interpflow: overlay (the rehearsal of {preset.relative_to(repo)}, interpflow.rehearse)\n"
