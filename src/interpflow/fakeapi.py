@@ -112,6 +112,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(*args, **kw)
         self.errors: list[BaseException] = []
         self.errors_lock = threading.Lock()
+        self.fake: FakeAPIServer  # set by FakeAPIServer, whose settings the handler reads
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Record the handler's exception (socketserver would print it and go on)."""
@@ -121,6 +122,134 @@ class _Server(ThreadingHTTPServer):
             return
         with self.errors_lock:
             self.errors.append(exc)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One request to a :class:`FakeAPIServer` (``self.server.fake``)."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
+    # algorithm meets the client's delayed ACK and adds ~40 ms to every response.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # silent; never echo headers (they carry the API key)
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/_stats"):
+            self._send(200, json.dumps({"n_requests": self.server.fake.n_requests}).encode())
+        else:
+            self._send(404, b'{"error": {"message": "not found", "type": "not_found"}}')
+
+    def do_POST(self) -> None:
+        n = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        try:
+            req = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            req = {}
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path.endswith("/chat/completions"):
+            endpoint = "chat"
+        elif path.endswith("/embeddings"):
+            endpoint = "embeddings"
+        elif path.endswith("/messages"):
+            endpoint = "messages"
+        else:
+            self._send(404, b'{"error": {"message": "not found", "type": "not_found"}}')
+            return
+        behaviour = self.server.fake._next_behaviour(req)
+        if self.server.fake.delay_s:
+            time.sleep(self.server.fake.delay_s)
+        try:
+            self._answer(behaviour, req, endpoint)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout) and closed the socket
+
+    def _client_error(self, status: str, req: dict[str, Any], is_openai: bool) -> bytes:
+        """The body of a 401 (wrong key) or 404 (unknown model), as each API sends it."""
+        model = req.get("model", "")
+        if is_openai:
+            if status == "401":
+                key = (self.headers.get("authorization") or "").removeprefix("Bearer ")
+                code = "invalid_api_key"
+                msg = (
+                    f"Incorrect API key provided: {key}. You can find your API key at "
+                    "https://platform.openai.com/account/api-keys."
+                )
+            else:
+                code = "model_not_found"
+                msg = f"The model `{model}` does not exist or you do not have access to it."
+            err = {
+                "message": msg,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+            return json.dumps({"error": err}).encode()
+        if status == "401":
+            kind, msg = "authentication_error", "invalid x-api-key"
+        else:
+            kind, msg = "not_found_error", f"model: {model}"
+        return json.dumps({"type": "error", "error": {"type": kind, "message": msg}}).encode()
+
+    def _answer(self, behaviour: str, req: dict[str, Any], endpoint: str) -> None:
+        is_openai = endpoint != "messages"
+        if behaviour in ("401", "404"):
+            self._send(int(behaviour), self._client_error(behaviour, req, is_openai))
+            return
+        if behaviour in ("500", "429"):
+            status = int(behaviour)
+            kind = "rate_limit_error" if status == 429 else "api_error"
+            if is_openai:
+                err = {"error": {"message": f"fake {status}", "type": kind, "code": None}}
+            else:
+                err = {
+                    "type": "error",
+                    "error": {"type": kind, "message": f"fake {status}"},
+                }
+            headers: dict[str, str] = {}
+            if status == 429:
+                headers["retry-after"] = "0"
+            if self.server.fake.retry_after_ms is not None:
+                headers["retry-after-ms"] = str(self.server.fake.retry_after_ms)
+            self._send(status, json.dumps(err).encode(), headers)
+            return
+        if behaviour == "malformed":
+            self._send(200, b"<html>this is not json")
+            return
+        if behaviour == "timeout":
+            time.sleep(self.server.fake.timeout_sleep_s)
+        body: dict[str, Any]
+        if behaviour == "nochoices":
+            if endpoint == "chat":
+                body = {"id": "x", "object": "chat.completion", "model": "fake"}
+            elif endpoint == "embeddings":
+                body = {"object": "list", "model": "fake"}
+            else:
+                body = {"id": "msg_x", "type": "message", "role": "assistant"}
+        elif endpoint == "embeddings":
+            body = self.server.fake._embeddings_body(req, short=behaviour == "short")
+        else:
+            text = self.server.fake.responder(req)
+            if endpoint == "chat":
+                body = self.server.fake._openai_body(req, text)
+                if behaviour == "short":
+                    body["choices"] = []
+            else:
+                body = self.server.fake._anthropic_body(req, text)
+                if behaviour == "short":
+                    body["content"] = []
+        self._send(200, json.dumps(body).encode())
 
 
 class FakeAPIServer:
@@ -159,7 +288,8 @@ class FakeAPIServer:
         self._n = 0
         self.requests: list[dict[str, Any]] = []
         self.behaviours: list[str] = []
-        self._httpd = _Server(("127.0.0.1", 0), self._make_handler())
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.fake = self
         self.port = self._httpd.server_address[1]
         self.root_url = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.root_url}/v1"
@@ -303,140 +433,6 @@ class FakeAPIServer:
             "model": req.get("model", "fake"),
             "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
         }
-
-    def _make_handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs
-            # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
-            # algorithm meets the client's delayed ACK and adds ~40 ms to every response.
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # silent; never echo headers (they carry the API key)
-
-            def _send(
-                self, status: int, body: bytes, headers: dict[str, str] | None = None
-            ) -> None:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/_stats"):
-                    self._send(200, json.dumps({"n_requests": server.n_requests}).encode())
-                else:
-                    self._send(404, b'{"error": {"message": "not found", "type": "not_found"}}')
-
-            def do_POST(self) -> None:
-                n = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(n) if n else b""
-                try:
-                    req = json.loads(raw or b"{}")
-                except json.JSONDecodeError:
-                    req = {}
-                path = self.path.split("?", 1)[0].rstrip("/")
-                if path.endswith("/chat/completions"):
-                    endpoint = "chat"
-                elif path.endswith("/embeddings"):
-                    endpoint = "embeddings"
-                elif path.endswith("/messages"):
-                    endpoint = "messages"
-                else:
-                    self._send(404, b'{"error": {"message": "not found", "type": "not_found"}}')
-                    return
-                behaviour = server._next_behaviour(req)
-                if server.delay_s:
-                    time.sleep(server.delay_s)
-                try:
-                    self._answer(behaviour, req, endpoint)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout) and closed the socket
-
-            def _client_error(self, status: str, req: dict[str, Any], is_openai: bool) -> bytes:
-                """The body of a 401 (wrong key) or 404 (unknown model), as each API sends it."""
-                model = req.get("model", "")
-                if is_openai:
-                    if status == "401":
-                        key = (self.headers.get("authorization") or "").removeprefix("Bearer ")
-                        code = "invalid_api_key"
-                        msg = (
-                            f"Incorrect API key provided: {key}. You can find your API key at "
-                            "https://platform.openai.com/account/api-keys."
-                        )
-                    else:
-                        code = "model_not_found"
-                        msg = f"The model `{model}` does not exist or you do not have access to it."
-                    err = {
-                        "message": msg,
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": code,
-                    }
-                    return json.dumps({"error": err}).encode()
-                if status == "401":
-                    kind, msg = "authentication_error", "invalid x-api-key"
-                else:
-                    kind, msg = "not_found_error", f"model: {model}"
-                return json.dumps(
-                    {"type": "error", "error": {"type": kind, "message": msg}}
-                ).encode()
-
-            def _answer(self, behaviour: str, req: dict[str, Any], endpoint: str) -> None:
-                is_openai = endpoint != "messages"
-                if behaviour in ("401", "404"):
-                    self._send(int(behaviour), self._client_error(behaviour, req, is_openai))
-                    return
-                if behaviour in ("500", "429"):
-                    status = int(behaviour)
-                    kind = "rate_limit_error" if status == 429 else "api_error"
-                    if is_openai:
-                        err = {"error": {"message": f"fake {status}", "type": kind, "code": None}}
-                    else:
-                        err = {
-                            "type": "error",
-                            "error": {"type": kind, "message": f"fake {status}"},
-                        }
-                    headers: dict[str, str] = {}
-                    if status == 429:
-                        headers["retry-after"] = "0"
-                    if server.retry_after_ms is not None:
-                        headers["retry-after-ms"] = str(server.retry_after_ms)
-                    self._send(status, json.dumps(err).encode(), headers)
-                    return
-                if behaviour == "malformed":
-                    self._send(200, b"<html>this is not json")
-                    return
-                if behaviour == "timeout":
-                    time.sleep(server.timeout_sleep_s)
-                body: dict[str, Any]
-                if behaviour == "nochoices":
-                    if endpoint == "chat":
-                        body = {"id": "x", "object": "chat.completion", "model": "fake"}
-                    elif endpoint == "embeddings":
-                        body = {"object": "list", "model": "fake"}
-                    else:
-                        body = {"id": "msg_x", "type": "message", "role": "assistant"}
-                elif endpoint == "embeddings":
-                    body = server._embeddings_body(req, short=behaviour == "short")
-                else:
-                    text = server.responder(req)
-                    if endpoint == "chat":
-                        body = server._openai_body(req, text)
-                        if behaviour == "short":
-                            body["choices"] = []
-                    else:
-                        body = server._anthropic_body(req, text)
-                        if behaviour == "short":
-                            body["content"] = []
-                self._send(200, json.dumps(body).encode())
-
-        return Handler
 
     def close(self) -> None:
         """Stop serving and release the port (handler threads are daemons); then re-raise the
