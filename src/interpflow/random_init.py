@@ -74,11 +74,19 @@ def build_random_init(
         "d_model": config.hidden_size,
         "n_params": sum(p.numel() for p in model.parameters()),
     }
+    save_built_model(
+        model=model, tokenizer=tokenizer, out_dir=out_dir, marker=MARKER, summary=summary
+    )
+    return summary
+
+
+def save_built_model(*, model, tokenizer, out_dir: Path, marker: str, summary: dict) -> None:
+    """Save a model a rule builds, its tokenizer and ``summary`` (as ``marker``, JSON) into a
+    temporary sibling of ``out_dir``, then rename it into place (``out_dir`` replaced)."""
     tmp = out_dir.with_name(out_dir.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (tmp / marker).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
-    return summary

@@ -18,8 +18,9 @@ it stands in for. Its numbers mean nothing; every output of an instance on it is
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+
+from interpflow.random_init import save_built_model
 
 #: Written into the model directory: what the stand-in replaces and how it was built.
 MARKER = "standin.json"
@@ -193,11 +194,7 @@ def build_standin(
         "n_params": sum(p.numel() for p in model.parameters()),
         **WIDTH,
     }
-    tmp = out_dir.with_name(out_dir.name + ".building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    save_built_model(
+        model=model, tokenizer=tokenizer, out_dir=out_dir, marker=MARKER, summary=summary
+    )
     return summary
