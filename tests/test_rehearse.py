@@ -300,7 +300,9 @@ def test_rehearsal_runs_every_stage_and_instance_of_the_preset(preset, tmp_path)
                     n_points *= len(values)
                 assert len(made) == n_points, made
     # every finding names the stand-in that produced it
-    findings = json.loads((work / "results" / "findings.json").read_text())
+    tables = list((work / "results" / "findings").glob("*/findings.json"))  # one per config
+    assert len(tables) == 1, tables
+    findings = json.loads(tables[0].read_text())
     assert findings and all(f["model"].endswith("(stand-in)") for f in findings), findings
     # API judges answered by the fake server where the preset has any
     assert (result["api_calls"] > 0) == bool(api)
