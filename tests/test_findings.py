@@ -159,3 +159,25 @@ def test_make_run_writes_no_tracked_file_and_names_its_outputs_by_config():
     assert "interpflow.config_id --dir $(REFERENCE)" in recipe
     reference = make.split("\nREFERENCE ?=", 1)[1].split("\nBIN", 1)[0]
     assert tuple(reference.replace("\\", " ").split()) == REFERENCE
+
+
+@pytest.mark.e2e
+def test_all_on_the_default_config_writes_under_its_config_id(all_run):
+    """`snakemake all` without --configfile: what spans the instances is under
+    results/findings/default/, no fixed path; the tribunal's class balance is a check."""
+    work, _ = all_run
+    out = work / "results/findings/default"
+    for name in ("findings.json", "findings.md", "findings.html", "ledger.csv"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "judge_ledger.csv").is_file()
+    assert json.loads((out / "configfiles.json").read_text()) == {
+        "config_id": "default",
+        "configfiles": ["config/config.yaml"],
+    }
+    assert not [p.name for p in (work / "results").glob("*.*")]  # no fixed results/<file>
+    rows = [
+        F.Finding.from_dict(r) for r in json.loads((out / "findings.json").read_text())["findings"]
+    ]
+    kinds = {(f.study, f.metric.split(",")[0]): f.kind for f in rows}
+    assert kinds[("tribunal", "share of correct traces among the probes' traces")] == "check"
+    assert (out / "findings.md").read_text().startswith(f"**{F.headline(rows)}**")
