@@ -302,7 +302,7 @@ def test_rehearsal_runs_every_stage_and_instance_of_the_preset(preset, tmp_path)
     # every finding names the stand-in that produced it
     tables = list((work / "results" / "findings").glob("*/findings.json"))  # one per config
     assert len(tables) == 1, tables
-    findings = json.loads(tables[0].read_text())
+    findings = json.loads(tables[0].read_text())["findings"]
     assert findings and all(f["model"].endswith("(stand-in)") for f in findings), findings
     # API judges answered by the fake server where the preset has any
     assert (result["api_calls"] > 0) == bool(api)

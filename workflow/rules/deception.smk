@@ -363,7 +363,7 @@ rule deception_findings:
     log:
         "logs/deception/{instance}/findings.log",
     params:
-        model=setting("deception", "model", "name"),
+        model=model_id("deception"),
         kind=deception_finding_kind,
         code=code_hash("deception/findings"),
     localrule: True

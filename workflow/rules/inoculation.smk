@@ -524,7 +524,7 @@ rule inoculation_findings:
         prompts=lambda wildcards: inoc("em_prompts" if inoc_em_only(wildcards) else "prompts")(
             wildcards
         ),
-        model=setting("inoculation", "model", "name"),
+        model=model_id("inoculation"),
         code=code_hash("inoculation/findings"),
     script:
         "../../scripts/inoculation/findings.py"

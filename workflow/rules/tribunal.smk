@@ -271,7 +271,7 @@ rule tribunal_findings:
     log:
         "logs/tribunal/{instance}/findings.log",
     params:
-        model=setting("tribunal", "model", "name"),
+        model=model_id("tribunal"),
         stopping=setting("tribunal", "stopping"),
         code=code_hash("tribunal/findings"),
     localrule: True
