@@ -84,25 +84,15 @@ def sweep_summary(sweep: dict[int, dict[str, float | None]], layer: int) -> str:
     )
 
 
-def headline(
+def probe_controls(
     metrics: dict[str, Any],
     *,
     instance: str,
-    model: str,
-    control_metrics: dict[str, Any] | None = None,
-    sweep: str = "",
-    probe: str = "logreg",
-    kind: str = "finding",
-) -> Finding:
-    """The ``probe``'s AUROC at the configured layer with its controls as paired margins.
-
-    ``metrics`` is the instance's probes/metrics.json; ``control_metrics`` its control
-    instance's (None when it has none: the random-init control is then absent from the
-    controls, and the criterion covers the text baselines only). ``sweep`` is quoted in the
-    finding's text (:func:`sweep_summary`). ``kind`` is ``control`` for a control instance
-    (a random-init copy, another instance's ``probes.control``): its row is shown beside the
-    findings, not counted as one (:data:`interpflow.findings.KINDS`).
-    """
+    control_metrics: dict[str, Any] | None,
+    probe: str,
+) -> list[Control]:
+    """The ``probe``'s controls, each with its own AUROC and the probe's paired margin over it:
+    the random-init copy (where ``control_metrics`` is given), then the text baselines."""
     m = metrics["probes"][probe]
     margins = m.get("margins", {})
     controls: list[Control] = []
@@ -135,6 +125,32 @@ def headline(
                 _ci(mk, "auroc"),
             )
         )
+    return controls
+
+
+def headline(
+    metrics: dict[str, Any],
+    *,
+    instance: str,
+    model: str,
+    control_metrics: dict[str, Any] | None = None,
+    sweep: str = "",
+    probe: str = "logreg",
+    kind: str = "finding",
+) -> Finding:
+    """The ``probe``'s AUROC at the configured layer with its controls as paired margins.
+
+    ``metrics`` is the instance's probes/metrics.json; ``control_metrics`` its control
+    instance's (None when it has none: the random-init control is then absent from the
+    controls, and the criterion covers the text baselines only). ``sweep`` is quoted in the
+    finding's text (:func:`sweep_summary`). ``kind`` is ``control`` for a control instance
+    (a random-init copy, another instance's ``probes.control``): its row is shown beside the
+    findings, not counted as one (:data:`interpflow.findings.KINDS`).
+    """
+    m = metrics["probes"][probe]
+    controls = probe_controls(
+        metrics, instance=instance, control_metrics=control_metrics, probe=probe
+    )
     holds = m.get("auroc") is not None and all(
         c.margin_ci is not None and c.margin_ci[0] > 0 for c in controls
     )
