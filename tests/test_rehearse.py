@@ -290,7 +290,10 @@ def test_rehearsal_runs_every_stage_and_instance_of_the_preset(preset, tmp_path)
     for study in STUDIES:
         for name in declared.get(study) or {}:
             sweep = declared[study][name].get("sweep")
-            made = {p.name for p in (work / "results" / study).glob(f"{name}*")}
+            # an instance's directory holds its findings (honesty-seeds/: the across-seed table)
+            made = {
+                p.parent.name for p in (work / "results" / study).glob(f"{name}*/findings.json")
+            }
             assert made, f"{study}.{name} made nothing"
             if not sweep:
                 assert name in made
