@@ -76,7 +76,14 @@ def test_rule_builds_a_random_init_copy_of_a_declared_model(tmp_path):
     assert json.loads((res / "stub-random" / MARKER).read_text())["source"] == "results/models/stub"
     assert (work / "logs/models/stub-random.log").stat().st_size > 0
 
-    control = {**models, "deception": {"control": {"model": {"name": "stub-random"}}}}
+    # layers within the 4-layer stub (the schema's defaults, 20, are a 7B model's: planning
+    # refuses them on the stub)
+    inst = {
+        "model": {"name": "stub-random"},
+        "capture": {"layers": [1, 2, 3]},
+        "probes": {"layer": 2},
+    }
+    control = {**models, "deception": {"control": inst}}
     write_config(work / "control.yaml", control)
     proc = snakemake(work, "-n", "all", "--configfile", "control.yaml", env=OFFLINE_ENV)
     assert "results/models/stub-random" in proc.stdout  # deception_generate reads the copy
