@@ -6,7 +6,9 @@ from interpflow.standin import build_standin
 
 
 def main(smk):
-    summary = build_standin(corpus_files=[smk.input.corpus], out_dir=smk.output[0], **smk.params.model)
+    summary = build_standin(
+        corpus_files=[smk.input.corpus], out_dir=smk.output[0], **smk.params.model
+    )
     print(summary)
 
 

@@ -201,7 +201,7 @@ def job_device() -> str:
     if torch.cuda.is_initialized():
         try:
             return f"cuda ({torch.cuda.get_device_name()})"
-        except Exception:  # a CUDA error left the device unusable: it still ran there
+        except RuntimeError:  # a CUDA error left the device unusable: it still ran there
             return "cuda"
     if "vllm" in sys.modules and torch.cuda.is_available():
         return "cuda"

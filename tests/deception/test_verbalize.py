@@ -116,14 +116,18 @@ def test_category_tables_count_known_cells(tmp_path):
     )
     cols = ["table", "category", *CLASSES, "unlabelled", "total"]
     assert pl.read_csv(tmp_path / "t.csv").columns == cols
-    assert pl.read_csv(tmp_path / "t.csv").rows() == out.rows() == [
-        ("verbalizer_label", "normal", 2, 0, 0, 0, 2),
-        ("verbalizer_label", "eval_aware", 1, 1, 0, 0, 2),
-        ("verbalizer_label", "deceptive", 0, 4, 1, 1, 6),
-        ("judge_label", "normal", 1, 0, 0, 0, 1),
-        ("judge_label", "eval_aware", 1, 1, 0, 0, 2),
-        ("judge_label", "deceptive", 0, 2, 0, 1, 3),
-    ]
+    assert (
+        pl.read_csv(tmp_path / "t.csv").rows()
+        == out.rows()
+        == [
+            ("verbalizer_label", "normal", 2, 0, 0, 0, 2),
+            ("verbalizer_label", "eval_aware", 1, 1, 0, 0, 2),
+            ("verbalizer_label", "deceptive", 0, 4, 1, 1, 6),
+            ("judge_label", "normal", 1, 0, 0, 0, 1),
+            ("judge_label", "eval_aware", 1, 1, 0, 0, 2),
+            ("judge_label", "deceptive", 0, 2, 0, 1, 3),
+        ]
+    )
     md = (tmp_path / "t.md").read_text()
     assert "| deceptive | 0 (0%) | 4 (67%) | 1 (17%) | 1 (17%) | 6 |" in md
     assert md.index("per verbalizer text") < md.index("per generation")

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from conftest import OFFLINE_ENV, copy_repo, job_counts, snakemake, write_config
 from safetensors.numpy import load_file
 from sklearn.metrics import roc_auc_score
@@ -122,7 +123,7 @@ def test_hand_made_traces_with_both_classes_reach_probes_and_directions(tribunal
     hand.write_parquet(res / "generations.parquet")
 
     proc = snakemake(work, *TARGETS, "--rerun-triggers", "mtime")
-    ran = proc.stdout + proc.stderr
+    ran = job_counts(proc.stdout + proc.stderr)  # (the memory table names every GPU rule)
     assert "tribunal_labels" in ran and "tribunal_probes" in ran
     assert "tribunal_generate" not in ran  # the hand-made traces are not resampled
 
@@ -193,8 +194,10 @@ def test_preset_dry_runs_offline(tmp_path):
         in (proc.stdout + proc.stderr)
     )
     # a hub id in the key: the command that fetches it once
-    hub = write_config(
-        tmp_path / "hub.yaml", {"tribunal": {"r1-7b": {"problems": {"source": "openai/gsm8k"}}}}
+    hub = tmp_path / "hub.yaml"  # layered over the preset's instance: an overlay
+    hub.write_text(
+        "# interpflow: overlay\n"
+        + yaml.safe_dump({"tribunal": {"r1-7b": {"problems": {"source": "openai/gsm8k"}}}})
     )
     proc = snakemake(work, *args, str(hub), check=False, env=OFFLINE_ENV, timeout=120)
     assert "python -m interpflow.hubdata openai/gsm8k --config main --split test" in (
@@ -277,7 +280,15 @@ def test_a_sweep_plans_one_instance_per_point_apart(tmp_path):
     work = copy_repo(tmp_path)
     cfg = write_config(
         work / "sweep.yaml",
-        {"tribunal": {"c": {"model": {"name": "stub"}, "sweep": {"probes.C": [0.5, 2.0]}}}},
+        {
+            "tribunal": {
+                "c": {
+                    "model": {"name": "stub"},
+                    "capture": {"layers": [1, 2, 3]},  # the 4-layer stub's
+                    "sweep": {"probes.C": [0.5, 2.0]},
+                }
+            }
+        },
     )
     proc = snakemake(work, "-n", "all", "--configfile", str(cfg), check=False, env=OFFLINE_ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
