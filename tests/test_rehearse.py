@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from interpflow.config import ConfigError
+from interpflow.config import STUDIES, ConfigError
 from interpflow.rehearse import (
     KEY_ENV,
     N_PROMPTS,
@@ -19,7 +19,6 @@ from interpflow.rehearse import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-STUDIES = ("deception", "tribunal", "inoculation", "steering")
 URL, ROOT_URL = "http://127.0.0.1:9/v1", "http://127.0.0.1:9"
 SHAPE = {"model_type": "qwen2", "num_hidden_layers": 28}
 

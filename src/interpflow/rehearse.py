@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from interpflow.config import ConfigError, fill_defaults
+from interpflow.config import STUDIES, ConfigError, fill_defaults
 from interpflow.ledger import job_counts
 from interpflow.packaged import PACKAGED
 from interpflow.standin import default_template
@@ -280,10 +280,7 @@ def _judges(judges: dict, url: str, root_url: str) -> dict:
 def _schemas(repo: Path) -> tuple[dict, dict]:
     schemas = repo / "workflow" / "schemas"
     defs = yaml.safe_load((schemas / "config.schema.yaml").read_text())["$defs"]
-    return {s: yaml.safe_load((schemas / f"{s}.schema.yaml").read_text()) for s in STUDY_KEYS}, defs
-
-
-STUDY_KEYS = ("deception", "tribunal", "inoculation", "steering")
+    return {s: yaml.safe_load((schemas / f"{s}.schema.yaml").read_text()) for s in STUDIES}, defs
 
 
 def rehearsal_overlay(
@@ -299,7 +296,7 @@ def rehearsal_overlay(
     judges = _judges({**base.get("judges", {}), **(preset.get("judges") or {})}, url, root_url)
     if judges:
         overlay["judges"] = judges
-    for study in STUDY_KEYS:
+    for study in STUDIES:
         default = fill_defaults(copy.deepcopy(base[study]["default"]), schemas[study], defs)
         for name, entry in (preset.get(study) or {}).items():
             eff = fill_defaults(copy.deepcopy(entry), schemas[study], defs)
