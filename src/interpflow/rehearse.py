@@ -180,9 +180,11 @@ def _train_steps(eff: dict, scaled: dict, study: str) -> None:
     steps_key = "training.save_steps" if study == "inoculation" else "train.save_steps"
     save = _get(eff, steps_key) or []
     if save:
-        per_step = _get(eff, "training.batch_size", 1) * _get(eff, "training.grad_accum", 1)
-        n = max(_get(eff, "data.n_train") or 0, _get(eff, "data.n_em_train") or 0)
-        real = max(max(save), n // per_step if study == "inoculation" else max(save))
+        real = max(save)  # the real run's last step: at least its last checkpoint
+        if study == "inoculation":
+            per_step = _get(eff, "training.batch_size") * _get(eff, "training.grad_accum")
+            n = max(_get(eff, "data.n_train") or 0, _get(eff, "data.n_em_train") or 0)
+            real = max(real, n // per_step)
         _set(scaled, steps_key, sorted({max(1, round(s * TRAIN_STEPS / real)) for s in save}))
 
 
