@@ -74,24 +74,32 @@ def _rule(job: dict) -> str:
     return re.sub(r"_wildcards_.*$", "", job.get("Comment", "")).removeprefix("rule_")
 
 
+def _generation_job(deadline: float) -> str:
+    """The SLURM id of the running generation job (polled until it runs)."""
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["squeue", "-h", "-t", "R", "-o", "%i %k"], check=False, capture_output=True, text=True
+        ).stdout
+        ids = [ln.split()[0] for ln in out.splitlines() if "rule_deception_generate" in ln]
+        if ids:
+            return ids[0]
+        time.sleep(0.1)
+    raise AssertionError("generation never ran on SLURM")
+
+
 def _interrupt_generation(work: Path, deadline: float) -> dict:
     """Once generation has finished 3 of its 17 shards, SIGTERM its job step (what SLURM
-    sends at a time limit or on preemption)."""
+    sends at a time limit or on preemption). The job id is looked up first, so that only one
+    scancel stands between the third shard and the signal: a slow squeue under load once let
+    the signal land after the last shard (no interruption to record, the test then failed)."""
+    job = _generation_job(deadline)
     while time.monotonic() < deadline:
         done = sorted((work / SHARDS).glob("*.generations.parquet"))
         if len(done) >= 3:
-            out = subprocess.run(
-                ["squeue", "-h", "-t", "R", "-o", "%i %k"],
-                check=False,
-                capture_output=True,
-                text=True,
-            ).stdout
-            ids = [ln.split()[0] for ln in out.splitlines() if "rule_deception_generate" in ln]
-            if ids:
-                subprocess.run(["scancel", "--signal=TERM", ids[0]], check=True)
-                return {"job": ids[0], "shards_done": len(done)}
-        time.sleep(0.1)
-    raise AssertionError("generation never ran on SLURM with 3 finished shards")
+            subprocess.run(["scancel", "--signal=TERM", job], check=True)
+            return {"job": job, "shards_done": len(done)}
+        time.sleep(0.05)
+    raise AssertionError("generation never finished 3 shards on SLURM")
 
 
 def skip_or_fail(reason: SlurmUnavailable) -> None:
@@ -195,6 +203,10 @@ def test_preempted_generation_resumes_and_redoes_less_than_a_shard(runs):
     assert [j["JobState"] for j in gen] == ["FAILED", "COMPLETED"], gen  # signalled, retried
     assert gen[0]["JobId"] == runs["interrupt"]["job"]
     prov = json.loads((runs["slurm"] / RES / "activations.parquet.provenance.json").read_text())
+    assert prov["interruptions"], (
+        f"no interruption recorded: the signal came after shard {runs['interrupt']['shards_done']}"
+        f" and {prov['shards_resumed']}/{prov['n_shards']} shards were resumed"
+    )
     (stop,) = prov["interruptions"]
     assert stop["signal"] == "SIGTERM"
     # Every shard finished before the signal was reused; only the shard in progress is redone.
