@@ -53,7 +53,7 @@ from typing import Literal
 import polars as pl
 
 from interpflow.artifacts import read_parquet, stable_hash, write_parquet, write_provenance
-from interpflow.checkpoints import _file_hash, _load_resume, _save_resume, resume_dir_for
+from interpflow.checkpoints import file_hash, load_resume, resume_dir_for, save_resume
 from interpflow.kbit import OPTIMIZERS, QUANTIZATIONS, load_base, make_optimizer
 from interpflow.models import ModelSpec, chat_text, load_model
 from interpflow.signals import StopSignals, interruptions, restores_signals
@@ -359,7 +359,7 @@ def train_adapter(
             "model": asdict(spec),
             "adapter": asdict(adapter),
             "train": asdict(train),
-            "data": _file_hash(data_path),
+            "data": file_hash(data_path),
         }
     )
 
@@ -377,7 +377,7 @@ def train_adapter(
         trainable, optimizer=train.optimizer, lr=train.lr, weight_decay=train.weight_decay
     )
     sched = get_linear_schedule_with_warmup(opt, min(train.warmup_steps, total), total)
-    start, log_rows = _load_resume(rdir, peft_model, opt, sched, key, log)
+    start, log_rows = load_resume(rdir, peft_model, opt, sched, key, log)
     if start == 0:
         torch.manual_seed(train.seed)  # dropout RNG, same whether or not a resume happened
     log(
@@ -390,7 +390,7 @@ def train_adapter(
     saved = start  # the step of the newest checkpoint on disk
     for step in range(start + 1, total + 1):
         if stop.received and saved < step - 1:
-            _save_resume(rdir, peft_model, opt, sched, step - 1, log_rows, key)
+            save_resume(rdir, peft_model, opt, sched, step - 1, log_rows, key)
         stop.check(
             rdir / "interruptions.jsonl",
             log,
@@ -422,7 +422,7 @@ def train_adapter(
         if step in train.save_steps or step == total:
             _save_adapter(peft_model, ckpt_tmp / f"step-{step}", adapter, init_dir)
         if step % train.resume_every == 0 and step < total:
-            _save_resume(rdir, peft_model, opt, sched, step, log_rows, key)
+            save_resume(rdir, peft_model, opt, sched, step, log_rows, key)
             saved = step
         log(f"step {step}/{total} loss {total_loss:.4f} lr {lr:.3g}")
 
@@ -452,7 +452,7 @@ def train_adapter(
         adapter=asdict(adapter),
         train=asdict(train),
         data=str(data_path),
-        data_sha256=_file_hash(data_path),
+        data_sha256=file_hash(data_path),
         summary=summary,
         interruptions=interruptions(rdir / "interruptions.jsonl"),
     )

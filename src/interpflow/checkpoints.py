@@ -44,7 +44,7 @@ def _checkpoints(rdir: Path) -> list[Path]:
     return sorted(rdir.glob("step-*"), reverse=True)
 
 
-def _save_resume(rdir: Path, model, opt, sched, step: int, log_rows: list, key: str) -> None:
+def save_resume(rdir: Path, model, opt, sched, step: int, log_rows: list, key: str) -> None:
     """Write checkpoint ``rdir/step-<N>`` atomically; keep it and the one before it."""
     import torch
     from safetensors.torch import save_file
@@ -64,7 +64,7 @@ def _save_resume(rdir: Path, model, opt, sched, step: int, log_rows: list, key: 
         },
         tmp / "optim.pt",
     )
-    sums = {name: _file_hash(tmp / name) for name in CHECKPOINT_FILES}
+    sums = {name: file_hash(tmp / name) for name in CHECKPOINT_FILES}
     meta = {"step": step, "key": key, "log": log_rows, "sha256": sums}
     (tmp / "meta.json").write_text(json.dumps(meta))  # last: a checkpoint without it is ignored
     if final.exists():  # this step's checkpoint was damaged and has been redone
@@ -86,12 +86,12 @@ def _checkpoint_meta(ckpt: Path) -> tuple[dict | None, str | None]:
     for name, digest in sums.items():
         if not (ckpt / name).exists():
             return None, f"{ckpt / name} is missing"
-        if _file_hash(ckpt / name) != digest:
+        if file_hash(ckpt / name) != digest:
             return None, f"{ckpt / name} is damaged (its sha256 differs from meta.json's)"
     return meta, None
 
 
-def _load_resume(rdir: Path, model, opt, sched, key: str, log) -> tuple[int, list]:
+def load_resume(rdir: Path, model, opt, sched, key: str, log) -> tuple[int, list]:
     """Restore the newest intact checkpoint of this configuration: (step, log rows), or (0, [])."""
     import torch
     from safetensors.torch import load_file
@@ -127,10 +127,10 @@ def _load_resume(rdir: Path, model, opt, sched, key: str, log) -> tuple[int, lis
     return 0, []
 
 
-def _file_hash(path: str | Path) -> str:
+def file_hash(path: str | Path) -> str:
     """The first 16 hex digits of the sha256 of the file ``path``."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
-__all__ = ["CHECKPOINT_FILES", "resume_dir_for"]
+__all__ = ["CHECKPOINT_FILES", "file_hash", "load_resume", "resume_dir_for", "save_resume"]
