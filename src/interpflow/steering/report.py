@@ -87,7 +87,7 @@ def diagnostics_table(overlaps: Sequence[str | Path]) -> pl.DataFrame:
     )
 
 
-def _alpha_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> None:
+def alpha_figure(summary: pl.DataFrame, sets: list[str], out_png, out_csv) -> None:
     """α vs delta per family (and RepE), CI bands, one panel per eval set."""
     from interpflow.figures import plt, save_png, write_csv
 
@@ -240,7 +240,7 @@ def steering_report(
     write_csv(summary, out_summary_csv)
     sets = summary["eval_set"].unique().sort().to_list()
     main_set = main_set if main_set in sets else sets[0]  # e.g. an instance without dilemmas
-    _alpha_figure(summary, sets, out_alpha, out_alpha_csv)
+    alpha_figure(summary, sets, out_alpha, out_alpha_csv)
     _bars_figure(summary, main_set, out_bars, out_bars_csv)
     _pmass_figure(summary, sets, out_pmass, out_pmass_csv)
     result = {"ci_method": CI_METHOD, "deltas_at_alpha_pm1": deltas_at_alpha_pm1(summary)}

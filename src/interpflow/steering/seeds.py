@@ -19,7 +19,7 @@ import polars as pl
 
 from interpflow.artifacts import read_parquet, write_json
 from interpflow.stats import nan_to_none, t_interval
-from interpflow.steering.report import STEERED, _alpha_figure
+from interpflow.steering.report import STEERED, alpha_figure
 
 CI_METHOD = "Student t interval over training seeds (df = seeds - 1)"
 KEY = ("method", "variant", "eval_set", "alpha")
@@ -93,5 +93,5 @@ def steering_seeds(
         out_json,
     )
     sets = table["eval_set"].unique().sort().to_list()
-    _alpha_figure(table.rename({"n_seeds": "n"}), sets, out_png, out_png_csv)
+    alpha_figure(table.rename({"n_seeds": "n"}), sets, out_png, out_png_csv)
     return table
