@@ -38,7 +38,9 @@ def test_capture_matches_unpadded_hidden_states(stub_dir, new_tokens):
         chat_prompt(tok, "A much longer prompt about the weather today"),
     ]
     sampling = SamplingConfig(max_new_tokens=new_tokens, do_sample=True, temperature=1.5, top_p=1.0)
-    positions = parse_positions(["last_prompt", "response[0..1]", "response_mean", "prompt_mean"])
+    positions = parse_positions(
+        ["last_prompt", "response[0..1]", "response_mean", "prompt_mean", "sequence_mean"]
+    )
     # Pick as EOS a token that only row 0 samples: row 0 stops early, row 1 runs to the limit
     # (its last token then needs the extra decode step).
     torch.manual_seed(1)
@@ -66,6 +68,7 @@ def test_capture_matches_unpadded_hidden_states(stub_dir, new_tokens):
                 got = {name: vectors[(layer, name)][b] for name in during_ix}
                 np.testing.assert_allclose(got["last_prompt"], ref[p - 1], atol=1e-5)
                 np.testing.assert_allclose(got["prompt_mean"], ref[:p].mean(0), atol=1e-5)
+                np.testing.assert_allclose(got["sequence_mean"], ref[: p + r].mean(0), atol=1e-5)
                 for i in (0, 1):
                     if i < r:
                         np.testing.assert_allclose(got[f"response[{i}]"], ref[p + i], atol=1e-5)

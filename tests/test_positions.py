@@ -28,10 +28,12 @@ def test_token_indices():
 
 
 def test_spans():
-    pm, rm = parse_positions(["prompt_mean", "response_mean"])
+    pm, rm, sm = parse_positions(["prompt_mean", "response_mean", "sequence_mean"])
     assert pm.span(7, 4) == (0, 7)
     assert rm.span(7, 4) == (7, 11)
     assert rm.span(7, 0) is None
+    assert sm.span(7, 4) == (0, 11)  # seed 002's mean over prompt + trace
+    assert sm.span(7, 0) == (0, 7)
 
 
 @pytest.mark.parametrize("bad", ["middle", "response[3..1]", "response[x]", "response[1"])

@@ -10,6 +10,7 @@ A position names where in a prompt+response sequence an activation is read:
 ``response[a..b]`` shorthand for ``response[a]`` … ``response[b]`` (inclusive)
 ``prompt_mean``    the mean over prompt tokens
 ``response_mean``  the mean over response tokens
+``sequence_mean``  the mean over prompt + response tokens (the whole sequence)
 =================  =====================================================
 
 Indices count real tokens only (padding excluded). A position past the end of a short
@@ -31,7 +32,7 @@ class Position:
 
     name: str
     kind: Literal["index", "mean"]
-    anchor: Literal["prompt", "response"]
+    anchor: Literal["prompt", "response", "sequence"]
     offset: int = 0  # for kind="index": >=0 from the span start, -1 = the span's last token
 
     def token_index(self, prompt_len: int, response_len: int) -> int | None:
@@ -48,9 +49,11 @@ class Position:
         """[start, end) token span averaged by a mean position, or None when empty."""
         if self.kind != "mean":
             raise ValueError(f"position {self.name!r} is a single token, not a mean")
-        start, end = (
-            (0, prompt_len) if self.anchor == "prompt" else (prompt_len, prompt_len + response_len)
-        )
+        start, end = {
+            "prompt": (0, prompt_len),
+            "response": (prompt_len, prompt_len + response_len),
+            "sequence": (0, prompt_len + response_len),
+        }[self.anchor]
         return (start, end) if end > start else None
 
 
@@ -69,6 +72,8 @@ def parse_positions(specs: list[str] | tuple[str, ...]) -> list[Position]:
             out.append(Position(spec, "mean", "prompt"))
         elif spec == "response_mean":
             out.append(Position(spec, "mean", "response"))
+        elif spec == "sequence_mean":
+            out.append(Position(spec, "mean", "sequence"))
         elif m := _RESPONSE_RE.match(spec):
             a = int(m.group(1))
             b = int(m.group(2)) if m.group(2) is not None else a
@@ -78,7 +83,8 @@ def parse_positions(specs: list[str] | tuple[str, ...]) -> list[Position]:
         else:
             raise ValueError(
                 f"unknown position {spec!r}; expected one of last_prompt, first_response, "
-                "last_response, prompt_mean, response_mean, response[i], response[a..b]"
+                "last_response, prompt_mean, response_mean, sequence_mean, response[i], "
+                "response[a..b]"
             )
     names = [p.name for p in out]
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -152,3 +152,16 @@ def test_the_per_token_probe_is_quoted_but_not_chosen():
     f = probe_auroc(m, instance="smollm2", model="smollm2")
     assert f.metric == "AUROC, L12.response_mean, held-out problems" and f.value == 0.85
     assert "L12.per_token 0.950" in f.finding and f.holds
+
+
+def test_seed_002s_accuracy_bar_is_quoted_beside_the_auroc():
+    """Seed 002's criterion (test accuracy > 0.70) of the headline probe, in its text: 0.8
+    clears it; exactly 0.70 does not (strictly above, as the seed states it)."""
+    m = _metrics()
+    m["probes"]["L12.response_mean"]["metrics"]["accuracy_ci"] = [0.65, 0.9]
+    f = probe_auroc(m, instance="i", model="m")
+    assert "Test accuracy 0.800 [0.650, 0.900]: above seed 002's bar of 0.70" in f.finding
+    m["probes"]["L12.response_mean"]["metrics"]["accuracy"] = 0.70
+    f = probe_auroc(m, instance="i", model="m")
+    assert "Test accuracy 0.700 [0.650, 0.900]: not above seed 002's bar of 0.70" in f.finding
+    assert f.holds is True  # the bar is reported, the finding's criterion stays the AUROC's

@@ -104,6 +104,7 @@ def test_fit_tribunal_probes_recovers_direction(tmp_path):
     }
     for p in m["probes"].values():
         assert p["metrics"]["accuracy"] >= 0.9 and p["metrics"]["auroc"] >= 0.9
+        assert p["accuracy_above_0.70"] is True  # seed 002's bar, per probe
         lo, hi = p["metrics"]["accuracy_ci"]
         assert lo <= p["metrics"]["accuracy"] <= hi
         assert p["n_train"] + p["n_test"] == 47
@@ -239,3 +240,9 @@ def test_without_generations_there_are_no_controls(tmp_path):
     m = _fit(act, labels, [1], ["response_mean"], tmp_path / "probes", n_bootstrap=20)
     assert "controls" not in m and m["probes"]["L1.response_mean"]["controls"] == {}
     assert not m["balance"] and m["probe_counts"] == {"correct": 23, "incorrect": 24}
+
+
+def test_seed_bar_is_strictly_above_seventy_percent():
+    from interpflow.tribunal.probes import seed_bar
+
+    assert seed_bar(0.71) and not seed_bar(0.70) and not seed_bar(0.5) and not seed_bar(None)

@@ -2,6 +2,8 @@
 # problems -> attempts -> traces + activations (stops at the targets) -> labels -> probes.
 # Every instance (config key tribunal.<instance>) lives under results/tribunal/<instance>/.
 
+from interpflow.planning import check_positions_fit
+
 TRIBUNAL = "results/tribunal/{instance}"
 
 
@@ -23,8 +25,16 @@ tribunal_problems_input = lambda wildcards: [
 
 # The capture layers exist in the instance's model: planning stops naming the key and the
 # depth (where planning knows it: interpflow.planning.check_layers).
+# The aggregations but pre_answer are position specs (interpflow.positions, e.g. response_mean,
+# or sequence_mean: prompt + trace, as seed 002 averages): an unknown one fails at planning.
 for _name, _inst in INSTANCES["tribunal"].items():
     check_instance_layers("tribunal", _name, "capture.layers", _inst["capture"]["layers"])
+    check_positions_fit(
+        key=f"tribunal.{_name}.capture.aggregations",
+        positions=[a for a in _inst["capture"]["aggregations"] if a != "pre_answer"],
+        tokens_key=f"tribunal.{_name}.generation.max_new_tokens",
+        max_new_tokens=_inst["generation"]["max_new_tokens"],
+    )
 
 # probes.control: a models entry (e.g. a random-init copy) that re-reads the instance's traces.
 # Its directory (the one models_random_init / models_packaged builds, else nothing to build),

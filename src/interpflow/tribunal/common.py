@@ -14,6 +14,8 @@ POSITIVE = "correct"
 Unparseable = Literal["drop", "incorrect"]
 #: The aggregation that ends before the final answer (rule tribunal_tokens, not generation).
 PRE_ANSWER = "pre_answer"
+#: Seed 002's criterion: "if probe accuracy > 70%, we have evidence of an implicit value signal".
+SEED_ACCURACY_BAR = 0.70
 
 
 @dataclass(frozen=True)

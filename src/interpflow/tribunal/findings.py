@@ -8,7 +8,8 @@ the earlier stages already wrote (``labels.summary.json``, ``metrics.json``; no 
    probe on the control model's activations of the same traces (a random-init copy re-reading
    them, :mod:`.control`). It holds when the AUROC CI lies above 0.5 and every margin CI above
    0. The best is chosen on the test traces, so it is optimistic: every probe's AUROC is quoted
-   in the finding's text.
+   in the finding's text, and so is seed 002's own criterion beside it: that probe's test
+   accuracy with its CI and whether it clears the seed's bar (accuracy > 0.70).
 2. The class balance, a check of the run (kind ``check``, not counted as a finding): the share
    of correct traces among those the probes saw, with the counts and the stopping targets; it
    holds when both classes reach their targets. The raw accuracy
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from interpflow.findings import Control, Finding, write
+from interpflow.tribunal.common import SEED_ACCURACY_BAR
 
 #: the text controls of metrics.json, in report order, with their names in the table
 TEXT_CONTROLS = {"form": "trace form only", "lexical": "bag of words"}
@@ -41,6 +43,17 @@ def _num(x: Any) -> float | None:
 
 def _fitted(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: p for k, p in (metrics.get("probes") or {}).items() if "metrics" in p}
+
+
+def seed_accuracy_text(m: dict[str, Any]) -> str:
+    """Seed 002's criterion for one probe's ``metrics``: its test accuracy (with the CI) and
+    whether it is above the seed's bar (:data:`SEED_ACCURACY_BAR`)."""
+    acc, ci = _num(m.get("accuracy")), _ci(m.get("accuracy_ci"))
+    if acc is None:
+        return f"Test accuracy n/a (seed 002's bar: accuracy > {SEED_ACCURACY_BAR:.2f})"
+    span = "" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    verdict = "above" if acc > SEED_ACCURACY_BAR else "not above"
+    return f"Test accuracy {acc:.3f}{span}: {verdict} seed 002's bar of {SEED_ACCURACY_BAR:.2f}"
 
 
 def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Finding:
@@ -90,6 +103,7 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
         and len(controls) == len(labels)
         and all(c.margin_ci is not None and c.margin_ci[0] > 0 for c in controls)
     )
+    bar = seed_accuracy_text(m)
     others = ", ".join(
         f"{k} {p['metrics']['auroc']:.3f}" if p["metrics"]["auroc"] is not None else f"{k} n/a"
         for k, p in fitted.items()
@@ -102,7 +116,7 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
             f"a linear probe ({key}) separates correct from incorrect chains of thought beyond "
             + ("the random-init copy and " if control else "")
             + "what the trace's form and words give; best of the probes on the test traces "
-            f"(optimistic). AUROC by probe: {others}"
+            f"(optimistic). {bar}. AUROC by probe: {others}"
             + ("" if control else ". Random-init control: not run")
         ),
         metric=f"AUROC, {key}, held-out problems",

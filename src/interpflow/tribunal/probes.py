@@ -24,7 +24,7 @@ from interpflow.artifacts import (
     write_parquet,
     write_provenance,
 )
-from interpflow.tribunal.common import POSITIVE, PRE_ANSWER, ProbesConfig
+from interpflow.tribunal.common import POSITIVE, PRE_ANSWER, SEED_ACCURACY_BAR, ProbesConfig
 from interpflow.tribunal.labels import class_counts
 from interpflow.tribunal.probe_figure import plot_probe_results
 
@@ -294,6 +294,7 @@ def fit_tribunal_probes(
                     "layer": int(layer),
                     "aggregation": agg,
                     "metrics": m,
+                    "accuracy_above_0.70": seed_bar(m["accuracy"]),
                     "majority": maj,
                     "controls": controls,
                     "n_train": int(tr.size),
@@ -347,6 +348,11 @@ def fit_tribunal_probes(
     return out
 
 
+def seed_bar(accuracy: float | None) -> bool:
+    """Seed 002's criterion: test accuracy above :data:`SEED_ACCURACY_BAR` (0.70)."""
+    return accuracy is not None and accuracy > SEED_ACCURACY_BAR
+
+
 def _records(p: dict[str, Any]) -> list[dict[str, Any]]:
     """The result-table rows of one fitted probe entry (its scores and its controls')."""
     m, maj = p["metrics"], p["majority"]
@@ -384,7 +390,7 @@ def _best(probes: dict[str, Any]) -> dict[str, Any] | None:
         "accuracy_ci": m["accuracy_ci"],
         "auroc": m["auroc"],
         "majority_accuracy": p["majority"]["accuracy"],
-        "accuracy_above_0.70": m["accuracy"] > 0.70,
+        "accuracy_above_0.70": seed_bar(m["accuracy"]),
         "ci_low_above_majority": lo is not None and lo > p["majority"]["accuracy"],
         "note": "best of several probes chosen on the test set: optimistic",
     }
