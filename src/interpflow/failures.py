@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from interpflow.judges import JudgeConfig
+    from interpflow.judge_types import JudgeConfig
 
 
-class _MalformedResponse(ValueError):
+class MalformedResponse(ValueError):
     """The server answered, but not with a usable completion."""
 
 
@@ -99,6 +99,7 @@ def error_text(exc: BaseException, secret: str | None) -> str:
 
 __all__ = [
     "JudgeFailureError",
+    "MalformedResponse",
     "check_failures",
     "error_text",
     "failure_message",

@@ -1,7 +1,7 @@
 """The judges' backends, and the OpenAI client the embedders share.
 
-Each backend turns one :class:`~interpflow.judges.JudgeRequest` into a
-:class:`~interpflow.judges.JudgeReply` and counts its calls; ``failures`` lists the exception
+Each backend turns one :class:`~interpflow.judge_types.JudgeRequest` into a
+:class:`~interpflow.judge_types.JudgeReply` and counts its calls; ``failures`` lists the exception
 classes :class:`~interpflow.judges.Judge` turns into failed replies (anything else is a bug
 and propagates):
 
@@ -11,10 +11,10 @@ and propagates):
 * ``anthropic`` — the Messages API (no logprobs);
 * ``hf`` — a local transformers causal LM, greedy, the top-k from the first step's raw logits.
 
-:func:`make_backend` builds the one a :class:`~interpflow.judges.JudgeConfig` names;
-:class:`~interpflow.judges.Judge` calls it (importing this module) when it first needs a
-backend. Standard library only at import time; each backend imports its SDK (or torch and
-transformers) when built, and reads the API key then.
+:func:`make_backend` builds the one a :class:`~interpflow.judge_types.JudgeConfig` names;
+:class:`~interpflow.judges.Judge` calls it when it first needs a backend. Standard library
+only at import time; each backend imports its SDK (or torch and transformers) when built, and
+reads the API key then.
 """
 
 from __future__ import annotations
@@ -25,8 +25,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from interpflow.failures import _MalformedResponse
-from interpflow.judges import JudgeConfig, JudgeReply, JudgeRequest, _Counter, require_api_key
+from interpflow.failures import MalformedResponse
+from interpflow.judge_types import (
+    CallCounter,
+    JudgeConfig,
+    JudgeReply,
+    JudgeRequest,
+    require_api_key,
+)
 
 
 def _merge_logprob(out: dict[str, float], token: str, logprob: float) -> None:
@@ -47,7 +53,7 @@ class OpenAIClient:
     judges' chat backend and the embedders' (:mod:`interpflow.embedding_backends`) subclass it
     and add their ``__call__``."""
 
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+    def __init__(self, cfg: JudgeConfig, counter: CallCounter) -> None:
         import openai
 
         # Failures that become failed replies; anything else (a bug) propagates.
@@ -83,11 +89,11 @@ class _OpenAIBackend(OpenAIClient):
         )
         choices = getattr(resp, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise _MalformedResponse(f"response has no choices ({type(resp).__name__})")
+            raise MalformedResponse(f"response has no choices ({type(resp).__name__})")
         message = getattr(choices[0], "message", None)
         text = getattr(message, "content", None)
         if not isinstance(text, str):
-            raise _MalformedResponse("first choice has no message content")
+            raise MalformedResponse("first choice has no message content")
         top = None
         if req.top_logprobs > 0:
             content = getattr(getattr(choices[0], "logprobs", None), "content", None)
@@ -106,7 +112,7 @@ class _OpenAIBackend(OpenAIClient):
 
 
 class _AnthropicBackend:
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+    def __init__(self, cfg: JudgeConfig, counter: CallCounter) -> None:
         import anthropic
 
         self.failures = (anthropic.APIError, ValueError)
@@ -137,13 +143,13 @@ class _AnthropicBackend:
                     input_tokens=getattr(usage, "input_tokens", None),
                     output_tokens=getattr(usage, "output_tokens", None),
                 )
-        raise _MalformedResponse("response has no text content block")
+        raise MalformedResponse("response has no text content block")
 
 
 class _HFBackend:
     """A local causal LM: greedy decode for the text, first-step log-softmax for top-k."""
 
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+    def __init__(self, cfg: JudgeConfig, counter: CallCounter) -> None:
         import torch
 
         from interpflow.models import ModelSpec, load_model
@@ -190,7 +196,7 @@ class _HFBackend:
 
 
 class _OfflineBackend:
-    def __init__(self, fn: Callable[[JudgeRequest], str], counter: _Counter) -> None:
+    def __init__(self, fn: Callable[[JudgeRequest], str], counter: CallCounter) -> None:
         self.fn = fn
         self.counter = counter
 
@@ -203,7 +209,7 @@ class _OfflineBackend:
 
 
 def make_backend(
-    cfg: JudgeConfig, offline: Callable[[JudgeRequest], str] | None, counter: _Counter
+    cfg: JudgeConfig, offline: Callable[[JudgeRequest], str] | None, counter: CallCounter
 ) -> Callable[[JudgeRequest], JudgeReply]:
     """The backend ``cfg.backend`` names (``offline`` calls ``offline``), counting on ``counter``."""
     if cfg.backend == "offline":
