@@ -2,37 +2,74 @@
 to an ``(n, d)`` float32 array, counting its calls, and lists in ``failures`` the exception
 classes that become a failed batch (anything else is a bug and propagates).
 
-* ``offline`` — :func:`interpflow.embeddings.offline_embedding` of each text;
+* ``offline`` — :func:`offline_embedding` of each text (feature hashing, defined here);
 * ``openai`` — ``client.embeddings.create`` of the official SDK (any OpenAI-compatible server
   through ``base_url``) asking for base64 vectors, the response checked item by item;
 * ``hf`` — a local transformers model: its final hidden layer, mean-pooled over the
   non-padding tokens (padding on the right).
 
-:func:`make_backend` builds the one a :class:`~interpflow.judges.JudgeConfig` names;
-:func:`~interpflow.embeddings.embed_texts` calls it (importing this module) when it has texts
-to embed. Standard library only at import time; numpy, the SDK and torch are imported when
-needed.
+:func:`make_backend` builds the one a :class:`~interpflow.judge_types.JudgeConfig` names;
+:func:`~interpflow.embeddings.embed_texts` calls it when it has texts to embed. Standard
+library only at import time; numpy, the SDK and torch are imported when needed.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 from collections.abc import Sequence
+from functools import lru_cache
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from interpflow.embeddings import offline_embedding
-from interpflow.failures import _MalformedResponse
+from interpflow.failures import MalformedResponse
 from interpflow.judge_backends import OpenAIClient
-from interpflow.judges import JudgeConfig, _Counter
+from interpflow.judge_types import CallCounter, JudgeConfig
 
 if TYPE_CHECKING:
     import numpy as np
+
+#: Dimension of the ``offline`` backend's vectors.
+OFFLINE_DIM = 256
+
+# -- offline featuriser -----------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+
+
+@lru_cache(maxsize=1 << 18)
+def _slot(feature: str) -> tuple[int, int]:
+    """Bucket and sign of one feature, from blake2b (stable across processes and platforms)."""
+    h = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
+    return h % OFFLINE_DIM, 1 if h >> 63 else -1
+
+
+def offline_embedding(text: str) -> np.ndarray:
+    """The ``offline`` backend's vector of one text: float32, shape ``(OFFLINE_DIM,)``, unit
+    norm (all zeros for a text with no features, e.g. only whitespace)."""
+    import numpy as np
+
+    low = " ".join(text.lower().split())
+    words = _WORD.findall(low)
+    feats = [f"w:{w}" for w in words]
+    feats += [f"b:{a} {b}" for a, b in pairwise(words)]
+    padded = f" {low} "
+    feats += [f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2)]
+    v = np.zeros(OFFLINE_DIM, dtype=np.float64)
+    for f in feats:
+        i, sign = _slot(f)
+        v[i] += sign
+    norm = float(np.linalg.norm(v))
+    if norm > 0:
+        v /= norm
+    return v.astype(np.float32)
 
 
 class _OfflineEmbedder:
     failures: tuple[type[BaseException], ...] = ()
 
-    def __init__(self, counter: _Counter) -> None:
+    def __init__(self, counter: CallCounter) -> None:
         self.counter = counter
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
@@ -51,10 +88,10 @@ class _OpenAIEmbedder(OpenAIClient):
         )
         data = getattr(resp, "data", None)
         if not isinstance(data, list):
-            raise _MalformedResponse(f"response has no data list ({type(resp).__name__})")
+            raise MalformedResponse(f"response has no data list ({type(resp).__name__})")
         n = len(texts)
         if len(data) != n:
-            raise _MalformedResponse(f"response has {len(data)} vectors for {n} inputs")
+            raise MalformedResponse(f"response has {len(data)} vectors for {n} inputs")
         rows: list[Any] = [None] * n
         for item in data:
             i = getattr(item, "index", None)
@@ -64,7 +101,7 @@ class _OpenAIEmbedder(OpenAIClient):
                 or not 0 <= i < n
                 or rows[i] is not None
             ):
-                raise _MalformedResponse(f"response item has a bad or repeated index {i!r}")
+                raise MalformedResponse(f"response item has a bad or repeated index {i!r}")
             emb = getattr(item, "embedding", None)
             if isinstance(emb, str):  # base64 little-endian float32, as requested
                 vec = np.frombuffer(base64.b64decode(emb, validate=True), dtype="<f4")
@@ -72,15 +109,15 @@ class _OpenAIEmbedder(OpenAIClient):
                 try:
                     vec = np.asarray(emb, dtype=np.float64)
                 except (TypeError, ValueError) as exc:
-                    raise _MalformedResponse(f"embedding {i} is not a list of numbers") from exc
+                    raise MalformedResponse(f"embedding {i} is not a list of numbers") from exc
             else:
-                raise _MalformedResponse(f"embedding {i} is {type(emb).__name__}, not a vector")
+                raise MalformedResponse(f"embedding {i} is {type(emb).__name__}, not a vector")
             if vec.ndim != 1:
-                raise _MalformedResponse(f"embedding {i} is not a flat vector")
+                raise MalformedResponse(f"embedding {i} is not a flat vector")
             rows[i] = vec.astype(np.float32)
         dims = sorted({int(r.shape[0]) for r in rows})
         if len(dims) != 1:
-            raise _MalformedResponse(f"response mixes vector dimensions {dims}")
+            raise MalformedResponse(f"response mixes vector dimensions {dims}")
         return np.stack(rows)
 
 
@@ -89,7 +126,7 @@ class _HFEmbedder:
 
     failures: tuple[type[BaseException], ...] = ()
 
-    def __init__(self, cfg: JudgeConfig, counter: _Counter) -> None:
+    def __init__(self, cfg: JudgeConfig, counter: CallCounter) -> None:
         import torch
 
         from interpflow.models import ModelSpec, load_model
@@ -122,7 +159,7 @@ class _HFEmbedder:
         return pooled.cpu().numpy().astype("float32", copy=False)
 
 
-def make_backend(cfg: JudgeConfig, counter: _Counter) -> Any:
+def make_backend(cfg: JudgeConfig, counter: CallCounter) -> Any:
     """The embedder ``cfg.backend`` names, counting its calls on ``counter``."""
     if cfg.backend == "offline":
         return _OfflineEmbedder(counter)
@@ -131,4 +168,4 @@ def make_backend(cfg: JudgeConfig, counter: _Counter) -> Any:
     return _HFEmbedder(cfg, counter)
 
 
-__all__ = ["make_backend"]
+__all__ = ["OFFLINE_DIM", "make_backend", "offline_embedding"]

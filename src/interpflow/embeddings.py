@@ -24,7 +24,7 @@ the same machinery as :class:`~interpflow.judges.Judge` around every backend:
   the HTTP status, how many texts failed and the first error; otherwise the failed texts'
   rows are NaN and counted in :attr:`EmbedStats.n_failed`.
 
-Backends (:mod:`interpflow.embedding_backends`, imported when there is something to embed):
+Backends (:mod:`interpflow.embedding_backends`, built when there is something to embed):
 
 * ``offline`` — deterministic, no network, no model: signed feature hashing (blake2b from
   :mod:`hashlib`, so stable across processes, unlike ``hash()``) of lowercased word unigrams,
@@ -52,27 +52,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
-from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from interpflow.cache import SqliteCache
+from interpflow.embedding_backends import OFFLINE_DIM, make_backend, offline_embedding
 from interpflow.failures import (
     JudgeFailureError,
-    _MalformedResponse,
+    MalformedResponse,
     check_failures,
     error_text,
     failure_message,
     failure_reason,
 )
-from interpflow.judges import JudgeConfig, _Counter
+from interpflow.judge_types import CallCounter, JudgeConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -81,9 +79,6 @@ log = logging.getLogger(__name__)
 
 #: Bumped when the cache key, the stored format or the offline featuriser changes.
 CACHE_VERSION = 1
-
-#: Dimension of the ``offline`` backend's vectors.
-OFFLINE_DIM = 256
 
 #: The OpenAI embeddings API takes at most this many inputs per request.
 MAX_OPENAI_BATCH = 2048
@@ -143,39 +138,6 @@ def embed_key(cfg: JudgeConfig, text: str) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-# -- offline featuriser -----------------------------------------------------------------------
-
-_WORD = re.compile(r"\w+")
-
-
-@lru_cache(maxsize=1 << 18)
-def _slot(feature: str) -> tuple[int, int]:
-    """Bucket and sign of one feature, from blake2b (stable across processes and platforms)."""
-    h = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
-    return h % OFFLINE_DIM, 1 if h >> 63 else -1
-
-
-def offline_embedding(text: str) -> np.ndarray:
-    """The ``offline`` backend's vector of one text: float32, shape ``(OFFLINE_DIM,)``, unit
-    norm (all zeros for a text with no features, e.g. only whitespace)."""
-    import numpy as np
-
-    low = " ".join(text.lower().split())
-    words = _WORD.findall(low)
-    feats = [f"w:{w}" for w in words]
-    feats += [f"b:{a} {b}" for a, b in pairwise(words)]
-    padded = f" {low} "
-    feats += [f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2)]
-    v = np.zeros(OFFLINE_DIM, dtype=np.float64)
-    for f in feats:
-        i, sign = _slot(f)
-        v[i] += sign
-    norm = float(np.linalg.norm(v))
-    if norm > 0:
-        v /= norm
-    return v.astype(np.float32)
-
-
 # -- cache -------------------------------------------------------------------------------------
 
 
@@ -228,11 +190,11 @@ def _check_vectors(vecs: Any, n: int) -> np.ndarray:
 
     if not isinstance(vecs, np.ndarray) or vecs.ndim != 2 or vecs.shape[0] != n:
         shape = getattr(vecs, "shape", type(vecs).__name__)
-        raise _MalformedResponse(f"expected {n} vectors, got {shape}")
+        raise MalformedResponse(f"expected {n} vectors, got {shape}")
     if vecs.shape[1] < 1:
-        raise _MalformedResponse("vectors of dimension 0")
+        raise MalformedResponse("vectors of dimension 0")
     if not np.isfinite(vecs).all():
-        raise _MalformedResponse("vectors hold NaN or infinite values")
+        raise MalformedResponse("vectors hold NaN or infinite values")
     return vecs.astype(np.float32, copy=False)
 
 
@@ -315,17 +277,14 @@ def embed_texts(
         if cfg.backend == "hf":
             todo.sort(key=lambda k: len(unique[k]))  # similar lengths: little padding
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        counter = _Counter()
+        counter = CallCounter()
         fresh: dict[str, np.ndarray] = {}
         errors: dict[int, tuple[str, str]] = {}  # batch index -> (reason, error text)
 
         if batches:
-            # Here, not at the top: interpflow.embedding_backends imports this module.
-            from interpflow.embedding_backends import make_backend
-
             backend = make_backend(cfg, counter)  # config errors (no key, bad path) raise here
             secret = getattr(backend, "secret", None)
-            failures = (_MalformedResponse, *backend.failures)
+            failures = (MalformedResponse, *backend.failures)
 
             def call(batch: list[str]) -> np.ndarray | tuple[str, str]:
                 # API errors (after the SDK's retries) and malformed responses become a failed
@@ -349,9 +308,9 @@ def embed_texts(
                         dim = int(result.shape[1])
                     elif result.shape[1] != dim:
                         errors[bi] = (
-                            "_MalformedResponse",
+                            "MalformedResponse",
                             (
-                                f"_MalformedResponse: vectors of dimension {result.shape[1]}, "
+                                f"MalformedResponse: vectors of dimension {result.shape[1]}, "
                                 f"but this model's other vectors have dimension {dim}"
                             ),
                         )
