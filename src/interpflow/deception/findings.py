@@ -181,6 +181,7 @@ def headline(
         holds=bool(holds),
         controls=controls,
         kind=kind,
+        null=0.5,
     )
 
 
@@ -193,9 +194,12 @@ def deception_findings(
     control_metrics: str | Path | None = None,
     layer_sweep: str | Path | None = None,
     kind: str = "finding",
+    transfer: str | Path | None = None,
 ) -> list[Finding]:
     """Read ``metrics`` (and the control's, and ``layer_sweep``); write ``findings`` (JSON,
-    :func:`interpflow.findings.write`) and return its rows (of ``kind``, :func:`headline`)."""
+    :func:`interpflow.findings.write`) and return its rows (of ``kind``, :func:`headline`),
+    then one row per evaluation set of ``transfer`` (transfer/metrics.json, if given:
+    :func:`transfer_rows`)."""
     m = json.loads(Path(metrics).read_text())
     control = None if control_metrics is None else json.loads(Path(control_metrics).read_text())
     rows = [
@@ -208,5 +212,63 @@ def deception_findings(
             kind=kind,
         )
     ]
+    if transfer is not None:
+        rows += transfer_rows(
+            json.loads(Path(transfer).read_text()), instance=instance, model=model, kind=kind
+        )
     write(findings, rows)
+    return rows
+
+
+def transfer_rows(
+    metrics: dict[str, Any], *, instance: str, model: str, kind: str = "finding"
+) -> list[Finding]:
+    """One row per evaluation set of transfer/metrics.json (:mod:`interpflow.deception.
+    transfer`; not the bank's own held-out prompts): the probe trained on the bank, read on the
+    set, beside the bag of words and the form baseline trained on the same bank and read on
+    the same set. It holds out of distribution only when the probe's paired margin CI over
+    both lies above 0; the row's text says whether it does."""
+    from interpflow.deception.transfer import IN_DISTRIBUTION, PROBE
+
+    rows = []
+    for name, s in metrics["sets"].items():
+        if name == IN_DISTRIBUTION:
+            continue
+        probe = s["readers"][PROBE]
+        controls = [
+            Control(
+                f"{key} ({label}, trained on the bank)",
+                _num(s["readers"][key].get("auroc")),
+                _ci(s["readers"][key], "auroc"),
+                _num(s["margins"][key].get("auroc")),
+                _ci(s["margins"][key], "auroc"),
+            )
+            for key, label in TEXT_CONTROLS.items()
+        ]
+        verdict = "holds" if s["holds"] else "does NOT hold"
+        recall = probe.get("recall")
+        rows.append(
+            Finding(
+                study="deception",
+                instance=instance,
+                model=model,
+                finding=(
+                    f"the logreg probe trained on the bank {verdict} out of distribution on "
+                    f"evaluation set {name!r} (prompts made another way): it "
+                    + ("beats" if s["holds"] else "does not beat")
+                    + " both text baselines trained on the same bank there; recall of "
+                    f"{metrics['positive']} at {metrics['fpr']:.0%} FPR on the ordinary-prompt "
+                    f"controls {'n/a' if recall is None else f'{recall:.3f}'} "
+                    f"{probe.get('recall_ci')}"
+                ),
+                metric=f"macro AUROC, logreg, layer {metrics['layer']}, transfer to {name}",
+                value=float("nan") if probe.get("auroc") is None else float(probe["auroc"]),
+                ci=_ci(probe, "auroc"),
+                n=int(s["n_prompts"]),
+                expect="probe's paired margin CI above 0 over both text baselines (lexical, form)",
+                holds=bool(s["holds"]),
+                controls=controls,
+                kind=kind,
+            )
+        )
     return rows
