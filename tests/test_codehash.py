@@ -52,12 +52,12 @@ def test_hash_changes_with_the_closure_only(tmp_path):
 
 
 def test_every_rule_script_reaches_the_modules_it_uses():
-    """The hand lists this replaced missed these: steering eval/baselines use generate,
-    tribunal probes and the steering report use figures."""
+    """The hand lists this replaced missed these: steering eval/baselines use the sampling
+    helpers, tribunal probes and the steering report use figures."""
     lib = REPO / "src" / "interpflow"
     for script, module in [
-        ("steering/eval", "generate.py"),
-        ("steering/baselines", "generate.py"),
+        ("steering/eval", "sampling.py"),
+        ("steering/baselines", "sampling.py"),
         ("tribunal/probes", "figures.py"),
         ("steering/report", "figures.py"),
     ]:

@@ -1,7 +1,7 @@
 """Residual-stream capture: the configured positions (:mod:`interpflow.positions`) read at
 given decoder layers, and the activations table they are stored in.
 
-:func:`sample_and_capture` is :func:`interpflow.generate.sample_batch` with forward hooks on
+:func:`sample_and_capture` is :func:`interpflow.sampling.sample_batch` with forward hooks on
 the requested decoder layers: they keep the residual stream of every token ``generate`` feeds;
 the last sampled token, which ``generate`` never feeds back, gets one extra cached decode step.
 The positions are read from that. This equals a teacher-forced pass over prompt + response
@@ -30,16 +30,13 @@ activation    fixed_size_list<float16>[d_model]   the residual-stream vector
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
 from interpflow.models import decoder_layers
 from interpflow.positions import Position
-
-if TYPE_CHECKING:
-    from interpflow.generate import SamplingConfig
+from interpflow.sampling import SamplingConfig, generate_kwargs, response_lengths, tokenize_chats
 
 
 class _StopForward(Exception):
@@ -140,7 +137,7 @@ def sample_and_capture(
     positions: list[Position],
     stopping=None,
 ):
-    """:func:`~interpflow.generate.sample_batch` that also reads ``positions`` at ``layers``
+    """:func:`~interpflow.sampling.sample_batch` that also reads ``positions`` at ``layers``
     while generating (``stopping``: extra stopping criteria; once one of them has ``fired``,
     the batch is cut and the extra decode step is skipped).
 
@@ -151,9 +148,6 @@ def sample_and_capture(
     Returns ``(seqs, prompt_mask, width, p_lens, r_lens, finished, vectors, token_index)``.
     """
     import torch
-
-    # Here, not at the top: interpflow.generate imports this module.
-    from interpflow.generate import _generate_kwargs, _response_lengths, tokenize_chats
 
     _, blocks = _check_layers(model, layers)
     seen: dict[int, list] = {layer: [] for layer in layers}
@@ -171,11 +165,11 @@ def sample_and_capture(
         with torch.inference_mode():
             out = model.generate(
                 **enc,
-                **_generate_kwargs(sampling, tokenizer, eos_ids, stopping),
+                **generate_kwargs(sampling, tokenizer, eos_ids, stopping),
                 return_dict_in_generate=True,
             )
             seqs = out.sequences
-            r_lens, finished = _response_lengths(seqs, width, eos_ids)
+            r_lens, finished = response_lengths(seqs, width, eos_ids)
             n_new = seqs.shape[1] - width
             cut = any(getattr(c, "fired", False) for c in stopping or [])
             if not cut and bool((r_lens == n_new).any()):  # a row without EOS: feed its last
@@ -274,14 +268,12 @@ def capture_texts(
 ) -> pa.Table:
     """The activations table (schema above) of given chat prompts + response texts, read by
     :func:`capture_batch` (teacher forcing): the prompt is tokenized as generation tokenizes it
-    (:func:`interpflow.generate.tokenize_chats`), the response text is re-encoded without
+    (:func:`interpflow.sampling.tokenize_chats`), the response text is re-encoded without
     special tokens. For re-reading stored generations through another copy of the model (a
     4-bit one); a response whose re-encoding differs from the sampled ids moves only the
     response positions. ``windows``: ``{name: [(a, b) or None per response]}``, the mean over
     response tokens [a, b) of the re-encoding, per response (:meth:`_PositionPlan.build`)."""
     import torch
-
-    from interpflow.generate import tokenize_chats
 
     dev = next(model.parameters()).device
     parts = []
@@ -304,13 +296,13 @@ def capture_texts(
         vectors, token_index = capture_batch(
             model, seqs, mask, width, mask.sum(1), r_lens, layers, positions, rows
         )
-        parts.append(_activation_table(prompt_ids[start:stop], vectors, token_index, store_dtype))
+        parts.append(activation_table(prompt_ids[start:stop], vectors, token_index, store_dtype))
     if not parts:
-        return _empty_activation_table(store_dtype, 0)
+        return empty_activation_table(store_dtype, 0)
     return pa.concat_tables(parts)
 
 
-def _activation_table(
+def activation_table(
     prompt_ids: list[str],
     vectors: dict[tuple[int, str], np.ndarray],
     token_index: dict[str, np.ndarray],
@@ -340,7 +332,7 @@ def _activation_table(
     return table
 
 
-def _empty_activation_table(store_dtype: str, d: int) -> pa.Table:
+def empty_activation_table(store_dtype: str, d: int) -> pa.Table:
     value = pa.float16() if store_dtype == "float16" else pa.float32()
     return pa.table(
         {

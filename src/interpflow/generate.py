@@ -60,23 +60,12 @@ from interpflow.artifacts import (
     write_parquet,
     write_provenance,
 )
-from interpflow.capture import _activation_table, _empty_activation_table, sample_and_capture
+from interpflow.capture import activation_table, empty_activation_table, sample_and_capture
 from interpflow.models import ModelSpec, chat_prompt, eos_token_ids, load_model
 from interpflow.positions import parse_positions
+from interpflow.sampling import SamplingConfig, decode_responses, sample_batch
 from interpflow.shards import file_sha256, finished_shards, shard_dir_for, shard_files, shard_seed
 from interpflow.signals import StopSignals, interruptions, restores_signals
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How responses are sampled (``do_sample=False`` = greedy)."""
-
-    max_new_tokens: int = 96
-    temperature: float = 0.7
-    top_p: float = 0.9
-    do_sample: bool = True
-    seed: int = 0
-    system_prompt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,56 +90,6 @@ class BatchResult:
     rows: list[dict]
     vectors: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     token_index: dict[str, np.ndarray] = field(default_factory=dict)  # position -> [B], -1 = none
-
-
-def tokenize_chats(tokenizer, chats: list[str], device):
-    """Already-templated chats as one padded batch (the tokenizer's padding side; no extra specials)."""
-    return tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-
-
-def decode_responses(tokenizer, seqs, width: int, r_lens) -> list[str]:
-    """The response text of each row: tokens after the prompt width, up to (excluding) EOS."""
-    return tokenizer.batch_decode(
-        [seqs[b, width : width + int(r_lens[b])] for b in range(seqs.shape[0])],
-        skip_special_tokens=True,
-    )
-
-
-def _response_lengths(seqs, width: int, eos_ids: list[int]):
-    """(r_lens, finished): response length up to (excluding) the first EOS, and whether one came."""
-    import torch
-
-    gen = seqs[:, width:]
-    is_eos = torch.isin(gen, torch.tensor(eos_ids, device=gen.device))
-    has_eos = is_eos.any(dim=1)
-    return torch.where(has_eos, is_eos.int().argmax(dim=1), gen.shape[1]), has_eos
-
-
-def _generate_kwargs(
-    sampling: SamplingConfig, tokenizer, eos_ids: list[int], stopping=None
-) -> dict:
-    """``model.generate`` keyword arguments; ``stopping``: a StoppingCriteriaList, or None."""
-    kwargs = {"max_new_tokens": sampling.max_new_tokens, "do_sample": sampling.do_sample}
-    if stopping is not None:
-        kwargs["stopping_criteria"] = stopping
-    if sampling.do_sample:
-        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    return kwargs | {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": eos_ids}
-
-
-def sample_batch(model, tokenizer, chats, sampling: SamplingConfig, eos_ids, stopping=None):
-    """Generate for already-templated prompts (``stopping``: extra stopping criteria).
-    Returns (sequences, attention_mask, P, p_lens, r_lens, finished)."""
-    import torch
-
-    enc = tokenize_chats(tokenizer, chats, model.device)
-    with torch.inference_mode():
-        seqs = model.generate(**enc, **_generate_kwargs(sampling, tokenizer, eos_ids, stopping))
-    width = enc["input_ids"].shape[1]
-    r_lens, finished = _response_lengths(seqs, width, eos_ids)
-    return seqs, enc["attention_mask"], width, enc["attention_mask"].sum(dim=1), r_lens, finished
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +308,7 @@ def generate_and_capture(
                 rows.extend(res.rows)
                 if capture.layers:
                     tables.append(
-                        _activation_table(
+                        activation_table(
                             [r["prompt_id"] for r in res.rows],
                             res.vectors,
                             res.token_index,
@@ -408,7 +347,7 @@ def generate_and_capture(
                 [pq.read_table(shards / f"{i:05d}.activations.parquet") for i in range(n_used)]
             )
         else:
-            table = _empty_activation_table(capture.store_dtype, 0)
+            table = empty_activation_table(capture.store_dtype, 0)
         n_rows = table.num_rows
         pq.write_table(table, tmp, compression="zstd")
     summary = {

@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from interpflow.capture import _activation_table
+from interpflow.capture import activation_table
 from interpflow.deception.common import ProbeConfig
 from interpflow.deception.protocol import (
     LeakageError,
@@ -38,7 +38,7 @@ def _write_acts(path, ids, rng, shift_rows=(), d=8):
     v1 = rng.standard_normal((n, d)).astype(np.float32)
     v1[list(shift_rows), 0] += 4.0
     vectors[(1, "last_prompt")] = v1
-    pq.write_table(_activation_table(ids, vectors, {"last_prompt": np.full(n, 5)}, "float32"), path)
+    pq.write_table(activation_table(ids, vectors, {"last_prompt": np.full(n, 5)}, "float32"), path)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from interpflow.capture import _activation_table, _PositionPlan
+from interpflow.capture import _PositionPlan, activation_table
 from interpflow.models import ModelSpec, load_model
 from interpflow.positions import parse_positions
 from interpflow.tribunal.answers import parse_final_answer
@@ -137,8 +137,8 @@ def _planted(tmp_path, n_problems=24, d=6, planted=10.0, seed=0):
     mean_only = {k: v for k, v in vectors.items() if k[1] == "response_mean"}
     tokens_only = {k: v for k, v in vectors.items() if k[1] != "response_mean"}
     act, tok = tmp_path / "act.parquet", tmp_path / "tokens.parquet"
-    pq.write_table(_activation_table(pids, mean_only, plan.token_index, "float32"), act)
-    pq.write_table(_activation_table(pids, tokens_only, plan.token_index, "float32"), tok)
+    pq.write_table(activation_table(pids, mean_only, plan.token_index, "float32"), act)
+    pq.write_table(activation_table(pids, tokens_only, plan.token_index, "float32"), tok)
     sp, gens = tmp_path / "spans.parquet", tmp_path / "generations.parquet"
     pl.DataFrame(spans).write_parquet(sp)
     pl.DataFrame(texts).write_parquet(gens)

@@ -55,8 +55,8 @@ def last_token_states(model, tok, chats: list[str], batch_size: int = 16):
     import torch
 
     from interpflow.capture import capture_batch
-    from interpflow.generate import tokenize_chats
     from interpflow.positions import parse_positions
+    from interpflow.sampling import tokenize_chats
 
     _, blocks = decoder_layers(model)
     layers = tuple(range(len(blocks)))

@@ -111,7 +111,7 @@ def activation_pca(model, tok, chats: list[str], k: int, batch_size: int = 16):
     """``{layer: [d, k]}``: top-k principal directions of every block's output over all prompt tokens."""
     import torch
 
-    from interpflow.generate import tokenize_chats
+    from interpflow.sampling import tokenize_chats
 
     _, layers = decoder_layers(model)
     acts: dict[int, list] = {i: [] for i in range(len(layers))}
