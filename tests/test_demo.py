@@ -17,7 +17,8 @@ from browser import artifact_dir, chromium, free_port, wait_http
 from conftest import REPO
 
 from interpflow.capture import capture_texts, sample_and_capture
-from interpflow.demo import DemoInstance, LiveScorer, load_instance
+from interpflow.demo import load_instance
+from interpflow.demo_scores import DemoInstance, LiveScorer
 from interpflow.generate import SamplingConfig
 from interpflow.metrics import proba_for
 from interpflow.models import ModelSpec, chat_prompt, load_model

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 
-from interpflow.demo import DemoInstance, LiveScorer, Scored, replay_case, test_prompts
+from interpflow.demo_scores import DemoInstance, LiveScorer, Scored, replay_case, test_prompts
 
 #: class -> colour (seed 000's three classes; others take the tab10 palette in order)
 COLOURS = {"normal": "#2ca02c", "eval_aware": "#ff7f0e", "deceptive": "#d62728"}
