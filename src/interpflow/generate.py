@@ -43,6 +43,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -62,6 +63,7 @@ from interpflow.artifacts import (
 )
 from interpflow.capture import activation_table, empty_activation_table, sample_and_capture
 from interpflow.models import ModelSpec, chat_prompt, eos_token_ids, load_model
+from interpflow.oom import HalvingBatches
 from interpflow.positions import parse_positions
 from interpflow.sampling import SamplingConfig, decode_responses, sample_batch
 from interpflow.shards import file_sha256, finished_shards, shard_dir_for, shard_files, shard_seed
@@ -90,6 +92,17 @@ class BatchResult:
     rows: list[dict]
     vectors: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     token_index: dict[str, np.ndarray] = field(default_factory=dict)  # position -> [B], -1 = none
+
+    @classmethod
+    def concat(cls, parts: list[BatchResult]) -> BatchResult:
+        """One result of consecutive batches' results (rows in order); one part is itself."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            [r for p in parts for r in p.rows],
+            {k: np.concatenate([p.vectors[k] for p in parts]) for k in parts[0].vectors},
+            {k: np.concatenate([p.token_index[k] for p in parts]) for k in parts[0].token_index},
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,6 +226,7 @@ def generate_and_capture(
     model_id: str | None = None,
     log=print,
     stop_when: Callable[[pl.DataFrame], bool] | None = None,
+    halve_on_oom: bool = False,
 ) -> dict:
     """Generate responses (and capture activations) for every prompt of ``prompts_path``.
 
@@ -225,6 +239,10 @@ def generate_and_capture(
     shards are seeded by index, so a rerun (or a resumed run) stops at the same shard and
     writes the same files. It is not part of the fingerprint because it does not change any
     shard's content, only how many are kept.
+
+    ``halve_on_oom``: a batch that runs out of CUDA memory is retried in halves, in order, and
+    the run goes on at the smaller size (:class:`interpflow.oom.HalvingBatches`); without an
+    out-of-memory error the files are the same as without it.
     """
     import torch
 
@@ -265,6 +283,7 @@ def generate_and_capture(
     t0 = time.perf_counter()
     n_used, so_far = n_shards, []
     stop = StopSignals()
+    halving = HalvingBatches(run.batch_size, log) if halve_on_oom else None
     for i in range(n_shards):
         gen_file, act_file, sums_file = shard_files(shards, i)
         if i not in done:
@@ -285,16 +304,18 @@ def generate_and_capture(
                     prompts_discarded=start,
                 )
                 signalled = stop.stopping_criteria()
-                res = run_batch(
+                call = partial(
+                    run_batch,
                     lm,
                     tokenizer,
-                    shard.slice(start, run.batch_size),
-                    sampling,
-                    capture,
-                    positions,
-                    eos_ids,
-                    signalled,
+                    sampling=sampling,
+                    capture=capture,
+                    positions=positions,
+                    eos_ids=eos_ids,
+                    stopping=signalled,
                 )
+                batch = shard.slice(start, run.batch_size)
+                res = BatchResult.concat(halving(call, batch) if halving else [call(batch)])
                 if signalled[0].fired:  # a signal cut the batch at a token step: discarded
                     n_cut = start + len(res.rows)
                     stop.check(

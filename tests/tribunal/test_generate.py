@@ -146,3 +146,71 @@ def test_collect_traces_stage_maps_the_instance_config(tmp_path, stub_dir):
     assert set(acts["layer"]) == {1, 2} and set(acts["position"]) == {"last_response"}
     gens = pl.read_parquet(out / "generations.parquet")
     assert gens["prompt_id"].to_list() == prompts["prompt_id"].to_list()
+
+
+def _collect_oom(out, pp, stub_dir, batch_size, halve_on_oom):
+    return G.collect_traces(
+        prompts=pp,
+        generations=out / "generations.parquet",
+        activations=out / "activations.parquet",
+        provenance=out / "activations.parquet.provenance.json",
+        model=ModelSpec(str(stub_dir)),
+        generation=GenerationConfig(
+            max_new_tokens=3,
+            seed=5,
+            batch_size=batch_size,
+            shard_size=6,
+            halve_on_oom=halve_on_oom,
+        ),
+        system_prompt=None,
+        capture=CaptureSettings(layers=(1,), aggregations=("response_mean", "sequence_mean")),
+        stopping=StoppingConfig(target_correct=99, target_incorrect=99),
+        labels_cfg=LabelsConfig(),
+        model_id="stub",
+    )
+
+
+def test_generation_halves_its_batch_on_cuda_oom_and_goes_on(tmp_path, stub_dir, monkeypatch):
+    """An injected CUDA out-of-memory error on any batch over 2 rows: the run (batch size 4)
+    halves to 2 and goes on; no RNG is drawn by the failed call and shards are seeded, so its
+    files equal a batch-size-2 run's exactly (rows in order). Without an error, halve_on_oom
+    changes nothing: the files equal those of the run without it."""
+    import torch
+
+    import interpflow.generate as engine
+
+    prompts = build_prompts(load_problems(SAMPLE), "x", 1, 12, shuffle=False)
+    pp = tmp_path / "prompts.parquet"
+    prompts.write_parquet(pp)
+
+    def files(out):
+        return [pl.read_parquet(out / f) for f in ("generations.parquet", "activations.parquet")]
+
+    _collect_oom(tmp_path / "plain", pp, stub_dir, 4, halve_on_oom=False)
+    _collect_oom(tmp_path / "on", pp, stub_dir, 4, halve_on_oom=True)
+    for a, b in zip(files(tmp_path / "plain"), files(tmp_path / "on")):
+        assert a.equals(b)
+    _collect_oom(tmp_path / "two", pp, stub_dir, 2, halve_on_oom=False)
+
+    real, sizes = engine.run_batch, []
+
+    def small_gpu(model, tokenizer, batch, *a, **k):
+        sizes.append(batch.height)
+        if batch.height > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(model, tokenizer, batch, *a, **k)
+
+    monkeypatch.setattr(engine, "run_batch", small_gpu)
+    _collect_oom(tmp_path / "oom", pp, stub_dir, 4, halve_on_oom=True)
+    assert sizes == [4] + [2] * 6  # one error, then 12 prompts at 2 (the size is kept)
+    gens, acts = files(tmp_path / "oom")
+    assert gens["prompt_id"].to_list() == prompts["prompt_id"].to_list()
+    two_gens, two_acts = files(tmp_path / "two")
+    assert two_gens.equals(gens)
+    # the same vectors; the rows of a batch's retried halves come as one batch's table
+    keys = ["prompt_id", "layer", "position"]
+    assert two_acts.sort(keys).equals(acts.sort(keys))
+    sizes.clear()  # off: the error fails the job
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        _collect_oom(tmp_path / "off", pp, stub_dir, 4, halve_on_oom=False)
+    assert sizes == [4]

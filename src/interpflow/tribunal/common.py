@@ -4,7 +4,8 @@ and the label names shared by the stages."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Literal
 
 LABELS = ("correct", "incorrect", "unparseable")
@@ -47,16 +48,38 @@ class GenerationConfig:
     seed: int = 0
     batch_size: int = 16
     shard_size: int = 16
+    halve_on_oom: bool = True
 
 
 @dataclass(frozen=True)
 class StoppingConfig:
-    """When trace collection stops (``stopping``)."""
+    """When trace collection stops (``stopping``): both classes at their targets, or the
+    attempts (``max_attempts``, the cap) run out. With ``decide_auroc`` each target is at least
+    what deciding a probe of that AUROC needs (:meth:`targets`)."""
 
     target_correct: int = 50
     target_incorrect: int = 50
     max_attempts: int = 200
     cap_classes: bool = False
+    decide_auroc: float | None = None
+
+    def targets(self, test_size: float) -> tuple[int, int]:
+        """``(correct, incorrect)`` targets: the configured ones, each raised with
+        ``decide_auroc`` to the traces a class needs for its share held out (``test_size``,
+        the probes' split) to hold :func:`interpflow.power.auroc_per_class` of it, the count at
+        which a probe of AUROC ``decide_auroc`` has a 95% interval above 0.5 (Hanley-McNeil).
+        A rule on label counts only, so the shards stay a deterministic function of the rows."""
+        if self.decide_auroc is None:
+            return (self.target_correct, self.target_incorrect)
+        from interpflow.power import auroc_per_class
+
+        need = math.ceil(auroc_per_class(self.decide_auroc) / test_size - 1e-9)
+        return (max(self.target_correct, need), max(self.target_incorrect, need))
+
+    def resolved(self, test_size: float) -> StoppingConfig:
+        """This config with its targets raised to :meth:`targets` (what the stages count)."""
+        correct, incorrect = self.targets(test_size)
+        return replace(self, target_correct=correct, target_incorrect=incorrect)
 
 
 @dataclass(frozen=True)

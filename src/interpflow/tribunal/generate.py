@@ -89,6 +89,7 @@ def collect_traces(
     shard, so a run overshoots the targets by at most one shard (every collected trace is
     kept). Returns the generation summary plus the stopping rule.
     """
+    # deviation: cut traces regenerated (resumable shards, not a pickled state)
     rule = StoppingRule(
         target_correct=stopping.target_correct,
         target_incorrect=stopping.target_incorrect,
@@ -106,5 +107,6 @@ def collect_traces(
         run=RunConfig(batch_size=generation.batch_size, shard_size=generation.shard_size),
         model_id=model_id,
         stop_when=rule(read_parquet(prompts)),
+        halve_on_oom=generation.halve_on_oom,
     )
     return summary | {"stopping": asdict(rule)}

@@ -198,6 +198,7 @@ def fit_tribunal_probes(
         if cfg.balance:
             lab = balance_classes(lab, seed)
         problem_of = dict(zip(lab["prompt_id"], lab["problem_id"]))
+        # deviation: split by problem, CIs and controls
         train_idx, test_idx = group_split(
             lab["problem_id"].to_numpy(), lab["probe_label"].to_numpy(), test_size, seed
         )
