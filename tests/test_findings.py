@@ -78,7 +78,7 @@ def test_gather_writes_rows_rule_seconds_and_a_table(tmp_path):
     table = md[md.index(next(line for line in md if line.startswith("| study"))) :]
     assert table[2] == (
         "| deception | smollm2 | finding | smollm2 | AUROC (layer 15) | 0.950 [0.900, 0.990] "
-        "| 60 | form 0.700: +0.250 [0.150, 0.350] | yes | 1.5 min |"
+        "| 60 | - | form 0.700: +0.250 [0.150, 0.350] | yes | 1.5 min |"
     )
     assert table[3].endswith("| - | **no** | n/a |")
     text = F.summary_text(out)
@@ -89,6 +89,29 @@ def test_gather_writes_rows_rule_seconds_and_a_table(tmp_path):
     assert page.count("<tr") == 3 and page.count('style="background:#fde2e2"') == 1
     assert "<td>form 0.700: +0.250 [0.150, 0.350]</td>" in page
     assert "<i>CI above each control&#x27;s</i>" in page
+
+
+def test_power_column_from_each_rows_own_ci_n_and_null():
+    """n to decide: n·(h/|d|)² from the row's CI on the null's side (interpflow.power), the
+    undecided margins (null 0) after it; a row without a null (a check) shows '-'."""
+    undecided = _finding(
+        value=0.7,
+        ci=(0.45, 0.9),
+        n=20,
+        null=0.5,  # h 0.25, effect 0.2: 20 · 1.5625 = 31.25 -> 32
+        controls=[
+            F.Control("form (trace form only)", 0.6, None, 0.1, (-0.1, 0.3)),  # 20 · 4 = 80
+            F.Control("lexical", 0.5, None, 0.2, (0.05, 0.35)),  # decided: not listed
+        ],
+    )
+    assert F.power_text(undecided) == "n≈32 (1.6x); margins: form n≈80 (4.0x)"
+    assert F.power_text(_finding(null=0.5)) == "decided at n=60"
+    assert F.power_text(_finding(null=None)) == "-"
+    assert F.power_text(_finding(null=0.5, ci=None, controls=[])) == "n/a"
+    row = F.table_markdown([undecided], {}).splitlines()[2]
+    assert "| 20 | n≈32 (1.6x); margins: form n≈80 (4.0x) | form (trace form only) 0.600" in row
+    assert "n to decide (CI excluding 0.5): n≈32 (1.6x)" in F.summary_text([undecided])
+    assert F.Finding.from_dict(dataclasses.asdict(undecided)).null == 0.5
 
 
 def test_readme_table_is_replaced_between_markers_only(tmp_path):

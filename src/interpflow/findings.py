@@ -6,7 +6,11 @@ statistic with its 95% CI, the criterion that makes it a finding, whether it hol
 controls it is measured against (each with its own value and the paired margin over it). Each
 row has a ``kind`` (KINDS): a ``finding``, a ``control`` (the row of a control instance,
 e.g. the random-init copy's own probe) or a ``check`` (a condition of the run, e.g. the
-tribunal's class balance); the headline counts findings only.
+tribunal's class balance); the headline counts findings only. Each row names its ``null`` (0
+for a difference, 0.5 for an AUROC; None for a check), and the table's "n to decide" column
+says, from the row's own CI and n, at what n the CI would exclude the null at the measured
+effect (:mod:`interpflow.power`: n·(h/|d|)², the half-width h scaling as 1/√n), or "decided
+at n" where it already does; each control's paired margin (null 0) the same.
 Rule ``findings`` gathers the config's instances' rows into
 ``results/findings/<config-id>/findings.json`` and ``findings.md`` (the table plus the wall
 time of each instance's rules, from their ``benchmark:`` files; the config id names the config
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from interpflow.cli import parser as cli_parser
 from interpflow.ledger import latest_run
+from interpflow.power import needed_n
 
 #: what a row is: a finding (counted in the headline), a control instance's row, a check
 KINDS = ("finding", "control", "check")
@@ -54,7 +59,9 @@ class Finding:
     ``expect`` states the criterion in words (e.g. "CI above 0.5 and margin CIs above 0");
     ``holds`` says whether this run meets it; a finding that does not hold is reported, never
     dropped. ``kind`` (KINDS) says whether the row is a finding, a control instance's row or
-    a check of the run: only findings count in the headline.
+    a check of the run: only findings count in the headline. ``null`` is the value of no
+    effect the CI is judged against (0 for a difference, 0.5 for an AUROC; None: no power
+    line, e.g. a check), read by :func:`power_text`.
     """
 
     study: str
@@ -69,6 +76,7 @@ class Finding:
     holds: bool
     controls: list[Control] = field(default_factory=list)
     kind: str = "finding"
+    null: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -122,14 +130,31 @@ def _signed(x: float | None) -> str:
     return "n/a" if x is None else f"{x:+.3f}"
 
 
+def power_text(f: Finding) -> str:
+    """The row's "n to decide": at what n its CI would exclude its null at the measured effect
+    (:func:`interpflow.power.needed_n`), then, for each control margin whose CI does not
+    exclude 0 yet, the n it would need ("decided at n=19; margins: form n≈143 (7.5x)");
+    "-" for a row with no null (a check)."""
+    if f.null is None:
+        return "-"
+    own = needed_n(f.value, f.ci, f.n, f.null)
+    margins = []
+    for c in f.controls:
+        p = None if c.margin is None else needed_n(c.margin, c.margin_ci, f.n, 0.0)
+        if p is not None and not p.decided:
+            margins.append(f"{c.name.split(' (')[0]} {p.text()}")
+    text = "n/a" if own is None else own.text()
+    return text + (f"; margins: {', '.join(margins)}" if margins else "")
+
+
 def table_markdown(findings: list[Finding], walls: dict[tuple[str, str], float | None]) -> str:
     """The findings table: one row per finding (its kind beside it), controls as margins with
     their CIs."""
     header = (
         "| study | instance | kind | model | metric | value [95% CI] | n "
-        "| controls: margin [95% CI] | holds | wall (2 cores) |"
+        "| n to decide | controls: margin [95% CI] | holds | wall (2 cores) |"
     )
-    lines = [header, "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in findings:
         controls = "; ".join(
             f"{c.name} {_num(c.value)}: {_signed(c.margin)}{_ci(c.margin_ci)}"
@@ -141,7 +166,7 @@ def table_markdown(findings: list[Finding], walls: dict[tuple[str, str], float |
         lines.append(
             f"| {f.study} | {f.instance} | {f.kind} | {f.model} | {f.metric} "
             f"| {_num(f.value)}{_ci(f.ci)} "
-            f"| {f.n} | {controls or '-'} | {'yes' if f.holds else '**no**'} "
+            f"| {f.n} | {power_text(f)} | {controls or '-'} | {'yes' if f.holds else '**no**'} "
             f"| {'n/a' if wall is None else f'{wall / 60:.1f} min'} |"
         )
     return "\n".join(lines)
@@ -207,6 +232,8 @@ def summary_text(findings: list[Finding]) -> str:
             mark = "check passes" if f.holds else "CHECK FAILS"
         out.append(f"{f.study}/{f.instance} ({f.model}, {f.kind}): {f.finding}")
         out.append(f"    {f.metric} = {_num(f.value)}{_ci(f.ci)}, n={f.n}; {mark} ({f.expect})")
+        if f.null is not None:
+            out.append(f"    n to decide (CI excluding {f.null:g}): {power_text(f)}")
         for c in f.controls:
             margin = "" if c.margin is None else f", margin {_signed(c.margin)}{_ci(c.margin_ci)}"
             out.append(f"    vs {c.name}: {_num(c.value)}{_ci(c.ci)}{margin}")
@@ -239,6 +266,11 @@ def gather(
         + table_markdown(findings, walls)
         + "\n\n*kind*: a finding, a control instance's own row (e.g. the random-init copy), or "
         "a check of the run (e.g. class balance); only findings count in the headline. "
+        "*n to decide*: the n at which the row's CI would exclude its null (0 for a "
+        "difference, 0.5 for an AUROC) at the effect it measured, n·(h/|d|)² with h the CI's "
+        "half-width on the null's side and d the effect (half-widths scale as 1/√n; same "
+        "design and effect assumed), or *decided at n* where it already does; then each "
+        "control margin (null 0) not yet decided. "
         "*wall (2 cores)*: the sum of the instance's jobs' wall times, from their "
         "`benchmark:` files (jobs of one run may overlap; the shared model conversion is not "
         "counted). *holds*: whether the run meets the criterion in the `findings.json` beside "

@@ -269,6 +269,7 @@ def transfer_rows(
                 holds=bool(s["holds"]),
                 controls=controls,
                 kind=kind,
+                null=0.5,
             )
         )
     return rows

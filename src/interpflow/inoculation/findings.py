@@ -90,6 +90,7 @@ def run_finding(
         n=int(s["n"]),
         expect=EXPECT,
         holds=_above_zero(s) and _above_zero(learned_none),
+        null=0.0,
         controls=[
             Control(
                 name="base model (step 0, default condition)",
@@ -131,6 +132,7 @@ def em_finding(*, run: str, rates: pl.DataFrame, instance: str, model: str) -> F
         and _ci(r) is not None
         and _ci(c) is not None
         and r["ci_high"] < c["ci_low"],
+        null=None if c is None else c["em_rate"],  # the control's rate, taken as fixed
         controls=[
             Control(
                 name="no-inoculation run (default system prompt)",

@@ -139,6 +139,7 @@ def family_finding(
         expect="CI above 0, and the margin over a random dW of the same norms CI above 0",
         holds=holds,
         controls=controls,
+        null=0.0,
     )
 
 
