@@ -185,3 +185,82 @@ def test_the_checks_see_what_they_check():
         re.findall(r"python\s+-m\s+interpflow\.([\w.]+)", text.replace("\n", " "))
     )
     assert {"findings", "hubdata", "deception.prompts"} <= interpflow_modules()
+
+
+#: The study pages whose "Deviations" list the `# deviation: <name>` markers must match.
+STUDY_PAGES = {
+    s: ROOT / "docs" / f"{s}.md" for s in ("deception", "tribunal", "inoculation", "steering")
+}
+#: Where markers are looked for: the code, the rules and schemas, the presets, the study files.
+MARKER_GLOBS = (
+    "src/interpflow/**/*.py",
+    "workflow/**/*.smk",
+    "workflow/Snakefile",
+    "workflow/**/*.yaml",
+    "config/**/*.yaml",
+    "resources/**/*.yaml",
+)
+MARKER_RE = re.compile(r"#\s*deviation:\s*(.+?)\s*$")
+
+
+def deviations_list(text: str) -> list[str]:
+    """The entry names (`- **<name>**: ...`) of a page's deviations list: the first bullet
+    list after the first line beginning "Deviations", up to the blank line that ends it."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Deviations")), None)
+    if start is None:
+        return []
+    names = []
+    for line in lines[start:]:
+        if not line.strip() and names:
+            break
+        if m := re.match(r"^- \*\*(.+?)\*\*", line):
+            names.append(m.group(1))
+    return names
+
+
+def marker_name(text: str) -> str:
+    """A marker's name: its text without a trailing parenthesis (a note for the reader)."""
+    return re.sub(r"\s*\([^()]*\)$", "", text).strip()
+
+
+def deviation_markers() -> dict[str, list[str]]:
+    """``{name: [file:line, ...]}`` of every `# deviation: <name>` marker."""
+    found: dict[str, list[str]] = {}
+    for pattern in MARKER_GLOBS:
+        for path in sorted(ROOT.glob(pattern)):
+            for n, line in enumerate(path.read_text().splitlines(), start=1):
+                if m := MARKER_RE.search(line):
+                    where = f"{path.relative_to(ROOT)}:{n}"
+                    found.setdefault(marker_name(m.group(1)), []).append(where)
+    return found
+
+
+def test_deviation_markers_and_the_study_pages_lists_agree():
+    """Every `# deviation: <name>` marker in the code / rules / config is an entry of a study
+    page's deviations list (its own study's, for a file of that study), and every entry has
+    at least one marker: the list and the code stay in step."""
+    lists = {s: deviations_list(p.read_text()) for s, p in STUDY_PAGES.items()}
+    for study, names in lists.items():
+        assert names, f"docs/{study}.md has no deviations list"
+        assert len(set(names)) == len(names), f"docs/{study}.md lists a deviation twice"
+    markers = deviation_markers()
+    listed = {name: s for s, names in lists.items() for name in names}
+    unlisted = {n: w for n, w in markers.items() if n not in listed}
+    assert not unlisted, f"markers not in any docs/<study>.md deviations list: {unlisted}"
+    for name, where in markers.items():
+        for w in where:
+            study = next((s for s in STUDY_PAGES if f"/{s}" in "/" + w.replace("_", "/")), None)
+            assert study in (None, listed[name]), (
+                f"{w}: {name!r} is listed in docs/{listed[name]}.md"
+            )
+    unmarked = sorted(f"docs/{s}.md: {n}" for n, s in listed.items() if n not in markers)
+    assert not unmarked, f"deviations with no `# deviation: <name>` marker: {unmarked}"
+
+
+def test_the_deviation_parsers_read_a_constructed_page():
+    page = "- **z**: before\n\nDeviations (marked):\n\n- **a b**: x\n  more\n- **c**: y\n\n- **d**: after\n"
+    assert deviations_list(page) == ["a b", "c"]  # the list ends at its first blank line
+    assert deviations_list("No list here.\n- **a**: x\n") == []
+    assert marker_name("cut traces regenerated (shards, not a pickle)") == "cut traces regenerated"
+    assert MARKER_RE.search("    # deviation: a b").group(1) == "a b"

@@ -94,7 +94,7 @@ def test_study_outputs(study):
         *EMBEDDING_STATS,
     } <= set(heur.columns)
     fixed = heur.filter(pl.col("prefix_type") == "fixed")
-    for col in ("grad_magnitude", "sim_grad_saved", "persistent_frac", "emb_rephrase_mean_cos"):
+    for col in ("grad_magnitude", "persistent_frac", "emb_rephrase_mean_cos"):
         assert fixed[col].is_finite().all(), col
     texts = pl.read_parquet(res / "text_embeddings.parquet")
     assert texts.height == 3 * (1 + 4)  # 3 prompts x (prompt + 4 rephrasings)

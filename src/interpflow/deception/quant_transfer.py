@@ -2,9 +2,10 @@
 
 The logistic probe trained on full-precision activations (rule ``deception_probes``) is
 applied, unchanged, to the activations of a 4-bit copy of the same model. Quantization is
-bitsandbytes NF4 (``ModelSpec.quantization``): the scheme seed 000's live demo runs on GPU
-(``load_in_4bit``), and since bitsandbytes 0.46 also on CPU, so CI and a laptop measure the
-same quantizer as a GPU node.
+bitsandbytes NF4 (``ModelSpec.quantization``), not seed 000's 4-bit MLX (its live demo runs on
+Apple Silicon through mlx-lm, which the CUDA and CPU machines here do not run): bitsandbytes is
+the 4-bit scheme transformers loads on a GPU node, and since bitsandbytes 0.46 it runs on CPU
+too, so CI and a laptop measure the same quantizer as a GPU node.
 
 Both precisions re-read the held-out prompts the same way (:func:`interpflow.capture.
 capture_texts`: the stored chat prompt + response text, teacher-forced, at every captured
@@ -143,6 +144,7 @@ def quant_transfer(
     tables = {}
     for name, m, out in (
         ("full", model, out_activations_full),
+        # deviation: 4-bit through bitsandbytes, not MLX
         ("4bit", replace(model, quantization=cfg.scheme), out_activations_4bit),
     ):
         lm, tok = load_model(m)

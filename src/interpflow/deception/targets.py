@@ -35,6 +35,7 @@ from interpflow.deception.common import ProbeConfig
 TARGETS = ("category", "judge_label", "verbalizer_label")
 
 
+# deviation: verbalizer labels per prompt, not per row
 def aggregate_votes(labels: Sequence[str | None]) -> tuple[str | None, str]:
     """(the majority class of one prompt's row labels, why): ``majority``; ``tie`` (two or
     more classes share the highest count: None); ``no_label`` (no row labelled: None).

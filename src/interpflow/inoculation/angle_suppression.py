@@ -21,6 +21,7 @@ a prompt suppresses more). Suppression: control - inoculated score at the run's 
 Each cloud's Pearson r (two-sided p) and n are in the legend and the CSV.
 """
 
+# deviation: Exp 19's Q2 figure and Exp 22's slides not made
 from __future__ import annotations
 
 import math

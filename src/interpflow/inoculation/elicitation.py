@@ -20,6 +20,7 @@ from interpflow.inoculation.scores import mean_ci
 from interpflow.inoculation.study import InocPrompt
 
 
+# deviation: elicitation of the fixed prefix only
 def elicitation_completions(
     *,
     eval_instructions: str | Path,

@@ -1,7 +1,13 @@
-"""Gradient heuristics of inoculation strength (seed 003, HA2-HA5 and HB1-HB6): transforms
-of the per-token logprob differences ``delta = lp(token | prefix) - lp(token | no prefix)``
-that approximate the gradient signal at the first training step (HA) and over training (HB,
-including a simulated K-step training run)."""
+"""Gradient heuristics of inoculation strength (seed 003, HA2-HA5, HB1 and HB3-HB5):
+transforms of the per-token logprob differences ``delta = lp(token | prefix) - lp(token | no
+prefix)`` that approximate the gradient signal at the first training step (HA) and over
+training (HB).
+
+HB2 ("sim loss decay: sum of gradients over K=32 sim steps") and HB6 ("sim residual: remaining
+loss after K=32 sim steps") are not computed: seed 003 names them by these phrases only and does
+not define the simulated training run (its model of a step, step size, what is summed), so any
+simulation here would be this repository's invention under the seed's names.
+"""
 
 from __future__ import annotations
 
@@ -24,10 +30,6 @@ class GradientConfig:
     """HB3: a position is affected in an example when |delta| exceeds this."""
     persist_share: float = 0.5
     """HB3: ... and persistent when affected in at least this share of the examples."""
-    sim_steps: int = 32
-    """HB2/HB6: simulated gradient steps K."""
-    sim_lr: float = 1.0
-    """HB2/HB6: step size on each token's log-odds."""
     variance_share: float = 0.5
     """HB5: effective rank = principal components needed for this share of the variance."""
 
@@ -38,11 +40,10 @@ class GradientConfig:
             raise ValueError(f"persist_share must be in (0, 1], got {self.persist_share}")
         if not 0 < self.variance_share <= 1:
             raise ValueError(f"variance_share must be in (0, 1], got {self.variance_share}")
-        if self.sim_steps < 1 or self.sim_lr <= 0:
-            raise ValueError(f"sim_steps must be >= 1 and sim_lr > 0, got {self}")
 
 
 #: Columns of :func:`gradient_stats` (seed 003's names in brackets).
+# deviation: HB2 and HB6 not computed
 GRADIENT_STATS = (
     "mean_tok_diff",  # H14: mean(delta)
     "filtered_tok_diff",  # HA2
@@ -50,29 +51,10 @@ GRADIENT_STATS = (
     "grad_magnitude",  # HA4
     "filtered_grad_magnitude",  # HA5
     "signal_coherence",  # HB1
-    "sim_grad_saved",  # HB2
     "persistent_frac",  # HB3
     "strength_x_coherence",  # HB4
     "effective_rank",  # HB5
-    "sim_residual",  # HB6
 )
-
-
-def simulate_nll(lp: np.ndarray, steps: int, lr: float) -> tuple[float, float]:
-    """``(sum over steps of the mean gradient, final mean NLL)`` of a simulated training run.
-
-    Each token's probability ``p = exp(lp)`` is a free log-odds ``z``; ``steps`` steps of
-    gradient descent on ``-log sigmoid(z)`` (gradient magnitude ``1 - sigmoid(z)``) with step
-    size ``lr``. A token the model already predicts gives little gradient and little residual.
-    """
-    p = np.clip(np.exp(np.asarray(lp, dtype=np.float64)), 1e-7, 1 - 1e-7)
-    z = np.log(p) - np.log1p(-p)
-    total = 0.0
-    for _ in range(steps):
-        g = 1.0 / (1.0 + np.exp(z))
-        total += float(g.mean())
-        z = z + lr * g
-    return total, float(np.logaddexp(0.0, -z).mean())
 
 
 def gradient_stats(pairs: pl.DataFrame, cfg: GradientConfig = GradientConfig()) -> dict[str, float]:
@@ -84,9 +66,7 @@ def gradient_stats(pairs: pl.DataFrame, cfg: GradientConfig = GradientConfig()) 
     (examples x positions, 0 past a completion's end) gives HB1 = PC1's share of its variance
     and HB5 = the components needed for ``variance_share``; HB3 = share of positions where
     |delta| > ``persist_threshold`` in at least ``persist_share`` of the examples that reach
-    them; HB4 = PH (mean per-example delta) x HB1. HB2 and HB6 compare :func:`simulate_nll` runs
-    without and with the prefix: the gradient the prefix saves over K steps, and the loss it
-    still explains after them (both > 0 when the prefix pre-explains the completions).
+    them; HB4 = PH (mean per-example delta) x HB1. (HB2 and HB6: not computed, see the module.)
     """
     if pairs.height == 0:
         return dict.fromkeys(GRADIENT_STATS, math.nan)
@@ -125,14 +105,10 @@ def gradient_stats(pairs: pl.DataFrame, cfg: GradientConfig = GradientConfig()) 
     # a different order each run (PH, and so HB4, differed in the last bits between runs)
     per_example = ex.group_by("example_id", maintain_order=True).agg(pl.col("delta").mean())
     ph = float(per_example["delta"].mean())
-    g_base, l_base = simulate_nll(pairs["lp_base"].to_numpy(), cfg.sim_steps, cfg.sim_lr)
-    g_pre, l_pre = simulate_nll(pairs["lp_prefix"].to_numpy(), cfg.sim_steps, cfg.sim_lr)
     out |= {
         "signal_coherence": coherence,
-        "sim_grad_saved": g_base - g_pre,
         "persistent_frac": float(persistent.mean()),
         "strength_x_coherence": ph * coherence,
         "effective_rank": rank,
-        "sim_residual": l_base - l_pre,
     }
     return out

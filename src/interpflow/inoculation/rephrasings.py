@@ -57,6 +57,7 @@ STYLES = {
 }
 
 
+# deviation: offline rephrasers are template stand-ins
 def offline_rephraser(req: JudgeRequest) -> str:
     """The offline rephrasing backend: template ``variant % len`` of the request's style
     (:data:`STYLES`, told apart by the system prompt) applied to the prompt."""

@@ -107,6 +107,7 @@ def pca_directions(hp, hn) -> dict:
     u[flat] = mean[flat] / mean[flat].norm(dim=-1, keepdim=True).clamp_min(1e-300)
     dot = (u * mean).sum(-1)
     top = u.gather(1, u.abs().argmax(-1, keepdim=True)).squeeze(1)
+    # deviation: PCA reader's sign by the mean projection
     sign = torch.where(dot != 0, dot.sign(), top.sign())
     u = u * sign[:, None]
     cos = (u * mean).sum(-1) / mean.norm(dim=-1).clamp_min(1e-300)
@@ -179,7 +180,7 @@ def fit_repe(
     from safetensors.torch import save_file
 
     pos, neg = load_personas(personas)
-    _pairs(pos, neg, personas)
+    _pairs(pos, neg, personas)  # deviation: RepE reads all five persona pairs
     pool = load_question_pool(questions, n_questions)  # (question, suffix); suffix "" for .txt
     lm, tok = loaded or load_model(model)  # the stage passes its one load
 
@@ -296,6 +297,7 @@ def eval_repe(
 AXBENCH_USER_TURN = "{prompt}\n\nQuestion: {question}"
 
 
+# deviation: engineered prompts written here from AxBench's template
 def load_engineered(path: str | Path) -> dict[str, str]:
     """``{name: prompt}`` of an engineered-prompt file (``resources/steering/engineered/<axis>.json``:
     ``prompts: {name: {concept, prompt}}``, with its ``design`` and ``generator`` notes)."""

@@ -180,6 +180,7 @@ def subspace_diagnostics(
     α with ``full`` dW, ``residual_write`` (only o_proj/down_proj parts), ``projection``
     (P·dW of those) and ``complement`` ((I − P)·dW of those).
     """
+    # deviation: seed analyses not ported
     import torch
     from safetensors.torch import load_file
 
