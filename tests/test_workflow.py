@@ -110,11 +110,13 @@ def test_planning_stops_naming_the_key_and_the_fix(tmp_path):
     """What planning can know stops the plan (no job runs), each in one line naming the dotted
     config key: schema errors (every one, with the file and a suggestion, nothing else),
     layers against the capture and the model's depth, positions against max_new_tokens,
-    empty banks, one instance in two config files, an uncached hub model when offline."""
+    empty banks, transfer sets without the banks' classes, one instance in two config files,
+    an uncached hub model when offline."""
     work = copy_repo(tmp_path)
     (work / "banks").mkdir()
     (work / "banks/normal.txt").write_text("a prompt\n")
     (work / "banks/deceptive.txt").write_text("# nothing yet\n")
+    (work / "banks/honest.txt").write_text("another prompt\n")  # no shipped transfer set has it
     cases = {
         "typo": (
             {"decepton": {"default": {}}},
@@ -144,6 +146,13 @@ def test_planning_stops_naming_the_key_and_the_fix(tmp_path):
         "empty": (
             {"deception": {"default": {"bank_dir": "banks", "banks": ["normal", "deceptive"]}}},
             "config key deception.default.banks: prompt bank banks/deceptive.txt has no prompts",
+        ),
+        "transfer": (
+            {"deception": {"default": {"banks": ["normal", "honest"], "bank_dir": "banks"}}},
+            (
+                "config key deception.default.transfer.sets.instructed: file "
+                "resources/deception/transfer/instructed/honest.txt does not exist"
+            ),
         ),
     }
     outs = {}

@@ -15,6 +15,7 @@ def main(smk):
         control_metrics=smk.input.get("control_metrics"),  # only with probes.control set
         layer_sweep=smk.input.layer_sweep,
         kind=smk.params.kind,  # control: a control instance's own row, not a finding
+        transfer=smk.input.get("transfer"),  # only with transfer.enabled: a row per eval set
     )
     print(summary_text(rows))
 

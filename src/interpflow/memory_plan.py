@@ -121,12 +121,12 @@ def _deception(key, inst, prompt_tokens):
             _job("deception_quant_transfer", key, inst, kind="forward", block="quant_transfer",
                  batch="batch_size", tokens=tokens)
         )  # fmt: skip
-    if inst["protocol"]["enabled"]:
-        jobs.append(
-            _job(
-                "deception_protocol", key, inst, kind="generate", new_tokens="max_new_tokens", **gen
-            )
-        )
+    for rule, block in (
+        ("deception_protocol", "protocol"),
+        ("deception_transfer_capture", "transfer"),
+    ):
+        if inst[block]["enabled"]:
+            jobs.append(_job(rule, key, inst, kind="generate", new_tokens="max_new_tokens", **gen))
     return jobs
 
 

@@ -33,6 +33,7 @@ MODELS_DIR = Path("results/models")
 #: parameters alone
 RULE_TOKENS = {
     "deception_generate": "generation.max_new_tokens",
+    "deception_transfer_capture": "generation.max_new_tokens",
     "tribunal_generate": "generation.max_new_tokens",
     "inoculation_data": "datagen.max_new_tokens",
     "inoculation_train": "training.max_seq_len",

@@ -15,6 +15,7 @@ from interpflow.deception.common import MLPConfig, ProbeConfig
 from interpflow.deception.generate import DeceptionCapture, GenerationConfig
 from interpflow.deception.protocol import ProtocolConfig
 from interpflow.deception.quant_transfer import QuantConfig
+from interpflow.deception.transfer import TransferConfig
 from interpflow.generate import RunConfig, SamplingConfig
 from interpflow.probes import MLPProbe
 
@@ -37,6 +38,7 @@ def _defaults(*keys: str) -> dict:
         (("probes", "mlp"), MLPConfig),
         (("protocol",), ProtocolConfig),
         (("quant_transfer",), QuantConfig),
+        (("transfer",), TransferConfig),
     ],
     ids=lambda v: ".".join(v) if isinstance(v, tuple) else v.__name__,
 )
@@ -73,6 +75,7 @@ def test_every_block_of_an_instance_is_covered():
         "probes",
         "protocol",
         "quant_transfer",
+        "transfer",
     }
     assert _defaults("labels") == {
         "judge": "offline",

@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 from sklearn.base import clone
 
-from interpflow.artifacts import read_parquet, write_json
+from interpflow.artifacts import read_parquet, write_json, write_parquet
 from interpflow.metrics import classification_metrics, paired_margin, proba_for
 from interpflow.protocol import recall_at_fpr
 from interpflow.text_baselines import TEXT_BASELINES
@@ -242,20 +242,34 @@ def matrix_table(metrics: dict[str, Any], train: str) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def capture_set(
-    *, banks: list[str | Path], out_dir: str | Path, model, generation, capture, model_id
+def capture_sets(
+    *, sets: dict[str, list[str | Path]], out_dir: str | Path, model, generation, capture, model_id
 ) -> dict:
-    """Build the prompt table of ``banks`` (the class is a file's stem) and generate / capture
-    it with the instance's own settings (the generate stage's engine) into ``out_dir``:
-    ``prompts.parquet``, ``generations.parquet``, ``activations.parquet`` (+ provenance)."""
+    """One prompt table of every set of ``sets`` ({name: bank files}; the class is a file's
+    stem; the ordinary control set is one more, e.g. ``{"control": [its file]}``), each prompt's
+    ``set`` a column and its id ``<set>/<prompt id>`` (a prompt may sit in two sets), then one
+    generate / capture run with the instance's own settings (the generate stage's engine) into
+    ``out_dir``: ``prompts.parquet``, ``generations.parquet``, ``activations.parquet`` (+
+    provenance). Returns each set's prompt-table summary."""
     from interpflow.deception.prompts import build_prompt_table
     from interpflow.generate import generate_and_capture
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = build_prompt_table(
-        banks=list(banks), table=out / "prompts.parquet", summary=out / "prompts.json"
-    )
+    tables, summaries = [], {}
+    for name, banks in sets.items():
+        part = out / f"{name}.prompts.parquet"
+        summaries[name] = build_prompt_table(
+            banks=list(banks), table=part, summary=out / f"{name}.prompts.json"
+        )
+        tables.append(
+            read_parquet(part).with_columns(
+                pl.lit(name).alias("set"),
+                (pl.lit(f"{name}/") + pl.col("prompt_id")).alias("prompt_id"),
+            )
+        )
+        part.unlink()
+    write_parquet(pl.concat(tables), out / "prompts.parquet")
     generate_and_capture(
         prompts_path=out / "prompts.parquet",
         generations_path=out / "generations.parquet",
@@ -267,15 +281,18 @@ def capture_set(
         run=generation.run(),
         model_id=model_id,
     )
-    return summary
+    return summaries
 
 
-def load_read_set(activations: str | Path, prompts: str | Path, probe_cfg) -> ReadSet:
-    """The rows of a captured set at the probe's layer / positions, each labelled by its
-    prompt's category (the set's file stem)."""
+def load_read_set(activations: str | Path, prompts: str | Path, name: str, probe_cfg) -> ReadSet:
+    """The rows of set ``name`` of a :func:`capture_sets` capture at the probe's layer /
+    positions, each labelled by its prompt's category (the set's file stem)."""
     from interpflow.probes import load_probe_dataset
 
-    table = read_parquet(prompts, columns=["prompt_id", "category", "prompt"])
+    table = read_parquet(prompts, columns=["prompt_id", "category", "prompt", "set"])
+    table = table.filter(pl.col("set") == name)
+    if table.height == 0:
+        raise ValueError(f"{prompts}: no prompts of set {name!r}")
     labels = table.select("prompt_id", pl.col("category").alias(probe_cfg.target))
     ds = load_probe_dataset(
         activations, labels, probe_cfg.target, probe_cfg.layer, probe_cfg.positions
@@ -304,8 +321,8 @@ def transfer_stage(
     bank: dict[str, Any],
     probe: str | Path,
     classes: str | Path,
-    sets: dict[str, dict[str, str | Path]],
-    control: dict[str, str | Path],
+    sets: list[str],
+    captured: dict[str, str | Path],
     probe_cfg,
     cfg: TransferConfig,
     out_metrics: str | Path,
@@ -315,19 +332,17 @@ def transfer_stage(
 ) -> dict[str, Any]:
     """Read the fitted ``probe`` (logreg.joblib; ``classes``: label_classes.txt) on the bank's
     held-out rows and on each captured set; write the metrics, the matrix and its figure.
-    ``bank``: the keyword arguments of :func:`bank_sets`; ``sets`` / ``control``: {"activations",
-    "prompts"} of each captured set and of the control set."""
+    ``bank``: the keyword arguments of :func:`bank_sets`; ``sets``: the evaluation sets' names;
+    ``captured``: {"activations", "prompts"} of :func:`capture_sets` (the sets and ``control``)."""
     import joblib
 
     train, held_out = bank_sets(**bank, probe_cfg=probe_cfg)
     read = {IN_DISTRIBUTION: held_out}
-    read |= {
-        name: load_read_set(f["activations"], f["prompts"], probe_cfg) for name, f in sets.items()
-    }
+    read |= {name: load_read_set(**captured, name=name, probe_cfg=probe_cfg) for name in sets}
     labels_ = np.array(Path(classes).read_text().split())
     m = transfer_metrics(
         joblib.load(probe), labels_, train, read,
-        load_read_set(control["activations"], control["prompts"], probe_cfg),
+        load_read_set(**captured, name="control", probe_cfg=probe_cfg),
         cfg, probe_cfg.n_bootstrap, probe_cfg.seed,
     )  # fmt: skip
     m |= {
@@ -391,7 +406,7 @@ __all__ = [
     "ReadSet",
     "TransferConfig",
     "bank_sets",
-    "capture_set",
+    "capture_sets",
     "fit_text_baselines",
     "holds",
     "load_read_set",
