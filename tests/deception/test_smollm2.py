@@ -89,8 +89,10 @@ def test_the_banks_do_not_leak_through_form_on_the_held_out_prompts(metrics):
 
 
 def test_findings_hold_and_validation_picks_a_middle_layer(built):
-    (row,) = json.loads((built / "smollm2/findings.json").read_text())
+    row, *transfer = json.loads((built / "smollm2/findings.json").read_text())
     assert row["holds"] is True and row["n"] == 66
+    # then one row per transfer evaluation set (test_transfer_rows_say_whether_it_holds)
+    assert [r["metric"].rsplit(" ", 1)[-1] for r in transfer] == ["instructed", "roleplay"]
     assert [c["name"].split(" (")[0] for c in row["controls"]] == [
         "random-init copy",
         "lexical",

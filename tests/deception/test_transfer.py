@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import polars as pl
 import pytest
+from conftest import REPO
 
 from interpflow.deception.findings import deception_findings, transfer_rows
+from interpflow.deception.prompts import build_prompt_table
 from interpflow.deception.transfer import (
     IN_DISTRIBUTION,
     PROBE,
@@ -22,6 +25,7 @@ from interpflow.deception.transfer import (
 from interpflow.metrics import paired_margin
 from interpflow.probes import make_logreg
 from interpflow.protocol import recall_at_fpr
+from interpflow.text_baselines import cross_validated_scores, make_form
 
 CLASSES = np.array(["deceptive", "eval_aware", "normal"])
 D = 12
@@ -227,3 +231,41 @@ def test_findings_get_one_row_per_evaluation_set(tmp_path, wordless_feature):
     )
     assert [r.metric.split(", ")[-1] for r in rows] == ["held-out prompts", "transfer to ood"]
     assert all(r.kind == "finding" for r in rows)
+
+
+# The shipped evaluation sets and control set (resources/deception/transfer/).
+
+SHIPPED = REPO / "resources/deception/transfer"
+BANK = REPO / "resources/prompt_banks/deception"
+
+
+def _table(tmp_path, files) -> pl.DataFrame:
+    summary = build_prompt_table(banks=files, table=tmp_path / "p.parquet", summary=tmp_path / "s")
+    assert summary["n_duplicates_removed"] == 0 and summary["n_cross_category_conflicts"] == 0
+    return pl.read_parquet(tmp_path / "p.parquet")
+
+
+@pytest.mark.parametrize("name", sorted(TransferConfig().sets))
+def test_shipped_sets_have_every_class_and_no_form_leak(tmp_path, name):
+    """MEASURED, form only, 5 folds by prompt, fold seeds 0/1/2: instructed 0.425 / 0.438 /
+    0.383, roleplay 0.490 / 0.478 / 0.467 (chance 0.5; the bank: 0.541); each set is matched
+    item by item across classes, so its form says nothing of the class."""
+    classes = sorted(p.stem for p in BANK.glob("*.txt"))
+    folder = REPO / TransferConfig().sets[name]
+    df = _table(tmp_path, [folder / f"{c}.txt" for c in classes])
+    assert df.group_by("category").len().sort("category")["len"].to_list() == [20, 20, 20]
+    bank = set(_table(tmp_path, sorted(BANK.glob("*.txt")))["prompt"])
+    assert not bank & set(df["prompt"])  # none of the bank's prompts
+    form = cross_validated_scores(make_form(0), df["prompt"], df["category"], 5, 0)["auroc"]
+    assert form < 0.6, form
+
+
+def test_shipped_control_set_is_large_and_plain(tmp_path):
+    df = _table(tmp_path, [REPO / TransferConfig().control_bank])
+    assert df.height >= 500
+    words = df["prompt"].str.split(" ").list.len()
+    assert words.min() <= 5 and words.max() >= 15  # varied in length ...
+    ends = df["prompt"].str.slice(-1).value_counts()
+    assert set(ends["prompt"]) >= {"?", ".", "!"}  # ... and in form
+    cues = r"(?i)\b(lie|lying|mislead|decei|fake|graded|grader|audit|evaluat|test)"
+    assert not df["prompt"].str.contains(cues).any()

@@ -102,6 +102,35 @@ def test_all_on_stub(all_run):
     print(f"all on stub: {seconds:.1f}s")
 
 
+def test_transfer_on_stub(all_run):
+    """Rule deception_transfer on the stub: the bank-trained probe and text baselines read on
+    the held-out bank prompts reproduce the probes stage's own numbers (the same split, the
+    same fitted baselines), and each shipped evaluation set gets its matrix rows and one
+    findings row."""
+    work, _ = all_run
+    res = work / "results/deception/default"
+    probes = json.loads((res / "probes/metrics.json").read_text())
+    transfer = json.loads((res / "transfer/metrics.json").read_text())
+    assert list(transfer["sets"]) == ["in_distribution", "instructed", "roleplay"]
+    same = transfer["sets"]["in_distribution"]
+    assert same["readers"]["probe"]["auroc"] == pytest.approx(probes["probes"]["logreg"]["auroc"])
+    for base in ("lexical", "form"):
+        assert same["readers"][base]["auroc"] == pytest.approx(probes["baselines"][base]["auroc"])
+        margin = probes["probes"]["logreg"]["margins"][base]
+        assert same["margins"][base]["auroc_ci"] == pytest.approx(margin["auroc_ci"])
+    for name in ("instructed", "roleplay"):
+        assert transfer["sets"][name]["n_prompts"] == 60
+    assert transfer["control"]["n_prompts"] == 560
+    matrix = pl.read_csv(res / "transfer/matrix.csv")
+    assert matrix.height == 9 and set(matrix["reader"]) == {"probe", "lexical", "form"}
+    assert (res / "transfer/matrix.png").stat().st_size > 0
+    rows = json.loads((res / "findings.json").read_text())
+    assert [r["metric"].rsplit(" ", 1)[-1] for r in rows[1:]] == ["instructed", "roleplay"]
+    for row in rows[1:]:
+        verdict = "holds" if row["holds"] else "does NOT hold"
+        assert f"{verdict} out of distribution" in row["finding"]
+
+
 def with_stub(work, stub_dir):
     """``work`` with the session's stub model in place: copied after the repository, so newer
     than its inputs, and snakemake does not build it again (the rule's output is identical)."""
