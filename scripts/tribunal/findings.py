@@ -2,20 +2,26 @@
 words) as paired margins, and the class balance, from the labels and probes stages' files."""
 
 from interpflow.artifacts import log_to
+from interpflow.config import from_config
 from interpflow.findings import summary_text
+from interpflow.tribunal.common import StoppingConfig
 from interpflow.tribunal.findings import tribunal_findings
 
 
 def main(smk):
-    stopping = smk.params.stopping
+    key = f"tribunal.{smk.wildcards.instance}"
+    stopping = from_config(StoppingConfig, smk.params.stopping, f"{key}.stopping").resolved(
+        smk.params.test_size
+    )
     rows = tribunal_findings(
         metrics=smk.input.metrics,
         summary=smk.input.summary,
         findings=smk.output.findings,
         instance=smk.wildcards.instance,
         model=smk.params.model,
-        target_correct=int(stopping["target_correct"]),
-        target_incorrect=int(stopping["target_incorrect"]),
+        target_correct=stopping.target_correct,
+        target_incorrect=stopping.target_incorrect,
+        max_attempts=stopping.max_attempts,
     )
     print(summary_text(rows))
 

@@ -27,7 +27,7 @@ def main(smk):
         generation=from_config(GenerationConfig, p.generation, f"{key}.generation"),
         system_prompt=p.system_prompt,
         capture=from_config(CaptureSettings, p.capture, f"{key}.capture"),
-        stopping=from_config(StoppingConfig, p.stopping, f"{key}.stopping"),
+        stopping=from_config(StoppingConfig, p.stopping, f"{key}.stopping").resolved(p.test_size),
         labels_cfg=from_config(LabelsConfig, p.labels, f"{key}.labels"),
         model_id=p.model_id,
     )

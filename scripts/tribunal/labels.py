@@ -8,7 +8,9 @@ from interpflow.tribunal.labels import write_labels
 
 def main(smk):
     key = f"tribunal.{smk.wildcards.instance}"
-    stopping = from_config(StoppingConfig, smk.params.stopping, f"{key}.stopping")
+    stopping = from_config(StoppingConfig, smk.params.stopping, f"{key}.stopping").resolved(
+        smk.params.test_size
+    )
     summary = write_labels(
         generations=smk.input.generations,
         prompts=smk.input.prompts,

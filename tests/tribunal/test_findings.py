@@ -4,7 +4,7 @@ probe's AUROC, its text controls as paired margins, the criterion, the class bal
 import json
 import math
 
-from interpflow.findings import read
+from interpflow.findings import power_text, read
 from interpflow.tribunal.findings import class_balance, probe_auroc, tribunal_findings
 
 
@@ -121,23 +121,43 @@ def test_class_balance_without_probes_uses_the_label_counts_and_fails_short_targ
     assert (f.value, f.n, f.holds) == (35 / 75, 75, False)
 
 
-def test_tribunal_findings_writes_both_rows(tmp_path):
-    (tmp_path / "metrics.json").write_text(json.dumps(_metrics()))
+def _run(tmp_path, metrics, *, target, max_attempts):
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "summary.json").write_text(json.dumps(SUMMARY))
-    rows = tribunal_findings(
+    return tribunal_findings(
         metrics=tmp_path / "metrics.json",
         summary=tmp_path / "summary.json",
         findings=tmp_path / "findings.json",
         instance="smollm2",
         model="smollm2",
-        target_correct=28,
-        target_incorrect=28,
+        target_correct=target,
+        target_incorrect=target,
+        max_attempts=max_attempts,
     )
+
+
+def test_tribunal_findings_writes_both_rows(tmp_path):
+    rows = _run(tmp_path, _metrics(), target=28, max_attempts=160)
     back = read(tmp_path / "findings.json")
     assert [r.metric for r in back] == [r.metric for r in rows]
     # the probe is the finding; the class balance a check of the run, not counted as one
     assert [r.kind for r in back] == ["finding", "check"]
     assert list(back[0].controls[0].margin_ci) == [0.05, 0.3]
+    assert back[0].null == 0.5 and back[1].null is None  # the AUROC's power line; none for a check
+    assert "cap" not in back[0].finding  # the targets were reached
+
+
+def test_a_run_that_hits_the_cap_states_the_n_to_decide(tmp_path):
+    """Targets 50 / 50 not reached: the collection stopped at the cap, and the probe's row
+    states its n to decide from its own CIs (interpflow.power): the AUROC 0.85 [0.7, 0.97]
+    excludes 0.5 at 18 test traces; the form margin +0.25 [-0.05, 0.3] would at
+    18 · (0.30 / 0.25)² = 25.9 -> 26."""
+    metrics = _metrics(form_margin_ci=(-0.05, 0.3))
+    probe, balance = _run(tmp_path, metrics, target=50, max_attempts=96)
+    assert not balance.holds
+    assert "collection stopped at the cap (96 traces of at most 96)" in balance.finding
+    assert f"n to decide: {power_text(probe)}" in probe.finding
+    assert power_text(probe) == "decided at n=18; margins: form n≈26 (1.4x)"
 
 
 def test_the_per_token_probe_is_quoted_but_not_chosen():

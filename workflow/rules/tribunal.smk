@@ -141,6 +141,7 @@ rule tribunal_generate:
         system_prompt=setting("tribunal", "prompt", "system_prompt"),
         capture=setting("tribunal", "capture"),
         stopping=setting("tribunal", "stopping"),
+        test_size=setting("tribunal", "probes", "test_size"),  # stopping.decide_auroc's targets
         labels=setting("tribunal", "labels"),
         code=code_hash("tribunal/generate"),
     threads: model_threads("tribunal")
@@ -225,6 +226,7 @@ rule tribunal_labels:
     params:
         labels=setting("tribunal", "labels"),
         stopping=setting("tribunal", "stopping"),
+        test_size=setting("tribunal", "probes", "test_size"),  # stopping.decide_auroc's targets
         code=code_hash("tribunal/labels"),
     localrule: True
     conda:
@@ -283,6 +285,7 @@ rule tribunal_findings:
     params:
         model=model_id("tribunal"),
         stopping=setting("tribunal", "stopping"),
+        test_size=setting("tribunal", "probes", "test_size"),  # stopping.decide_auroc's targets
         code=code_hash("tribunal/findings"),
     localrule: True
     conda:

@@ -15,6 +15,12 @@ the earlier stages already wrote (``labels.summary.json``, ``metrics.json``; no 
    holds when both classes reach their targets. The raw accuracy
    of the model (correct / all traces, unparseable counted) is quoted beside it.
 
+Collection runs in shards until both classes reach their targets (``stopping``, raised by
+``decide_auroc`` to what deciding a probe of that AUROC needs) or the attempts run out (the
+cap, ``max_attempts``); when the cap ends it, both rows say so and the probe's row states the
+number of test traces at which its AUROC interval would exclude 0.5
+(:func:`interpflow.findings.power_text`; the table's "n to decide" column shows it always).
+
 On an instance whose probes were skipped (the stub never answers right) both rows are still
 written, and neither holds.
 """
@@ -26,7 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from interpflow.findings import Control, Finding, write
+from interpflow.findings import Control, Finding, power_text, write
 from interpflow.tribunal.common import SEED_ACCURACY_BAR
 
 #: the text controls of metrics.json, in report order, with their names in the table
@@ -76,6 +82,7 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
             n=0,
             expect=expect,
             holds=False,
+            null=0.5,
         )
     # the best trace-level probe: those carry the controls (the per-token probe does not)
     judged = {k: p for k, p in fitted.items() if p.get("aggregation") != "per_token"} or fitted
@@ -126,6 +133,7 @@ def probe_auroc(metrics: dict[str, Any], *, instance: str, model: str) -> Findin
         expect=expect,
         holds=bool(holds),
         controls=controls,
+        null=0.5,
     )
 
 
@@ -169,6 +177,16 @@ def class_balance(
     )
 
 
+def at_cap(probe: Finding, balance: Finding, *, n_traces: int, max_attempts: int) -> None:
+    """Where the targets were not reached (``balance`` does not hold) collection stopped at
+    the cap: say so in both rows, with the probe's n to decide (in place)."""
+    if balance.holds:
+        return
+    cap = f"collection stopped at the cap ({n_traces} traces of at most {max_attempts})"
+    balance.finding += f"; {cap} before the targets"
+    probe.finding += f". Undecided by the targets: {cap}; n to decide: {power_text(probe)}"
+
+
 def tribunal_findings(
     *,
     metrics: str | Path,
@@ -178,9 +196,11 @@ def tribunal_findings(
     model: str,
     target_correct: int,
     target_incorrect: int,
+    max_attempts: int,
 ) -> list[Finding]:
     """Read ``metrics`` and the labels ``summary``; write ``findings`` (JSON,
-    :func:`interpflow.findings.write`) and return its rows."""
+    :func:`interpflow.findings.write`) and return its rows (the targets are the resolved
+    ones, :meth:`interpflow.tribunal.common.StoppingConfig.resolved`; :func:`at_cap`)."""
     m = json.loads(Path(metrics).read_text())
     s = json.loads(Path(summary).read_text())
     rows = [
@@ -194,5 +214,6 @@ def tribunal_findings(
             target_incorrect=target_incorrect,
         ),
     ]
+    at_cap(*rows, n_traces=int(s["n_traces"]), max_attempts=max_attempts)
     write(findings, rows)
     return rows
