@@ -266,6 +266,22 @@ def test_missing_problems_file_fails_at_planning(tmp_path):
     assert "tribunal.default.problems.source" in proc.stdout + proc.stderr
 
 
+def test_unknown_aggregation_fails_at_planning_naming_the_key(tmp_path):
+    """An aggregation that is no position spec (sequence_mean, seed 002's prompt + trace mean,
+    is one) stops planning with one error naming capture.aggregations."""
+    work = copy_repo(tmp_path)
+    aggs = ["sequence_mean", "middle_token"]
+    cfg = write_config(
+        work / "bad.yaml", {"tribunal": {"default": {"capture": {"aggregations": aggs}}}}
+    )
+    proc = snakemake(work, "-n", *TARGETS, "--configfile", str(cfg), check=False, env=OFFLINE_ENV)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert (
+        "config key tribunal.default.capture.aggregations: unknown position 'middle_token'" in out
+    )
+
+
 def test_unknown_tribunal_key_is_rejected(tmp_path):
     work = copy_repo(tmp_path)
     cfg = write_config(
