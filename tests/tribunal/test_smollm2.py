@@ -1,18 +1,16 @@
-"""Known-answer check on the real model (issue 12): the tribunal on SmolLM2-135M-Instruct.
+"""Known-answer check on the real model (issues 12, 22): the tribunal on SmolLM2-135M-Instruct.
 
-Preset config/studies/tribunal_smollm2.yaml samples two short chains of thought per
-single-digit addition (resources/tribunal/arithmetic.jsonl, T = 0.7, 32-token cap) until 24
-correct and 24 incorrect traces are in, and probes layers 6, 12, 18, 24 (of 30) beside three
+Preset config/studies/tribunal_smollm2.yaml samples two short chains of thought per harder
+problem (resources/tribunal/harder.jsonl: two-digit sums and differences, products, a + b - c
+chains, multi-step word problems; T = 0.7, 48-token cap) in rounds of 32 until the question
+is decided (stopping.decide_auroc 0.7: 56 correct and 56 incorrect traces, 14 of each held
+out) or the cap of 384 attempts is hit, and probes layers 6, 12, 18, 24 (of 30) beside three
 controls: the trace's form, its words, and the random-init copy re-reading the same traces.
 
-What is true of this model at this scale (fixed seeds; measured on 2 CPU cores): it sums right
-about 4 times in 10 (37 of 96 traces; 24 unparseable, cut at the cap before an answer); the
-probes see 35 + 35 traces; a probe on the mean over the trace separates correct from
-incorrect traces of held-out problems with AUROC 0.84-0.87 at every layer, CI above 0.5; but
-the controls do well too (form 0.76, its CI above 0.5: how a trace looks predicts whether it
-is right; bag of words 0.74; random-init copy 0.64-0.73), and with 19 test traces the probe's
-paired margins over them are positive but their CIs reach 0: the headline finding does not
-hold at this scale, and the test says so.
+What is true of this model on these problems (fixed seeds; 2 CPU cores): it is right far less
+often than on single-digit sums (~0.4 there), so the correct class sets the pace; the classes
+enter the probes balanced (cap_classes, probes.balance); a run that stops at the cap says so
+in both findings rows, the probe's with the n of test traces it would need.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ OUT = "results/tribunal/smollm2"
 LAYERS = (6, 12, 18, 24)
 AGGREGATIONS = ("response_mean", "last_response")
 CONTROLS = ("control", "form", "lexical")
+TARGET, CAP = 56, 384  # decide_auroc 0.7 at test_size 0.25; max_attempts
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +40,18 @@ def _json(built, name):
     return json.loads((built / name).read_text())
 
 
-def test_both_classes_reach_their_targets_and_the_probes_see_them_balanced(built):
+def test_rounds_run_until_the_targets_or_the_cap_and_the_probes_see_them_balanced(built):
     summary, metrics = _json(built, "labels.summary.json"), _json(built, "metrics.json")
     c = summary["counts"]
-    assert c["probe_correct"] >= 24 and c["probe_incorrect"] >= 24, c
-    # the model errs often, and some traces run to the cap before any answer
-    assert 0.25 < c["correct"] / summary["n_traces"] < 0.55, summary
-    assert c["unparseable"] > 0 and summary["n_unfinished"] > 0
+    prov = _json(built, "activations.parquet.provenance.json")
+    decided = c["probe_correct"] >= TARGET and c["probe_incorrect"] >= TARGET
+    assert summary["n_traces"] <= CAP and summary["n_traces"] % 32 == 0  # whole rounds of 32
+    # rounds go on until the targets (stopped early) or the cap, never past either
+    assert decided or (summary["n_traces"] == CAP and not prov["stopped_early"]), (c, prov)
+    # harder than single-digit sums: right well under the ~0.4 of issue 12
+    assert 0.0 < c["correct"] / summary["n_traces"] < 0.35, summary
     n = min(c["probe_correct"], c["probe_incorrect"])
     assert metrics["balance"] and metrics["probe_counts"] == {"correct": n, "incorrect": n}
-    prov = _json(built, "activations.parquet.provenance.json")
-    assert prov["stopped_early"] and summary["n_traces"] <= 160
 
 
 def test_every_layer_has_a_probe_auroc_with_its_ci(built):
@@ -63,13 +63,12 @@ def test_every_layer_has_a_probe_auroc_with_its_ci(built):
         lo, hi = m["auroc_ci"]
         assert lo <= m["auroc"] <= hi and hi - lo > 0, key
         assert p["n_test"] >= 10, key
-    # the mean over the trace separates correct from incorrect traces at every layer
-    for layer in LAYERS:
-        m = metrics["probes"][f"L{layer}.response_mean"]["metrics"]
-        assert m["auroc_ci"][0] > 0.5, (layer, m["auroc"], m["auroc_ci"])
+    # the mean over the trace reads correctness above chance at its best layer
+    best = max(metrics["probes"][f"L{la}.response_mean"]["metrics"]["auroc"] for la in LAYERS)
+    assert best > 0.5, best
 
 
-def test_controls_sit_beside_every_probe_and_the_form_of_a_trace_predicts_too(built):
+def test_controls_sit_beside_every_probe_with_paired_margins(built):
     metrics = _json(built, "metrics.json")
     assert metrics["control"] == "smollm2-random"
     for key, p in metrics["probes"].items():
@@ -78,19 +77,21 @@ def test_controls_sit_beside_every_probe_and_the_form_of_a_trace_predicts_too(bu
             lo, hi = c["margin"]["auroc_ci"]
             assert lo <= c["margin"]["auroc"] <= hi, (key, name)
     best = max(metrics["probes"].values(), key=lambda p: p["metrics"]["auroc"])
-    # form alone (length, digits, hit the cap...) predicts correctness above chance
-    assert best["controls"]["form"]["auroc_ci"][0] > 0.5, best["controls"]["form"]
-    # the best probe is ahead of every control, but at 19 test traces not by a clear margin
     for name in CONTROLS:
-        margin = best["controls"][name]["margin"]
-        assert margin["auroc"] > 0, (name, margin)
-    assert best["controls"]["form"]["margin"]["auroc_ci"][0] < 0
+        lo, hi = best["controls"][name]["margin"]["auroc_ci"]
+        assert lo <= best["controls"][name]["margin"]["auroc"] <= hi, name
 
 
-def test_findings_report_the_headline_beside_its_controls_and_the_balance(built):
+def test_findings_report_the_headline_its_controls_the_balance_and_the_n_to_decide(built):
+    from interpflow.findings import Finding, power_text
+
     rows = json.loads((built / "findings.json").read_text())
-    head, balance = rows
-    assert head["metric"].startswith("AUROC, L") and head["ci"][0] > 0.5
-    assert [c["name"].split(" ")[0] for c in head["controls"]] == list(CONTROLS)
-    assert head["holds"] is False  # the margins' CIs reach 0 at this scale (see above)
-    assert balance["holds"] is True and balance["value"] == 0.5
+    head, balance = (Finding.from_dict(r) for r in rows)
+    assert head.metric.startswith("AUROC, L") and head.null == 0.5
+    assert [c.name.split(" ")[0] for c in head.controls] == list(CONTROLS)
+    assert balance.kind == "check" and balance.value == 0.5
+    assert f"targets {TARGET} / {TARGET}" in balance.finding
+    assert power_text(head).startswith(("decided at n=", "n≈"))
+    if not balance.holds:  # the cap ended the rounds: both rows say so, with the n to decide
+        assert "collection stopped at the cap" in balance.finding
+        assert f"n to decide: {power_text(head)}" in head.finding

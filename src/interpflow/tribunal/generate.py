@@ -83,7 +83,8 @@ def collect_traces(
 ) -> dict[str, Any]:
     """Stage: sample and capture traces of the attempt table ``prompts`` in resumable shards,
     writing ``generations``, ``activations`` and their ``provenance``, until ``stopping``'s
-    targets hold (traces counted as ``labels_cfg`` will label them).
+    targets hold (traces counted as ``labels_cfg`` will label them; the targets as given:
+    the script passes them raised by ``decide_auroc``, :meth:`StoppingConfig.resolved`).
 
     The attempt table already stops at ``max_attempts``; the rule is checked after every
     shard, so a run overshoots the targets by at most one shard (every collected trace is
