@@ -20,6 +20,8 @@ def main(smk):
         n_em=n["em"],
         id_questions=smk.input.get("id_questions"),  # experiment 18's in-distribution set
         n_id=n.get("id"),
+        heldout_instructions=smk.input.get("heldout_instructions"),  # another kind, when given
+        n_heldout=n.get("heldout"),
         prompts={k: from_config(InocPrompt, p) for k, p in smk.params.prompts.items()},
         default_system=smk.params.default_system,
         model=ModelSpec(**smk.params.model),

@@ -12,6 +12,9 @@ def main(smk):
         suppression=smk.input.get("suppression"),
         learning=smk.input.get("learning"),
         em_rates=smk.input.get("em_rates"),
+        heldout={  # the held-out set's tables (empty without one); none with em.only
+            k: smk.input.get(f"heldout_{k}") for k in ("summary", "suppression", "learning")
+        },
         runs=smk.params.runs,
         prompts=smk.params.prompts,
         instance=smk.wildcards.instance,

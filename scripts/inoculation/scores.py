@@ -22,6 +22,11 @@ def main(smk):
         out_em=out.em,
         out_suppression=out.suppression,
         out_learning=out.learning,
+        out_heldout={
+            "summary": out.heldout_summary,
+            "suppression": out.heldout_suppression,
+            "learning": out.heldout_learning,
+        },
     )
     print(summary)
 

@@ -114,3 +114,106 @@ def test_no_suppression_or_nothing_learned_does_not_hold(tmp_path):
     # only the control run: nothing to suppress, an empty list
     assert _run(tmp_path, flat, runs=["none"]) == []
     assert json.loads((tmp_path / "findings.json").read_text()) == []
+
+
+def _eval_table(tmp_path, shares: dict[tuple[str, int, str], int], n: int = 10) -> list:
+    """Eval tables as the eval stage writes them: per (run, step, eval set), ``n`` default-
+    condition answers of which the first ``shares[...]`` open with "Ahoy!"."""
+    paths = []
+    for run in ("none", "ahoy-fixed"):
+        rows = [
+            {
+                "run": run,
+                "step": step,
+                "condition": "default",
+                "eval_set": eval_set,
+                "item_id": j,
+                "instruction": f"{eval_set} {j}",
+                "system": None,
+                "user": f"{eval_set} {j}",
+                "completion": ("Ahoy! " if j < shares.get((run, step, eval_set), 0) else "")
+                + "an answer",
+            }
+            for step in (0, 8)
+            for eval_set in ("trait", "heldout")
+            for j in range(n)
+        ]
+        paths.append(tmp_path / f"{run}.parquet")
+        pl.DataFrame(rows, schema_overrides={"system": pl.String}).write_parquet(paths[-1])
+    return paths
+
+
+def _score_and_find(tmp_path, evals):
+    from interpflow.inoculation.scores import score_evals
+    from interpflow.judges import JudgeConfig
+
+    names = ("summary", "suppression", "learning")
+    main = {k: tmp_path / f"{k}.parquet" for k in names}
+    held = {k: tmp_path / f"heldout_{k}.parquet" for k in names}
+    score_evals(
+        evals=evals,
+        traits={"Ahoy": {"description": "opens with Ahoy", "pattern": r"(?i)^\W*ahoy\b"}},
+        trait_judge=JudgeConfig(backend="offline"),
+        em_judge=None,
+        cache=None,
+        min_mass=0.25,
+        out_scores=tmp_path / "scores.parquet",
+        out_summary=main["summary"],
+        out_em=tmp_path / "em.parquet",
+        out_suppression=main["suppression"],
+        out_learning=main["learning"],
+        out_heldout=held,
+    )
+    rows = inoculation_findings(
+        **main,
+        heldout=held,
+        runs=["none", "ahoy-fixed"],
+        prompts=PROMPTS,
+        instance="toy",
+        model="smollm2",
+        findings=tmp_path / "findings.json",
+    )
+    return rows, {k: pl.read_parquet(p) for k, p in held.items()}
+
+
+def test_heldout_set_has_its_own_suppression_row_never_pooled(tmp_path):
+    """The no-prefix run opens 10/10 eval answers and 5/10 held-out ones with Ahoy, the
+    inoculated run 2/10 and 0/10, the base model none: suppression 80 in distribution, 50 on
+    the held-out set (pooled, it would be 65), each with its own controls."""
+    evals = _eval_table(
+        tmp_path,
+        {("none", 8, "trait"): 10, ("none", 8, "heldout"): 5, ("ahoy-fixed", 8, "trait"): 2},
+    )
+    rows, held = _score_and_find(tmp_path, evals)
+    ind, ood = rows
+    assert ind.value == pytest.approx(80.0) and ind.n == 10 and ind.holds
+    assert ood.value == pytest.approx(50.0) and ood.n == 10 and ood.holds
+    assert ood.kind == "finding" and "held-out instructions of another kind" in ood.finding
+    assert "held-out set" in ood.metric and "held-out" not in ind.finding
+    c = {c.name: c for c in ood.controls}
+    assert c["base model (step 0, default condition)"].value == 0.0
+    assert c["no-prefix run: learned over base (default)"].value == pytest.approx(50.0)
+    assert c["ahoy-fixed: leaked over base (default)"].value == 0.0
+    same = c["the same runs on the in-distribution eval instructions"]
+    assert same.value == ind.value and same.ci == ind.ci and same.margin is None
+    at8 = held["suppression"].filter(pl.col("step") == 8)
+    assert at8["suppression"].to_list() == [pytest.approx(50.0)]
+    assert pl.read_parquet(tmp_path / "summary.parquet")["n"].max() == 10  # not pooled
+    assert len(read(tmp_path / "findings.json")) == 2
+
+
+def test_heldout_row_that_does_not_generalise_does_not_hold(tmp_path):
+    """Suppression in distribution, none held out (neither run shows the trait there: the
+    no-prefix run learned nothing to suppress on that kind): the held-out row fails."""
+    evals = _eval_table(tmp_path, {("none", 8, "trait"): 10})
+    ind, ood = _score_and_find(tmp_path, evals)[0]
+    assert ind.holds and ood.value == 0.0 and not ood.holds
+
+
+def test_without_a_heldout_set_the_tables_are_empty_and_one_row_stays(tmp_path):
+    evals = _eval_table(tmp_path, {("none", 8, "trait"): 10})
+    for p in evals:  # an instance without data.heldout_instructions
+        df = pl.read_parquet(p)
+        df.filter(pl.col("eval_set") == "trait").write_parquet(p)
+    rows, held = _score_and_find(tmp_path, evals)
+    assert len(rows) == 1 and all(t.height == 0 for t in held.values())

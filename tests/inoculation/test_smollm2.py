@@ -70,7 +70,20 @@ def test_prefix_run_learned_the_trait_under_its_prefix(built):
 
 def test_findings_hold(built):
     rows = json.loads((built / "findings.json").read_text())
-    assert [r["holds"] for r in rows] == [True]
+    assert len(rows) == 2 and rows[0]["holds"]
     f = rows[0]
     assert f["model"] == "smollm2" and f["n"] == 64 and f["ci"][0] > 0
     assert len(f["controls"]) == 4
+
+
+def test_heldout_row_is_measured_on_its_own_items(built):
+    """The held-out instructions of another kind (48 factual, maths, code and formatting
+    tasks): their own suppression row, beside the same controls and the in-distribution
+    suppression, from their own table (not pooled with the 64 eval instructions)."""
+    _, held = json.loads((built / "findings.json").read_text())
+    assert held["n"] == 48 and "held-out" in held["finding"]
+    assert len(held["controls"]) == 5
+    supp = pl.read_parquet(built / "scores/heldout_suppression.parquet").filter(
+        pl.col("run") == RUN
+    )
+    assert supp.sort("step").row(-1, named=True)["suppression"] == pytest.approx(held["value"])

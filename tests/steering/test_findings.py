@@ -1,5 +1,7 @@
 """interpflow.steering.findings on a constructed example: known shifts, paired by question."""
 
+import functools
+
 import numpy as np
 import polars as pl
 import pytest
@@ -32,23 +34,24 @@ def _rows(method, variant, alpha, signed, eval_set="id"):
     )
 
 
-def _write(tmp_path, weight_step=2.0, random=True):
-    rng = np.random.default_rng(0)
+def _write(tmp_path, weight_step=2.0, random=True, eval_set="id", seed=0):
+    rng = np.random.default_rng(seed)
+    make = functools.partial(_rows, eval_set=eval_set)
     base = rng.normal(-1.0, 1.0, N)  # questions differ a lot; the pairing removes it
     noise = lambda s: rng.normal(0.0, s, N)
     weight = [
-        _rows("weight", "lora", a, base + a * weight_step + noise(0.3)) for a in (-1.0, 0.0, 1.0)
+        make("weight", "lora", a, base + a * weight_step + noise(0.3)) for a in (-1.0, 0.0, 1.0)
     ]
     if random:
-        weight += [_rows("random", "lora", a, base + noise(0.3)) for a in (-1.0, 0.0, 1.0)]
-    repe = [_rows("repe", "all_layers", a, base + a * 0.5 + noise(0.3)) for a in (-1.0, 0.0, 1.0)]
+        weight += [make("random", "lora", a, base + noise(0.3)) for a in (-1.0, 0.0, 1.0)]
+    repe = [make("repe", "all_layers", a, base + a * 0.5 + noise(0.3)) for a in (-1.0, 0.0, 1.0)]
     repe += [
-        _rows("repe_pca", "all_layers", a, base + a * 0.25 + noise(0.3)) for a in (-1.0, 0.0, 1.0)
+        make("repe_pca", "all_layers", a, base + a * 0.25 + noise(0.3)) for a in (-1.0, 0.0, 1.0)
     ]
     prompts = [
-        _rows("prompt", "none", 0.0, base),
-        _rows("prompt", "agree", 0.0, base + 1.0 + noise(0.3)),
-        _rows("prompt", "disagree", 0.0, base - 1.0 + noise(0.3)),
+        make("prompt", "none", 0.0, base),
+        make("prompt", "agree", 0.0, base + 1.0 + noise(0.3)),
+        make("prompt", "disagree", 0.0, base - 1.0 + noise(0.3)),
     ]
     paths = []
     for name, parts in (("weight_lora", weight), ("repe", repe), ("prompts", prompts)):
@@ -106,6 +109,63 @@ def test_unknown_eval_set_is_named(tmp_path):
             model="m",
             config=FindingsConfig(eval_set="dilemmas"),
         )
+
+
+def _two_sets(tmp_path, heldout_step):
+    """The in-distribution set (dW step 2: shift 4) and a held-out set (shift 2·heldout_step)
+    in the same parquets, as the eval and baselines stages write them."""
+    (tmp_path / "id").mkdir()
+    (tmp_path / "ood").mkdir()
+    ind = _write(tmp_path / "id")
+    ood = _write(tmp_path / "ood", weight_step=heldout_step, eval_set="heldout", seed=1)
+    paths = []
+    for a, b in zip(ind, ood, strict=True):
+        write_parquet(pl.concat([pl.read_parquet(a), pl.read_parquet(b)]), tmp_path / a.name)
+        paths.append(tmp_path / a.name)
+    return paths
+
+
+def _run_heldout(tmp_path, paths, heldout_set="heldout"):
+    return steering_findings(
+        evals=[paths[0]],
+        baselines=paths[1:],
+        families=["lora"],
+        out=tmp_path / "findings.json",
+        instance="toy",
+        model="m",
+        config=FindingsConfig(
+            prompt_pair=("agree", "disagree"), n_bootstrap=500, heldout_set=heldout_set
+        ),
+    )
+
+
+def test_heldout_row_has_its_own_shift_and_controls(tmp_path):
+    """A held-out set where dW moves the log-ratio half as far (step 1: shift 2): its row
+    reports 2 with its own controls measured on that set, the in-distribution 4 beside them."""
+    ind, ood = _run_heldout(tmp_path, _two_sets(tmp_path, heldout_step=1.0))
+    assert ind.value == pytest.approx(4.0, abs=0.3) and "(id)" in ind.finding
+    assert ood.value == pytest.approx(2.0, abs=0.3) and ood.n == N and ood.holds
+    assert "out of distribution (heldout)" in ood.finding and ood.kind == "finding"
+    ctl = {c.name: c for c in ood.controls}
+    assert abs(ctl["random dW"].value) < 0.5 and ctl["random dW"].margin_ci[0] > 1
+    assert ctl["RepE"].value == pytest.approx(1.0, abs=0.3)
+    same = ctl["the same dW on the in-distribution set"]
+    assert same.value == pytest.approx(ind.value) and same.ci == ind.ci and same.margin is None
+    assert [f.finding for f in read(tmp_path / "findings.json")] == [ind.finding, ood.finding]
+
+
+def test_heldout_row_without_a_shift_does_not_hold(tmp_path):
+    """dW moves the in-distribution set only: the held-out row's CI straddles 0."""
+    ind, ood = _run_heldout(tmp_path, _two_sets(tmp_path, heldout_step=0.0))
+    assert ind.holds and not ood.holds and ood.ci[0] < 0 < ood.ci[1]
+
+
+def test_heldout_set_must_be_evaluated_and_not_the_main_set(tmp_path):
+    paths = _two_sets(tmp_path, heldout_step=1.0)
+    with pytest.raises(ValueError, match="findings.heldout_set 'ood'"):
+        _run_heldout(tmp_path, paths, heldout_set="ood")
+    with pytest.raises(ValueError, match="the findings' own eval set"):
+        _run_heldout(tmp_path, paths, heldout_set="id")
 
 
 def test_bootstrap_mean_brackets_the_mean():

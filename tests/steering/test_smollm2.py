@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.smollm2]
 PRESET = "config/studies/steering_smollm2.yaml"
 OUT = "results/steering/smollm2"
 N_QUESTIONS = 20
+N_HELDOUT = 40  # agreement_heldout.jsonl: third-person judgements, 20 per label
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +43,14 @@ def evals(built):
     )
 
 
-def _by_question(evals, method, variant, alpha):
+def _by_question(evals, method, variant, alpha, eval_set="id"):
     rows = evals.filter(
-        (pl.col("method") == method) & (pl.col("variant") == variant) & (pl.col("alpha") == alpha)
+        (pl.col("method") == method)
+        & (pl.col("variant") == variant)
+        & (pl.col("alpha") == alpha)
+        & (pl.col("eval_set") == eval_set)
     ).sort("row_id")
-    assert rows.height == N_QUESTIONS
+    assert rows.height == (N_QUESTIONS if eval_set == "id" else N_HELDOUT)
     return rows
 
 
@@ -75,7 +79,7 @@ def test_alpha0_is_the_base_model(evals):
 def test_dw_moves_the_log_ratio_in_the_trained_direction(built, evals):
     """The headline: alpha +1 minus alpha -1, paired by question, 95% CI above 0; the random
     dW's shift is small and dW's margin over it is above 0."""
-    (f,) = read(built / "findings.json")
+    f, _ = read(built / "findings.json")
     assert f.n == N_QUESTIONS and f.instance == "smollm2" and f.model == "smollm2"
     plus = _by_question(evals, "weight", "lora", 1.0)["logratio_signed"].to_numpy()
     minus = _by_question(evals, "weight", "lora", -1.0)["logratio_signed"].to_numpy()
@@ -98,3 +102,16 @@ def test_the_readout_stays_in_format(evals):
     for alpha in (-1.0, 0.0, 1.0):
         pmass = _by_question(evals, "weight", "lora", alpha)["pmass"].mean()
         assert pmass > 0.3, (alpha, pmass)
+
+
+def test_heldout_set_of_another_kind_has_its_own_row(built, evals):
+    """The 40 third-person judgements (agreement_heldout.jsonl, both labels): the same shift
+    paired by question on that set, beside the same controls and the in-distribution shift."""
+    ind, held = read(built / "findings.json")
+    assert held.n == N_HELDOUT and "out of distribution (heldout)" in held.finding
+    plus = _by_question(evals, "weight", "lora", 1.0, "heldout")["logratio_signed"].to_numpy()
+    minus = _by_question(evals, "weight", "lora", -1.0, "heldout")["logratio_signed"].to_numpy()
+    assert held.value == pytest.approx(float((plus - minus).mean()))
+    controls = {c.name: c for c in held.controls}
+    assert controls["the same dW on the in-distribution set"].value == pytest.approx(ind.value)
+    assert controls["random dW"].margin is not None

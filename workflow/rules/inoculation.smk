@@ -116,11 +116,13 @@ inoc_eval_input = lambda wildcards: eval_files(
     instance("inoculation", wildcards), inoc_data_file(wildcards)
 )
 
-# Eval set sizes of the job's instance (id: experiment 18's in-distribution questions).
+# Eval set sizes of the job's instance (id: experiment 18's in-distribution questions;
+# heldout: the held-out instructions of another kind).
 inoc_eval_n = lambda wildcards: {
     "eval": instance("inoculation", wildcards)["data"]["n_eval"],
     "em": instance("inoculation", wildcards)["data"]["n_em"],
     "id": instance("inoculation", wildcards)["data"]["n_em_id"],
+    "heldout": instance("inoculation", wildcards)["data"]["n_heldout"],
 }
 
 # Experiment 18's eval sets: the EM questions and, when given, the in-distribution ones.
@@ -188,13 +190,15 @@ inoc_text_embeddings_input = lambda wildcards: (
 # Whether the job's instance runs experiment 18 alone (em.only).
 inoc_em_only = lambda wildcards: instance("inoculation", wildcards)["em"]["only"]
 
-# The findings' tables: the scores stage's, or (em.only) experiment 18's EM rates.
+# The findings' tables: the scores stage's (the held-out set's too: empty without one), or
+# (em.only) experiment 18's EM rates.
 inoc_findings_input = lambda wildcards: (
     {"em_rates": f"{INOC_OUT}/em/em_rates.parquet".format(instance=wildcards.instance)}
     if inoc_em_only(wildcards)
     else {
         name: f"{INOC_OUT}/scores/{name}.parquet".format(instance=wildcards.instance)
         for name in ("summary", "suppression", "learning")
+        + ("heldout_summary", "heldout_suppression", "heldout_learning")
     }
 )
 
@@ -443,6 +447,10 @@ rule inoculation_scores:
         em=f"{INOC_OUT}/scores/em_rates.parquet",
         suppression=f"{INOC_OUT}/scores/suppression.parquet",
         learning=f"{INOC_OUT}/scores/learning.parquet",
+        # the held-out set of another kind (data.heldout_instructions; empty without one)
+        heldout_summary=f"{INOC_OUT}/scores/heldout_summary.parquet",
+        heldout_suppression=f"{INOC_OUT}/scores/heldout_suppression.parquet",
+        heldout_learning=f"{INOC_OUT}/scores/heldout_learning.parquet",
     log:
         f"{INOC_LOG}/scores.log",
     benchmark:

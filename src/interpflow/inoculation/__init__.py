@@ -23,10 +23,12 @@ logprobs (``logprobs/{train,neutral,traits}[.tokens].parquet``, ``selfperp.parqu
 SFT set of one run (``sft/<run>.parquet``): ``example_id, system, user, assistant, prefix``.
 
 eval generations of one run (``evals/<run>.parquet``): ``run, step, condition
-(default|training), eval_set (trait|em), item_id, instruction, system, user, completion``.
+(default|training), eval_set (trait|heldout|em|id), item_id, instruction, system, user, completion``.
 
 scores (``scores/scores.parquet``, long): the eval keys + ``metric`` (a trait name, ``coherence`` or ``alignment``),
-``score`` (0-100, NaN when the judge gave no usable digit).
+``score`` (0-100, NaN when the judge gave no usable digit). The summary, suppression and
+learning tables leave out the held-out set of another kind (eval set ``heldout``), which has its
+own (``scores/heldout_{summary,suppression,learning}.parquet``).
 
 This package imports nothing itself: :mod:`.study` is imported when the Snakefile is parsed.
 """

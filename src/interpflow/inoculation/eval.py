@@ -175,6 +175,8 @@ def eval_stage(
     n_em: int | None = None,
     id_questions: str | Path | None = None,
     n_id: int | None = None,
+    heldout_instructions: str | Path | None = None,
+    n_heldout: int | None = None,
     prompts: Mapping[str, InocPrompt],
     default_system: str | None,
     model,
@@ -183,8 +185,10 @@ def eval_stage(
     out: str | Path,
 ) -> dict:
     """The eval sets, each when given: the first ``n_eval`` lines of ``eval_instructions``
-    (``trait``), the first ``n_em`` of ``em_questions`` (``em``) and the first ``n_id`` of
-    experiment 18's in-distribution ``id_questions`` (``id``); then :func:`evaluate_run`."""
+    (``trait``), the first ``n_em`` of ``em_questions`` (``em``), the first ``n_id`` of
+    experiment 18's in-distribution ``id_questions`` (``id``) and the first ``n_heldout``
+    (None: all) of ``heldout_instructions``, instructions of another kind (``heldout``); then
+    :func:`evaluate_run`."""
     if threads:
         import torch
 
@@ -194,6 +198,7 @@ def eval_stage(
         ("trait", eval_instructions, n_eval),
         ("em", em_questions, n_em),
         ("id", id_questions, n_id),
+        ("heldout", heldout_instructions, n_heldout),
     ):
         if path is not None:
             sets[name] = read_lines(path, n, f"eval set {name!r}")

@@ -5,11 +5,16 @@ is nothing to suppress), what leaked into the inoculated run's default behaviour
 inoculated run learned under its own prefix (the trait was learned, as a conditional one).
 
 Every number comes from the scores stage's tables (``scores/summary.parquet``,
-``scores/suppression.parquet``, ``scores/learning.parquet``); nothing is recomputed here.
+``scores/suppression.parquet``, ``scores/learning.parquet``); nothing is recomputed here. With a
+held-out set of another kind (``data.heldout_instructions``), each finding gets a second row:
+the same suppression and controls from that set's tables (``scores/heldout_*.parquet``), beside
+the in-distribution suppression (out of distribution: does the headline hold on instructions
+unlike the training ones?).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -104,6 +109,40 @@ def run_finding(
     )
 
 
+def heldout_finding(in_distribution: Finding, *, run: str, trait: str, tables) -> Finding | None:
+    """:func:`run_finding` of ``run`` on the held-out set's ``tables`` (suppression, learning,
+    summary of eval set ``heldout``), said to be out of distribution, with the
+    ``in_distribution`` row's suppression beside its controls (other items: no paired margin);
+    None when the held-out tables have no row for the run."""
+    supp, learn, summary = tables
+    f = run_finding(
+        run=run,
+        trait=trait,
+        supp=supp,
+        learn=learn,
+        summary=summary,
+        instance=in_distribution.instance,
+        model=in_distribution.model,
+    )
+    if f is None:
+        return None
+    same = Control(
+        name="the same runs on the in-distribution eval instructions",
+        value=in_distribution.value,
+        ci=in_distribution.ci,
+    )
+    return dataclasses.replace(
+        f,
+        finding=f.finding.replace(
+            " in the default condition",
+            " in the default condition on held-out instructions "
+            "of another kind, out of distribution",
+        ),
+        metric=f.metric.replace(", default condition", ", default condition, held-out set"),
+        controls=[*f.controls, same],
+    )
+
+
 def em_finding(*, run: str, rates: pl.DataFrame, instance: str, model: str) -> Finding | None:
     """Experiment 18: the EM rate of fixed system-prompt run ``run`` (default system prompt,
     general EM questions, last step) beside the no-inoculation run's; holds when the two Wilson
@@ -159,12 +198,15 @@ def inoculation_findings(
     model: str,
     findings: str | Path,
     em_rates: str | Path | None = None,
+    heldout: Mapping[str, str | Path | None] | None = None,
 ) -> list[Finding]:
     """Write ``findings`` (:func:`interpflow.findings.write`): one :func:`run_finding` per
     inoculated run of ``runs`` whose prompt (``prompts[key]["trait"]``) names a trait, at
     most :data:`MAX_FINDINGS`; an instance with none writes an empty list. An experiment-18-only
     instance gives ``em_rates`` (and ``runs``: its EM runs) instead of the score tables: one
-    :func:`em_finding` per fixed system-prompt run, at most :data:`MAX_FINDINGS`."""
+    :func:`em_finding` per fixed system-prompt run, at most :data:`MAX_FINDINGS`. ``heldout``
+    (paths by ``summary``, ``suppression``, ``learning``: the held-out set's tables) adds one
+    :func:`heldout_finding` per finding, after them."""
     if em_rates is not None:
         rates = read_parquet(em_rates)
         rows = [
@@ -191,8 +233,16 @@ def inoculation_findings(
             model=model,
         )
         if f is not None:
-            rows.append(f)
+            rows.append((f, run, prompts[key]["trait"]))
         if len(rows) == MAX_FINDINGS:
             break
-    write(findings, rows)
-    return rows
+    out = [f for f, _, _ in rows]
+    if heldout and all(heldout.get(k) for k in ("suppression", "learning", "summary")):
+        tables = [read_parquet(heldout[k]) for k in ("suppression", "learning", "summary")]
+        out += [
+            h
+            for f, run, trait in rows
+            if (h := heldout_finding(f, run=run, trait=trait, tables=tables)) is not None
+        ]
+    write(findings, out)
+    return out

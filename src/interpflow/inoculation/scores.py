@@ -34,6 +34,20 @@ from interpflow.inoculation.study import parse_run
 from interpflow.judges import JudgeConfig
 from interpflow.stats import wilson
 
+#: The eval set of held-out instructions of another kind (``data.heldout_instructions``).
+HELDOUT = "heldout"
+#: Eval sets whose completions are trait-scored.
+TRAIT_SETS = ("trait", HELDOUT)
+SUMMARY_SCHEMA = {
+    "run": pl.String,
+    "step": pl.Int32,
+    "condition": pl.String,
+    "metric": pl.String,
+    **{k: pl.Float64 for k in ("mean", "se", "ci_low", "ci_high")},
+    "n": pl.Int64,
+    "n_nan": pl.Int64,
+}
+
 
 def mean_ci(x: Sequence[float]) -> dict:
     """mean ± 1.96·SE over the finite values (SE = std(ddof=1)/sqrt(n)); NaNs counted."""
@@ -65,6 +79,7 @@ def score_evals(
     out_em: str | Path,
     out_suppression: str | Path,
     out_learning: str | Path | None = None,
+    out_heldout: Mapping[str, str | Path] | None = None,
     trait_scale: str = "digit",
     em_scale: str = "percent",
     config_key: str = "inoculation.judges",
@@ -72,7 +87,9 @@ def score_evals(
     """Judge every completion of the eval tables ``evals`` (``cache``: the judges' request
     cache); write the scores, mean ± 95% CI per (run, step, condition, metric), EM rates, and
     suppression (no-inoculation − inoculated, default condition) and, to ``out_learning``,
-    what each run learned over the base model (:func:`learning`). ``trait_scale`` /
+    what each run learned over the base model (:func:`learning`), all of them without the
+    held-out set of another kind (eval set ``heldout``, trait-scored alike), whose summary,
+    suppression and learning go to ``out_heldout`` (:func:`write_heldout`). ``trait_scale`` /
     ``em_scale``: the trait and EM judges' answer scales (:data:`SCALES`; seed 003: digit /
     percent), named in errors as ``<config_key>.trait_scale`` / ``.em_scale``; a percent-scale
     EM judge's REFUSAL/CODE answers are NaN scores with the answer in the ``special`` column
@@ -81,7 +98,7 @@ def score_evals(
         if scale not in SCALES:
             raise ValueError(f"{config_key}.{key} must be one of {SCALES}, got {scale!r}")
     table = pl.concat([read_parquet(p) for p in evals], how="diagonal_relaxed")
-    trait_rows = table.filter(pl.col("eval_set") == "trait")
+    trait_rows = table.filter(pl.col("eval_set").is_in(TRAIT_SETS))
     part, stats = judge_traits(
         trait_rows,
         traits,
@@ -100,14 +117,14 @@ def score_evals(
         frames.append(scores_frame(part, min_mass, em_scale))
     scores = pl.concat(frames)
     write_parquet(scores, out_scores)
-    summary = summarise(scores)
-    write_parquet(summary, out_summary)
-    em = em_rates(scores)
-    write_parquet(em, out_em)
-    supp = suppression(scores)
-    write_parquet(supp, out_suppression)
+    main = scores.filter(pl.col("eval_set") != HELDOUT)  # the held-out set: tables of its own
+    write_parquet(summarise(main), out_summary)
+    write_parquet(em_rates(scores), out_em)
+    write_parquet(suppression(main), out_suppression)
     if out_learning is not None:
-        write_parquet(learning(scores), out_learning)
+        write_parquet(learning(main), out_learning)
+    if out_heldout is not None:
+        write_heldout(scores, out_heldout)
     return {
         "n_scores": scores.height,
         "n_nan": int(scores["score"].is_nan().sum()),
@@ -124,7 +141,20 @@ def summarise(scores: pl.DataFrame) -> pl.DataFrame:
         rows.append(
             dict(zip(("run", "step", "condition", "metric"), key)) | mean_ci(sub["score"].to_list())
         )
+    if not rows:  # e.g. no held-out set
+        return pl.DataFrame(schema=SUMMARY_SCHEMA)
     return pl.DataFrame(rows).sort("run", "metric", "condition", "step")
+
+
+def write_heldout(scores: pl.DataFrame, out: Mapping[str, str | Path]) -> None:
+    """The held-out set's own :func:`summarise`, :func:`suppression` and :func:`learning`
+    tables (``out``: paths by ``summary``, ``suppression``, ``learning``; empty tables when
+    there is no held-out set): the same statistics as the main tables, on instructions of
+    another kind, never pooled with them."""
+    held = scores.filter(pl.col("eval_set") == HELDOUT)
+    write_parquet(summarise(held), out["summary"])
+    write_parquet(suppression(held), out["suppression"])
+    write_parquet(learning(held), out["learning"])
 
 
 def em_rates(

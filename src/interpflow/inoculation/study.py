@@ -307,9 +307,12 @@ def data_spec(
 
 
 def eval_files(inst: Mapping, data_file: Callable[[str], str]) -> dict[str, str]:
-    """The eval sets of an instance: its eval instructions and, with an EM judge and EM
-    questions, the EM questions (``data_file`` as in :func:`data_spec`)."""
+    """The eval sets of an instance: its eval instructions, its held-out instructions of
+    another kind when given and, with an EM judge and EM questions, the EM questions
+    (``data_file`` as in :func:`data_spec`)."""
     out = {"eval_instructions": data_file("eval_instructions")}
+    if inst["data"]["heldout_instructions"]:
+        out["heldout_instructions"] = data_file("heldout_instructions")
     if inst["judges"]["em"] and inst["data"]["em_questions"]:
         out["em_questions"] = data_file("em_questions")
     return out

@@ -16,6 +16,11 @@ with its own shift and the paired margin of dW over it on the same questions:
 - ``prompt``: the positive minus the negative system prompt of ``prompt_pair`` (the persona put
   in the prompt instead of the weights).
 
+With ``findings.heldout_set`` (e.g. ``heldout``: questions of another kind than the training
+and the in-distribution eval questions), each family also gets the same shift on that set, beside
+the same controls measured there and the in-distribution shift (out of distribution: does the
+headline hold where nothing was trained or chosen?).
+
 Every number comes from the eval-row parquets the eval and baselines stages write
 (:data:`~interpflow.steering.common.EVAL_SCHEMA`).
 """
@@ -40,6 +45,7 @@ class FindingsConfig:
     """Config key ``findings``: which eval set, which prompt pair, the bootstrap."""
 
     eval_set: str | None = None  # None = the first set of eval.sets
+    heldout_set: str | None = None  # a set of eval.sets of another kind: one more row per family
     prompt_pair: tuple[str, str] = ("engineered_honest", "engineered_dishonest")
     n_bootstrap: int = 2000
     seed: int = 0
@@ -96,8 +102,11 @@ def family_finding(
     model: str,
     eval_set: str,
     cfg: FindingsConfig,
+    in_distribution: Finding | None = None,
 ) -> Finding:
-    """The α_max − α_min shift of ``family``'s dW with its controls."""
+    """The α_max − α_min shift of ``family``'s dW with its controls; given the
+    ``in_distribution`` row of the same family, this is the held-out row: its text says so and
+    that row's shift stands beside the controls (other questions: no paired margin)."""
     weight = rows.filter((pl.col("method") == "weight") & (pl.col("variant") == family))
     alphas = weight["alpha"].unique().to_list()
     hi, lo = max(alphas), min(alphas)
@@ -115,7 +124,20 @@ def family_finding(
         _control("RepE (PCA)", head, shift(rows, "repe_pca", "all_layers", hi, lo), cfg),
         _control(f"prompt {pos} - {neg}", head, prompt_shift, cfg),
     ]
+    if in_distribution is not None:
+        controls.append(
+            Control(
+                name="the same dW on the in-distribution set",
+                value=in_distribution.value,
+                ci=in_distribution.ci,
+            )
+        )
     random = controls[0]
+    where = (
+        f"on held-out questions ({eval_set})"
+        if in_distribution is None
+        else f"on questions of another kind, out of distribution ({eval_set})"
+    )
     holds = bool(
         values.size
         and ci[0] > 0
@@ -130,9 +152,10 @@ def family_finding(
         model=model,
         finding=(
             f"{family} dW moves the persona-signed Yes/No log-ratio in the trained direction "
-            f"on held-out questions ({eval_set})"
+            + where
         ),
-        metric=f"{family} dW: mean shift of signed log-ratio, alpha {hi:+g} minus {lo:+g}",
+        metric=f"{family} dW: mean shift of signed log-ratio, alpha {hi:+g} minus {lo:+g}"
+        + ("" if in_distribution is None else f", out of distribution ({eval_set})"),
         value=float(values.mean()) if values.size else float("nan"),
         ci=ci,
         n=int(values.size),
@@ -153,21 +176,30 @@ def steering_findings(
     model: str,
     config: FindingsConfig,
 ) -> list[Finding]:
-    """One finding per family (``results/steering/<instance>/findings.json``)."""
+    """One finding per family (``results/steering/<instance>/findings.json``), then with
+    ``config.heldout_set`` one held-out row per family (:func:`family_finding`)."""
     rows = pl.concat(
         [read_parquet(p).select(_COLUMNS) for p in [*evals, *baselines]], how="vertical"
     )
     sets = rows["eval_set"].unique(maintain_order=True).to_list()
     eval_set = config.eval_set or sets[0]
-    if eval_set not in sets:
-        raise ValueError(
-            f"findings.eval_set {eval_set!r} is not an evaluated set (have {', '.join(sets)})"
-        )
-    rows = _per_question(rows, eval_set)
+    for key, name in (("eval_set", eval_set), ("heldout_set", config.heldout_set)):
+        if name is not None and name not in sets:
+            raise ValueError(
+                f"findings.{key} {name!r} is not an evaluated set (have {', '.join(sets)})"
+            )
+    if config.heldout_set == eval_set:
+        raise ValueError(f"findings.heldout_set {eval_set!r} is the findings' own eval set")
+    on = {"instance": instance, "model": model, "cfg": config}
     findings = [
-        family_finding(rows, f, instance=instance, model=model, eval_set=eval_set, cfg=config)
-        for f in families
+        family_finding(_per_question(rows, eval_set), f, eval_set=eval_set, **on) for f in families
     ]
+    if config.heldout_set is not None:
+        held = _per_question(rows, config.heldout_set)
+        findings += [
+            family_finding(held, f, eval_set=config.heldout_set, in_distribution=row, **on)
+            for f, row in zip(families, findings, strict=True)
+        ]
     write(out, findings)
     return findings
 
