@@ -107,3 +107,20 @@ def test_findings_hold_and_validation_picks_a_middle_layer(built):
     # the random-init copy: the same probe on its activations stays far from the real model's
     (control,) = [c for c in row["controls"] if c["name"].startswith("random-init copy")]
     assert control["value"] < row["value"] - 0.2
+
+
+def test_transfer_rows_say_whether_it_holds(built):
+    """MEASURED (transfer/, the probe trained on the bank, 60 prompts per set): instructed
+    0.866 [0.809, 0.919], margins +0.253 [0.139, 0.376] over the bag of words (0.613) and
+    +0.376 over form; roleplay 0.717 [0.616, 0.811], margins +0.167 [0.024, 0.310] and +0.199
+    [0.066, 0.315]; recall of deceptive at 1% FPR on the 560 controls 0.95 and 0.0. Both hold;
+    the in-distribution column is the headline's own numbers."""
+    _, *rows = json.loads((built / "smollm2/findings.json").read_text())
+    for row in rows:
+        assert row["holds"] is True and "holds out of distribution" in row["finding"], row
+    transfer = json.loads((built / "smollm2/transfer/metrics.json").read_text())
+    metrics = json.loads((built / "smollm2/probes/metrics.json").read_text())
+    same = transfer["sets"]["in_distribution"]["readers"]["probe"]
+    assert same["auroc"] == pytest.approx(metrics["probes"]["logreg"]["auroc"])
+    assert transfer["sets"]["instructed"]["readers"]["probe"]["auroc"] > 0.8
+    assert 0.6 < transfer["sets"]["roleplay"]["readers"]["probe"]["auroc"] < 0.8
