@@ -8,7 +8,8 @@ SmolLM2-135M-Instruct sums two single digits right about 40% of the time when as
 (issue 12), so the tribunal's correct / incorrect traces come from one problem family.
 
 ``resources/tribunal/harder.jsonl`` is :func:`harder_problems` (multi-digit sums and
-differences, a one-digit times a two-digit number, three-term chains; seeded) followed by the
+differences, a one-digit times a two-digit number, three-term chains; seeded, in the
+proportions of :data:`HARDER_COUNTS`) followed by the
 hand-written multi-step word problems of ``resources/tribunal/word_problems.jsonl`` (each
 answer a worked solution of ``a op b = c`` lines that the test re-computes), written by
 ``python -m interpflow.tribunal.arithmetic --harder resources/tribunal/word_problems.jsonl``.
@@ -34,8 +35,11 @@ def addition_problems(lo: int = 1, hi: int = 9) -> list[dict[str, str]]:
     ]
 
 
-#: the kinds of :func:`harder_problems`: (id prefix, operand ranges, operators)
-HARDER_KINDS = ("add2", "sub2", "mul", "chain")
+#: the kinds of :func:`harder_problems` and how many of each: most of the kinds SmolLM2-135M
+#: sometimes gets right (sums with a two-digit term, products; ~1 in 5 in a first 48 traces),
+#: fewer of those it never did (differences, chains), so both classes come at a CPU-sized pace
+HARDER_COUNTS = {"add2": 80, "add21": 80, "mul": 80, "sub2": 30, "chain": 30}
+HARDER_KINDS = tuple(HARDER_COUNTS)
 
 
 def _harder_one(kind: str, rng) -> tuple[str, str, int]:
@@ -48,32 +52,38 @@ def _harder_one(kind: str, rng) -> tuple[str, str, int]:
     if kind == "add2":
         a, b = r(10, 99), r(10, 99)
         return f"{a}-{b}", f"{a} + {b}", a + b
+    if kind == "add21":
+        a, b = r(10, 99), r(2, 9)
+        return f"{a}-{b}", f"{a} + {b}", a + b
     if kind == "sub2":
         a, b = sorted((r(10, 99), r(10, 99)), reverse=True)
         return f"{a}-{b}", f"{a} - {b}", a - b
     if kind == "mul":
-        a, b = r(2, 9), r(11, 19)
+        a, b = r(2, 9), r(11, 24)
         return f"{a}-{b}", f"{a} * {b}", a * b
     a, b, c = r(10, 50), r(2, 9), r(2, 9)
     return f"{a}-{b}-{c}", f"{a} + {b} - {c}", a + b - c
 
 
-def harder_problems(per_kind: int = 60, seed: int = 0) -> list[dict[str, str]]:
-    """``per_kind`` problems of each of :data:`HARDER_KINDS` (interleaved, drawn with ``seed``;
-    a repeated draw is skipped) as ``{id, question, answer}`` records: two-digit sums and
-    differences (never negative), a one-digit times a two-digit number (11-19), and
-    ``a + b - c`` chains of two steps; ids ``<kind>-<operands>``, answers exact integers."""
+def harder_problems(seed: int = 0) -> list[dict[str, str]]:
+    """:data:`HARDER_COUNTS` problems of each kind (interleaved, drawn with ``seed``; a
+    repeated draw is skipped) as ``{id, question, answer}`` records: sums of two two-digit
+    numbers and of a two-digit and a one-digit number, two-digit differences (never
+    negative), a one-digit times a two-digit number (11-24), and ``a + b - c`` chains of two
+    steps; ids ``<kind>-<operands>``, answers exact integers."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     out: list[dict[str, str]] = []
     seen: set[str] = set()
     counts = dict.fromkeys(HARDER_KINDS, 0)
-    while min(counts.values()) < per_kind:
+    for _ in range(100 * sum(HARDER_COUNTS.values())):  # bounded: each kind has >100 problems
+        if all(counts[k] >= n for k, n in HARDER_COUNTS.items()):
+            break
         for kind in HARDER_KINDS:
             suffix, expr, value = _harder_one(kind, rng)
             pid = f"{kind}-{suffix}"
-            if counts[kind] >= per_kind or pid in seen:
+            if counts[kind] >= HARDER_COUNTS[kind] or pid in seen:
                 continue
             seen.add(pid)
             counts[kind] += 1
