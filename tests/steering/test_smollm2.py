@@ -106,7 +106,10 @@ def test_the_readout_stays_in_format(evals):
 
 def test_heldout_set_of_another_kind_has_its_own_row(built, evals):
     """The 40 third-person judgements (agreement_heldout.jsonl, both labels): the same shift
-    paired by question on that set, beside the same controls and the in-distribution shift."""
+    paired by question on that set, beside the same controls and the in-distribution shift.
+    Measured: dW raises log p(Yes) - log p(No) by ~1.7 on both labels alike (it learned "say
+    Yes", the agreeing persona's opening word, not agreement), so the signed shift is ~0 there
+    (+0.04 [-0.48, +0.55]) and the held-out row does not hold."""
     ind, held = read(built / "findings.json")
     assert held.n == N_HELDOUT and "out of distribution (heldout)" in held.finding
     plus = _by_question(evals, "weight", "lora", 1.0, "heldout")["logratio_signed"].to_numpy()
@@ -115,3 +118,12 @@ def test_heldout_set_of_another_kind_has_its_own_row(built, evals):
     controls = {c.name: c for c in held.controls}
     assert controls["the same dW on the in-distribution set"].value == pytest.approx(ind.value)
     assert controls["random dW"].margin is not None
+    assert held.ci[0] < 0 < held.ci[1] and not held.holds
+    for label in (-1, 1):  # "Yes" rises whatever it means
+        rows = evals.filter(
+            (pl.col("method") == "weight")
+            & (pl.col("eval_set") == "heldout")
+            & (pl.col("label") == label)
+        )
+        at = {a: rows.filter(pl.col("alpha") == a)["logratio"].mean() for a in (-1.0, 1.0)}
+        assert at[1.0] - at[-1.0] > 1.0, (label, at)
