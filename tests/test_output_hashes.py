@@ -40,7 +40,15 @@ def _write_run(root, *, seconds=1.5, written_at="2026-01-01T00:00:00Z", value=3,
 
 
 def test_volatile_names():
-    for key in ("elapsed_s", "written_at", "seconds", "wall_seconds", "timestamp", "code"):
+    for key in (
+        "elapsed_s",
+        "written_at",
+        "seconds",
+        "wall_seconds",
+        "seconds_this_run",
+        "timestamp",
+        "code",
+    ):
         assert volatile(key), key
     for key in ("n", "n_texts", "candidate", "dataset", "codes", "max_new_tokens"):
         assert not volatile(key), key

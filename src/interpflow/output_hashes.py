@@ -30,8 +30,9 @@ from typing import Any
 #: a key or column whose name says time (``elapsed_s``, ``written_at``, ``wall_seconds``, ...)
 #: or the code hash (``code``): left out of the hash
 VOLATILE = re.compile(
-    r"(^|_)(s|sec|secs|seconds|elapsed|wall|time|timestamp|at|date|duration|started|finished"
-    r"|created|updated)$|^(code|code_hash)$",
+    r"seconds|elapsed|timestamp"
+    r"|(^|_)(s|sec|secs|wall|time|at|date|duration|started|finished|created|updated)$"
+    r"|^(code|code_hash)$",
     re.IGNORECASE,
 )
 #: files left out whole: the cost ledgers (wall seconds per rule), snakemake's timestamps
