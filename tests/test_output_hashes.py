@@ -85,3 +85,40 @@ def test_main_compares_with_a_saved_manifest(tmp_path, capsys):
     (results / "model.bin").write_bytes(b"\x09")
     assert main([str(results), "--compare", str(saved)]) == 1
     assert "changed: model.bin" in capsys.readouterr().out
+
+
+def _safetensors(path, tensors: dict, metadata: dict) -> None:
+    """A safetensors file with its header entries in the order given."""
+    import struct
+
+    header, body = {"__metadata__": metadata}, b""
+    for name, data in tensors.items():
+        header[name] = {
+            "dtype": "U8",
+            "shape": [len(data)],
+            "data_offsets": [len(body), len(body) + len(data)],
+        }
+        body += data
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + body)
+
+
+def test_what_a_run_writes_in_no_fixed_order_compares_equal(tmp_path):
+    """Header order, CSV column order, a set-valued JSON list, the findings' durations and
+    SQLite's transient files do not change the manifest; a tensor's bytes do."""
+    a, b = tmp_path / "a" / "results", tmp_path / "b" / "results"
+    for root in (a, b):
+        root.mkdir(parents=True)
+    _safetensors(a / "dw.safetensors", {"x": b"\x01", "y": b"\x02"}, {"neg": "n", "pos": "p"})
+    _safetensors(b / "dw.safetensors", {"y": b"\x02", "x": b"\x01"}, {"pos": "p", "neg": "n"})
+    (a / "t.csv").write_text("k,u,v\nx,1,2\n")
+    (b / "t.csv").write_text("k,v,u\nx,2,1\n")
+    (a / "adapter_config.json").write_text(json.dumps({"target_modules": ["q", "v"]}))
+    (b / "adapter_config.json").write_text(json.dumps({"target_modules": ["v", "q"]}))
+    (a / "findings.md").write_text("| x | 0.5 | 4.3 min |\n")
+    (b / "findings.md").write_text("| x | 0.5 | 17.6 min |\n")
+    (b / "cache.sqlite-wal").write_bytes(b"x")
+    assert manifest(a) == manifest(b)
+    _safetensors(b / "dw.safetensors", {"y": b"\x03", "x": b"\x01"}, {"pos": "p", "neg": "n"})
+    (b / "findings.md").write_text("| x | 0.6 | 17.6 min |\n")
+    assert compare(manifest(a), manifest(b))["changed"] == ["dw.safetensors", "findings.md"]

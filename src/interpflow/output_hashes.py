@@ -5,8 +5,11 @@ and after, and compare. What a rerun changes by itself is left out: the run ledg
 judge ledger (wall seconds), logs and benchmark files (outside ``results/``), snakemake's
 timestamp files, and in JSON, CSV and parquet every key or column named for time (seconds,
 timestamps, wall times: :data:`VOLATILE`) or for the code hash (a param that any code change
-moves). Parquet files are compared by content (schema and rows), not bytes; SQLite caches by
-their rows; every other file by its bytes. The working directory's absolute path is replaced
+moves), and the durations of the findings table (.md, .html). Parquet files are compared by
+content (schema and rows), not bytes; SQLite caches by their rows; safetensors by tensors and
+metadata; CSV by columns by name. What a run writes in no fixed order is compared unordered:
+set-valued JSON lists (:data:`SET_KEYS`), safetensors headers, CSV column order. Every other
+file by its bytes. The working directory's absolute path is replaced
 by ``<work>`` wherever it appears, so two copies of the repository compare equal.
 
     python -m interpflow.output_hashes results -o /tmp/hashes_before.json
@@ -37,6 +40,12 @@ VOLATILE = re.compile(
 )
 #: files left out whole: the cost ledgers (wall seconds per rule), snakemake's timestamps
 SKIPPED_NAMES = {"ledger.csv", "judge_ledger.csv", ".snakemake_timestamp"}
+#: endings of files left out whole: SQLite's transient write-ahead log and shared memory
+SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal")
+#: JSON keys whose list is a set written in no fixed order (PEFT's target_modules): sorted
+SET_KEYS = {"target_modules"}
+#: a duration as the findings table writes it (its cost column: "4.3 min"), in .md and .html
+DURATION = re.compile(rb"\b\d+(?:\.\d+)? (?:min|s|h)\b")
 #: folders left out whole (under the results directory)
 SKIPPED_DIRS = {"logs", "benchmarks", ".snakemake", "__pycache__"}
 
@@ -50,7 +59,12 @@ def stable(value: Any, work: str) -> Any:
     """``value`` (parsed JSON) with volatile keys dropped at any depth and ``work`` replaced by
     ``<work>`` in strings."""
     if isinstance(value, dict):
-        return {k: stable(v, work) for k, v in value.items() if not volatile(str(k))}
+        return {
+            k: sorted(stable(v, work), key=repr) if k in SET_KEYS and isinstance(v, list)
+            else stable(v, work)
+            for k, v in value.items()
+            if not volatile(str(k))
+        }  # fmt: skip
     if isinstance(value, list):
         return [stable(v, work) for v in value]
     if isinstance(value, str) and work:
@@ -69,13 +83,40 @@ def json_digest(path: Path, work: str) -> str:
 
 
 def csv_digest(path: Path, work: str) -> str:
-    """sha256 of a CSV/TSV file's rows without its volatile columns."""
+    """sha256 of a CSV/TSV file's columns by name (their order left out: a pivot may put them
+    in any order), rows in order, without its volatile columns."""
     text = path.read_text().replace(work, "<work>") if work else path.read_text()
     rows = list(csv.reader(io.StringIO(text), delimiter="\t" if path.suffix == ".tsv" else ","))
     if not rows:
         return _digest([])
     keep = [i for i, name in enumerate(rows[0]) if not volatile(name)]
-    return _digest([[row[i] for i in keep if i < len(row)] for row in rows])
+    return _digest(
+        {rows[0][i]: [row[i] if i < len(row) else None for row in rows[1:]] for i in keep}
+    )
+
+
+def safetensors_digest(path: Path, work: str) -> str:
+    """sha256 of a safetensors file's tensors (name, dtype, shape, bytes; by name) and its
+    metadata (keys sorted): the header's order left out."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    body = data[8 + n :]
+    h = hashlib.sha256()
+    h.update(_digest(stable(header.pop("__metadata__", {}), work)).encode())
+    for name in sorted(header):
+        t = header[name]
+        begin, end = t["data_offsets"]
+        h.update(f"{name}\0{t['dtype']}\0{t['shape']}\0".encode() + body[begin:end])
+    return h.hexdigest()
+
+
+def text_digest(path: Path, work: str) -> str:
+    """sha256 of a Markdown/HTML file's bytes with every duration (``4.3 min``) masked."""
+    data = path.read_bytes()
+    if work:
+        data = data.replace(work.encode(), b"<work>")
+    return hashlib.sha256(DURATION.sub(b"<duration>", data)).hexdigest()
 
 
 def parquet_digest(path: Path, work: str) -> str:
@@ -120,6 +161,9 @@ DIGESTS = {
     ".tsv": csv_digest,
     ".parquet": parquet_digest,
     ".sqlite": sqlite_digest,
+    ".safetensors": safetensors_digest,
+    ".md": text_digest,
+    ".html": text_digest,
 }
 
 
@@ -127,7 +171,7 @@ def output_files(results: Path) -> Iterable[Path]:
     """The files under ``results`` that are hashed, sorted (skipped names and folders left out)."""
     for path in sorted(results.rglob("*")):
         rel = path.relative_to(results)
-        if not path.is_file() or path.name in SKIPPED_NAMES:
+        if not path.is_file() or path.name in SKIPPED_NAMES or path.name.endswith(SKIPPED_SUFFIXES):
             continue
         if SKIPPED_DIRS.intersection(rel.parts[:-1]):
             continue
