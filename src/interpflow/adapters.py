@@ -327,6 +327,109 @@ def _save_adapter(model, path: Path, adapter: AdapterConfig, init_dir: Path | No
         model.save_pretrained(str(path))
 
 
+def _accumulate_step(peft_model, examples, micro, pad_token_id, device) -> tuple[float, int]:
+    """(mean loss, supervised tokens) of one optimizer step's micro-batches ``micro`` (lists of
+    example indices), their gradients accumulated on ``peft_model``."""
+    import torch
+
+    n_tokens = 0
+    total_loss = 0.0
+    for idx in micro:
+        input_ids, attn, labels = _collate([examples[i] for i in idx], pad_token_id)
+        input_ids, attn, labels = input_ids.to(device), attn.to(device), labels.to(device)
+        logits = peft_model(input_ids=input_ids, attention_mask=attn).logits.float()
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)),
+            labels[:, 1:].reshape(-1),
+            ignore_index=-100,
+        )
+        (loss / len(micro)).backward()
+        total_loss += loss.item() / len(micro)
+        n_tokens += int((labels[:, 1:] != -100).sum())
+    return total_loss, n_tokens
+
+
+def _run_steps(
+    *, peft_model, opt, sched, trainable, examples, steps_plan, pad_token_id,
+    train: TrainConfig, adapter: AdapterConfig, rdir: Path, init_dir: Path | None, start: int,
+    log_rows: list[dict], key: str, log,
+) -> list[dict]:  # fmt: skip
+    """``log_rows`` with a row per optimizer step after ``start`` (step, loss, lr, tokens):
+    runs them, saving the adapter at ``train.save_steps`` (under ``rdir``/checkpoints) and the
+    training state every ``train.resume_every`` steps and on SIGUSR1/SIGTERM (then exits)."""
+    import torch
+
+    total = len(steps_plan)
+    device = next(peft_model.parameters()).device
+    ckpt_tmp = rdir / "checkpoints"
+    peft_model.train()
+    stop = StopSignals()  # SIGUSR1/SIGTERM: save the state at the next step boundary, exit
+    saved = start  # the step of the newest checkpoint on disk
+    for step in range(start + 1, total + 1):
+        if stop.received and saved < step - 1:
+            save_resume(rdir, peft_model, opt, sched, step - 1, log_rows, key)
+        stop.check(
+            rdir / "interruptions.jsonl",
+            log,
+            f"before step {step}/{total}: training state saved in {rdir}",
+            step=step - 1,
+        )
+        total_loss, n_tokens = _accumulate_step(
+            peft_model, examples, steps_plan[step - 1], pad_token_id, device
+        )
+        if train.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(trainable, train.max_grad_norm)
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        log_rows.append({"step": step, "loss": total_loss, "lr": lr, "tokens": n_tokens})
+        if step in train.save_steps or step == total:
+            _save_adapter(peft_model, ckpt_tmp / f"step-{step}", adapter, init_dir)
+        if step % train.resume_every == 0 and step < total:
+            save_resume(rdir, peft_model, opt, sched, step, log_rows, key)
+            saved = step
+        log(f"step {step}/{total} loss {total_loss:.4f} lr {lr:.3g}")
+    return log_rows
+
+
+def _publish_adapter(
+    *, peft_model, out_dir: Path, adapter: AdapterConfig, init_dir: Path | None, rdir: Path,
+    log_rows: list[dict], provenance: dict,
+) -> Path:  # fmt: skip
+    """``out_dir``, now the adapter's PEFT directory (with its checkpoints, train_log.parquet
+    and provenance.json), assembled beside and renamed onto it; the resume directory removed."""
+    ckpt_tmp = rdir / "checkpoints"
+    build = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    if build.exists():
+        shutil.rmtree(build)
+    _save_adapter(peft_model, build, adapter, init_dir)
+    if ckpt_tmp.exists():
+        shutil.move(str(ckpt_tmp), build / "checkpoints")
+    log_df = pl.DataFrame(
+        log_rows,
+        schema={"step": pl.Int32, "loss": pl.Float64, "lr": pl.Float64, "tokens": pl.Int64},
+    )
+    write_parquet(log_df, build / "train_log.parquet")
+    write_provenance(build / "provenance.json", **provenance)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(build, out_dir)
+    shutil.rmtree(rdir, ignore_errors=True)
+    return out_dir
+
+
+def _wrap_for_training(base, adapter: AdapterConfig, train: TrainConfig, rdir: Path):
+    """(the PEFT model around ``base``, the directory of PiSSA's initial adapter or None):
+    PiSSA's is saved under ``rdir`` to convert it back to LoRA on save."""
+    peft_model = wrap_model(base, adapter, train.seed)
+    init_dir = None
+    if adapter.family == "pissa":
+        init_dir = rdir / "pissa_init"
+        peft_model.save_pretrained(str(init_dir))
+    return peft_model, init_dir
+
+
 @restores_signals
 def train_adapter(
     model: ModelSpec,
@@ -355,22 +458,12 @@ def train_adapter(
     steps_plan = step_plan(n_examples=len(examples), train=train)
     total = len(steps_plan)
     key = stable_hash(
-        {
-            "model": asdict(spec),
-            "adapter": asdict(adapter),
-            "train": asdict(train),
-            "data": file_hash(data_path),
-        }
-    )
-
+        {"model": asdict(spec), "adapter": asdict(adapter), "train": asdict(train),
+         "data": file_hash(data_path)}
+    )  # fmt: skip
     rdir = resume_dir_for(out_dir)
     rdir.mkdir(parents=True, exist_ok=True)
-    peft_model = wrap_model(base, adapter, train.seed)
-    init_dir = None
-    if adapter.family == "pissa":  # the initial adapter, to convert PiSSA back to LoRA on save
-        init_dir = rdir / "pissa_init"
-        peft_model.save_pretrained(str(init_dir))
-    device = next(peft_model.parameters()).device
+    peft_model, init_dir = _wrap_for_training(base, adapter, train, rdir)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in trainable)
     opt = make_optimizer(
@@ -384,60 +477,11 @@ def train_adapter(
         f"training {adapter.family} on {len(examples)} examples: {total} optimizer steps, "
         f"{n_trainable} trainable parameters, layers {layer_indices(num_layers, adapter.layer_slice)}"
     )
-    ckpt_tmp = rdir / "checkpoints"
-    peft_model.train()
-    stop = StopSignals()  # SIGUSR1/SIGTERM: save the state at the next step boundary, exit
-    saved = start  # the step of the newest checkpoint on disk
-    for step in range(start + 1, total + 1):
-        if stop.received and saved < step - 1:
-            save_resume(rdir, peft_model, opt, sched, step - 1, log_rows, key)
-        stop.check(
-            rdir / "interruptions.jsonl",
-            log,
-            f"before step {step}/{total}: training state saved in {rdir}",
-            step=step - 1,
-        )
-        micro = steps_plan[step - 1]
-        n_tokens = 0
-        total_loss = 0.0
-        for idx in micro:
-            input_ids, attn, labels = _collate([examples[i] for i in idx], tok.pad_token_id)
-            input_ids, attn, labels = input_ids.to(device), attn.to(device), labels.to(device)
-            logits = peft_model(input_ids=input_ids, attention_mask=attn).logits.float()
-            loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)),
-                labels[:, 1:].reshape(-1),
-                ignore_index=-100,
-            )
-            (loss / len(micro)).backward()
-            total_loss += loss.item() / len(micro)
-            n_tokens += int((labels[:, 1:] != -100).sum())
-        if train.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, train.max_grad_norm)
-        lr = sched.get_last_lr()[0]
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        log_rows.append({"step": step, "loss": total_loss, "lr": lr, "tokens": n_tokens})
-        if step in train.save_steps or step == total:
-            _save_adapter(peft_model, ckpt_tmp / f"step-{step}", adapter, init_dir)
-        if step % train.resume_every == 0 and step < total:
-            save_resume(rdir, peft_model, opt, sched, step, log_rows, key)
-            saved = step
-        log(f"step {step}/{total} loss {total_loss:.4f} lr {lr:.3g}")
-
-    # assemble the final directory beside, then rename it onto out_dir
-    build = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    if build.exists():
-        shutil.rmtree(build)
-    _save_adapter(peft_model, build, adapter, init_dir)
-    if ckpt_tmp.exists():
-        shutil.move(str(ckpt_tmp), build / "checkpoints")
-    log_df = pl.DataFrame(
-        log_rows,
-        schema={"step": pl.Int32, "loss": pl.Float64, "lr": pl.Float64, "tokens": pl.Int64},
-    )
-    write_parquet(log_df, build / "train_log.parquet")
+    _run_steps(
+        peft_model=peft_model, opt=opt, sched=sched, trainable=trainable, examples=examples,
+        steps_plan=steps_plan, pad_token_id=tok.pad_token_id, train=train, adapter=adapter,
+        rdir=rdir, init_dir=init_dir, start=start, log_rows=log_rows, key=key, log=log,
+    )  # fmt: skip
     summary = {
         "family": adapter.family,
         "steps": total,
@@ -446,20 +490,18 @@ def train_adapter(
         "trainable_parameters": n_trainable,
         "layers": layer_indices(num_layers, adapter.layer_slice),
     }
-    write_provenance(
-        build / "provenance.json",
-        model=asdict(spec),
-        adapter=asdict(adapter),
-        train=asdict(train),
-        data=str(data_path),
-        data_sha256=file_hash(data_path),
-        summary=summary,
-        interruptions=interruptions(rdir / "interruptions.jsonl"),
-    )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(build, out_dir)
-    shutil.rmtree(rdir, ignore_errors=True)
+    _publish_adapter(
+        peft_model=peft_model, out_dir=out_dir, adapter=adapter, init_dir=init_dir, rdir=rdir,
+        log_rows=log_rows, provenance={
+            "model": asdict(spec),
+            "adapter": asdict(adapter),
+            "train": asdict(train),
+            "data": str(data_path),
+            "data_sha256": file_hash(data_path),
+            "summary": summary,
+            "interruptions": interruptions(rdir / "interruptions.jsonl"),
+        },
+    )  # fmt: skip
     return summary
 
 

@@ -304,31 +304,17 @@ def dw_shift(
 # the stage
 
 
-def collect(
-    *,
-    deception: Sequence[Mapping] = (),
-    tribunal: Sequence[Mapping] = (),
-    steering: Sequence[Mapping] = (),
-    alpha: float = 1.0,
-) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, dict], list[str]]:
-    """Every method's directions from the stage's plan (one entry per study instance on the
-    model: its files and config blocks, as rule ``atlas`` passes them): ``(methods, meta,
-    notes)``; ``meta[name]`` says where a method's directions come from and which way they
-    point; ``notes`` name the methods absent and why. Beside the concept directions, each
-    steering instance with a dW adds ``mean_state``: the mean residual state of its eval
-    prompts without dW, a reference for the component that data-derived directions share
-    with the residual stream's mean (anisotropy), not a concept."""
+#: a method's entry: (name, {block: direction}, meta beside its layers)
+Method = tuple[str, dict[int, np.ndarray], dict]
+
+
+def deception_methods(deception: Sequence[Mapping]) -> list[Method]:
+    """The deception instances' probe directions (and NLA's, where given), one method per
+    kind and instance, oriented towards the instance's positive bank."""
     from interpflow.config import from_config
     from interpflow.deception.common import ProbeConfig
-    from interpflow.models import ModelSpec, load_model
-    from interpflow.steering.common import EvalConfig
 
-    methods, meta, notes = {}, {}, []
-
-    def add(name, layers, **info):
-        methods[name] = layers
-        meta[name] = {"layers": sorted(int(k) for k in layers), **info}
-
+    found = []
     for inst in deception:
         key = f"deception.{inst['instance']}"
         got = deception_directions(
@@ -341,74 +327,145 @@ def collect(
             nla=inst.get("nla"),
         )
         for kind, layers in got.items():
-            add(
-                f"deception/{inst['instance']}:{kind}",
-                layers,
-                study="deception",
-                source=str(inst["activations"]),
-                orientation=f"towards {inst['positive']!r} (vs the rest)",
+            found.append(
+                (
+                    f"deception/{inst['instance']}:{kind}",
+                    layers,
+                    {
+                        "study": "deception",
+                        "source": str(inst["activations"]),
+                        "orientation": f"towards {inst['positive']!r} (vs the rest)",
+                    },
+                )
             )
+    return found
+
+
+def tribunal_methods(tribunal: Sequence[Mapping]) -> tuple[list[Method], list[str]]:
+    """(the tribunal instances' probe directions, one method per aggregation and instance;
+    notes naming the instances whose directions are absent and why)."""
+    found, notes = [], []
     for inst in tribunal:
         got, reason = tribunal_directions(inst["directions"], inst["directions_json"])
         if reason:
             notes.append(f"tribunal/{inst['instance']}: {reason}")
         for agg, layers in got.items():
-            add(
-                f"tribunal/{inst['instance']}:{agg}",
-                layers,
-                study="tribunal",
-                source=str(inst["directions"]),
-                orientation="towards a correct trace",
+            found.append(
+                (
+                    f"tribunal/{inst['instance']}:{agg}",
+                    layers,
+                    {
+                        "study": "tribunal",
+                        "source": str(inst["directions"]),
+                        "orientation": "towards a correct trace",
+                    },
+                )
             )
+    return found, notes
+
+
+def steering_methods(steering: Sequence[Mapping], alpha: float) -> tuple[list[Method], list[str]]:
+    """(the steering instances' RepE directions and, per instance with a dW, its
+    ``mean_state`` and each family's ``shift_<family>``: dw_methods; notes naming the RepE
+    directions absent)."""
+    found, notes = [], []
     for inst in steering:
-        name, key = inst["instance"], f"steering.{inst['instance']}"
+        name = inst["instance"]
         got, missing = repe_directions(inst["repe"])
         notes += [f"steering/{name}: {m}" for m in missing]
         for kind, layers in got.items():
-            add(
-                f"steering/{name}:{kind}",
-                layers,
-                study="steering",
-                source=str(inst["repe"]),
-                orientation="positive persona minus negative",
+            found.append(
+                (
+                    f"steering/{name}:{kind}",
+                    layers,
+                    {
+                        "study": "steering",
+                        "source": str(inst["repe"]),
+                        "orientation": "positive persona minus negative",
+                    },
+                )
             )
-        if not inst["dw"]:
-            continue
-        if inst.get("threads"):
-            import torch
+        if inst["dw"]:
+            found += dw_methods(inst, alpha)
+    return found, notes
 
-            torch.set_num_threads(int(inst["threads"]))
-        spec = ModelSpec(**inst["model"])
-        config = from_config(EvalConfig, inst["eval"], f"{key}.eval")
-        loaded = load_model(spec)  # one load for every family of the instance
-        conv = LAYER_CONVENTION["steering"]
-        for family, path in inst["dw"].items():
-            s = dw_shift(
-                model=spec, dw=path, eval_sets=inst["eval_sets"], config=config,
-                alpha=alpha, loaded=loaded,
-            )  # fmt: skip
-            if f"steering/{name}:mean_state" not in methods:
-                add(
+
+def dw_methods(inst: Mapping, alpha: float) -> list[Method]:
+    """A steering instance's ``mean_state`` (the mean residual state of its eval prompts
+    without dW: a reference for the component data-derived directions share with the
+    residual stream's mean, not a concept) and each dW family's mean state shift
+    ``shift_<family>``, from one model load."""
+    from interpflow.config import from_config
+    from interpflow.models import ModelSpec, load_model
+    from interpflow.steering.common import EvalConfig
+
+    name, key = inst["instance"], f"steering.{inst['instance']}"
+    if inst.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(inst["threads"]))
+    spec = ModelSpec(**inst["model"])
+    config = from_config(EvalConfig, inst["eval"], f"{key}.eval")
+    loaded = load_model(spec)  # one load for every family of the instance
+    conv = LAYER_CONVENTION["steering"]
+    found = []
+    for family, path in inst["dw"].items():
+        s = dw_shift(
+            model=spec, dw=path, eval_sets=inst["eval_sets"], config=config,
+            alpha=alpha, loaded=loaded,
+        )  # fmt: skip
+        if not found:
+            found.append(
+                (
                     f"steering/{name}:mean_state",
                     {to_block(i, conv): row for i, row in enumerate(s["base"].mean(0))},
-                    study="steering",
-                    source="the eval prompts' states without dW",
-                    orientation="the mean residual state (a reference, not a concept)",
-                    n_prompts=s["n_prompts"],
+                    {
+                        "study": "steering",
+                        "source": "the eval prompts' states without dW",
+                        "orientation": "the mean residual state (a reference, not a concept)",
+                        "n_prompts": s["n_prompts"],
+                    },
                 )
-            layers = {to_block(i, conv): row for i, row in enumerate(s["shift"]) if row.any()}
-            add(
+            )
+        layers = {to_block(i, conv): row for i, row in enumerate(s["shift"]) if row.any()}
+        found.append(
+            (
                 f"steering/{name}:shift_{family}",
                 layers,
-                study="steering",
-                source=str(path),
-                orientation=f"W0 + {alpha:+g}·dW minus W0 (dW = theta+ - theta-)",
-                alpha=alpha,
-                n_prompts=s["n_prompts"],
-                shift_norm=s["norm"].tolist(),
-                base_norm=s["base_norm"].tolist(),
+                {
+                    "study": "steering",
+                    "source": str(path),
+                    "orientation": f"W0 + {alpha:+g}·dW minus W0 (dW = theta+ - theta-)",
+                    "alpha": alpha,
+                    "n_prompts": s["n_prompts"],
+                    "shift_norm": s["norm"].tolist(),
+                    "base_norm": s["base_norm"].tolist(),
+                },
             )
-    return methods, meta, notes
+        )
+    return found
+
+
+def collect(
+    *,
+    deception: Sequence[Mapping] = (),
+    tribunal: Sequence[Mapping] = (),
+    steering: Sequence[Mapping] = (),
+    alpha: float = 1.0,
+) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, dict], list[str]]:
+    """Every method's directions from the stage's plan (one entry per study instance on the
+    model: its files and config blocks, as rule ``atlas`` passes them): ``(methods, meta,
+    notes)``; ``meta[name]`` says where a method's directions come from and which way they
+    point; ``notes`` name the methods absent and why. Beside the concept directions, each
+    steering instance with a dW adds ``mean_state`` (dw_methods)."""
+    found = deception_methods(deception)
+    tribunal_found, tribunal_notes = tribunal_methods(tribunal)
+    steering_found, steering_notes = steering_methods(steering, alpha)
+    methods, meta = {}, {}
+    for name, layers, info in [*found, *tribunal_found, *steering_found]:
+        methods[name] = layers
+        meta[name] = {"layers": sorted(int(k) for k in layers), **info}
+    return methods, meta, [*tribunal_notes, *steering_notes]
 
 
 def build_atlas(

@@ -232,6 +232,81 @@ def _check_args(cfg: JudgeConfig, texts: Sequence[str], batch_size: int) -> list
     return texts
 
 
+def _cached_vectors(
+    cache: _VectorCache | None, keys: list[str], cfg: JudgeConfig, cache_path
+) -> tuple[dict[str, np.ndarray], int | None]:
+    """({key: vector} of ``keys`` the cache holds, their dimension or None when it holds
+    none); vectors of several dimensions raise."""
+    cached = cache.get_many(keys) if cache is not None else {}
+    dims = sorted({int(v.shape[0]) for v in cached.values()})
+    if len(dims) > 1:
+        raise RuntimeError(
+            f"embedding cache {cache_path} holds vectors of dimensions {dims} for "
+            f"{cfg.backend} model {cfg.model!r}; delete it (or use another file) and rerun"
+        )
+    return cached, dims[0] if dims else None
+
+
+def _embed_batches(
+    cfg: JudgeConfig,
+    unique: dict[str, str],
+    batches: list[list[str]],
+    dim: int | None,
+    cache: _VectorCache | None,
+) -> tuple[dict[str, np.ndarray], dict[int, tuple[str, str]], int | None, int]:
+    """(fresh {key: vector}, failed batches {batch index: (reason, error text)}, the
+    dimension, the number of backend calls) from calling the backend on ``batches`` of keys
+    of ``unique`` ({key: text}); each batch's vectors are cached as they come."""
+    counter = CallCounter()
+    fresh: dict[str, np.ndarray] = {}
+    errors: dict[int, tuple[str, str]] = {}  # batch index -> (reason, error text)
+    if not batches:
+        return fresh, errors, dim, counter.value
+    backend = make_backend(cfg, counter)  # config errors (no key, bad path) raise here
+    secret = getattr(backend, "secret", None)
+    failures = (MalformedResponse, *backend.failures)
+
+    def call(batch: list[str]) -> np.ndarray | tuple[str, str]:
+        # API errors (after the SDK's retries) and malformed responses become a failed
+        # batch; other exceptions (bugs) propagate.
+        try:
+            return _check_vectors(backend([unique[k] for k in batch]), len(batch))
+        except failures as exc:
+            return failure_reason(exc), error_text(exc, secret)
+
+    workers = min(cfg.concurrency, len(batches)) if cfg.backend == "openai" else 1
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed")
+    try:
+        futures = {pool.submit(call, b): bi for bi, b in enumerate(batches)}
+        for fut in as_completed(futures):
+            bi = futures[fut]
+            result = fut.result()  # a bug (not an API failure) raises here
+            if isinstance(result, tuple):
+                errors[bi] = result
+                continue
+            if dim is None:
+                dim = int(result.shape[1])
+            elif result.shape[1] != dim:
+                errors[bi] = (
+                    "MalformedResponse",
+                    (
+                        f"MalformedResponse: vectors of dimension {result.shape[1]}, "
+                        f"but this model's other vectors have dimension {dim}"
+                    ),
+                )
+                continue
+            items = list(zip(batches[bi], result, strict=True))
+            fresh.update(items)
+            if cache is not None:
+                cache.put_many(items)  # committed at once: a killed job resumes
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # don't run the rest first
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    return fresh, errors, dim, counter.value
+
+
 def embed_texts(
     cfg: JudgeConfig,
     texts: Sequence[str],
@@ -265,65 +340,12 @@ def embed_texts(
         unique.setdefault(k, t)
     cache = _VectorCache(cache_path) if cache_path is not None else None
     try:
-        cached = cache.get_many(list(unique)) if cache is not None else {}
-        dims = sorted({int(v.shape[0]) for v in cached.values()})
-        if len(dims) > 1:
-            raise RuntimeError(
-                f"embedding cache {cache_path} holds vectors of dimensions {dims} for "
-                f"{cfg.backend} model {cfg.model!r}; delete it (or use another file) and rerun"
-            )
-        dim = dims[0] if dims else None
+        cached, dim = _cached_vectors(cache, list(unique), cfg, cache_path)
         todo = [k for k in unique if k not in cached]
         if cfg.backend == "hf":
             todo.sort(key=lambda k: len(unique[k]))  # similar lengths: little padding
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        counter = CallCounter()
-        fresh: dict[str, np.ndarray] = {}
-        errors: dict[int, tuple[str, str]] = {}  # batch index -> (reason, error text)
-
-        if batches:
-            backend = make_backend(cfg, counter)  # config errors (no key, bad path) raise here
-            secret = getattr(backend, "secret", None)
-            failures = (MalformedResponse, *backend.failures)
-
-            def call(batch: list[str]) -> np.ndarray | tuple[str, str]:
-                # API errors (after the SDK's retries) and malformed responses become a failed
-                # batch; other exceptions (bugs) propagate.
-                try:
-                    return _check_vectors(backend([unique[k] for k in batch]), len(batch))
-                except failures as exc:
-                    return failure_reason(exc), error_text(exc, secret)
-
-            workers = min(cfg.concurrency, len(batches)) if cfg.backend == "openai" else 1
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed")
-            try:
-                futures = {pool.submit(call, b): bi for bi, b in enumerate(batches)}
-                for fut in as_completed(futures):
-                    bi = futures[fut]
-                    result = fut.result()  # a bug (not an API failure) raises here
-                    if isinstance(result, tuple):
-                        errors[bi] = result
-                        continue
-                    if dim is None:
-                        dim = int(result.shape[1])
-                    elif result.shape[1] != dim:
-                        errors[bi] = (
-                            "MalformedResponse",
-                            (
-                                f"MalformedResponse: vectors of dimension {result.shape[1]}, "
-                                f"but this model's other vectors have dimension {dim}"
-                            ),
-                        )
-                        continue
-                    items = list(zip(batches[bi], result, strict=True))
-                    fresh.update(items)
-                    if cache is not None:
-                        cache.put_many(items)  # committed at once: a killed job resumes
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)  # don't run the rest first
-                raise
-            finally:
-                pool.shutdown(wait=True)
+        fresh, errors, dim, n_called = _embed_batches(cfg, unique, batches, dim, cache)
     finally:
         if cache is not None:
             cache.close()
@@ -334,7 +356,7 @@ def embed_texts(
         n_texts=len(texts),
         n_unique=len(unique),
         n_cached=sum(k in cached for k in keys),
-        n_called=counter.value,
+        n_called=n_called,
         n_failed=len(failed),
         failures=dict(Counter(failed)),
         first_error=errors[min(errors)][1] if errors else None,

@@ -213,6 +213,69 @@ GENERATION_SCHEMA = {
 }
 
 
+def fresh_shard_dir(shards: Path, fingerprint: str, log=print) -> Path:
+    """``shards``, holding only shards of a run with ``fingerprint`` (a stale one's, or one
+    with an unreadable manifest, are discarded) and a manifest naming it."""
+    manifest = shards / "manifest.json"
+    if shards.exists():
+        old = None
+        try:
+            old = json.loads(manifest.read_text())["fingerprint"]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log(f"warning: {manifest} is unreadable ({type(e).__name__}: {e})")
+        if old != fingerprint:
+            log(f"discarding stale shards in {shards} (fingerprint {old} != {fingerprint})")
+            shutil.rmtree(shards)
+    shards.mkdir(parents=True, exist_ok=True)
+    write_json({"fingerprint": fingerprint}, manifest)
+    return shards
+
+
+def write_shard(rows: list[dict], tables: list, files: tuple[Path, Path, Path], layers) -> Path:
+    """The shard's generations file, written last (its rename marks the shard finished),
+    after its activations (when ``layers`` are captured) and their checksums; ``files`` =
+    (generations, activations, checksums) as :func:`shard_files` names them."""
+    gen_file, act_file, sums_file = files
+    if layers:
+        with atomic_path(act_file) as tmp:
+            pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
+    with atomic_path(gen_file) as tmp:
+        pl.DataFrame(rows, schema=GENERATION_SCHEMA).write_parquet(tmp, compression="zstd")
+        sums = {gen_file.name: file_sha256(tmp)}
+        if layers:
+            sums[act_file.name] = file_sha256(act_file)
+        write_json(sums, sums_file)
+    return gen_file
+
+
+def write_outputs(
+    shards: Path,
+    n_used: int,
+    generations_path: str | Path,
+    activations_path: str | Path,
+    store_dtype: str,
+    layers,
+) -> tuple[pl.DataFrame, int]:
+    """(the generations of the first ``n_used`` shards, their activation rows' count), both
+    written to the stage's outputs (an empty activation table when no layers are captured)."""
+    generations = pl.concat(
+        [pl.read_parquet(shards / f"{i:05d}.generations.parquet") for i in range(n_used)]
+    )
+    write_parquet(generations, generations_path)
+    with atomic_path(activations_path) as tmp:
+        if layers:
+            table = pa.concat_tables(
+                [pq.read_table(shards / f"{i:05d}.activations.parquet") for i in range(n_used)]
+            )
+        else:
+            table = empty_activation_table(store_dtype, 0)
+        n_rows = table.num_rows
+        pq.write_table(table, tmp, compression="zstd")
+    return generations, n_rows
+
+
 @restores_signals
 def generate_and_capture(
     prompts_path: str | Path,
@@ -260,20 +323,7 @@ def generate_and_capture(
         }
     )
     shards = shard_dir_for(generations_path)
-    manifest = shards / "manifest.json"
-    if shards.exists():
-        old = None
-        try:
-            old = json.loads(manifest.read_text())["fingerprint"]
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log(f"warning: {manifest} is unreadable ({type(e).__name__}: {e})")
-        if old != fingerprint:
-            log(f"discarding stale shards in {shards} (fingerprint {old} != {fingerprint})")
-            shutil.rmtree(shards)
-    shards.mkdir(parents=True, exist_ok=True)
-    write_json({"fingerprint": fingerprint}, manifest)
+    fresh_shard_dir(shards, fingerprint, log)
 
     n_shards = (prompts.height + run.shard_size - 1) // run.shard_size
     done = finished_shards(shards, n_shards, bool(capture.layers), log)
@@ -285,7 +335,7 @@ def generate_and_capture(
     stop = StopSignals()
     halving = HalvingBatches(run.batch_size, log) if halve_on_oom else None
     for i in range(n_shards):
-        gen_file, act_file, sums_file = shard_files(shards, i)
+        gen_file = shard_files(shards, i)[0]
         if i not in done:
             if lm is None:
                 lm, tokenizer = load_model(model)
@@ -336,15 +386,7 @@ def generate_and_capture(
                             capture.store_dtype,
                         )
                     )
-            if capture.layers:
-                with atomic_path(act_file) as tmp:
-                    pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
-            with atomic_path(gen_file) as tmp:  # last: its rename marks the shard finished
-                pl.DataFrame(rows, schema=GENERATION_SCHEMA).write_parquet(tmp, compression="zstd")
-                sums = {gen_file.name: file_sha256(tmp)}
-                if capture.layers:
-                    sums[act_file.name] = file_sha256(act_file)
-                write_json(sums, sums_file)
+            write_shard(rows, tables, shard_files(shards, i), capture.layers)
             log(
                 f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s"
             )
@@ -357,20 +399,9 @@ def generate_and_capture(
                 break
     stop.restore()
 
-    generations = pl.concat(
-        [pl.read_parquet(shards / f"{i:05d}.generations.parquet") for i in range(n_used)]
+    generations, n_rows = write_outputs(
+        shards, n_used, generations_path, activations_path, capture.store_dtype, capture.layers
     )
-    write_parquet(generations, generations_path)
-    n_rows = 0
-    with atomic_path(activations_path) as tmp:
-        if capture.layers:
-            table = pa.concat_tables(
-                [pq.read_table(shards / f"{i:05d}.activations.parquet") for i in range(n_used)]
-            )
-        else:
-            table = empty_activation_table(capture.store_dtype, 0)
-        n_rows = table.num_rows
-        pq.write_table(table, tmp, compression="zstd")
     summary = {
         "model_id": model_id or model.name_or_path,
         "model_path": model.name_or_path,

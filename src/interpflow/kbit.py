@@ -19,7 +19,7 @@ them at planning.
   checkpointed blocks still pass gradients to the adapter. The loss is the same as without.
 
 bitsandbytes (>= 0.46) has a CPU backend for both the 4-bit layers and AdamW8bit, so CI runs
-all three on the stub. This module imports nothing heavy at import time (``common.smk``
+all three on the stub. This module imports nothing heavy at import time (``planning_checks.smk``
 calls :func:`check_family` at every parse); bitsandbytes is imported only where used.
 """
 

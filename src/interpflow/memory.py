@@ -1,6 +1,6 @@
 """Peak GPU memory of a job at planning: weights, adapter state, activations, KV cache.
 
-Standard library only (``workflow/rules/common.smk`` imports it at every parse): the sizes
+Standard library only (``workflow/rules/planning_checks.smk`` imports it at every parse): the sizes
 are arithmetic on the model's shape (its ``config.json`` keys, or the ``models.<name>.shape``
 a preset states), never a loaded model. Sizes are bytes; tables print decimal GB (1e9 B).
 

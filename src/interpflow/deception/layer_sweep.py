@@ -54,6 +54,53 @@ def validation_auroc(
     return float(macro_auroc(np.searchsorted(classes, y), proba))
 
 
+def layer_records(
+    ds,
+    layer: int,
+    test_groups: np.ndarray,
+    estimator_factory: Callable[[int], Any],
+    seed: int,
+    n_bootstrap: int,
+) -> list[dict[str, Any]]:
+    """The sweep table's rows of one layer's dataset ``ds`` (its test rows: those of
+    ``test_groups``): the probe's accuracy and AUROC, the majority baseline (with CIs) and the
+    validation AUROC (train rows only)."""
+    is_test = np.isin(ds.groups, test_groups)
+    train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    if test_idx.size == 0 or train_idx.size == 0:
+        raise ValueError(f"layer {layer}: the shared prompt split leaves an empty side")
+    classes = np.unique(ds.y[train_idx])
+    _, m = fit_and_score(
+        estimator_factory(seed),
+        ds,
+        train_idx,
+        test_idx,
+        classes,
+        seed,
+        n_bootstrap,
+        n_permutations=0,
+    )
+    base = majority_baseline(
+        ds.y[train_idx], ds.y[test_idx], ds.groups[test_idx], n_bootstrap, seed
+    )
+    val = validation_auroc(
+        estimator_factory(seed),
+        ds.X[train_idx],
+        ds.y[train_idx],
+        ds.groups[train_idx],
+        seed,
+    )
+    return [
+        {"layer": layer, "metric": metric, "value": value, "ci_low": ci[0], "ci_high": ci[1]}
+        for metric, value, ci in (
+            ("accuracy", m["accuracy"], m["accuracy_ci"]),
+            ("auroc", m["auroc"], m["auroc_ci"]),
+            ("majority_accuracy", base["accuracy"], base["accuracy_ci"]),
+            ("validation_auroc", None if np.isnan(val) else val, (None, None)),
+        )
+    ]
+
+
 def layer_sweep(
     *,
     activations: str | Path,
@@ -93,46 +140,7 @@ def layer_sweep(
             else:
                 _, test_idx0 = group_split(ds.groups, ds.y, cfg.test_size, seed)
             test_groups = np.unique(ds.groups[test_idx0])
-        is_test = np.isin(ds.groups, test_groups)
-        train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-        if test_idx.size == 0 or train_idx.size == 0:
-            raise ValueError(f"layer {layer}: the shared prompt split leaves an empty side")
-        classes = np.unique(ds.y[train_idx])
-        _, m = fit_and_score(
-            estimator_factory(seed),
-            ds,
-            train_idx,
-            test_idx,
-            classes,
-            seed,
-            n_bootstrap,
-            n_permutations=0,
-        )
-        base = majority_baseline(
-            ds.y[train_idx], ds.y[test_idx], ds.groups[test_idx], n_bootstrap, seed
-        )
-        val = validation_auroc(
-            estimator_factory(seed),
-            ds.X[train_idx],
-            ds.y[train_idx],
-            ds.groups[train_idx],
-            seed,
-        )
-        for metric, value, ci in (
-            ("accuracy", m["accuracy"], m["accuracy_ci"]),
-            ("auroc", m["auroc"], m["auroc_ci"]),
-            ("majority_accuracy", base["accuracy"], base["accuracy_ci"]),
-            ("validation_auroc", None if np.isnan(val) else val, (None, None)),
-        ):
-            records.append(
-                {
-                    "layer": int(layer),
-                    "metric": metric,
-                    "value": value,
-                    "ci_low": ci[0],
-                    "ci_high": ci[1],
-                }
-            )
+        records += layer_records(ds, int(layer), test_groups, estimator_factory, seed, n_bootstrap)
     df = pl.DataFrame(
         records,
         schema={

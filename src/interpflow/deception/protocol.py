@@ -108,6 +108,44 @@ def _site_data(activations, labels, target, layers, positions, positive):
     return out
 
 
+def control_dataset(control_activations: str | Path, probe_cfg: ProbeConfig):
+    """The control prompts' probe dataset (every prompt labelled ``control``) at the probe's
+    layer and positions."""
+    ctrl_labels = pl.DataFrame(
+        {"prompt_id": pl.read_parquet(control_activations)["prompt_id"].unique().sort()}
+    ).with_columns(pl.lit("control").alias(probe_cfg.target))
+    return load_probe_dataset(
+        control_activations, ctrl_labels, probe_cfg.target, probe_cfg.layer, probe_cfg.positions
+    )
+
+
+def probe_results(ds, ctrl, train_idx, test_idx, cfg: ProtocolConfig, probe_cfg: ProbeConfig):
+    """{probe type: its test AUROC (and CI) and its recall on the test positives at
+    ``cfg.fpr`` on the control prompts}, each probe fit on the train rows."""
+    pos = ds.y == cfg.positive
+    n_boot, seed = probe_cfg.n_bootstrap, probe_cfg.seed
+    results = {}
+    for name, estimator in P.probe_types(seed).items():
+        model = clone(estimator).fit(ds.X[train_idx], pos[train_idx])
+        s_test = P.positive_score(model, ds.X[test_idx])
+        s_ctrl = P.positive_score(model, ctrl.X)
+        auroc, auroc_ci_ = auroc_ci(pos[test_idx], s_test, ds.groups[test_idx], n_boot, seed)
+        results[name] = {
+            "auroc": auroc,
+            "auroc_ci": auroc_ci_,
+            **P.recall_at_fpr(
+                s_test[pos[test_idx]],
+                ds.groups[test_idx][pos[test_idx]],
+                s_ctrl,
+                ctrl.groups,
+                cfg.fpr,
+                n_boot,
+                seed,
+            ),
+        }
+    return results
+
+
 def protocol_analysis(
     *,
     activations: str | Path,
@@ -137,33 +175,10 @@ def protocol_analysis(
         )
     train_idx, test_idx = np.load(train_indices), np.load(test_indices)
     pairs = audit_split(prompts, ds, train_idx, test_idx, cfg)
-    ctrl_labels = pl.DataFrame(
-        {"prompt_id": pl.read_parquet(control_activations)["prompt_id"].unique().sort()}
-    ).with_columns(pl.lit("control").alias(probe_cfg.target))
-    ctrl = load_probe_dataset(
-        control_activations, ctrl_labels, probe_cfg.target, probe_cfg.layer, probe_cfg.positions
-    )
+    ctrl = control_dataset(control_activations, probe_cfg)
     pos = ds.y == cfg.positive
-    n_boot, seed = probe_cfg.n_bootstrap, probe_cfg.seed
-    results = {}
-    for name, estimator in P.probe_types(seed).items():
-        model = clone(estimator).fit(ds.X[train_idx], pos[train_idx])
-        s_test = P.positive_score(model, ds.X[test_idx])
-        s_ctrl = P.positive_score(model, ctrl.X)
-        auroc, auroc_ci_ = auroc_ci(pos[test_idx], s_test, ds.groups[test_idx], n_boot, seed)
-        results[name] = {
-            "auroc": auroc,
-            "auroc_ci": auroc_ci_,
-            **P.recall_at_fpr(
-                s_test[pos[test_idx]],
-                ds.groups[test_idx][pos[test_idx]],
-                s_ctrl,
-                ctrl.groups,
-                cfg.fpr,
-                n_boot,
-                seed,
-            ),
-        }
+    seed = probe_cfg.seed
+    results = probe_results(ds, ctrl, train_idx, test_idx, cfg, probe_cfg)
     random = P.random_directions(
         ds.X[train_idx], pos[train_idx], ds.X[test_idx], pos[test_idx], ctrl.X,
         cfg.n_random_directions, cfg.fpr, seed,

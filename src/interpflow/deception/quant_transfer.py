@@ -106,6 +106,83 @@ def cosine_table(full: pl.DataFrame, quant: pl.DataFrame, n_bootstrap: int, seed
     return pl.DataFrame(rows).sort("position", "layer")
 
 
+def reread(
+    *, prompts: pl.DataFrame, model: ModelSpec, cfg: QuantConfig, layers, spec, store_dtype: str,
+    outs: dict[str, str | Path], log=print,
+) -> dict[str, str | Path]:  # fmt: skip
+    """{"full" | "4bit": the activations file (``outs``) of ``prompts`` re-read through
+    ``model`` at that precision}, one model load each."""
+    from interpflow.capture import capture_texts
+    from interpflow.models import load_model
+
+    tables = {}
+    for name, m in (
+        ("full", model),
+        # deviation: 4-bit through bitsandbytes, not MLX
+        ("4bit", replace(model, quantization=cfg.scheme)),
+    ):
+        lm, tok = load_model(m)
+        table = capture_texts(
+            lm,
+            tok,
+            prompts["prompt_id"].to_list(),
+            prompts["chat_prompt"].to_list(),
+            prompts["response"].to_list(),
+            tuple(layers),
+            spec,
+            store_dtype,
+            cfg.batch_size,
+        )
+        del lm
+        pl.from_arrow(table).write_parquet(outs[name])
+        tables[name] = outs[name]
+        log(f"{name}: {table.num_rows} vectors of {prompts.height} test prompts")
+    return tables
+
+
+def aligned_rows(ds, sets: dict, test_idx: np.ndarray):
+    """(the keys of the test rows every precision has, sorted; {"full" | "4bit" | "stored":
+    their vectors in that order}; their labels; the stored test rows' keys). A response
+    position moves if its text re-encodes shorter, so not every row is at every precision."""
+    stored_keys = dict(zip(_row_keys(ds), range(len(ds.y))))
+    keyed = {name: dict(zip(_row_keys(s), range(len(s.y)))) for name, s in sets.items()}
+    test_rows = set(test_idx.tolist())
+    test_keys = {k for k, i in stored_keys.items() if i in test_rows}
+    common = sorted(test_keys & set(keyed["full"]) & set(keyed["4bit"]))
+    if not common:
+        raise ValueError("quant_transfer: no test row was re-read at both precisions")
+    X = {name: sets[name].X[[keyed[name][k] for k in common]] for name in sets}
+    X["stored"] = ds.X[[stored_keys[k] for k in common]]
+    y = np.array([ds.y[stored_keys[k]] for k in common])
+    return common, X, y, test_keys
+
+
+def probe_scores(probe_model, classes: str | Path, X: dict, y, groups, n_boot: int, seed: int):
+    """({"full" | "4bit" | "stored": the saved probe's accuracy, AUROC and macro F1 (with CIs)
+    on those vectors}, the paired change 4-bit minus full)."""
+    class_names = np.asarray([c for c in Path(classes).read_text().splitlines() if c])
+    proba = {name: proba_for(probe_model, x, class_names) for name, x in X.items()}
+    scores = {
+        name: {
+            k: v
+            for k, v in classification_metrics(y, p, class_names, groups, n_boot, seed).items()
+            if k in ("accuracy", "accuracy_ci", "auroc", "auroc_ci", "macro_f1", "macro_f1_ci")
+        }
+        for name, p in proba.items()
+    }
+    change = paired_margin(y, proba["4bit"], proba["full"], class_names, groups, n_boot, seed)
+    return scores, change
+
+
+def reread_drift(X: dict, common: list) -> dict[str, float]:
+    """{position: the largest |full re-read - stored| over its rows}: prompt positions are the
+    same tokens (0 up to storage rounding); a response position moves where the response text
+    re-encodes to other ids than were sampled."""
+    gap = np.abs(X["full"].astype(np.float64) - X["stored"].astype(np.float64)).max(axis=1)
+    pos_of = np.array([k[1] for k in common])
+    return {str(p): float(gap[pos_of == p].max()) for p in np.unique(pos_of)}
+
+
 def quant_transfer(
     *,
     generations: str | Path,
@@ -133,37 +210,15 @@ def quant_transfer(
     are read as the probes read them (:func:`~interpflow.deception.targets.read_labels`)."""
     import joblib
 
-    from interpflow.capture import capture_texts
-    from interpflow.models import load_model
-
     ds = load_dataset(activations, labels, probe_cfg, nla)
     test_idx = np.load(test_indices)
     test_ids = list(dict.fromkeys(ds.groups[test_idx].tolist()))
     prompts = read_prompts(generations, test_ids)
-    spec = parse_positions(positions)
-    tables = {}
-    for name, m, out in (
-        ("full", model, out_activations_full),
-        # deviation: 4-bit through bitsandbytes, not MLX
-        ("4bit", replace(model, quantization=cfg.scheme), out_activations_4bit),
-    ):
-        lm, tok = load_model(m)
-        table = capture_texts(
-            lm,
-            tok,
-            prompts["prompt_id"].to_list(),
-            prompts["chat_prompt"].to_list(),
-            prompts["response"].to_list(),
-            tuple(layers),
-            spec,
-            store_dtype,
-            cfg.batch_size,
-        )
-        del lm
-        pl.from_arrow(table).write_parquet(out)
-        tables[name] = out
-        log(f"{name}: {table.num_rows} vectors of {len(test_ids)} test prompts")
-
+    tables = reread(
+        prompts=prompts, model=model, cfg=cfg, layers=layers, spec=parse_positions(positions),
+        store_dtype=store_dtype, outs={"full": out_activations_full, "4bit": out_activations_4bit},
+        log=log,
+    )  # fmt: skip
     labels_table, _ = read_labels(labels, probe_cfg, nla)
     sets = {
         name: load_probe_dataset(
@@ -171,37 +226,12 @@ def quant_transfer(
         )
         for name, path in tables.items()
     }
-    # the rows every precision has (a response position moves if its text re-encodes shorter)
-    stored_keys = dict(zip(_row_keys(ds), range(len(ds.y))))
-    keyed = {name: dict(zip(_row_keys(s), range(len(s.y)))) for name, s in sets.items()}
-    test_rows = set(test_idx.tolist())
-    test_keys = {k for k, i in stored_keys.items() if i in test_rows}
-    common = sorted(test_keys & set(keyed["full"]) & set(keyed["4bit"]))
-    if not common:
-        raise ValueError("quant_transfer: no test row was re-read at both precisions")
-    probe_model = joblib.load(probe)
-    class_names = np.asarray([c for c in Path(classes).read_text().splitlines() if c])
-    y = np.array([ds.y[stored_keys[k]] for k in common])
-    groups = np.array([k[0] for k in common])
-    X = {name: sets[name].X[[keyed[name][k] for k in common]] for name in sets}
-    X["stored"] = ds.X[[stored_keys[k] for k in common]]
-    proba = {name: proba_for(probe_model, x, class_names) for name, x in X.items()}
+    common, X, y, test_keys = aligned_rows(ds, sets, test_idx)
     n_boot, seed = probe_cfg.n_bootstrap, probe_cfg.seed
-    scores = {
-        name: {
-            k: v
-            for k, v in classification_metrics(y, p, class_names, groups, n_boot, seed).items()
-            if k in ("accuracy", "accuracy_ci", "auroc", "auroc_ci", "macro_f1", "macro_f1_ci")
-        }
-        for name, p in proba.items()
-    }
-    change = paired_margin(y, proba["4bit"], proba["full"], class_names, groups, n_boot, seed)
-    # how far the re-read is from what generation stored, per position: prompt positions are
-    # the same tokens (0 up to storage rounding); a response position moves where the response
-    # text re-encodes to other ids than were sampled
-    gap = np.abs(X["full"].astype(np.float64) - X["stored"].astype(np.float64)).max(axis=1)
-    pos_of = np.array([k[1] for k in common])
-    drift = {str(p): float(gap[pos_of == p].max()) for p in np.unique(pos_of)}
+    scores, change = probe_scores(
+        joblib.load(probe), classes, X, y, np.array([k[0] for k in common]), n_boot, seed
+    )
+    drift = reread_drift(X, common)
     cos = cosine_table(
         pl.read_parquet(tables["full"]), pl.read_parquet(tables["4bit"]), n_boot, seed
     )

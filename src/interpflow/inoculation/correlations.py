@@ -76,6 +76,64 @@ def _scope(prompt_trait: str, trait: str, neutral: str = "neutral") -> str:
     return "own" if prompt_trait in (trait, neutral) else "cross"
 
 
+def scoped_points(
+    heuristics: pl.DataFrame, suppression: pl.DataFrame, prompt_traits: Mapping[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the suppression rows joined to their prompt's heuristics; those and the ``gap`` rows
+    (mix heuristics vs fixed-minus-mix suppression), each with its ``scope``)."""
+    joined = suppression.join(heuristics, on=["prompt_key", "prefix_type"], how="inner")
+    fixed = suppression.filter(pl.col("prefix_type") == "fixed").select(
+        "prompt_key", "trait", pl.col("suppression").alias("fixed")
+    )
+    gap = (
+        joined.filter(pl.col("prefix_type") == "mix")
+        .join(fixed, on=["prompt_key", "trait"])
+        .with_columns(
+            prefix_type=pl.lit("gap"), suppression=pl.col("fixed") - pl.col("suppression")
+        )
+        .drop("fixed")
+    )
+    points = pl.concat([joined, gap], how="diagonal_relaxed")
+    points = points.with_columns(
+        scope=pl.Series(
+            [
+                _scope(prompt_traits.get(k, "neutral"), t)
+                for k, t in zip(points["prompt_key"], points["trait"])
+            ],
+            dtype=pl.String,
+        )
+    )
+    return joined, points
+
+
+def per_group_points(points: pl.DataFrame, with_composite: bool) -> pl.DataFrame:
+    """``points`` in (prefix_type, trait, scope) groups, each with the H7 ``composite``
+    z-scored over its own points when ``with_composite``."""
+    groups = []
+    for _, sub in points.group_by(["prefix_type", "trait", "scope"], maintain_order=True):
+        if with_composite:
+            parts = [w * _z(sub[c].cast(pl.Float64).to_numpy()) for c, w in COMPOSITE.items()]
+            sub = sub.with_columns(composite=np.sum(parts, axis=0))
+        groups.append(sub)
+    return pl.concat(groups, how="diagonal_relaxed") if groups else points
+
+
+def pooled_points(per_group: pl.DataFrame) -> pl.DataFrame:
+    """``per_group`` and its copies pooled over traits (``trait = "pooled"``), and all of those
+    for fixed and mix again pooled over both (``prefix_type = "all"``)."""
+    pooled = per_group.with_columns(trait=pl.lit("pooled"))
+    both = pl.concat([per_group, pooled], how="diagonal_relaxed")
+    return pl.concat(
+        [
+            both,
+            both.filter(pl.col("prefix_type").is_in(["fixed", "mix"])).with_columns(
+                prefix_type=pl.lit("all")
+            ),
+        ],
+        how="diagonal_relaxed",
+    )
+
+
 def correlate(
     heuristics: pl.DataFrame,
     suppression: pl.DataFrame,
@@ -100,51 +158,12 @@ def correlate(
     ``composite`` (:data:`COMPOSITE`) is z-scored over the points of each (prefix_type,
     trait, scope) group, and pooled rows pool those per-group composites.
     """
-    prompt_traits = prompt_traits or {}
-    joined = suppression.join(heuristics, on=["prompt_key", "prefix_type"], how="inner")
-    fixed = suppression.filter(pl.col("prefix_type") == "fixed").select(
-        "prompt_key", "trait", pl.col("suppression").alias("fixed")
-    )
-    gap = (
-        joined.filter(pl.col("prefix_type") == "mix")
-        .join(fixed, on=["prompt_key", "trait"])
-        .with_columns(
-            prefix_type=pl.lit("gap"), suppression=pl.col("fixed") - pl.col("suppression")
-        )
-        .drop("fixed")
-    )
-    points = pl.concat([joined, gap], how="diagonal_relaxed")
-    points = points.with_columns(
-        scope=pl.Series(
-            [
-                _scope(prompt_traits.get(k, "neutral"), t)
-                for k, t in zip(points["prompt_key"], points["trait"])
-            ],
-            dtype=pl.String,
-        )
-    )
+    joined, points = scoped_points(heuristics, suppression, prompt_traits or {})
     cols = [c for c in joined.columns if c in CORRELATED or c.startswith(("ph_", "ppd_"))]
     with_composite = all(c in joined.columns for c in COMPOSITE)
     if with_composite:
         cols.append("composite")
-    groups = []
-    for _, sub in points.group_by(["prefix_type", "trait", "scope"], maintain_order=True):
-        if with_composite:
-            parts = [w * _z(sub[c].cast(pl.Float64).to_numpy()) for c, w in COMPOSITE.items()]
-            sub = sub.with_columns(composite=np.sum(parts, axis=0))
-        groups.append(sub)
-    per_group = pl.concat(groups, how="diagonal_relaxed") if groups else points
-    pooled = per_group.with_columns(trait=pl.lit("pooled"))
-    both = pl.concat([per_group, pooled], how="diagonal_relaxed")
-    everything = pl.concat(
-        [
-            both,
-            both.filter(pl.col("prefix_type").is_in(["fixed", "mix"])).with_columns(
-                prefix_type=pl.lit("all")
-            ),
-        ],
-        how="diagonal_relaxed",
-    )
+    everything = pooled_points(per_group_points(points, with_composite))
     out = []
     for (ptype, trait, scope), sub in everything.group_by(
         ["prefix_type", "trait", "scope"], maintain_order=True

@@ -304,6 +304,105 @@ def _w_rows(matrices: str | Path | None, meta: Mapping, name: str) -> tuple[list
     return meta["row_keys"][name], load_file(str(matrices))[name]
 
 
+def read_heuristics(heuristics, embeddings, angles, angle_summary, meta):
+    """(heuristics, embeddings, angles, angle summary tables, the W meta document): the
+    heuristics stage's, or empty tables and {} without them."""
+    if heuristics is None:
+        heur, emb, angle_table, angle_sum = (pl.DataFrame(schema=s) for s in NO_HEURISTICS.values())
+        return heur, emb, angle_table, angle_sum, {}
+    heur, emb, angle_table = (
+        read_parquet(heuristics),
+        read_parquet(embeddings),
+        read_parquet(angles),
+    )
+    angle_sum = (
+        read_parquet(angle_summary)
+        if angle_summary
+        else pl.DataFrame(schema=NO_HEURISTICS["angle_summary"])
+    )
+    return heur, emb, angle_table, angle_sum, json.loads(Path(meta).read_text())
+
+
+def elicitation_of(scores: pl.DataFrame, screen: str | Path | None) -> pl.DataFrame:
+    """Each prompt's elicitation of each trait (:func:`elicitation`), the elicitation screen's
+    where ``screen`` is given and has the pair."""
+    elic = elicitation(scores)
+    if screen is None:
+        return elic
+    scr = read_parquet(screen).select("prompt_key", "trait", "elicitation")
+    return (
+        elic.join(scr, on=["prompt_key", "trait"], how="left", suffix="_screen")
+        .with_columns(pl.col("elicitation_screen").fill_null(pl.col("elicitation")))
+        .drop("elicitation")
+        .rename({"elicitation_screen": "elicitation"})
+    )
+
+
+def suppression_points(
+    last: pl.DataFrame, elic: pl.DataFrame, heur: pl.DataFrame, prompt_traits: Mapping[str, str]
+) -> pl.DataFrame:
+    """The final step's suppression rows with their elicitation, PH and PPD (neutral) and the
+    trait their prompt names (``prompt_trait``, "neutral" for none)."""
+    return (
+        last.join(elic, on=["prompt_key", "prefix_type", "trait"], how="left")
+        .join(
+            heur.select("prompt_key", "prefix_type", "ph", "ppd_neutral"),
+            on=["prompt_key", "prefix_type"],
+            how="left",
+        )
+        .with_columns(
+            prompt_trait=pl.col("prompt_key").replace_strict(
+                prompt_traits, default="neutral", return_dtype=pl.String
+            )
+        )
+    )
+
+
+def check_report_inputs(figures: Mapping, tables: Mapping, heuristic_inputs: tuple) -> None:
+    """None; raises unless ``figures`` and ``tables`` name exactly :data:`FIGURES` and the
+    heuristics stage's four inputs come all or none."""
+    for what, given in (("figures", figures), ("tables", tables)):
+        if set(given) != set(FIGURES):
+            raise ValueError(f"report: {what} must name exactly {list(FIGURES)}, got {list(given)}")
+    if any(p is None for p in heuristic_inputs) and any(p is not None for p in heuristic_inputs):
+        raise ValueError("report: heuristics, embeddings, angles and meta come all or none")
+
+
+def predictor_points(
+    points: pl.DataFrame, heur: pl.DataFrame, groups: Mapping[str, str]
+) -> pl.DataFrame:
+    """``points`` with every heuristic of its prompt and prefix type beside, and its prompt's
+    ``group`` ("" for none)."""
+    return points.join(
+        heur.drop("prompt_trait", "ph", "ppd_neutral", strict=False),
+        on=["prompt_key", "prefix_type"],
+        how="left",
+    ).with_columns(
+        group=pl.col("prompt_key").replace_strict(groups, default="", return_dtype=pl.String)
+    )
+
+
+def paper_figures(
+    *, full: pl.DataFrame, angle_sum: pl.DataFrame, angle_table: pl.DataFrame,
+    prompt_traits: Mapping[str, str], groups: Mapping[str, str], out: Mapping,
+) -> None:  # fmt: skip
+    """Nothing: writes experiments 10 and 13's predictor grids and the angle figures
+    (cross-trait bars, per prompt, dimension vs suppression) from the points table ``full``
+    (suppression beside every heuristic), each to ``out[name]`` (PNG, CSV)."""
+    paper.scatter_grid(
+        full, paper.EXP10, *out["predictors_vs_suppression"],
+        "Experiment 10: predictors vs suppression (own-trait + neutral prompts)",
+    )  # fmt: skip
+    paper.scatter_grid(
+        full, paper.EXP13, *out["lls_metrics"], "Experiment 13: gamma, sigma, SNR vs suppression"
+    )
+    paper.fig_angle_bars(angle_sum, *out["angle_cross_trait"])
+    paper.fig_angle_per_prompt(angle_table, prompt_traits, *out["angle_per_prompt"])
+    study_traits = [t for t in dict.fromkeys(prompt_traits.values()) if t != "neutral"]
+    study_traits += [t for t in full["trait"].unique(maintain_order=True) if t not in study_traits]
+    fig_dim_suppression(full, study_traits, *out["angle_dim_suppression"])
+
+
 def report_stage(
     *,
     summary: str | Path,
@@ -339,55 +438,17 @@ def report_stage(
     a trait is the screen's (the seed's: every prompt, untrained model, fixed prefix) for both
     prefix types, instead of the step-0 training-condition score of its run.
     """
-    for what, given in (("figures", figures), ("tables", tables)):
-        if set(given) != set(FIGURES):
-            raise ValueError(f"report: {what} must name exactly {list(FIGURES)}, got {list(given)}")
-    heuristic_inputs = (heuristics, embeddings, angles, meta)
-    if any(p is None for p in heuristic_inputs) and any(p is not None for p in heuristic_inputs):
-        raise ValueError("report: heuristics, embeddings, angles and meta come all or none")
+    check_report_inputs(figures, tables, (heuristics, embeddings, angles, meta))
     out = {name: (Path(figures[name]), Path(tables[name])) for name in FIGURES}
     scores = read_parquet(summary)
     supp = read_parquet(suppression)
-    if heuristics is None:
-        heur, emb, angle_table, angle_sum = (pl.DataFrame(schema=s) for s in NO_HEURISTICS.values())
-        meta_doc = {}
-    else:
-        heur, emb, angle_table = (
-            read_parquet(heuristics),
-            read_parquet(embeddings),
-            read_parquet(angles),
-        )
-        angle_sum = (
-            read_parquet(angle_summary)
-            if angle_summary
-            else pl.DataFrame(schema=NO_HEURISTICS["angle_summary"])
-        )
-        meta_doc = json.loads(Path(meta).read_text())
+    heur, emb, angle_table, angle_sum, meta_doc = read_heuristics(
+        heuristics, embeddings, angles, angle_summary, meta
+    )
     variance = meta_doc.get("explained_variance", {})
-    elic = elicitation(scores)
-    if screen is not None:
-        scr = read_parquet(screen).select("prompt_key", "trait", "elicitation")
-        elic = (
-            elic.join(scr, on=["prompt_key", "trait"], how="left", suffix="_screen")
-            .with_columns(pl.col("elicitation_screen").fill_null(pl.col("elicitation")))
-            .drop("elicitation")
-            .rename({"elicitation_screen": "elicitation"})
-        )
     last = supp.filter(pl.col("step") == pl.col("step").max().over("run"))
     prompt_traits = dict(prompt_traits or {})
-    points = (
-        last.join(elic, on=["prompt_key", "prefix_type", "trait"], how="left")
-        .join(
-            heur.select("prompt_key", "prefix_type", "ph", "ppd_neutral"),
-            on=["prompt_key", "prefix_type"],
-            how="left",
-        )
-        .with_columns(
-            prompt_trait=pl.col("prompt_key").replace_strict(
-                prompt_traits, default="neutral", return_dtype=pl.String
-            )
-        )
-    )
+    points = suppression_points(last, elicitation_of(scores, screen), heur, prompt_traits)
     fig_trait_vs_step(scores, *out["trait_vs_step"])
     fig_scatter(
         points,
@@ -406,25 +467,11 @@ def report_stage(
     )
     fig_correlations(corr, *out["heuristic_correlations"])
     groups = dict(prompt_groups or {})
-    full = points.join(
-        heur.drop("prompt_trait", "ph", "ppd_neutral", strict=False),
-        on=["prompt_key", "prefix_type"],
-        how="left",
-    ).with_columns(
-        group=pl.col("prompt_key").replace_strict(groups, default="", return_dtype=pl.String)
-    )
-    paper.scatter_grid(
-        full, paper.EXP10, *out["predictors_vs_suppression"],
-        "Experiment 10: predictors vs suppression (own-trait + neutral prompts)",
+    full = predictor_points(points, heur, groups)
+    paper_figures(
+        full=full, angle_sum=angle_sum, angle_table=angle_table, prompt_traits=prompt_traits,
+        groups=groups, out=out,
     )  # fmt: skip
-    paper.scatter_grid(
-        full, paper.EXP13, *out["lls_metrics"], "Experiment 13: gamma, sigma, SNR vs suppression"
-    )
-    paper.fig_angle_bars(angle_sum, *out["angle_cross_trait"])
-    paper.fig_angle_per_prompt(angle_table, prompt_traits, *out["angle_per_prompt"])
-    study_traits = [t for t in dict.fromkeys(prompt_traits.values()) if t != "neutral"]
-    study_traits += [t for t in full["trait"].unique(maintain_order=True) if t not in study_traits]
-    fig_dim_suppression(full, study_traits, *out["angle_dim_suppression"])
     fig_fixed_vs_mix(
         _w_rows(matrices, meta_doc, "W_fixed"),
         _w_rows(matrices, meta_doc, "W_mix"),

@@ -153,45 +153,13 @@ def _layer_of(name: str) -> int | None:
     return None
 
 
-def subspace_diagnostics(
-    *,
-    model: ModelSpec,
-    dw: str | Path,
-    family: str,
-    personas: str | Path,
-    questions: str | Path,
-    eval_sets: Mapping[str, str],
-    out_overlap: str | Path,
-    out_projection: str | Path,
-    config: EvalConfig,
-    diagnostics: DiagnosticsConfig,
-    loaded: tuple | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Subspace overlaps of dW per module, and the projection / complement steering test.
-
-    Overlap table (one row per dW weight): ``module, layer, kind, norm, overlap_w_out,
-    overlap_w_in`` (fraction of ‖dW‖² in the top-k left / right singular subspace of the
-    pretrained W), ``chance_out``/``chance_in`` (k/dim, a random subspace's expectation),
-    ``overlap_act`` (residual writers only: fraction in the top-k activation-PCA subspace of
-    that block's output, persona prompts of both signs).
-
-    Projection table: eval rows (:data:`~interpflow.steering.common.EVAL_SCHEMA` + ``family``,
-    method ``projection``) steering at each
-    α with ``full`` dW, ``residual_write`` (only o_proj/down_proj parts), ``projection``
-    (P·dW of those) and ``complement`` ((I − P)·dW of those).
-    """
-    # deviation: seed analyses not ported
+def overlap_rows(lm, dw: Mapping, pca: Mapping, family: str, k: int):
+    """(one overlap-table row per 2-D weight of ``dw``; {"full" | "residual_write" |
+    "projection" | "complement": that part of dW}): the residual writers' parts split by the
+    top-``k`` activation-PCA subspace ``pca`` of their block's output."""
     import torch
-    from safetensors.torch import load_file
 
-    k = diagnostics.k
-    dw_path, dw = dw, load_file(str(dw))
-    lm, tok = loaded or load_model(model)  # the stage passes its one load
-    pos, neg = load_personas(personas)
-    pool = load_questions(questions, diagnostics.n_questions)
-    chats = [chat_prompt(tok, q, p) for p in pos + neg for q in pool]
     d_model = lm.config.hidden_size
-    pca = activation_pca(lm, tok, chats, min(k, d_model))
     params = dict(lm.named_parameters())
     rows, proj_dw, comp_dw, write_dw = [], {}, {}, {}
     for name, delta in dw.items():
@@ -220,20 +188,21 @@ def subspace_diagnostics(
             inside = p @ (p.T @ delta)
             write_dw[name], proj_dw[name], comp_dw[name] = delta, inside, delta - inside
         rows.append(row)
-    overlap = pl.DataFrame(rows, schema=OVERLAP_SCHEMA)
-    write_parquet(overlap, out_overlap)
-
-    evals = load_eval_sets(eval_sets, config.n_rows)
-    steer = WeightSteerer(lm, dw)
-    scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
     variants = {
         "full": dw,
         "residual_write": write_dw,
         "projection": proj_dw,
         "complement": comp_dw,
     }
+    return rows, variants
+
+
+def variant_rows(steer, scorer, evals, variants: Mapping, alphas) -> pl.DataFrame:
+    """Eval rows (method ``projection``, variant = the part of dW) steering at each α with each
+    of ``variants``; α = 0 (the base model whatever the part) is scored once and listed under
+    every variant. The model is restored after."""
     parts = []
-    for alpha in config.alphas:
+    for alpha in alphas:
         for vname, vdw in variants.items():
             if alpha == 0.0 and vname != "full":
                 continue  # α = 0 is the base model whatever the part
@@ -243,7 +212,57 @@ def subspace_diagnostics(
                 rows_a = pl.concat([rows_a.with_columns(variant=pl.lit(v)) for v in variants])
             parts.append(rows_a)
     steer.restore()
-    projection = pl.concat(parts).with_columns(pl.lit(family).alias("family"))
+    return pl.concat(parts)
+
+
+def subspace_diagnostics(
+    *,
+    model: ModelSpec,
+    dw: str | Path,
+    family: str,
+    personas: str | Path,
+    questions: str | Path,
+    eval_sets: Mapping[str, str],
+    out_overlap: str | Path,
+    out_projection: str | Path,
+    config: EvalConfig,
+    diagnostics: DiagnosticsConfig,
+    loaded: tuple | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Subspace overlaps of dW per module, and the projection / complement steering test.
+
+    Overlap table (one row per dW weight): ``module, layer, kind, norm, overlap_w_out,
+    overlap_w_in`` (fraction of ‖dW‖² in the top-k left / right singular subspace of the
+    pretrained W), ``chance_out``/``chance_in`` (k/dim, a random subspace's expectation),
+    ``overlap_act`` (residual writers only: fraction in the top-k activation-PCA subspace of
+    that block's output, persona prompts of both signs).
+
+    Projection table: eval rows (:data:`~interpflow.steering.common.EVAL_SCHEMA` + ``family``,
+    method ``projection``) steering at each
+    α with ``full`` dW, ``residual_write`` (only o_proj/down_proj parts), ``projection``
+    (P·dW of those) and ``complement`` ((I − P)·dW of those).
+    """
+    # deviation: seed analyses not ported
+    from safetensors.torch import load_file
+
+    k = diagnostics.k
+    dw_path, dw = dw, load_file(str(dw))
+    lm, tok = loaded or load_model(model)  # the stage passes its one load
+    pos, neg = load_personas(personas)
+    pool = load_questions(questions, diagnostics.n_questions)
+    chats = [chat_prompt(tok, q, p) for p in pos + neg for q in pool]
+    d_model = lm.config.hidden_size
+    pca = activation_pca(lm, tok, chats, min(k, d_model))
+    rows, variants = overlap_rows(lm, dw, pca, family, k)
+    overlap = pl.DataFrame(rows, schema=OVERLAP_SCHEMA)
+    write_parquet(overlap, out_overlap)
+
+    evals = load_eval_sets(eval_sets, config.n_rows)
+    steer = WeightSteerer(lm, dw)
+    scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
+    projection = variant_rows(steer, scorer, evals, variants, config.alphas).with_columns(
+        pl.lit(family).alias("family")
+    )
     write_parquet(projection, out_projection)
     write_provenance(
         Path(out_overlap).with_name(Path(out_overlap).name + ".provenance.json"),
