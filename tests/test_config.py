@@ -193,7 +193,7 @@ JSON_SCHEMA_KEYWORDS = {
     "$schema", "$ref", "$defs", "type", "description", "default", "properties",
     "additionalProperties", "required", "items", "minItems", "maxItems", "enum", "minimum",
     "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "propertyNames", "not",
-    "anyOf", "oneOf", "allOf", "const", "uniqueItems", "minLength", "examples", "contains",
+    "anyOf", "oneOf", "allOf", "const", "uniqueItems", "minLength", "examples", "contains", "minProperties",
 }  # fmt: skip
 
 
