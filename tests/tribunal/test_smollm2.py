@@ -2,9 +2,9 @@
 
 Preset config/studies/tribunal_smollm2.yaml samples two short chains of thought per harder
 problem (resources/tribunal/harder.jsonl: two-digit sums and differences, products, a + b - c
-chains, multi-step word problems; T = 0.7, 48-token cap) in rounds of 32 until the question
-is decided (stopping.decide_auroc 0.7: 56 correct and 56 incorrect traces, 14 of each held
-out) or the cap of 384 attempts is hit, and probes layers 6, 12, 18, 24 (of 30) beside three
+chains, multi-step word problems; T = 0.7, 32-token cap) in rounds of 32 until the question
+is decided (stopping.decide_auroc 0.75: 32 correct and 32 incorrect traces, 8 of each held
+out) or the cap of 512 attempts is hit, and probes layers 6, 12, 18, 24 (of 30) beside three
 controls: the trace's form, its words, and the random-init copy re-reading the same traces.
 
 What is true of this model on these problems (fixed seeds; 2 CPU cores): it is right far less
@@ -27,7 +27,7 @@ OUT = "results/tribunal/smollm2"
 LAYERS = (6, 12, 18, 24)
 AGGREGATIONS = ("response_mean", "last_response")
 CONTROLS = ("control", "form", "lexical")
-TARGET, CAP = 56, 384  # decide_auroc 0.7 at test_size 0.25; max_attempts
+TARGET, CAP = 32, 512  # decide_auroc 0.75 at test_size 0.25; max_attempts
 
 
 @pytest.fixture(scope="module")
