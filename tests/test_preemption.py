@@ -30,7 +30,7 @@ def prompts(tmp_path_factory):
     return out
 
 
-def _run(prompts, stub_dir, out, logs=None):
+def _run(prompts, stub_dir, out, logs=None, positions=("last_prompt",)):
     return generate_and_capture(
         prompts,
         out / "gen.parquet",
@@ -38,7 +38,7 @@ def _run(prompts, stub_dir, out, logs=None):
         out / "prov.json",
         model=ModelSpec(str(stub_dir)),
         sampling=SamplingConfig(max_new_tokens=6, seed=1),
-        capture=CaptureConfig(layers=(2,), positions=("last_prompt",)),
+        capture=CaptureConfig(layers=(2,), positions=positions),
         run=RunConfig(batch_size=2, shard_size=6),  # 14 prompts: shards of 6, 6, 2
         log=(logs.append if logs is not None else lambda *_: None),
     )
@@ -137,6 +137,35 @@ def test_a_signal_during_generate_stops_it_at_the_next_token_step(
     assert summary["interruptions"] == [{"signal": "SIGUSR1", "shard": 1, "prompts_discarded": 4}]
     for name in ("gen.parquet", "act.parquet"):
         assert pl.read_parquet(uninterrupted / name).equals(pl.read_parquet(tmp_path / name)), name
+
+
+def test_a_batch_cut_at_a_token_step_with_response_positions_stops_cleanly(
+    prompts, stub_dir, tmp_path, monkeypatch
+):
+    """The tribunal reads response positions: a row cut by the signal has no hidden state for
+    its last sampled token (the extra decode step is skipped), so reading last_response there
+    once raised an index error inside capture instead of the clean stop; the cut batch is discarded
+    unread."""
+    real_load = G.load_model
+    state = {"forwards": 0}
+
+    def kill_at_second_decode_step(_module, _args):
+        state["forwards"] += 1
+        if state["forwards"] == 3:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    def load_with_hook(spec):
+        model, tokenizer = real_load(spec)
+        model.register_forward_pre_hook(kill_at_second_decode_step)
+        return model, tokenizer
+
+    monkeypatch.setattr(G, "load_model", load_with_hook)
+    logs: list[str] = []
+    positions = ("last_prompt", "last_response", "response_mean")
+    with pytest.raises(Interrupted, match="SIGUSR1: stopped at a token step"):
+        _run(prompts, stub_dir, tmp_path, logs, positions=positions)
+    assert any("0 finished shards" in line and "2 prompts of this one discarded" in line
+               for line in logs), logs  # fmt: skip
 
 
 def test_the_stopping_criterion_reads_the_signal_flag():

@@ -139,7 +139,8 @@ def sample_and_capture(
 ):
     """:func:`~interpflow.sampling.sample_batch` that also reads ``positions`` at ``layers``
     while generating (``stopping``: extra stopping criteria; once one of them has ``fired``,
-    the batch is cut and the extra decode step is skipped).
+    the batch is cut, the extra decode step is skipped and nothing is read: the vectors and
+    token indices come back empty, for the caller to discard the batch).
 
     Forward hooks keep each requested block's output for every token ``generate`` feeds (the
     prompt at prefill, then one token per decode step); the last sampled token, which
@@ -185,6 +186,8 @@ def sample_and_capture(
         for h in handles:
             h.remove()
     p_lens = enc["attention_mask"].sum(dim=1)
+    if cut:  # the caller discards a cut batch; its last token was never fed: nothing to read
+        return seqs, enc["attention_mask"], width, p_lens, r_lens, finished, {}, {}
     plan = _PositionPlan.build(positions, width, p_lens, r_lens, seqs.shape[1], seqs.device)
     got = {layer: plan.read(torch.cat(seen[layer], dim=1)) for layer in layers}
     return (
