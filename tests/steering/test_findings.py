@@ -60,7 +60,7 @@ def _write(tmp_path, weight_step=2.0, random=True, eval_set="id", seed=0):
     return paths
 
 
-def _run(tmp_path, paths):
+def _run(tmp_path, paths, **config):
     return steering_findings(
         evals=[paths[0]],
         baselines=paths[1:],
@@ -68,7 +68,7 @@ def _run(tmp_path, paths):
         out=tmp_path / "findings.json",
         instance="toy",
         model="m",
-        config=FindingsConfig(prompt_pair=("agree", "disagree"), n_bootstrap=500),
+        config=FindingsConfig(prompt_pair=("agree", "disagree"), n_bootstrap=500, **config),
     )
 
 
@@ -126,17 +126,7 @@ def _two_sets(tmp_path, heldout_step):
 
 
 def _run_heldout(tmp_path, paths, heldout_set="heldout"):
-    return steering_findings(
-        evals=[paths[0]],
-        baselines=paths[1:],
-        families=["lora"],
-        out=tmp_path / "findings.json",
-        instance="toy",
-        model="m",
-        config=FindingsConfig(
-            prompt_pair=("agree", "disagree"), n_bootstrap=500, heldout_set=heldout_set
-        ),
-    )
+    return _run(tmp_path, paths, heldout_set=heldout_set)
 
 
 def test_heldout_row_has_its_own_shift_and_controls(tmp_path):
