@@ -165,6 +165,10 @@ def test_rule_marks_the_random_init_instance_as_a_control(tmp_path):
         (work / f"results/deception/{name}/probes").mkdir(parents=True)
         (work / f"results/deception/{name}/probes/metrics.json").write_text(json.dumps(metrics))
         _sweep(work / f"results/deception/{name}/layer_sweep.csv")
+    # the preset's smollm2 instance reads its transfer stage too (no evaluation set here)
+    transfer = {"sets": {}, "positive": "deceptive", "fpr": 0.01, "layer": 15}
+    (work / "results/deception/smollm2/transfer").mkdir()
+    (work / "results/deception/smollm2/transfer/metrics.json").write_text(json.dumps(transfer))
     targets = [f"results/deception/{n}/findings.json" for n in ("smollm2", "smollm2-random")]
     snakemake(
         work,
