@@ -18,7 +18,6 @@ by ``<work>`` wherever it appears, so two copies of the repository compare equal
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -29,6 +28,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from interpflow.cli import parser as cli_parser
 
 #: a key or column whose name says time (``elapsed_s``, ``written_at``, ``wall_seconds``, ...)
 #: or the code hash (``code``): left out of the hash
@@ -204,7 +205,7 @@ def compare(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str
 def main(argv: list[str] | None = None) -> int:
     """Write (``-o``) or print a results directory's manifest; with ``--compare``, exit 1
     unless it equals the given manifest."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = cli_parser(module="interpflow.output_hashes", doc=__doc__)
     ap.add_argument("results", help="the results directory (e.g. results)")
     ap.add_argument("-o", "--out", help="write the manifest (JSON) here")
     ap.add_argument("--compare", help="a manifest to compare with")
