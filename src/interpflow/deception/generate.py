@@ -13,8 +13,9 @@ module holds the dataclasses its script builds from an instance's ``generation``
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig
+from interpflow.generate import CaptureConfig, RunConfig, SamplingConfig, generate_and_capture
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,24 @@ class DeceptionCapture(CaptureConfig):
 
     layers: tuple[int, ...] = (20,)
     positions: tuple[str, ...] = ("last_prompt", "response[0..3]")
+
+
+def capture_prompt_table(
+    out_dir: str | Path, prefix: str, *, model, generation, capture, model_id
+) -> dict:
+    """The generate stage's engine run on ``<out_dir>/<prefix>prompts.parquet`` with an
+    instance's own ``generation`` / ``capture`` settings (a side stage's extra prompts: the
+    protocol's control bank, the transfer sets): writes ``<prefix>generations.parquet``,
+    ``<prefix>activations.parquet`` and its provenance beside it; returns the engine's summary."""
+    out = Path(out_dir)
+    return generate_and_capture(
+        prompts_path=out / f"{prefix}prompts.parquet",
+        generations_path=out / f"{prefix}generations.parquet",
+        activations_path=out / f"{prefix}activations.parquet",
+        provenance_path=out / f"{prefix}activations.parquet.provenance.json",
+        model=model,
+        sampling=generation.sampling(),
+        capture=capture,
+        run=generation.run(),
+        model_id=model_id,
+    )

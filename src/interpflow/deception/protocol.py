@@ -225,8 +225,8 @@ def protocol_stage(
 ) -> dict:
     """Generate and capture the control set with the instance's own settings (step 1), then
     :func:`protocol_analysis`; every output under ``out_dir``."""
+    from interpflow.deception.generate import capture_prompt_table
     from interpflow.deception.prompts import build_prompt_table
-    from interpflow.generate import generate_and_capture
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,16 +236,8 @@ def protocol_stage(
     build_prompt_table(
         banks=[bank], table=out / "control_prompts.parquet", summary=out / "control_prompts.json"
     )
-    generate_and_capture(
-        prompts_path=out / "control_prompts.parquet",
-        generations_path=out / "control_generations.parquet",
-        activations_path=out / "control_activations.parquet",
-        provenance_path=out / "control_activations.parquet.provenance.json",
-        model=model,
-        sampling=generation.sampling(),
-        capture=capture,
-        run=generation.run(),
-        model_id=model_id,
+    capture_prompt_table(
+        out, "control_", model=model, generation=generation, capture=capture, model_id=model_id
     )
     return protocol_analysis(
         activations=activations,

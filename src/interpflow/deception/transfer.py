@@ -251,8 +251,8 @@ def capture_sets(
     generate / capture run with the instance's own settings (the generate stage's engine) into
     ``out_dir``: ``prompts.parquet``, ``generations.parquet``, ``activations.parquet`` (+
     provenance). Returns each set's prompt-table summary."""
+    from interpflow.deception.generate import capture_prompt_table
     from interpflow.deception.prompts import build_prompt_table
-    from interpflow.generate import generate_and_capture
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,16 +270,8 @@ def capture_sets(
         )
         part.unlink()
     write_parquet(pl.concat(tables), out / "prompts.parquet")
-    generate_and_capture(
-        prompts_path=out / "prompts.parquet",
-        generations_path=out / "generations.parquet",
-        activations_path=out / "activations.parquet",
-        provenance_path=out / "activations.parquet.provenance.json",
-        model=model,
-        sampling=generation.sampling(),
-        capture=capture,
-        run=generation.run(),
-        model_id=model_id,
+    capture_prompt_table(
+        out, "", model=model, generation=generation, capture=capture, model_id=model_id
     )
     return summaries
 
