@@ -110,6 +110,26 @@ def test_scatter_grid_csv_holds_the_plotted_points_and_their_labels(tmp_path):
     assert set(lls["column"]) == {"gamma", "sigma", "snr"}  # the PC columns: not in these points
 
 
+def test_exp13_ph_minus_the_other_traits_ppd(tmp_path):
+    # p4 (Playful, PH 0.5): PPD on the French completions 0.25 -> PH - French PPD = 0.25;
+    # f1 (French, PH 0.9): PPD on the Playful completions 0.3 -> PH - Playful PPD = 0.6
+    pts = paper.with_ph_minus_ppd(_points())
+    assert "ph_minus_ppd_neutral" not in pts.columns
+    lls = paper.scatter_grid(pts, paper.EXP13, tmp_path / "l.png", tmp_path / "l.csv", "t")
+    back = pl.read_csv(tmp_path / "l.csv")
+    assert set(back["column"]) == {"ph_minus_ppd_French", "ph_minus_ppd_Playful", "gamma",
+                                   "sigma", "snr"}  # fmt: skip
+    fixed = back.filter(pl.col("prefix_type") == "fixed")
+    pf = fixed.filter((pl.col("trait") == "Playful") & (pl.col("column") == "ph_minus_ppd_French"))
+    assert dict(zip(pf["prompt_key"], pf["x"])) == pytest.approx(
+        {"p1": 0.05, "p2": 0.1, "p3": 0.15, "p4": 0.25, "n1": 0.0}
+    )
+    assert pf["x_label"][0] == "PH - French PPD" and pf["x_name"][0] == "PH - other trait's PPD"
+    fr = fixed.filter((pl.col("trait") == "French") & (pl.col("column") == "ph_minus_ppd_Playful"))
+    assert dict(zip(fr["prompt_key"], fr["x"])) == pytest.approx({"f1": 0.6, "n1": -0.3})
+    assert lls.height == back.height
+
+
 def test_angle_bars_and_per_prompt_angles(tmp_path):
     keys = {"a1": "A", "a2": "A", "b1": "B", "n1": "neutral"}
     ang = {("a1", "a2"): 30.0, ("a1", "b1"): 80.0, ("a2", "b1"): 100.0,
@@ -216,3 +236,29 @@ def test_dataset_rows_roles_and_both_prefix_types():
     assert a["pc1_mix"] == 2.0 and a["sv1_mix"] == 6.0 and "pc1_tokens" not in d.columns
     assert (a["suppression"], a["suppression_ci_lo"], a["inoc_score"]) == (10.0, 0.0, 70.0)
     assert d.filter(pl.col("prompt_key") == "n")["trait_role"].to_list() == ["neutral"]
+
+
+def test_per_prompt_angles_same_table_whatever_the_row_order(tmp_path):
+    # angle_per_prompt.csv: rows by (matrix, prompt), columns traits sorted then neutral, on
+    # every run and for every row order of the angles (a group_by keeps no order by itself)
+    keys = {"a1": "A", "a2": "A", "b1": "B", "b2": "B", "n1": "neutral"}
+    rng = np.random.default_rng(0)
+    rows = [
+        (m, "raw", a, b, 0.0 if a == b else float(rng.uniform(10, 170)))
+        for m in ("W_mix", "W_fixed")
+        for a in keys
+        for b in keys
+    ]
+    angles = pl.DataFrame(
+        rows, schema=["matrix", "representation", "prompt_a", "prompt_b", "angle"], orient="row"
+    )
+    first = paper.per_prompt_angles(angles, keys)
+    assert first.columns == ["matrix", "prompt_key", "angle_to_A", "angle_to_B",
+                             "angle_to_neutral", "prompt_trait"]  # fmt: skip
+    assert first["matrix"].to_list() == ["W_fixed"] * 5 + ["W_mix"] * 5
+    first.write_csv(tmp_path / "first.csv")
+    for seed in range(8):
+        shuffled = angles.sample(fraction=1.0, shuffle=True, seed=seed)
+        again = paper.per_prompt_angles(shuffled, keys)
+        again.write_csv(tmp_path / "again.csv")
+        assert (tmp_path / "again.csv").read_bytes() == (tmp_path / "first.csv").read_bytes()

@@ -1,7 +1,7 @@
 """The report's seed-003 figures, each with the CSV of the numbers it plots: experiment 10's
 predictor scatter (elicitation, PH, cross-trait PPD and PH vs suppression), experiment 13's
-gamma / sigma / SNR scatter, experiment 19's angle bar chart and per-prompt angle scatter,
-experiment 20's fixed-vs-mix heuristics (6 rows per trait x 10 heuristics), and experiment 22's
+PH - other trait's PPD / gamma / sigma / SNR scatter, experiment 19's angle bar chart and
+per-prompt angle scatter, experiment 20's fixed-vs-mix heuristics (6 rows per trait x 10 heuristics), and experiment 22's
 ``dataset.csv``.
 
 Every scatter panel holds one suppressed trait's own prompts and the neutral ones (as the
@@ -198,9 +198,12 @@ EXP10 = (
     ("ppd_{other}", "{other} PPD"),
     ("ph_{other}", "{other} PH"),
 )
-#: Experiment 13 (its pca_<trait> figure): the distribution of the per-example uplift w_i and
-#: the prompt's PCA coordinates of the per-example and per-token W matrices.
+#: Experiment 13: the distribution of the per-example uplift w_i (its pca_<trait> figure),
+#: "PH - other trait's PPD" (the last column of its basic_<trait> figure, see
+#: :func:`with_ph_minus_ppd`) and the prompt's PCA coordinates of the per-example and
+#: per-token W matrices.
 EXP13 = (
+    ("ph_minus_ppd_{other}", "PH - {other} PPD"),
     ("gamma", "gamma = frac(w > 0)"),
     ("sigma", "sigma = std(w)"),
     ("snr", "SNR = mean(w) / std(w)"),
@@ -209,6 +212,17 @@ EXP13 = (
     ("pc1_tokens", "PC1 (W, per token)"),
     ("pc2_tokens", "PC2 (W, per token)"),
 )
+
+
+def with_ph_minus_ppd(points: pl.DataFrame) -> pl.DataFrame:
+    """``points`` with ``ph_minus_ppd_<T>`` = ``ph - ppd_<T>`` for every trait T with a
+    ``ppd_<T>`` column (not ``ppd_neutral``): experiment 13's "PH - French PPD" for a Playful
+    prompt (PH on the SFT set minus the mean |lp_prefix - lp_none| on the other trait's
+    trait-only completions), its "PH - Playful PPD" for a French one."""
+    cols = [c for c in points.columns if c.startswith("ppd_") and c != "ppd_neutral"]
+    if "ph" not in points.columns:
+        return points
+    return points.with_columns((pl.col("ph") - pl.col(c)).alias(f"ph_minus_{c}") for c in cols)
 
 
 def fig_angle_bars(summary: pl.DataFrame, png: str | Path, csv: str | Path) -> pl.DataFrame:

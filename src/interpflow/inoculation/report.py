@@ -394,8 +394,9 @@ def paper_figures(
         "Experiment 10: predictors vs suppression (own-trait + neutral prompts)",
     )  # fmt: skip
     paper.scatter_grid(
-        full, paper.EXP13, *out["lls_metrics"], "Experiment 13: gamma, sigma, SNR vs suppression"
-    )
+        paper.with_ph_minus_ppd(full), paper.EXP13, *out["lls_metrics"],
+        "Experiment 13: PH - other trait's PPD, gamma, sigma, SNR vs suppression",
+    )  # fmt: skip
     paper.fig_angle_bars(angle_sum, *out["angle_cross_trait"])
     paper.fig_angle_per_prompt(angle_table, prompt_traits, *out["angle_per_prompt"])
     study_traits = [t for t in dict.fromkeys(prompt_traits.values()) if t != "neutral"]
