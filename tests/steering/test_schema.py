@@ -96,3 +96,23 @@ def test_shipped_instances_build_every_dataclass(preset):
             )
             got = from_config(cls, merged, f"steering.{name}.{block}")
             assert _fields(block, got) == merged, (name, block)
+
+
+PAPER_PRESETS = [p for p in PRESETS if "weight_steering_" in p]
+
+
+@pytest.mark.parametrize("preset", PAPER_PRESETS)
+def test_paper_presets_sample_the_seeds_persona_data(preset):
+    """Seed 004: 20 training topics x 5 personas x 10 samples = 1000 pairs per branch."""
+    from interpflow.steering.common import load_personas, load_questions
+
+    instances = expand_sweeps("steering", yaml.safe_load((REPO / preset).read_text())["steering"])
+    for name, inst in instances.items():
+        data = schema_defaults(SCHEMA["properties"]["data"]) | inst.get("data", {})
+        pool = load_questions(
+            REPO / inst.get("questions", "resources/steering/questions.txt"), data["n_questions"]
+        )
+        pos, neg = load_personas(REPO / f"resources/steering/personas/{inst['axis']}.json")
+        assert data["samples_per_pair"] == 10, name
+        assert len(pool) * len(pos) * data["samples_per_pair"] == 1000, name
+        assert len(pool) * len(neg) * data["samples_per_pair"] == 1000, name
