@@ -259,7 +259,9 @@ def fig_angle_bars(summary: pl.DataFrame, png: str | Path, csv: str | Path) -> p
 def per_prompt_angles(angles: pl.DataFrame, prompt_traits: Mapping[str, str]) -> pl.DataFrame:
     """Experiment 19's per-prompt point: each prompt's mean raw-W angle to every trait's
     prompts (itself left out), per W matrix; columns ``angle_to_<trait>``, and
-    ``angle_to_neutral`` where there are neutral prompts."""
+    ``angle_to_neutral`` where there are neutral prompts. Rows sorted by (matrix, prompt),
+    columns in a fixed order (the traits sorted, then neutral): the same table on every run,
+    whatever the row order of ``angles``."""
     raw = angles.filter(
         (pl.col("representation") == "raw") & (pl.col("prompt_a") != pl.col("prompt_b"))
     ).with_columns(
@@ -270,16 +272,21 @@ def per_prompt_angles(angles: pl.DataFrame, prompt_traits: Mapping[str, str]) ->
     groups = [*sorted({t for t in prompt_traits.values() if t != "neutral"}), "neutral"]
     wide = (
         raw.filter(pl.col("group_b").is_in(groups))
-        .group_by("matrix", "prompt_a", "group_b")
+        .group_by("matrix", "prompt_a", "group_b", maintain_order=True)
         .agg(pl.col("angle").mean())
         .pivot(on="group_b", index=["matrix", "prompt_a"], values="angle")
         .rename({"prompt_a": "prompt_key", **{g: f"angle_to_{g}" for g in groups}}, strict=False)
     )
-    return wide.with_columns(
-        prompt_trait=pl.col("prompt_key").replace_strict(
-            dict(prompt_traits), default="neutral", return_dtype=pl.String
+    present = [f"angle_to_{g}" for g in groups if f"angle_to_{g}" in wide.columns]
+    return (
+        wide.select("matrix", "prompt_key", *present)
+        .with_columns(
+            prompt_trait=pl.col("prompt_key").replace_strict(
+                dict(prompt_traits), default="neutral", return_dtype=pl.String
+            )
         )
-    ).sort("matrix", "prompt_key")
+        .sort("matrix", "prompt_key")
+    )
 
 
 def fig_angle_per_prompt(
