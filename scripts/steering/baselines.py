@@ -22,6 +22,7 @@ def main(smk):
         config=from_config(EvalConfig, smk.params.eval, smk.params.key + ".eval"),
         n_questions=smk.params.n_questions,
         repe_form=smk.params.repe_form,
+        repe_pairs=smk.params.repe_pairs,
         threads=smk.threads,
     )
     print(summary)

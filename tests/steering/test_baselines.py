@@ -237,7 +237,63 @@ def test_unpaired_personas_are_named(tmp_path):
             questions="resources/steering/questions.txt",
             out_directions=tmp_path / "d.safetensors",
             out_norms=tmp_path / "d.json",
+            pairs="all",
         )
+
+
+def test_repe_personas_first_pair_is_the_seeds():
+    from interpflow.steering.baselines import repe_personas
+
+    pos, neg = ["p0", "p1", "p2"], ["n0", "n1", "n2"]
+    assert repe_personas(pos, neg, "first", "f") == (["p0"], ["n0"])
+    assert repe_personas(pos, neg, "all", "f") == (pos, neg)
+    assert repe_personas(pos, ["n0"], "first", "f") == (["p0"], ["n0"])  # unpaired: fine
+    with pytest.raises(ValueError, match="one of"):
+        repe_personas(pos, neg, "some", "f")
+
+
+def test_repe_fit_on_the_first_pair_reads_only_that_pair(spec, tmp_path):
+    """Known answer: RepE fitted with ``pairs="first"`` on a three-pair file gives exactly the
+    directions of ``pairs="all"`` on a file holding only that first pair, and differs from the
+    three-pair fit."""
+    from safetensors.torch import load_file
+
+    from interpflow.steering.baselines import fit_repe
+
+    loaded = load_model(spec)
+    three = tmp_path / "three.json"
+    three.write_text(
+        json.dumps(
+            {
+                "positive": ["Be kind.", "Be warm.", "Be nice."],
+                "negative": ["Be rude.", "Be cold.", "Be mean."],
+            }
+        )
+    )
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps({"positive": ["Be kind."], "negative": ["Be rude."]}))
+    got = {}
+    for name, path, pairs in (
+        ("first", three, "first"),
+        ("one", one, "all"),
+        ("all", three, "all"),
+    ):
+        fit_repe(
+            model=spec,
+            loaded=loaded,
+            personas=path,
+            questions="resources/steering/questions.txt",
+            out_directions=tmp_path / f"{name}.safetensors",
+            out_norms=tmp_path / f"{name}.json",
+            n_questions=3,
+            pairs=pairs,
+        )
+        got[name] = load_file(str(tmp_path / f"{name}.safetensors"))
+        meta = json.loads((tmp_path / f"{name}.json").read_text())
+        assert meta["n_pos"] == (9 if name == "all" else 3) and meta["persona_pairs"] == pairs
+    for key in ("directions", "pca"):
+        assert torch.equal(got["first"][key], got["one"][key])
+        assert not torch.allclose(got["first"][key], got["all"][key])
 
 
 # --- engineered prompts, AxBench's design (issue 13 item 15) -----------------------------------

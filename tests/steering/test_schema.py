@@ -78,6 +78,8 @@ def test_the_top_level_and_baselines_defaults_too():
     params = inspect.signature(run_baselines).parameters
     assert schema_defaults(props["baselines"])["repe_n_questions"] == params["n_questions"].default
     assert schema_defaults(props["baselines"])["repe_form"] == params["repe_form"].default
+    assert schema_defaults(props["baselines"])["repe_pairs"] == params["repe_pairs"].default
+    assert params["repe_pairs"].default == "first"  # seed 004: POS[0] / NEG[0]
 
 
 def test_every_block_but_files_and_lists_has_a_dataclass():

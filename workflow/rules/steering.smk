@@ -219,6 +219,7 @@ rule steering_baselines:
         eval=steering_eval_params,
         n_questions=setting("steering", "baselines", "repe_n_questions"),
         repe_form=setting("steering", "baselines", "repe_form"),
+        repe_pairs=setting("steering", "baselines", "repe_pairs"),
         key=steering_key,
         code=code_hash("steering/baselines"),
     threads: model_threads("steering")

@@ -1,7 +1,8 @@
 """Stage ``baselines``: RepE directions and their α-sweep; system-prompt baselines.
 
 RepE (:func:`fit_repe`), two readers of the last-token hidden states (every decoder block's
-output) under the positive vs negative personas, written to one safetensors file:
+output) under the positive vs negative personas (the first pair, POS[0] / NEG[0], as seed 004;
+``baselines.repe_pairs: all`` reads every pair), written to one safetensors file:
 
 - ``directions`` — the mean difference ``d_l = mean(h⁺_l) − mean(h⁻_l)``;
 - ``pca`` — repeng's ``pca_diff`` (:func:`pca_directions`): per layer, the first principal
@@ -155,12 +156,24 @@ def repe_additions(*, directions, pca=None, form: str = "repeng") -> dict:
     }
 
 
-def _pairs(pos: list[str], neg: list[str], path) -> None:
+#: Which persona pairs RepE reads (config key ``baselines.repe_pairs``): :func:`repe_personas`.
+REPE_PAIRS = ("first", "all")
+
+
+def repe_personas(pos: list[str], neg: list[str], pairs: str, path) -> tuple[list, list]:
+    """The (positive, negative) personas whose states RepE reads: ``first`` — the first pair
+    only, POS[0] / NEG[0], as seed 004's ``_fit_repe_directions`` (its table: "RepE direction fit
+    (T1): POS[0], NEG[0]"); ``all`` — every pair (positive i with negative i)."""
+    if pairs not in REPE_PAIRS:
+        raise ValueError(f"RepE persona pairs {pairs!r}: one of {list(REPE_PAIRS)}")
+    if pairs == "first":
+        return pos[:1], neg[:1]
     if len(pos) != len(neg):
         raise ValueError(
             f"{path}: the PCA reader pairs positive persona i with negative persona i on each "
             f"question; the file has {len(pos)} positive and {len(neg)} negative personas"
         )
+    return pos, neg
 
 
 def fit_repe(
@@ -172,15 +185,17 @@ def fit_repe(
     out_norms: str | Path,
     n_questions: int | None = None,
     answer_prefix: str = "",
+    pairs: str = "first",
     loaded: tuple | None = None,
 ) -> dict:
     """Mean-difference (safetensors key ``directions``) and PCA (key ``pca``, unit norm,
-    oriented: :func:`pca_directions`) directions at every layer, each ``[L, d]``; per-layer
-    norms, PC1's explained share and its cosine with the mean difference (JSON)."""
+    oriented: :func:`pca_directions`) directions at every layer, each ``[L, d]``, from the
+    persona pairs ``pairs`` names (:func:`repe_personas`; the PCA reader's pairs are then
+    persona i vs persona i on the same question); per-layer norms, PC1's explained share and
+    its cosine with the mean difference (JSON)."""
     from safetensors.torch import save_file
 
-    pos, neg = load_personas(personas)
-    _pairs(pos, neg, personas)  # deviation: RepE reads all five persona pairs
+    pos, neg = repe_personas(*load_personas(personas), pairs, personas)
     pool = load_question_pool(questions, n_questions)  # (question, suffix); suffix "" for .txt
     lm, tok = loaded or load_model(model)  # the stage passes its one load
 
@@ -204,6 +219,7 @@ def fit_repe(
             "layer_norms": norms,
             "n_pos": hp.shape[0],
             "n_neg": hn.shape[0],
+            "persona_pairs": pairs,
             "pca": {
                 "method": "repeng pca_diff: PC1 of centred paired differences (pos i - neg i, "
                 "same question), unit norm",
@@ -376,6 +392,7 @@ def run_baselines(
     engineered: str | Path | None = None,
     n_questions: int | None = None,
     repe_form: str = "repeng",
+    repe_pairs: str = "first",
     threads: int | None = None,
 ) -> dict:
     """RepE directions + their α-sweep, and the prompt baselines (+ the engineered prompts)."""
@@ -393,6 +410,7 @@ def run_baselines(
         out_norms=out_norms,
         n_questions=n_questions,
         answer_prefix=config.answer_prefix,
+        pairs=repe_pairs,
     )
     repe = eval_repe(
         model=model,
