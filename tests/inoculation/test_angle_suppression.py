@@ -179,3 +179,29 @@ def test_report_stage_plots_each_trained_prompts_coordinates(tmp_path):
     off = q1.filter((pl.col("row") == "SVD fixed") & (pl.col("diagonal") == "off-diagonal"))
     assert off.sort("prompt_key")["x"].to_list() == [0.0, 1.0, 0.0] and set(off["dim"]) == {2}
     assert q1.filter(pl.col("prefix_type") == "mix").height == 0  # no mix run trained
+
+
+def test_per_token_rows_plot_the_token_w_coordinates(tmp_path):
+    """The per-token W's coordinates (``pc1_tokens`` ...) get their own 4 rows: here PC1 of
+    the token matrix is 2x, PC2 = -y (so it tracks French's suppression with r = -1), SV as
+    the example matrix."""
+    x, y = _coords()
+    pts = _points(x, y)
+    pts = pts.with_columns(
+        pc1_tokens=2 * pl.col("pc1"), pc2_tokens=-pl.col("pc2"),
+        sv1_tokens=pl.col("sv1"), sv2_tokens=pl.col("sv2"),
+    )  # fmt: skip
+    table = fig_dim_suppression(pts, TRAITS, tmp_path / "t.png", tmp_path / "t.csv")
+    assert set(table["w"]) == {"per example", "per token"}
+    assert table.select("row").unique().height == 8
+    row = "PCA fixed, per token"
+    assert _r(table, row, "on-diagonal", 1) == (pytest.approx(1.0), "Playful", "Playful")
+    assert _r(table, row, "on-diagonal", 2) == (pytest.approx(-1.0), "French", "French")
+    on1 = table.filter(
+        (pl.col("row") == row) & (pl.col("diagonal") == "on-diagonal") & (pl.col("dim") == 1)
+    ).sort("prompt_key")
+    ref = pts.filter((pl.col("prefix_type") == "fixed") & (pl.col("trait") == "Playful"))
+    assert np.allclose(on1["x"], ref.sort("prompt_key")["pc1"] * 2)
+    assert set(on1["w"]) == {"per token"}
+    # the per-example rows are unchanged by the token columns
+    assert _r(table, "PCA fixed", "on-diagonal", 2) == (pytest.approx(1.0), "French", "French")

@@ -3,7 +3,8 @@ coordinate vs its suppression of each trait.
 
 Coordinates: the prompt's PCA (mean-centred) and TruncatedSVD (uncentred) coordinates dim1,
 dim2 of its prefix type's per-example W matrix (the heuristics stage's ``pc1, pc2, sv1, sv2``
-of ``W_fixed`` / ``W_mix``), each component signed by
+of ``W_fixed`` / ``W_mix``) and, as the seed's ``*_tokens`` figures, of its per-token W matrix
+(``pc1_tokens, ...`` of ``W_fixed_tokens`` / ``W_mix_tokens``), each component signed by
 :func:`interpflow.inoculation.heuristics.orient` (+dim k raises the prompt's mean W entry).
 That rule fixes a sign, not a trait, so each dimension is given one by a stated rule on the
 base-model geometry alone (suppression is not looked at): dim1's trait is the trait whose own
@@ -12,7 +13,8 @@ own prompts have the highest mean dim2 (ties or a trait with no finite coordinat
 order, the order in which the study file's prompts first name each trait). The seed's hypothesis "PC1 encodes the neg trait, PC2 the pos trait" is
 then "dim1 tracks the suppression of dim1's trait, dim2 that of dim2's".
 
-Figure: 4 rows (PCA-fixed, SVD-fixed, PCA-mix, SVD-mix) x 2 columns. On-diagonal: two clouds,
+Figure: 4 rows (PCA-fixed, SVD-fixed, PCA-mix, SVD-mix) per W matrix (per example, then
+per token: 8 rows; the CSV's ``w`` column says which) x 2 columns. On-diagonal: two clouds,
 x = dim1 vs y = suppression of dim1's trait, and x = dim2 vs y = suppression of dim2's trait.
 Off-diagonal (the null): the swap, x = dim1 vs y = suppression of dim2's trait and x = dim2 vs
 y = suppression of dim1's trait. Every trained prompt of the row's prefix type is a point of
@@ -33,12 +35,19 @@ import polars as pl
 
 from interpflow.inoculation.paper_figures import panel_stats
 
-#: The figure's rows: (label, coordinate column prefix, prefix type), in the seed's order.
-ROWS = (
-    ("PCA fixed", "pc", "fixed"),
-    ("SVD fixed", "sv", "fixed"),
-    ("PCA mix", "pc", "mix"),
-    ("SVD mix", "sv", "mix"),
+#: The W matrices: (name in the CSV's ``w`` column, coordinate column suffix, row suffix).
+W_KINDS = (("per example", "", ""), ("per token", "_tokens", ", per token"))
+#: The figure's rows: (label, coordinate column prefix, prefix type, coordinate column
+#: suffix, W matrix), in the seed's order, the per-example W's rows first.
+ROWS = tuple(
+    (f"{label}{row_suffix}", prefix, ptype, suffix, w)
+    for w, suffix, row_suffix in W_KINDS
+    for label, prefix, ptype in (
+        ("PCA fixed", "pc", "fixed"),
+        ("SVD fixed", "sv", "fixed"),
+        ("PCA mix", "pc", "mix"),
+        ("SVD mix", "sv", "mix"),
+    )
 )
 DIAGONALS = ("on-diagonal", "off-diagonal")
 #: The CSV's columns: one row per plotted point, with its cloud's statistics.
@@ -46,6 +55,7 @@ SCHEMA = {
     "row": pl.String,
     "method": pl.String,
     "prefix_type": pl.String,
+    "w": pl.String,
     "diagonal": pl.String,
     "cloud": pl.String,
     "dim": pl.Int64,
@@ -101,13 +111,17 @@ def clouds(points: pl.DataFrame, traits: Sequence[str]) -> pl.DataFrame:
     """Every plotted point (columns :data:`SCHEMA`) with its cloud's :func:`panel_stats`.
 
     ``points``: one row per (prompt_key, prefix_type, suppressed trait) with ``suppression``,
-    ``prompt_trait``, ``group`` and the coordinates ``pc1, pc2, sv1, sv2``; ``traits``: the
-    study's traits in its file's order. Points with a non-finite x or y are left out."""
+    ``prompt_trait``, ``group`` and the coordinates ``pc1, pc2, sv1, sv2`` (and their
+    ``_tokens`` twins, for the per-token rows; a row whose columns are absent is left out);
+    ``traits``: the study's traits in its file's order. Points with a non-finite x or y are
+    left out."""
     parts = []
-    for row, prefix, ptype in ROWS:
-        if not {f"{prefix}1", f"{prefix}2"} <= set(points.columns):
+    for row, prefix, ptype, suffix, w in ROWS:
+        if not {f"{prefix}1{suffix}", f"{prefix}2{suffix}"} <= set(points.columns):
             continue
-        sub = points.filter(pl.col("prefix_type") == ptype)
+        sub = points.filter(pl.col("prefix_type") == ptype).with_columns(
+            pl.col(f"{prefix}{k}{suffix}").alias(f"{prefix}{k}") for k in (1, 2)
+        )
         present = [t for t in traits if t in set(sub["trait"].to_list())]
         per_prompt = sub.unique("prompt_key", keep="first", maintain_order=True)
         assign, how = dim_traits(per_prompt, prefix, present)
@@ -138,6 +152,7 @@ def clouds(points: pl.DataFrame, traits: Sequence[str]) -> pl.DataFrame:
                         row=pl.lit(row),
                         method=pl.lit("pca" if prefix == "pc" else "svd"),
                         prefix_type=pl.lit(ptype),
+                        w=pl.lit(w),
                         diagonal=pl.lit(diagonal),
                         cloud=pl.lit(label),
                         dim=pl.lit(k, dtype=pl.Int64),
@@ -165,7 +180,7 @@ def fig_dim_suppression(
     table = clouds(points, traits)
     fig, axes = plt.subplots(len(ROWS), 2, figsize=(10, 3.4 * len(ROWS)), squeeze=False)
     style = {1: ("tab:blue", "o"), 2: ("tab:orange", "^")}
-    for i, (row, prefix, _) in enumerate(ROWS):
+    for i, (row, prefix, _, _, w) in enumerate(ROWS):
         for j, diagonal in enumerate(DIAGONALS):
             ax = axes[i][j]
             sub = table.filter((pl.col("row") == row) & (pl.col("diagonal") == diagonal))
@@ -180,7 +195,7 @@ def fig_dim_suppression(
             ax.axvline(0, color="grey", lw=0.6, ls=":")
             name = "PC" if prefix == "pc" else "SV"
             ax.set_title(f"{row}, {diagonal}", fontsize=8)
-            ax.set_xlabel(f"signed {name}1 (o) / {name}2 (^) coordinate, W per example", fontsize=7)
+            ax.set_xlabel(f"signed {name}1 (o) / {name}2 (^) coordinate, W {w}", fontsize=7)
             ax.set_ylabel("suppression (pp)", fontsize=7)
             ax.tick_params(labelsize=6)
             if sub.height:

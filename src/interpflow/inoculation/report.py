@@ -13,6 +13,7 @@ import polars as pl
 
 from interpflow.artifacts import read_parquet
 from interpflow.inoculation import paper_figures as paper
+from interpflow.inoculation.angle_heatmap import fig_angle_heatmaps
 from interpflow.inoculation.angle_suppression import fig_dim_suppression
 from interpflow.inoculation.correlations import correlate, pearson
 from interpflow.inoculation.fixed_vs_mix import fig_fixed_vs_mix
@@ -183,28 +184,6 @@ def fig_embeddings(emb: pl.DataFrame, var: Mapping, png: Path, csv: Path) -> pl.
         ax.set_title(f"{matrix} {method}", fontsize=9)
     _save(fig, png, csv, emb)
     return emb
-
-
-def fig_angles(angles: pl.DataFrame, png: Path, csv: Path) -> pl.DataFrame:
-    """Pairwise angle heatmaps (raw W rows) for each W matrix."""
-    from interpflow.figures import plt
-
-    raw = angles.filter(pl.col("representation") == "raw")
-    mats = raw["matrix"].unique(maintain_order=True).to_list()
-    fig, axes = plt.subplots(
-        1, max(len(mats), 1), figsize=(4.5 * max(len(mats), 1), 4), squeeze=False
-    )
-    for ax, m in zip(axes[0], mats):
-        wide = (
-            raw.filter(pl.col("matrix") == m)
-            .pivot(on="prompt_b", index="prompt_a", values="angle")
-            .sort("prompt_a")
-        )
-        keys = wide["prompt_a"].to_list()
-        _heatmap(ax, wide, "prompt_a", keys, vmin=0, vmax=180, cmap="coolwarm_r", fmt=".0f")
-        ax.set_title(f"angles (deg), {m}", fontsize=9)
-    _save(fig, png, csv, raw)
-    return raw
 
 
 def fig_correlations(corr: pl.DataFrame, png: Path, csv: Path) -> pl.DataFrame:
@@ -385,10 +364,12 @@ def predictor_points(
 def paper_figures(
     *, full: pl.DataFrame, angle_sum: pl.DataFrame, angle_table: pl.DataFrame,
     prompt_traits: Mapping[str, str], groups: Mapping[str, str], out: Mapping,
+    emb: pl.DataFrame,
 ) -> None:  # fmt: skip
     """Nothing: writes experiments 10 and 13's predictor grids and the angle figures
-    (cross-trait bars, per prompt, dimension vs suppression) from the points table ``full``
-    (suppression beside every heuristic), each to ``out[name]`` (PNG, CSV)."""
+    (heatmaps in three representations sorted by PC1 of ``emb``, cross-trait bars, per
+    prompt, dimension vs suppression) from the points table ``full`` (suppression beside
+    every heuristic), each to ``out[name]`` (PNG, CSV)."""
     paper.scatter_grid(
         full, paper.EXP10, *out["predictors_vs_suppression"],
         "Experiment 10: predictors vs suppression (own-trait + neutral prompts)",
@@ -397,9 +378,10 @@ def paper_figures(
         paper.with_ph_minus_ppd(full), paper.EXP13, *out["lls_metrics"],
         "Experiment 13: PH - other trait's PPD, gamma, sigma, SNR vs suppression",
     )  # fmt: skip
+    study_traits = [t for t in dict.fromkeys(prompt_traits.values()) if t != "neutral"]
+    fig_angle_heatmaps(angle_table, emb, prompt_traits, groups, study_traits, *out["angle_heatmap"])
     paper.fig_angle_bars(angle_sum, *out["angle_cross_trait"])
     paper.fig_angle_per_prompt(angle_table, prompt_traits, *out["angle_per_prompt"])
-    study_traits = [t for t in dict.fromkeys(prompt_traits.values()) if t != "neutral"]
     study_traits += [t for t in full["trait"].unique(maintain_order=True) if t not in study_traits]
     fig_dim_suppression(full, study_traits, *out["angle_dim_suppression"])
 
@@ -459,7 +441,6 @@ def report_stage(
     )
     fig_scatter(points, "ph", *out["ph_vs_suppression"], "PH = mean(lp_prefix - lp_none)")
     fig_embeddings(emb, variance, *out["embeddings"])
-    fig_angles(angle_table, *out["angle_heatmap"])
     fig_em(read_parquet(em), *out["em_rates"])
     corr = correlate(
         heur,
@@ -471,7 +452,7 @@ def report_stage(
     full = predictor_points(points, heur, groups)
     paper_figures(
         full=full, angle_sum=angle_sum, angle_table=angle_table, prompt_traits=prompt_traits,
-        groups=groups, out=out,
+        groups=groups, out=out, emb=emb,
     )  # fmt: skip
     fig_fixed_vs_mix(
         _w_rows(matrices, meta_doc, "W_fixed"),
