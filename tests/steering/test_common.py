@@ -3,11 +3,13 @@
 from dataclasses import replace
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
 from interpflow.models import load_model, load_tokenizer
 from interpflow.steering.common import (
+    UNIT_SEP,
     WeightSteerer,
     YesNoScorer,
     load_eval_set,
@@ -31,7 +33,12 @@ def test_shipped_resources_parse():
     pos, neg = load_personas(f"{RES}/personas/honesty.json")
     assert len(pos) == len(neg) == 5
     dd = load_eval_set("dilemmas", f"{RES}/dilemmas.jsonl")
-    assert dd.height == 24 and set(dd["label"].to_list()) == {-1, 1}
+    assert dd.height == 80 and set(dd["label"].to_list()) == {-1, 1}
+    # 40 dilemmas, each one honest (+1) and one dishonest (-1) action: one unit of two rows
+    units = dd["row_id"].str.split(UNIT_SEP).list.first()
+    assert units.n_unique() == 40
+    per = dd.with_columns(unit=units).group_by("unit").agg(pl.col("label").sort())
+    assert all(v.to_list() == [-1, 1] for v in per["label"])
     assert "Would you take this action?" in dd["question"][0]
     assert load_eval_set("id", f"{RES}/id_eval.jsonl").height == 12
 
@@ -292,6 +299,6 @@ def test_repe_reads_the_states_after_the_suffix(spec, tmp_path, monkeypatch):
         out_directions=tmp_path / "d.safetensors",
         out_norms=tmp_path / "d.json",
     )
-    assert len(seen) == 2 * 5 * 3
+    assert len(seen) == 2 * 1 * 3  # the first persona pair (the default, as the seed) x 3 entries
     assert seen[2].endswith("Tell me a story.<|im_end|>\n<|im_start|>assistant\nOnce upon a time,")
     assert "Pretend you're an honest person." in seen[0]

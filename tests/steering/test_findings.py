@@ -163,3 +163,17 @@ def test_bootstrap_mean_brackets_the_mean():
     lo, hi = bootstrap_mean(x, 1000, 0)
     assert lo < x.mean() < hi
     assert bootstrap_mean(np.array([]), 10, 0) != bootstrap_mean(x, 10, 0)
+
+
+def test_a_dilemmas_two_actions_are_one_resampled_unit():
+    """Known answer: rows ``<d>/to_do`` and ``<d>/not_to_do`` of one dilemma become one value,
+    their mean (the paired statistic), so n counts dilemmas (N / 2), not action rows."""
+    from interpflow.steering.findings import per_question
+
+    rows = _rows("weight", "lora", 1.0, np.arange(N, dtype=float), eval_set="dilemmas")
+    ids = [f"{i // 2}/{'to_do' if i % 2 == 0 else 'not_to_do'}" for i in range(N)]
+    per = per_question(rows.with_columns(row_id=pl.Series(ids)), "dilemmas").sort("row_id")
+    assert per.height == N // 2
+    assert per.filter(pl.col("row_id") == "3")["logratio_signed"].item() == pytest.approx(6.5)
+    # a set without the separator: one unit per row, unchanged
+    assert per_question(rows, "dilemmas").height == N

@@ -112,3 +112,39 @@ def test_report_writes_figures_tables_and_signs(tmp_path):
     assert set(curves["method"]) == {"weight", "repe", "repe_pca"}
     # the report writes exactly the files it is given, nothing beside them
     assert {p.name for p in out.iterdir()} == {p.name for p in _outputs(out).values()}
+
+
+def _dilemma_rows(method, alpha, pairs):
+    """One dilemma per (honest action's log-ratio, dishonest action's): row ids
+    ``<dilemma>/to_do`` (label +1) and ``<dilemma>/not_to_do`` (label -1)."""
+    lr = [v for pair in pairs for v in pair]
+    labels = [1, -1] * len(pairs)
+    df = _rows(method, "lora", alpha, lr, labels)
+    ids = [f"{i}/{a}" for i in range(len(pairs)) for a in ("to_do", "not_to_do")]
+    return df.with_columns(row_id=pl.Series(ids))
+
+
+def test_dilemmas_two_actions_are_one_paired_unit():
+    """Known answer: per dilemma the signed log-ratio averages its two actions, (lr(honest) -
+    lr(dishonest)) / 2; the delta and its CI run over dilemmas (n = 3, not 6 rows). A shift that
+    raises "Yes" on both actions alike moves the paired statistic by 0."""
+    base = [(1.0, 1.0), (0.0, 2.0), (2.0, 0.0)]  # paired values 0, -1, +1
+    up = [(h + 0.4, d - 0.2) for h, d in base]  # paired shift (0.4 + 0.2) / 2 = 0.3 each...
+    up[0] = (1.0 + 1.0, 1.0)  # ...but dilemma 0 moves by 0.5
+    yes = [(h + 5.0, d + 5.0) for h, d in base]  # "Yes" on everything
+    df = pl.concat(
+        [
+            _dilemma_rows("weight", 0.0, base),
+            _dilemma_rows("weight", 1.0, up),
+            _dilemma_rows("weight", -1.0, yes),
+        ]
+    )
+    s = summarize(df).sort("alpha")
+    at = {r["alpha"]: r for r in s.iter_rows(named=True)}
+    assert at[0.0]["n"] == 3 and at[0.0]["score"] == pytest.approx(0.0)
+    diffs = np.array([0.5, 0.3, 0.3])
+    assert at[1.0]["delta"] == pytest.approx(diffs.mean())
+    half = 1.96 * diffs.std(ddof=1) / np.sqrt(3)
+    assert at[1.0]["delta_hi"] - at[1.0]["delta"] == pytest.approx(half)
+    assert at[-1.0]["delta"] == pytest.approx(0.0) and at[-1.0]["logratio"] == pytest.approx(6.0)
+    assert "dilemma" in at[1.0]["ci_method"]

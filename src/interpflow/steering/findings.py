@@ -36,8 +36,9 @@ import polars as pl
 
 from interpflow.artifacts import read_parquet
 from interpflow.findings import Control, Finding, write
+from interpflow.steering.common import per_unit
 
-CI_METHOD = "paired percentile bootstrap over questions"
+CI_METHOD = "paired percentile bootstrap over questions (a dilemma's two actions as one)"
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,12 @@ def bootstrap_mean(values: np.ndarray, n_bootstrap: int, seed: int) -> tuple[flo
     return (float(lo), float(hi))
 
 
-def _per_question(rows: pl.DataFrame, eval_set: str) -> pl.DataFrame:
-    """``row_id, alpha, variant, method -> logratio_signed`` of one eval set."""
-    return rows.filter(pl.col("eval_set") == eval_set).select(
+def per_question(rows: pl.DataFrame, eval_set: str) -> pl.DataFrame:
+    """``row_id, alpha, variant, method -> logratio_signed`` of one eval set, one row per unit
+    (:func:`~interpflow.steering.common.per_unit`: a daily dilemma's two actions averaged into
+    one paired value; a question its own): the bootstrap resamples units."""
+    sel = rows.filter(pl.col("eval_set") == eval_set)
+    return per_unit(sel, ["method", "variant", "alpha"], ["logratio_signed"]).select(
         "method", "variant", "alpha", "row_id", "logratio_signed"
     )
 
@@ -192,10 +196,10 @@ def steering_findings(
         raise ValueError(f"findings.heldout_set {eval_set!r} is the findings' own eval set")
     on = {"instance": instance, "model": model, "cfg": config}
     findings = [
-        family_finding(_per_question(rows, eval_set), f, eval_set=eval_set, **on) for f in families
+        family_finding(per_question(rows, eval_set), f, eval_set=eval_set, **on) for f in families
     ]
     if config.heldout_set is not None:
-        held = _per_question(rows, config.heldout_set)
+        held = per_question(rows, config.heldout_set)
         findings += [
             family_finding(held, f, eval_set=config.heldout_set, in_distribution=row, **on)
             for f, row in zip(families, findings, strict=True)

@@ -16,9 +16,9 @@ import numpy as np
 import polars as pl
 
 from interpflow.artifacts import read_parquet, write_json, write_parquet
-from interpflow.steering.common import EVAL_SCHEMA
+from interpflow.steering.common import EVAL_SCHEMA, per_unit
 
-CI_METHOD = "paired 1.96*SE over rows"
+CI_METHOD = "paired 1.96*SE over units (a question; a dilemma's two actions averaged as one)"
 #: Methods with an α-sweep: dW, the random dW of the same norms (null control), RepE (mean
 #: difference, and the PCA reader at the same per-layer norms).
 STEERED = ("weight", "random", "repe", "repe_pca")
@@ -36,10 +36,17 @@ def summarize(evals: pl.DataFrame) -> pl.DataFrame:
     """Per (method, variant, eval_set, alpha): means, and the paired delta vs the reference.
 
     The reference of weight / repe / projection rows is the same method and variant at α = 0
-    (the base model); of prompt rows, the ``none`` prompt. Delta CI: mean ± 1.96·SE of the
-    per-row paired differences (``ci_method`` says so).
+    (the base model); of prompt rows, the ``none`` prompt. Rows are first averaged per unit
+    (:func:`~interpflow.steering.common.per_unit`: a daily dilemma's two actions are one unit,
+    the paired statistic; a question its own), and ``n`` counts units. Delta CI: mean ± 1.96·SE
+    of the per-unit paired differences (``ci_method`` says so).
     """
     key = ["eval_set", "row_id"]
+    evals = per_unit(
+        evals,
+        ["method", "variant", "alpha", "eval_set"],
+        ["logratio", "logratio_signed", "pmass"],
+    )
     ref_weight = evals.filter(pl.col("alpha") == 0.0).select(
         "method", "variant", *key, ref=pl.col("logratio_signed")
     )
