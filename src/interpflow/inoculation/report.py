@@ -17,6 +17,7 @@ from interpflow.inoculation.angle_heatmap import fig_angle_heatmaps
 from interpflow.inoculation.angle_suppression import fig_dim_suppression
 from interpflow.inoculation.correlations import correlate, pearson
 from interpflow.inoculation.fixed_vs_mix import fig_fixed_vs_mix
+from interpflow.inoculation.selfperp_figures import fig_selfperp_pca, fig_selfperp_vs_suppression
 from interpflow.inoculation.study import FIGURES, parse_run
 
 
@@ -368,7 +369,7 @@ def paper_figures(
 ) -> None:  # fmt: skip
     """Nothing: writes experiments 10 and 13's predictor grids and the angle figures
     (heatmaps in three representations sorted by PC1 of ``emb``, cross-trait bars, per
-    prompt, dimension vs suppression) from the points table ``full`` (suppression beside
+    prompt, dimension vs suppression) and the self-perplexity figures from the points table ``full`` (suppression beside
     every heuristic), each to ``out[name]`` (PNG, CSV)."""
     paper.scatter_grid(
         full, paper.EXP10, *out["predictors_vs_suppression"],
@@ -384,6 +385,8 @@ def paper_figures(
     paper.fig_angle_per_prompt(angle_table, prompt_traits, *out["angle_per_prompt"])
     study_traits += [t for t in full["trait"].unique(maintain_order=True) if t not in study_traits]
     fig_dim_suppression(full, study_traits, *out["angle_dim_suppression"])
+    fig_selfperp_vs_suppression(full, *out["selfperp_vs_suppression"])
+    fig_selfperp_pca(full, study_traits, *out["selfperp_pca"])
 
 
 def report_stage(

@@ -44,11 +44,13 @@ FIGURES = (
     "em_rates",
     "heuristic_correlations",
     "predictors_vs_suppression",  # experiment 10's 2 x 4 scatter (per trait)
-    "lls_metrics",  # experiment 13: gamma, sigma, SNR vs suppression
+    "lls_metrics",  # experiment 13: PH - other PPD, gamma, sigma, SNR vs suppression
     "angle_cross_trait",  # experiment 19: angle per pair kind and representation
     "angle_per_prompt",  # experiment 19: each prompt's mean angle to each trait's prompts
     "angle_dim_suppression",  # experiment 19 Q1: signed PC/SV coordinate vs suppression
     "fixed_vs_mix_heuristics",  # experiment 20: 6 rows per trait x 10 heuristics
+    "selfperp_vs_suppression",  # self-perplexity (raw, in context) vs suppression
+    "selfperp_pca",  # W_fixed / W_mix PCA coloured by self-perplexity, suppression, H6
 )
 TRAIT_KEYS = (
     "description",
