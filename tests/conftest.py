@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -24,6 +25,29 @@ OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
 }
+
+
+#: the session's fork server (interpflow.forkserver), started by the first snakemake() call:
+#: its script jobs fork from one process that imported torch & co. once instead of importing
+#: them again (~6 CPU-s a job, most of a small job's time on 2 cores)
+FORKSERVER: dict[str, str] = {}
+_SERVERS = contextlib.ExitStack()
+
+
+def forkserver_env() -> dict[str, str]:
+    """``{INTERPFLOW_FORKSERVER: <socket>}`` of the session's fork server (started here)."""
+    from interpflow import forkserver
+
+    if not FORKSERVER:
+        FORKSERVER[forkserver.ENV] = _SERVERS.enter_context(forkserver.running())
+    return FORKSERVER
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_forkserver():
+    yield
+    _SERVERS.close()
+    FORKSERVER.clear()
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +108,11 @@ def write_config(path: Path, cfg: dict) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None, timeout=900):
     """Run snakemake in ``workdir``; on failure show its output and the failed logs.
 
-    ``env`` is merged into ``os.environ``; a value of ``None`` removes that variable
-    (e.g. an API key), any other value sets it.
+    ``env`` is merged into ``os.environ`` and the session's fork server; a value of ``None``
+    removes that variable (e.g. an API key, or INTERPFLOW_FORKSERVER to run every job in a
+    fresh interpreter), any other value sets it.
     """
-    full_env = dict(os.environ)
+    full_env = dict(os.environ) | forkserver_env()
     for key, value in (env or {}).items():
         if value is None:
             full_env.pop(key, None)

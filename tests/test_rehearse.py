@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import forkserver_env
 
+from interpflow import forkserver
 from interpflow.config import STUDIES, ConfigError
 from interpflow.rehearse import (
     KEY_ENV,
@@ -269,7 +271,12 @@ def test_rehearsal_runs_every_stage_and_instance_of_the_preset(preset, tmp_path)
 
     from interpflow.rehearse import rehearse
 
-    result = rehearse(preset, root=tmp_path / "rehearsal", repo=REPO)
+    result = rehearse(
+        preset,
+        root=tmp_path / "rehearsal",
+        repo=REPO,
+        forkserver_socket=forkserver_env()[forkserver.ENV],
+    )
     log = Path(result["log"]).read_text()
     assert result["ok"], log[-6000:]
     declared = yaml.safe_load(preset.read_text())

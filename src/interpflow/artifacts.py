@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from interpflow import forkserver
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -232,6 +234,8 @@ def log_to(path: str | Path | None) -> Iterator[None]:
             raise
         finally:
             print(DEVICE_LINE.format(device=job_device()), file=fh)
+            if forkserver.IN_SERVER:
+                print(forkserver.WORKER_LINE, file=fh)
             sys.stdout, sys.stderr = old
             if old_job is None:
                 os.environ.pop("INTERPFLOW_JOB", None)

@@ -35,6 +35,7 @@ from typing import Any
 
 import polars as pl
 
+from interpflow import forkserver
 from interpflow.artifacts import DEVICE_LINE
 from interpflow.cli import parser as cli_parser
 from interpflow.sizing import (
@@ -110,12 +111,25 @@ def ran_on(log: str | Path) -> str | None:
     return found[-1] if found else None
 
 
+def ran_in_forkserver(log: str | Path) -> bool:
+    """True where the job that wrote ``log`` ran in :mod:`interpflow.forkserver` (its
+    benchmark's cpu_time and max_rss measured the client, not the job)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            return forkserver.WORKER_LINE.encode() in fh.read()
+    except OSError:
+        return False
+
+
 def read_benchmarks(
     root: str | Path = BENCHMARKS, *, logs: str | Path = LOGS, rules: set[str] | None = None
 ) -> pl.DataFrame:
     """One row per benchmark file (its last row: the latest run of that job): ``study,
     instance, rule, job, wall_s, cpu_s, max_rss_mb, device``; ``device`` (cuda, cpu or null:
-    not recorded) from the job's log, ``logs/<the same path>.log``."""
+    not recorded) from the job's log, ``logs/<the same path>.log``; cpu_s and max_rss_mb are
+    null for a job that ran in the fork server (:mod:`interpflow.forkserver`)."""
     rows = []
     root, rules = Path(root), rule_names() if rules is None else rules
     for tsv in sorted(root.rglob("*.tsv")):
@@ -125,6 +139,7 @@ def read_benchmarks(
             continue
         rule, job = job_of(parts, rules)
         log = Path(logs, *(parts[:2] if parts[2:] == parts[:1] else parts)).with_suffix(".log")
+        measured = not ran_in_forkserver(log)
         rows.append(
             {
                 "study": parts[0],
@@ -132,8 +147,8 @@ def read_benchmarks(
                 "rule": rule,
                 "job": job,
                 "wall_s": float(value["s"]),
-                "cpu_s": _float(value.get("cpu_time")),
-                "max_rss_mb": _float(value.get("max_rss")),
+                "cpu_s": _float(value.get("cpu_time")) if measured else None,
+                "max_rss_mb": _float(value.get("max_rss")) if measured else None,
                 "device": ran_on(log),
             }
         )

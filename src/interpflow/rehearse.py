@@ -31,6 +31,7 @@ time, the jobs of each rule, its stand-ins and every substitution.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import hashlib
 import importlib.util
@@ -44,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from interpflow import forkserver
 from interpflow.config import STUDIES, ConfigError, fill_defaults
 from interpflow.ledger import job_counts
 from interpflow.packaged import PACKAGED
@@ -379,9 +381,12 @@ def _workdir(root: Path, preset: Path, repo: Path) -> Path:
     return work
 
 
-def rehearse(preset: Path, *, root: Path, repo: Path, cores: int = 2) -> dict:
+def rehearse(
+    preset: Path, *, root: Path, repo: Path, cores: int = 2, forkserver_socket: str | None = None
+) -> dict:
     """Run ``snakemake all`` on ``preset`` with its rehearsal overlay in ``root/<stem>/``;
-    returns the preset's summary (whether it ran to its end, seconds, jobs per rule, notes)."""
+    returns the preset's summary (whether it ran to its end, seconds, jobs per rule, notes).
+    With ``forkserver_socket`` its script jobs run in that :mod:`interpflow.forkserver`."""
     from interpflow.fakeapi import FakeAPIServer
 
     preset = preset.resolve()
@@ -424,7 +429,7 @@ def rehearse(preset: Path, *, root: Path, repo: Path, cores: int = 2) -> dict:
             KEY_ENV: "rehearsal",
             "HF_HUB_OFFLINE": "1",
             "HF_DATASETS_OFFLINE": "1",
-        }
+        } | ({forkserver.ENV: forkserver_socket} if forkserver_socket else {})
         t0 = time.perf_counter()
         with open(work / "rehearsal.log", "w") as log:
             proc = subprocess.run(
@@ -494,18 +499,28 @@ def main(argv: list[str] | None = None) -> int:
         help="where each rehearsal runs (default: rehearsal/)",
     )
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores (default: 2)")
+    parser.add_argument(
+        "--no-forkserver",
+        action="store_true",
+        help="run each job in a fresh interpreter (default: in one interpflow.forkserver, "
+        "which saves each job's ~6 CPU-s of imports; the ledger then has no per-job memory)",
+    )
     args = parser.parse_args(argv)
     repo = Path(__file__).resolve().parents[2]
     presets = [p.resolve() for p in args.presets] or paper_presets(repo)
     results = []
-    for preset in presets:
-        print(f"rehearsing {preset.relative_to(repo)} ...", flush=True)
-        results.append(rehearse(preset, root=args.root, repo=repo, cores=args.cores))
-        r = results[-1]
-        print(
-            f"  {'ran to its end' if r['ok'] else 'FAILED (' + r['log'] + ')'} in {r['seconds']:.0f} s",
-            flush=True,
-        )
+    with contextlib.nullcontext() if args.no_forkserver else forkserver.running() as sock:
+        for preset in presets:
+            print(f"rehearsing {preset.relative_to(repo)} ...", flush=True)
+            r = rehearse(
+                preset, root=args.root, repo=repo, cores=args.cores, forkserver_socket=sock
+            )
+            results.append(r)
+            print(
+                f"  {'ran to its end' if r['ok'] else 'FAILED (' + r['log'] + ')'} "
+                f"in {r['seconds']:.0f} s",
+                flush=True,
+            )
     args.root.mkdir(parents=True, exist_ok=True)
     (args.root / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
     text = summary_markdown(results)
