@@ -1,4 +1,5 @@
-"""Rule inoculation_elicitation_completions: the base model's answers, no prefix and each prompt."""
+"""Rule inoculation_elicitation_completions: the base model's answers, no prefix and each prompt
+(fixed, and mixed from its rephrasings with elicitation.mix)."""
 
 from interpflow.artifacts import log_to
 from interpflow.config import from_config
@@ -17,6 +18,7 @@ def main(smk):
         model=ModelSpec(**smk.params.model),
         cfg=from_config(EvalConfig, smk.params.eval, f"inoculation.{smk.wildcards.instance}.eval"),
         threads=smk.threads,
+        rephrasings=smk.input.get("rephrasings"),  # elicitation.mix only
         out=smk.output[0],
     )
     print(summary)

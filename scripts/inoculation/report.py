@@ -25,6 +25,7 @@ def main(smk):
         dataset=smk.output.dataset,
         experiment=smk.wildcards.instance,
         screen=inp.get("screen"),  # the elicitation screen, where enabled
+        correlation_out=smk.output.correlation_points,  # pooled by inoculation_pooled
     )
     print(summary)
 

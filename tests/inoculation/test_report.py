@@ -238,3 +238,29 @@ def test_the_elicitation_screen_replaces_the_runs_step0_elicitation(tmp_path):
     assert after["trait_role"].to_list() == ["neutral", "neutral"]  # no prompt traits given
     pts = pl.read_csv(tables["elicitation_vs_suppression"])
     assert pts["elicitation"].to_list() == [42.0, 42.0]
+
+
+def test_the_screens_mix_elicitation_goes_to_the_mix_run(tmp_path):
+    """A screen with both prefix types: the fixed run takes the fixed prefix's elicitation, the
+    mix run its rephrasings'; a screen row of the fixed type only serves both."""
+    from interpflow.inoculation.report import elicitation_of, report_stage
+    from interpflow.inoculation.study import FIGURES
+
+    scored = _scored(tmp_path, ["none", "clown-fixed", "clown-mix", "sky-fixed", "sky-mix"])
+    screen = tmp_path / "screen.parquet"
+    pl.DataFrame({
+        "prompt_key": ["clown", "clown", "sky"], "prefix_type": ["fixed", "mix", "fixed"],
+        "trait": ["Playful"] * 3, "elicitation": [42.0, 17.0, -3.0],
+    }).write_parquet(screen)  # fmt: skip
+    got = elicitation_of(pl.read_parquet(scored["summary"]), screen)
+    by = {(k, t): e for k, t, e in got.select("prompt_key", "prefix_type", "elicitation").rows()}
+    assert by == {("clown", "fixed"): 42.0, ("clown", "mix"): 17.0,
+                  ("sky", "fixed"): -3.0, ("sky", "mix"): -3.0}  # fmt: skip
+    figures = {f: tmp_path / f"fig/{f}.png" for f in FIGURES}
+    tables = {f: tmp_path / f"fig/{f}.csv" for f in FIGURES}
+    report_stage(
+        summary=scored["summary"], suppression=scored["suppression"], em=scored["em"],
+        figures=figures, tables=tables, dataset=tmp_path / "d.csv", screen=screen,
+    )  # fmt: skip
+    d = pl.read_csv(tmp_path / "d.csv").filter(pl.col("prompt_key") == "clown")
+    assert dict(zip(d["prefix_type"], d["elicitation"])) == {"fixed": 42.0, "mix": 17.0}

@@ -117,9 +117,18 @@ inoc_rephrasings_input = lambda wildcards: (
 # is no suppression to predict, so no logprobs, heuristics or heuristic figures.
 inoc_inoculated = lambda name: len(INOC[name]["runs"]) > 1
 
+# The instances pooled by inoculation_pooled: those that train an inoculation prompt and make
+# the trait figures (not em.only), in config order.
+inoc_pooled = lambda: [
+    name
+    for name, inst in INSTANCES["inoculation"].items()
+    if inoc_inoculated(name) and not inst["em"]["only"]
+]
+
 # The end products of every inoculation instance (rule all): figures (+ their numbers), the
 # findings and, for an inoculating instance, the heuristics' W matrices; with experiment 18,
-# its EM rates and figure (and nothing else with em.only).
+# its EM rates and figure (and nothing else with em.only); the correlations pooled across the
+# inoculating instances (inoculation_pooled).
 inoculation_targets = lambda: [
     f"results/inoculation/{name}/{target}"
     for name, inst in INSTANCES["inoculation"].items()
@@ -146,7 +155,11 @@ inoculation_targets = lambda: [
             else []
         ),
     ]
-]
+] + (
+    [f"results/inoculation/_pooled/heuristic_correlations.{ext}" for ext in ("png", "csv")]
+    if inoc_pooled()
+    else []
+)
 
 
 wildcard_constraints:

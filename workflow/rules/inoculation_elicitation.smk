@@ -3,10 +3,19 @@
 
 
 # The elicitation screen (elicitation.enabled): the base model's answers to the eval
-# instructions with no prefix and under every prompt as a fixed prefix (one model load), then
-# each trait judged and the paired elicitation per prompt.
+# instructions with no prefix, under every prompt as a fixed prefix and (elicitation.mix) under
+# its rephrasings, one per instruction (one model load), then each trait judged and the paired
+# elicitation per prompt and prefix type.
+inoc_elicitation_rephrasings = lambda wildcards: (
+    {"rephrasings": f"{INOC_OUT}/rephrasings.parquet".format(instance=wildcards.instance)}
+    if instance("inoculation", wildcards)["elicitation"]["mix"]
+    else {}
+)
+
+
 rule inoculation_elicitation_completions:
     input:
+        unpack(inoc_elicitation_rephrasings),
         eval_instructions=lambda wildcards: inoc_data_file(wildcards)("eval_instructions"),
         model=model_input("inoculation"),
     output:

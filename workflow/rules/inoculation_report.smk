@@ -65,6 +65,7 @@ rule inoculation_report:
             f"{INOC_OUT}/figures/{{f}}.csv", f=INOC_FIGURES, allow_missing=True
         ),
         dataset=f"{INOC_OUT}/dataset.csv",
+        correlation_points=f"{INOC_OUT}/correlation_points.parquet",
     log:
         f"{INOC_LOG}/report.log",
     localrule: True
@@ -100,3 +101,32 @@ rule inoculation_findings:
         code=code_hash("inoculation/findings"),
     script:
         "../../scripts/inoculation/findings.py"
+
+
+# Seed 003's correlations pooled across experiments (Exp 22): every inoculating instance of the
+# config is an experiment; its report's correlation points are pooled over instances and traits.
+# Study-level output under results/inoculation/_pooled/ (an instance name starts with a letter
+# or digit, so no instance can own that folder). No model: local.
+rule inoculation_pooled:
+    input:
+        points=lambda wildcards: [
+            f"results/inoculation/{name}/correlation_points.parquet" for name in inoc_pooled()
+        ],
+    output:
+        png=report(
+            "results/inoculation/_pooled/heuristic_correlations.png",
+            caption="../report/inoculation/pooled_correlations.rst",
+            category="Inoculation",
+            subcategory="pooled",
+        ),
+        csv="results/inoculation/_pooled/heuristic_correlations.csv",
+    log:
+        "logs/inoculation/_pooled/heuristic_correlations.log",
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    params:
+        instances=lambda wildcards: inoc_pooled(),
+        code=code_hash("inoculation/pooled"),
+    script:
+        "../../scripts/inoculation/pooled.py"

@@ -63,7 +63,13 @@ CORRELATED = (
     "selfperp_raw",
     "selfperp_context",
     "elicitation",
+    "h9b_sv2_cross",
+    "h10_sv2_tokens_cross",
 )
+
+#: H9b and H10 (seed 003's "SVD PC2, cross-trait oriented", per example and per token): the
+#: column each is made from, by :func:`cross_oriented`.
+CROSS_ORIENTED = {"h9b_sv2_cross": "sv2", "h10_sv2_tokens_cross": "sv2_tokens"}
 
 
 #: Which prompts each correlation runs over, for the suppression of trait T (seed 003, Exp 20):
@@ -106,6 +112,48 @@ def scoped_points(
     return joined, points
 
 
+def cross_oriented(
+    points: pl.DataFrame, heuristics: pl.DataFrame, prompt_traits: Mapping[str, str]
+) -> pl.DataFrame:
+    """``points`` with H9b / H10 (:data:`CROSS_ORIENTED`): the prompt's SV2 coordinate signed
+    so that + points from its reference trait's prompts towards the other traits' prompts.
+
+    A point is one prompt's suppression of trait S. Its reference trait R is the trait the
+    prompt names, or S for a neutral prompt. The sign, per prefix type, is that of (mean SV2
+    of the prompts naming a trait other than R) - (mean SV2 of R's prompts), over the
+    ``heuristics`` rows; NaN where either mean is missing or they are equal. So a prompt
+    leaning to the other trait has a high value whatever the solver's sign or which trait
+    the SVD happened to put on +SV2: it should suppress its own trait less (own scope,
+    r < 0) and the other trait more (cross scope, r > 0), as the seed's signs."""
+    points = points.with_columns(
+        _ref=pl.col("prompt_key").replace_strict(
+            dict(prompt_traits), default="neutral", return_dtype=pl.String
+        )
+    ).with_columns(
+        _ref=pl.when(pl.col("_ref") == "neutral").then(pl.col("trait")).otherwise(pl.col("_ref"))
+    )
+    heur = heuristics.with_columns(
+        _t=pl.col("prompt_key").replace_strict(
+            dict(prompt_traits), default="neutral", return_dtype=pl.String
+        )
+    ).filter(pl.col("_t") != "neutral")
+    for name, col in CROSS_ORIENTED.items():
+        if col not in points.columns or col not in heur.columns:
+            continue
+        sign = {}
+        for (ptype, ref), _ in points.group_by(["prefix_type", "_ref"]):
+            # the gap rows carry the mix heuristics
+            sub = heur.filter(pl.col("prefix_type") == ("mix" if ptype == "gap" else ptype))
+            own = sub.filter(pl.col("_t") == ref)[col].cast(pl.Float64).drop_nans().mean()
+            other = sub.filter(pl.col("_t") != ref)[col].cast(pl.Float64).drop_nans().mean()
+            ok = own is not None and other is not None and other != own
+            sign[f"{ptype}\t{ref}"] = (1.0 if other > own else -1.0) if ok else math.nan
+        key = pl.concat_str("prefix_type", pl.lit("\t"), "_ref")
+        s = key.replace_strict(sign, default=math.nan, return_dtype=pl.Float64)
+        points = points.with_columns((pl.col(col).cast(pl.Float64) * s).alias(name))
+    return points.drop("_ref")
+
+
 def per_group_points(points: pl.DataFrame, with_composite: bool) -> pl.DataFrame:
     """``points`` in (prefix_type, trait, scope) groups, each with the H7 ``composite``
     z-scored over its own points when ``with_composite``."""
@@ -134,6 +182,54 @@ def pooled_points(per_group: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def correlation_points(
+    heuristics: pl.DataFrame,
+    suppression: pl.DataFrame,
+    prompt_traits: Mapping[str, str] | None = None,
+) -> tuple[pl.DataFrame, list[str]]:
+    """(every point of :func:`correlate` before pooling: :func:`scoped_points` with H9b / H10
+    (:func:`cross_oriented`) and, where its inputs are all present, the H7 ``composite``
+    z-scored per (prefix_type, trait, scope) group; the heuristic columns to correlate)."""
+    prompt_traits = prompt_traits or {}
+    joined, points = scoped_points(heuristics, suppression, prompt_traits)
+    points = cross_oriented(points, heuristics, prompt_traits)
+    cols = [c for c in points.columns if c in CORRELATED or c.startswith(("ph_", "ppd_"))]
+    cols = [c for c in cols if c != "composite"]
+    with_composite = all(c in joined.columns for c in COMPOSITE)
+    if with_composite:
+        cols.append("composite")
+    return per_group_points(points, with_composite), cols
+
+
+#: The correlation tables' columns.
+R_SCHEMA = {
+    "prefix_type": pl.String,
+    "trait": pl.String,
+    "scope": pl.String,
+    "heuristic": pl.String,
+    "r": pl.Float64,
+    "n": pl.Int64,
+}
+
+
+def r_rows(points: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
+    """Pearson r (:func:`pearson`) of each of ``cols`` vs ``suppression`` per (prefix_type,
+    trait, scope) group of ``points`` (columns :data:`R_SCHEMA`)."""
+    out = []
+    for (ptype, trait, scope), sub in points.group_by(
+        ["prefix_type", "trait", "scope"], maintain_order=True
+    ):
+        for c in cols:
+            if c not in sub.columns:
+                continue
+            r, n = pearson(sub[c].cast(pl.Float64).to_numpy(), sub["suppression"].to_numpy())
+            out.append(
+                {"prefix_type": ptype, "trait": trait, "scope": scope, "heuristic": c,
+                 "r": r, "n": n}
+            )  # fmt: skip
+    return pl.DataFrame(out, schema=R_SCHEMA).sort("prefix_type", "trait", "scope", "heuristic")
+
+
 def correlate(
     heuristics: pl.DataFrame,
     suppression: pl.DataFrame,
@@ -156,36 +252,26 @@ def correlate(
     "gap"`` rows: the mix heuristics vs the fixed-minus-mix suppression gap. Where
     elicitation, ``sv1_tokens`` and the embedding columns are all present, the H7
     ``composite`` (:data:`COMPOSITE`) is z-scored over the points of each (prefix_type,
-    trait, scope) group, and pooled rows pool those per-group composites.
+    trait, scope) group, and pooled rows pool those per-group composites. H9b / H10 are
+    oriented across traits (:func:`cross_oriented`).
     """
-    joined, points = scoped_points(heuristics, suppression, prompt_traits or {})
-    cols = [c for c in joined.columns if c in CORRELATED or c.startswith(("ph_", "ppd_"))]
-    with_composite = all(c in joined.columns for c in COMPOSITE)
-    if with_composite:
-        cols.append("composite")
-    everything = pooled_points(per_group_points(points, with_composite))
-    out = []
-    for (ptype, trait, scope), sub in everything.group_by(
-        ["prefix_type", "trait", "scope"], maintain_order=True
-    ):
-        for c in cols:
-            r, n = pearson(sub[c].cast(pl.Float64).to_numpy(), sub["suppression"].to_numpy())
-            out.append(
-                {
-                    "prefix_type": ptype,
-                    "trait": trait,
-                    "scope": scope,
-                    "heuristic": c,
-                    "r": r,
-                    "n": n,
-                }
-            )
-    schema = {
-        "prefix_type": pl.String,
-        "trait": pl.String,
-        "scope": pl.String,
-        "heuristic": pl.String,
-        "r": pl.Float64,
-        "n": pl.Int64,
-    }
-    return pl.DataFrame(out, schema=schema).sort("prefix_type", "trait", "scope", "heuristic")
+    per_group, cols = correlation_points(heuristics, suppression, prompt_traits)
+    return r_rows(pooled_points(per_group), cols)
+
+
+def correlate_experiments(points: Mapping[str, pl.DataFrame], cols: Sequence[str]) -> pl.DataFrame:
+    """Exp 22's pooling: Pearson r of each heuristic vs suppression over the points of every
+    experiment (``points[experiment]``: its :func:`correlation_points`, each H7 composite
+    z-scored within its own experiment) and every trait, per prefix type (fixed, mix, gap and
+    fixed + mix as ``all``) and scope; ``trait`` is ``pooled``, ``experiments`` the number of
+    experiments with a point in the group. ``cols``: the heuristics to correlate (those of
+    any experiment; a point lacking one is left out of its r)."""
+    parts = [p.with_columns(experiment=pl.lit(e)) for e, p in points.items() if p.height]
+    if not parts:
+        return pl.DataFrame(schema={**R_SCHEMA, "experiments": pl.Int64})
+    pooled = pooled_points(pl.concat(parts, how="diagonal_relaxed"))
+    pooled = pooled.filter(pl.col("trait") == "pooled")
+    n_exp = pooled.group_by("prefix_type", "scope").agg(
+        experiments=pl.col("experiment").n_unique().cast(pl.Int64)
+    )
+    return r_rows(pooled, cols).join(n_exp, on=["prefix_type", "scope"], how="left")

@@ -11,11 +11,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from interpflow.artifacts import read_parquet
+from interpflow.artifacts import read_parquet, write_parquet
 from interpflow.inoculation import paper_figures as paper
 from interpflow.inoculation.angle_heatmap import fig_angle_heatmaps
 from interpflow.inoculation.angle_suppression import fig_dim_suppression
-from interpflow.inoculation.correlations import correlate, pearson
+from interpflow.inoculation.correlations import (
+    correlation_points,
+    pearson,
+    pooled_points,
+    r_rows,
+)
 from interpflow.inoculation.fixed_vs_mix import fig_fixed_vs_mix
 from interpflow.inoculation.selfperp_figures import fig_selfperp_pca, fig_selfperp_vs_suppression
 from interpflow.inoculation.study import FIGURES, parse_run
@@ -305,13 +310,27 @@ def read_heuristics(heuristics, embeddings, angles, angle_summary, meta):
 
 def elicitation_of(scores: pl.DataFrame, screen: str | Path | None) -> pl.DataFrame:
     """Each prompt's elicitation of each trait (:func:`elicitation`), the elicitation screen's
-    where ``screen`` is given and has the pair."""
+    where ``screen`` is given and has the pair: its own prefix type's where the screen has it
+    (mix: the prompt's rephrasings), else its fixed prefix's."""
     elic = elicitation(scores)
     if screen is None:
         return elic
-    scr = read_parquet(screen).select("prompt_key", "trait", "elicitation")
+    scr = read_parquet(screen)
+    if "prefix_type" not in scr.columns:
+        scr = scr.with_columns(prefix_type=pl.lit("fixed"))
+    own = scr.select("prompt_key", "prefix_type", "trait", pl.col("elicitation").alias("own"))
+    fixed = scr.filter(pl.col("prefix_type") == "fixed").select(
+        "prompt_key", "trait", pl.col("elicitation").alias("fixed")
+    )
+    keys = ["prompt_key", "prefix_type", "trait"]
+    scr = (
+        elic.select(keys)
+        .join(own, on=keys, how="left")
+        .join(fixed, on=["prompt_key", "trait"], how="left")
+        .select(*keys, pl.coalesce("own", "fixed").alias("elicitation"))
+    )
     return (
-        elic.join(scr, on=["prompt_key", "trait"], how="left", suffix="_screen")
+        elic.join(scr, on=keys, how="left", suffix="_screen")
         .with_columns(pl.col("elicitation_screen").fill_null(pl.col("elicitation")))
         .drop("elicitation")
         .rename({"elicitation_screen": "elicitation"})
@@ -362,6 +381,23 @@ def predictor_points(
     )
 
 
+def correlations(
+    heur: pl.DataFrame,
+    points: pl.DataFrame,
+    prompt_traits: Mapping[str, str],
+    out: str | Path | None = None,
+) -> pl.DataFrame:
+    """The heuristic-vs-suppression correlations of one instance
+    (:func:`interpflow.inoculation.correlations.correlate`); with ``out``, their points
+    (``correlation_points``, a ``heuristics`` column listing the correlated columns, comma
+    separated) are written there for the pooling across experiments."""
+    supp = points.select("prompt_key", "prefix_type", "trait", "suppression", "elicitation")
+    per_group, cols = correlation_points(heur, supp, prompt_traits)
+    if out is not None:
+        write_parquet(per_group.with_columns(heuristics=pl.lit(",".join(cols))), out)
+    return r_rows(pooled_points(per_group), cols)
+
+
 def paper_figures(
     *, full: pl.DataFrame, angle_sum: pl.DataFrame, angle_table: pl.DataFrame,
     prompt_traits: Mapping[str, str], groups: Mapping[str, str], out: Mapping,
@@ -407,6 +443,7 @@ def report_stage(
     dataset: str | Path | None = None,
     experiment: str = "",
     screen: str | Path | None = None,
+    correlation_out: str | Path | None = None,
 ) -> dict:
     """Every figure of :data:`FIGURES`: the PNG ``figures[name]`` and its numbers, the CSV
     ``tables[name]`` (``heuristic_correlations``: Pearson r of each heuristic vs suppression).
@@ -423,6 +460,7 @@ def report_stage(
     column). ``screen``: the elicitation screen's table; when given, a prompt's elicitation of
     a trait is the screen's (the seed's: every prompt, untrained model, fixed prefix) for both
     prefix types, instead of the step-0 training-condition score of its run.
+    ``correlation_out``: where to write the correlations' points (:func:`correlations`).
     """
     check_report_inputs(figures, tables, (heuristics, embeddings, angles, meta))
     out = {name: (Path(figures[name]), Path(tables[name])) for name in FIGURES}
@@ -445,11 +483,7 @@ def report_stage(
     fig_scatter(points, "ph", *out["ph_vs_suppression"], "PH = mean(lp_prefix - lp_none)")
     fig_embeddings(emb, variance, *out["embeddings"])
     fig_em(read_parquet(em), *out["em_rates"])
-    corr = correlate(
-        heur,
-        points.select("prompt_key", "prefix_type", "trait", "suppression", "elicitation"),
-        prompt_traits,
-    )
+    corr = correlations(heur, points, prompt_traits, correlation_out)
     fig_correlations(corr, *out["heuristic_correlations"])
     groups = dict(prompt_groups or {})
     full = predictor_points(points, heur, groups)
