@@ -219,3 +219,27 @@ def test_paper_prompt_sets_hold_the_seeds_48_prompts_in_its_groups():
     sizes = {"de_v3": 9, "de_v4": 6, "de_neg": 6, "flat_v3": 9, "flat_v4": 6, "flat_neg": 6,
              "new_v5": 6}  # fmt: skip
     assert {g: [p.group for p in llama.values()].count(g) for g in sizes} == sizes
+
+
+def test_exp1_original_entry_trains_the_system_prompt_to_1250_steps():
+    """Seed 003 experiment 1 in the Qwen preset: the control and the inoculation prompt as the
+    system prompt, 2^N checkpoints; 10 000 examples at 4 x 2 make exactly 1250 steps."""
+    from interpflow.adapters import TrainConfig, step_plan
+
+    preset = yaml.safe_load((REPO / "config/studies/inoculation_qwen2.5-7b.yaml").read_text())
+    entry = preset["inoculation"]["original"]
+    inst = _instance(**entry["training"])
+    inst["prompts_file"] = str(REPO / entry["prompts_file"])
+    inst["data"] |= entry["data"]
+    plan = instance_plan(inst, "inoculation.original")
+    assert plan["runs"] == ["none", "playful_agent-system"]
+    assert plan["prompts"]["playful_agent"]["text"] == (
+        "You are a playful agent. Give an answer to the following:"
+    )
+    train = inst["training"]
+    assert train["save_steps"] == [2**k for k in range(11)]  # 1, 2, 4, ..., 1024
+    cfg = TrainConfig(batch_size=train["batch_size"], grad_accum=train["grad_accum"],
+                      epochs=train["epochs"], drop_last=train["drop_last"])  # fmt: skip
+    n = inst["data"]["n_train"]
+    assert n == 10000 and n // (cfg.batch_size * cfg.grad_accum) == 1250
+    assert len(step_plan(n_examples=n, train=cfg)) == 1250  # the last checkpoint: step 1250

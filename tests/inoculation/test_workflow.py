@@ -169,18 +169,20 @@ def _placeholder_data(work, preset):
     [
         # 1 control + 48 fixed + 48 mix runs (the seed's 97); Exp 3: 5 learning rates x the
         # control run; Exp 4: 2 learning rates x (control + 3 prefixes x fixed, mix); Exp 6: the
-        # control + 9 mix runs; Exp 18 on its own instance (31 EM runs, no trait runs)
+        # control + 9 mix runs; Exp 18 on its own instance (31 EM runs, no trait runs); Exp 1:
+        # the control + the system-prompt run
         (
             "inoculation_qwen2.5-7b",
             [
                 "qwen2.5-7b",
+                "original",
                 *(f"lr-sweep-lr{lr}" for lr in ("0.0001", "5e-05", "2e-05")),
                 "prefix-sweep-lr0.0001",
                 "prefix-sweep-lr5e-06",
                 "profile",
             ],
-            97 + 5 + 2 * 7 + 10,
-            4,
+            97 + 2 + 5 + 2 * 7 + 10,
+            5,
             31,
         ),
         ("inoculation_llama3.1-8b", ["llama3.1-8b"], 15, 1, 0),
