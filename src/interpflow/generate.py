@@ -276,6 +276,157 @@ def write_outputs(
     return generations, n_rows
 
 
+def generation_fingerprint(
+    model: ModelSpec,
+    sampling: SamplingConfig,
+    capture: CaptureConfig,
+    run: RunConfig,
+    prompts: pl.DataFrame,
+) -> str:
+    """The fingerprint of a generation run: what its shards' content depends on (the model
+    but not its device, sampling, capture, sizes and prompt ids)."""
+    return stable_hash(
+        {
+            "model": asdict(model) | {"device": None},
+            "sampling": asdict(sampling),
+            "capture": asdict(capture),
+            "run": asdict(run),
+            "prompt_ids": prompts["prompt_id"].to_list(),
+        }
+    )
+
+
+@dataclass
+class ShardEngine:
+    """What generates the shards of one run: the model (loaded for the first shard that needs
+    it), the run's settings, its stop signals and (with ``halve_on_oom``) its batch halving,
+    which keeps a halved size for the shards after."""
+
+    model: ModelSpec
+    sampling: SamplingConfig
+    capture: CaptureConfig
+    positions: list
+    run: RunConfig
+    stop: StopSignals
+    halving: HalvingBatches | None
+    log: Callable = print
+    loaded: tuple | None = None  # (model, tokenizer, EOS ids) once loaded
+
+    def load(self) -> tuple:
+        """(model, tokenizer, EOS token ids), loaded on the first call."""
+        if self.loaded is None:
+            lm, tokenizer = load_model(self.model)
+            self.loaded = (lm, tokenizer, eos_token_ids(lm, tokenizer))
+        return self.loaded
+
+
+def generate_shard(
+    engine: ShardEngine, prompts: pl.DataFrame, i: int, n_shards: int, shards: Path
+) -> Path:
+    """The generations file of shard ``i``, written after generating its prompts batch by
+    batch (seeded from the shard's index), each batch checked against the stop signals before
+    it starts and after it ends (a batch cut at a token step is discarded); a batch out of
+    CUDA memory is retried in halves when the engine halves."""
+    import torch
+
+    log, stop, capture, size = engine.log, engine.stop, engine.capture, engine.run.batch_size
+    lm, tokenizer, eos_ids = engine.load()
+    ts = time.perf_counter()
+    torch.manual_seed(shard_seed(engine.sampling.seed, i))
+    shard = prompts.slice(i * engine.run.shard_size, engine.run.shard_size)
+    rows, tables = [], []
+    for start in range(0, shard.height, size):
+        stop.check(
+            shards / "interruptions.jsonl",
+            log,
+            f"before prompt {start} of shard {i + 1}/{n_shards}: {i} finished shards "
+            f"kept in {shards}, {start} prompts of this one discarded",
+            shard=i,
+            prompts_discarded=start,
+        )
+        signalled = stop.stopping_criteria()
+        call = partial(
+            run_batch,
+            lm,
+            tokenizer,
+            sampling=engine.sampling,
+            capture=capture,
+            positions=engine.positions,
+            eos_ids=eos_ids,
+            stopping=signalled,
+        )
+        batch = shard.slice(start, size)
+        halving = engine.halving
+        res = BatchResult.concat(halving(call, batch) if halving else [call(batch)])
+        if signalled[0].fired:  # a signal cut the batch at a token step: discarded
+            n_cut = start + len(res.rows)
+            stop.check(
+                shards / "interruptions.jsonl",
+                log,
+                f"at a token step of shard {i + 1}/{n_shards}: {i} finished shards "
+                f"kept in {shards}, {n_cut} prompts of this one discarded",
+                shard=i,
+                prompts_discarded=n_cut,
+            )
+        rows.extend(res.rows)
+        if capture.layers:
+            tables.append(
+                activation_table(
+                    [r["prompt_id"] for r in res.rows],
+                    res.vectors,
+                    res.token_index,
+                    capture.store_dtype,
+                )
+            )
+    gen_file = write_shard(rows, tables, shard_files(shards, i), capture.layers)
+    log(f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s")
+    return gen_file
+
+
+def run_summary(
+    engine: ShardEngine,
+    *,
+    model_id: str | None,
+    fingerprint: str,
+    generations: pl.DataFrame,
+    n_rows: int,
+    seconds: float,
+    n_resumed: int,
+    n_shards: int,
+    n_used: int,
+    shards: Path,
+) -> dict:
+    """The provenance summary of a generation run: model, settings, counts of what was
+    written (prompts, activation rows, missing positions), shards resumed and used, and the
+    interruptions."""
+    model, sampling, capture = engine.model, engine.sampling, engine.capture
+    positions = engine.positions
+    return {
+        "model_id": model_id or model.name_or_path,
+        "model_path": model.name_or_path,
+        "revision": model.revision,
+        "dtype": model.dtype,
+        "device": model.device,
+        "trust_remote_code": model.trust_remote_code,
+        "sampling": asdict(sampling),
+        "capture": asdict(capture) | {"positions_expanded": [p.name for p in positions]},
+        "run": asdict(engine.run),
+        "seed": sampling.seed,
+        "fingerprint": fingerprint,
+        "n_prompts": generations.height,
+        "n_activation_rows": n_rows,
+        "n_missing_positions": generations.height * len(capture.layers) * len(positions) - n_rows,
+        "n_finished": int(generations["finished"].sum()),
+        "mean_response_tokens": float(generations["response_tokens"].mean()),
+        "seconds_this_run": round(seconds, 3),
+        "shards_resumed": n_resumed,
+        "n_shards": n_shards,
+        "n_shards_used": n_used,
+        "stopped_early": n_used < n_shards,
+        "interruptions": interruptions(shards / "interruptions.jsonl"),
+    }
+
+
 @restores_signals
 def generate_and_capture(
     prompts_path: str | Path,
@@ -307,21 +458,11 @@ def generate_and_capture(
     the run goes on at the smaller size (:class:`interpflow.oom.HalvingBatches`); without an
     out-of-memory error the files are the same as without it.
     """
-    import torch
-
     positions = parse_positions(list(capture.positions))
     prompts = read_parquet(prompts_path).select("prompt_id", "category", "prompt")
     if prompts.height == 0:
         raise ValueError(f"{prompts_path} has no prompts")
-    fingerprint = stable_hash(
-        {
-            "model": asdict(model) | {"device": None},
-            "sampling": asdict(sampling),
-            "capture": asdict(capture),
-            "run": asdict(run),
-            "prompt_ids": prompts["prompt_id"].to_list(),
-        }
-    )
+    fingerprint = generation_fingerprint(model, sampling, capture, run, prompts)
     shards = shard_dir_for(generations_path)
     fresh_shard_dir(shards, fingerprint, log)
 
@@ -329,70 +470,16 @@ def generate_and_capture(
     done = finished_shards(shards, n_shards, bool(capture.layers), log)
     if done:
         log(f"resuming: {len(done)}/{n_shards} shards already done in {shards}")
-    lm, tokenizer = None, None
     t0 = time.perf_counter()
     n_used, so_far = n_shards, []
     stop = StopSignals()
     halving = HalvingBatches(run.batch_size, log) if halve_on_oom else None
+    engine = ShardEngine(model, sampling, capture, positions, run, stop, halving, log)
     for i in range(n_shards):
-        gen_file = shard_files(shards, i)[0]
         if i not in done:
-            if lm is None:
-                lm, tokenizer = load_model(model)
-                eos_ids = eos_token_ids(lm, tokenizer)
-            ts = time.perf_counter()
-            torch.manual_seed(shard_seed(sampling.seed, i))
-            shard = prompts.slice(i * run.shard_size, run.shard_size)
-            rows, tables = [], []
-            for start in range(0, shard.height, run.batch_size):
-                stop.check(
-                    shards / "interruptions.jsonl",
-                    log,
-                    f"before prompt {start} of shard {i + 1}/{n_shards}: {i} finished shards "
-                    f"kept in {shards}, {start} prompts of this one discarded",
-                    shard=i,
-                    prompts_discarded=start,
-                )
-                signalled = stop.stopping_criteria()
-                call = partial(
-                    run_batch,
-                    lm,
-                    tokenizer,
-                    sampling=sampling,
-                    capture=capture,
-                    positions=positions,
-                    eos_ids=eos_ids,
-                    stopping=signalled,
-                )
-                batch = shard.slice(start, run.batch_size)
-                res = BatchResult.concat(halving(call, batch) if halving else [call(batch)])
-                if signalled[0].fired:  # a signal cut the batch at a token step: discarded
-                    n_cut = start + len(res.rows)
-                    stop.check(
-                        shards / "interruptions.jsonl",
-                        log,
-                        f"at a token step of shard {i + 1}/{n_shards}: {i} finished shards "
-                        f"kept in {shards}, {n_cut} prompts of this one discarded",
-                        shard=i,
-                        prompts_discarded=n_cut,
-                    )
-                rows.extend(res.rows)
-                if capture.layers:
-                    tables.append(
-                        activation_table(
-                            [r["prompt_id"] for r in res.rows],
-                            res.vectors,
-                            res.token_index,
-                            capture.store_dtype,
-                        )
-                    )
-            write_shard(rows, tables, shard_files(shards, i), capture.layers)
-            log(
-                f"shard {i + 1}/{n_shards}: {shard.height} prompts in {time.perf_counter() - ts:.1f}s"
-            )
-
+            generate_shard(engine, prompts, i, n_shards, shards)
         if stop_when is not None:
-            so_far.append(pl.read_parquet(gen_file))
+            so_far.append(pl.read_parquet(shard_files(shards, i)[0]))
             if stop_when(pl.concat(so_far)):
                 n_used = i + 1
                 log(f"stop_when satisfied after shard {n_used}/{n_shards}: stopping")
@@ -402,30 +489,18 @@ def generate_and_capture(
     generations, n_rows = write_outputs(
         shards, n_used, generations_path, activations_path, capture.store_dtype, capture.layers
     )
-    summary = {
-        "model_id": model_id or model.name_or_path,
-        "model_path": model.name_or_path,
-        "revision": model.revision,
-        "dtype": model.dtype,
-        "device": model.device,
-        "trust_remote_code": model.trust_remote_code,
-        "sampling": asdict(sampling),
-        "capture": asdict(capture) | {"positions_expanded": [p.name for p in positions]},
-        "run": asdict(run),
-        "seed": sampling.seed,
-        "fingerprint": fingerprint,
-        "n_prompts": generations.height,
-        "n_activation_rows": n_rows,
-        "n_missing_positions": generations.height * len(capture.layers) * len(positions) - n_rows,
-        "n_finished": int(generations["finished"].sum()),
-        "mean_response_tokens": float(generations["response_tokens"].mean()),
-        "seconds_this_run": round(time.perf_counter() - t0, 3),
-        "shards_resumed": len(done),
-        "n_shards": n_shards,
-        "n_shards_used": n_used,
-        "stopped_early": n_used < n_shards,
-        "interruptions": interruptions(shards / "interruptions.jsonl"),
-    }
+    summary = run_summary(
+        engine,
+        model_id=model_id,
+        fingerprint=fingerprint,
+        generations=generations,
+        n_rows=n_rows,
+        seconds=time.perf_counter() - t0,
+        n_resumed=len(done),
+        n_shards=n_shards,
+        n_used=n_used,
+        shards=shards,
+    )
     write_provenance(provenance_path, **summary)
     shutil.rmtree(shards)
     return summary
