@@ -22,6 +22,7 @@ the control's ``probes/test_proba.parquet``, which every instance writes: :func:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,146 @@ def control_margins(
     return margins, summary
 
 
+@dataclass
+class FittedProbes:
+    """The probes fitted on one split: the dataset, its train / test rows, the class order,
+    the fitted logreg and MLP and their metrics (``margins`` filled by :func:`score_margins`)."""
+
+    ds: ProbeDataset
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    classes: np.ndarray
+    models: dict[str, Any]
+    metrics: dict[str, dict[str, Any]]
+
+
+def fit_probes(
+    ds: ProbeDataset, prompts: str | Path, cfg: ProbeConfig, n_permutations: int
+) -> FittedProbes:
+    """The logreg and MLP probes fitted and scored on :func:`split`'s prompt-grouped split."""
+    seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
+    train_idx, test_idx = split(ds, prompts, cfg)
+    classes = np.unique(ds.y[train_idx])  # every class is in train by construction
+    fit = (ds, train_idx, test_idx, classes, seed, n_bootstrap, n_permutations)
+    logreg_model, m_log = fit_and_score(make_logreg(seed), *fit)
+    mlp_model, m_mlp = fit_and_score(MLPProbe(random_state=seed, **cfg.mlp.kwargs()), *fit)
+    return FittedProbes(
+        ds,
+        train_idx,
+        test_idx,
+        classes,
+        {"logreg": logreg_model, "mlp": mlp_model},
+        {"logreg": m_log, "mlp": m_mlp},
+    )
+
+
+def score_margins(
+    fitted: FittedProbes,
+    prompts: str | Path,
+    cfg: ProbeConfig,
+    control_proba: str | Path | None,
+    instance: str,
+) -> tuple[dict[str, dict[str, Any]], pl.DataFrame, dict[str, Any] | None]:
+    """Each probe's margins over the text baselines (and the control's same probe, with
+    ``cfg.control``), set in its metrics: (baseline metrics, test_proba table, control summary)."""
+    ds, test_idx, labels_ = fitted.ds, fitted.test_idx, fitted.classes
+    seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
+    base, base_proba = text_baselines(
+        ds, prompt_texts(prompts), fitted.train_idx, test_idx, labels_, seed, n_bootstrap
+    )
+    y_test, g_test = ds.y[test_idx], ds.groups[test_idx]
+    probe_proba = {}
+    for name, model in fitted.models.items():
+        proba = probe_proba[name] = proba_for(model, ds.X[test_idx], labels_)
+        fitted.metrics[name]["margins"] = {
+            base: paired_margin(y_test, proba, p, labels_, g_test, n_bootstrap, seed)
+            for base, p in base_proba.items()
+        }
+    proba_table = row_probabilities(ds, test_idx, labels_, probe_proba)
+    control = None
+    if cfg.control is not None:
+        by_probe, control = control_margins(
+            proba_table,
+            read_parquet(control_proba),
+            labels_,
+            instance=instance,
+            control_name=cfg.control,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
+        for name, m in fitted.metrics.items():
+            m["margins"]["control"] = by_probe[name]
+    return base, proba_table, control
+
+
+def write_probe_files(
+    fitted: FittedProbes, proba_table: pl.DataFrame, files: dict[str, str | Path]
+) -> None:
+    """Nothing: writes the probes, their export, the classes, the test probabilities, the split
+    and the confusion heatmaps to ``files`` (the :func:`train_probes` arguments of those names)."""
+    ds, labels_ = fitted.ds, fitted.classes
+    logreg_model, mlp_model = fitted.models["logreg"], fitted.models["mlp"]
+    with atomic_path(files["logreg"]) as tmp:
+        joblib.dump(logreg_model, tmp)
+    export_logreg(logreg_model, files["logreg_tensors"], files["logreg_meta"])
+    mlp_model.save(files["mlp"], files["mlp_meta"])
+    with atomic_path(files["classes"]) as tmp:
+        tmp.write_text("".join(f"{c}\n" for c in labels_))
+    write_parquet(proba_table, files["test_proba"])
+    for key, idx in (("train_indices", fitted.train_idx), ("test_indices", fitted.test_idx)):
+        with atomic_path(files[key]) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, idx.astype(np.int64))
+    for name in ("logreg", "mlp"):
+        figures.confusion_heatmap(
+            np.asarray(fitted.metrics[name]["confusion"]),
+            labels_,
+            files[f"confusion_{name}"],
+            files[f"confusion_{name}_csv"],
+            title=f"{name} · layer {ds.layer} · {ds.target}",
+        )
+
+
+def probe_summary(
+    fitted: FittedProbes,
+    cfg: ProbeConfig,
+    n_permutations: int,
+    label_report: dict[str, Any],
+    base: dict[str, dict[str, Any]],
+    control: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The probes' metrics.json: the split's sizes, each probe's metrics, the baselines."""
+    ds, train_idx, test_idx = fitted.ds, fitted.train_idx, fitted.test_idx
+    y_test, g_test = ds.y[test_idx], ds.groups[test_idx]
+    n_test_prompts = int(np.unique(g_test).size)
+    return {
+        "target": ds.target,
+        "layer": ds.layer,
+        "positions": ds.position_names,
+        "classes": [str(c) for c in fitted.classes],
+        "seed": cfg.seed,
+        "test_size": cfg.test_size,
+        "n_bootstrap": cfg.n_bootstrap,
+        "n_permutations": n_permutations,
+        "n_dropped_null": ds.n_dropped_null,
+        "n_dropped_unlabeled": ds.n_dropped_unlabeled,
+        "labels": label_report,  # labels dropped by confidence, the verbalizer's vote
+        "n_train_rows": int(train_idx.size),
+        "n_test_rows": int(test_idx.size),
+        "n_train_prompts": int(np.unique(ds.groups[train_idx]).size),
+        "n_test_prompts": n_test_prompts,
+        "warnings": [w for w in [few_prompts_warning(n_test_prompts=n_test_prompts)] if w],
+        "mlp_params": fitted.models["mlp"].get_params(),
+        "probes": fitted.metrics,
+        "control": control,  # None, or the control instance and the rows compared
+        "baselines": {
+            "majority": majority_baseline(
+                ds.y[train_idx], y_test, g_test, cfg.n_bootstrap, cfg.seed
+            ),
+            **base,
+        },
+    }
+
+
 def train_probes(
     *,
     activations: str | Path,
@@ -279,6 +420,8 @@ def train_probes(
     probe (:func:`control_margins`; ``instance`` names this instance in its errors).
     ``nla`` is the verbalizer's table (``probes.target: verbalizer_label``); ``labels`` in
     ``metrics`` reports the labels dropped (:mod:`interpflow.deception.targets`).
+    Steps: :func:`load_dataset`, :func:`fit_probes`, :func:`score_margins`,
+    :func:`write_probe_files`, :func:`probe_summary`.
     """
     if (cfg.control is None) != (control_proba is None):
         raise ValueError(
@@ -287,90 +430,17 @@ def train_probes(
         )
     label_report: dict[str, Any] = {}
     ds = load_dataset(activations, labels, cfg, nla, label_report)
-    seed, n_bootstrap = cfg.seed, cfg.n_bootstrap
-    train_idx, test_idx = split(ds, prompts, cfg)
-    labels_ = np.unique(ds.y[train_idx])  # every class is in train by construction
-
-    fit = (ds, train_idx, test_idx, labels_, seed, n_bootstrap, n_permutations)
-    logreg_model, m_log = fit_and_score(make_logreg(seed), *fit)
-    mlp_model, m_mlp = fit_and_score(MLPProbe(random_state=seed, **cfg.mlp.kwargs()), *fit)
-    base, base_proba = text_baselines(
-        ds, prompt_texts(prompts), train_idx, test_idx, labels_, seed, n_bootstrap
-    )
-    y_test, g_test = ds.y[test_idx], ds.groups[test_idx]
-    probe_proba = {}
-    for name, model, m in (("logreg", logreg_model, m_log), ("mlp", mlp_model, m_mlp)):
-        proba = probe_proba[name] = proba_for(model, ds.X[test_idx], labels_)
-        m["margins"] = {
-            base: paired_margin(y_test, proba, p, labels_, g_test, n_bootstrap, seed)
-            for base, p in base_proba.items()
-        }
-    proba_table = row_probabilities(ds, test_idx, labels_, probe_proba)
-    control = None
-    if cfg.control is not None:
-        by_probe, control = control_margins(
-            proba_table,
-            read_parquet(control_proba),
-            labels_,
-            instance=instance,
-            control_name=cfg.control,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-        )
-        for name, m in (("logreg", m_log), ("mlp", m_mlp)):
-            m["margins"]["control"] = by_probe[name]
-
-    with atomic_path(logreg) as tmp:
-        joblib.dump(logreg_model, tmp)
-    export_logreg(logreg_model, logreg_tensors, logreg_meta)
-    mlp_model.save(mlp, mlp_meta)
-    with atomic_path(classes) as tmp:
-        tmp.write_text("".join(f"{c}\n" for c in labels_))
-    write_parquet(proba_table, test_proba)
-    for path, idx in ((train_indices, train_idx), (test_indices, test_idx)):
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, idx.astype(np.int64))
-    for name, m, png, csv in (
-        ("logreg", m_log, confusion_logreg, confusion_logreg_csv),
-        ("mlp", m_mlp, confusion_mlp, confusion_mlp_csv),
-    ):
-        figures.confusion_heatmap(
-            np.asarray(m["confusion"]),
-            labels_,
-            png,
-            csv,
-            title=f"{name} · layer {ds.layer} · {ds.target}",
-        )
-
-    out = {
-        "target": ds.target,
-        "layer": ds.layer,
-        "positions": ds.position_names,
-        "classes": [str(c) for c in labels_],
-        "seed": seed,
-        "test_size": cfg.test_size,
-        "n_bootstrap": n_bootstrap,
-        "n_permutations": n_permutations,
-        "n_dropped_null": ds.n_dropped_null,
-        "n_dropped_unlabeled": ds.n_dropped_unlabeled,
-        "labels": label_report,  # labels dropped by confidence, the verbalizer's vote
-        "n_train_rows": int(train_idx.size),
-        "n_test_rows": int(test_idx.size),
-        "n_train_prompts": int(np.unique(ds.groups[train_idx]).size),
-        "n_test_prompts": int(np.unique(ds.groups[test_idx]).size),
-        "warnings": [
-            w
-            for w in [few_prompts_warning(n_test_prompts=int(np.unique(ds.groups[test_idx]).size))]
-            if w
-        ],
-        "mlp_params": mlp_model.get_params(),
-        "probes": {"logreg": m_log, "mlp": m_mlp},
-        "control": control,  # None, or the control instance and the rows compared
-        "baselines": {
-            "majority": majority_baseline(ds.y[train_idx], y_test, g_test, n_bootstrap, seed),
-            **base,
-        },
-    }
+    fitted = fit_probes(ds, prompts, cfg, n_permutations)
+    base, proba_table, control = score_margins(fitted, prompts, cfg, control_proba, instance)
+    files = {
+        "logreg": logreg, "logreg_tensors": logreg_tensors, "logreg_meta": logreg_meta,
+        "mlp": mlp, "mlp_meta": mlp_meta, "classes": classes, "test_proba": test_proba,
+        "train_indices": train_indices, "test_indices": test_indices,
+        "confusion_logreg": confusion_logreg, "confusion_logreg_csv": confusion_logreg_csv,
+        "confusion_mlp": confusion_mlp, "confusion_mlp_csv": confusion_mlp_csv,
+    }  # fmt: skip
+    write_probe_files(fitted, proba_table, files)
+    out = probe_summary(fitted, cfg, n_permutations, label_report, base, control)
     write_json(out, metrics)
     write_provenance(
         provenance,
@@ -378,9 +448,9 @@ def train_probes(
         target=ds.target,
         layer=ds.layer,
         positions=ds.position_names,
-        seed=seed,
+        seed=cfg.seed,
         test_size=cfg.test_size,
-        mlp_params=mlp_model.get_params(),
+        mlp_params=fitted.models["mlp"].get_params(),
         control=cfg.control,
     )
     return out
