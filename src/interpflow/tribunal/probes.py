@@ -392,17 +392,10 @@ def write_probe_files(
     base: dict[str, Any],
     reason: str | None,
     model_id: str | None,
-    *,
-    metrics: str | Path,
-    png: str | Path,
-    table: str | Path,
-    logits: str | Path,
-    directions: str | Path,
-    directions_json: str | Path,
-    provenance: str | Path,
+    **files: str | Path,
 ) -> dict[str, Any]:
     """The metrics (``base``, the status, the probes and the best one), written with every
-    other file of the stage.
+    other file of the stage (``files``: the stage's paths by its parameters' names).
 
     Writes ``metrics`` (json, + its ``provenance``), the figure ``png`` with its ``table``
     (csv, :data:`RESULT_COLUMNS`: accuracy, AUROC, majority accuracy per layer ×
@@ -422,17 +415,17 @@ def write_probe_files(
     result_table = pl.DataFrame(results.records, schema=RESULT_COLUMNS)
     logit_table = pl.DataFrame(results.logit_rows, schema=LOGIT_COLUMNS)
     status = {"status": "ok" if reason is None else "skipped", "reason": reason}
-    write_csv(result_table, table)
-    write_parquet(logit_table, logits)
-    plot_probe_results(result_table, logit_table, png, reason)
+    write_csv(result_table, files["table"])
+    write_parquet(logit_table, files["logits"])
+    plot_probe_results(result_table, logit_table, files["png"], reason)
     meta = {"model_id": str(model_id), "positive_class": POSITIVE, "status": status["status"]}
-    with atomic_path(directions) as tmp:
+    with atomic_path(files["directions"]) as tmp:
         save_file(results.tensors, str(tmp), metadata=meta)
-    write_json(base | status | {"directions": results.by_layer}, directions_json)
+    write_json(base | status | {"directions": results.by_layer}, files["directions_json"])
     probes = results.probes
     out = base | status | {"probes": probes if reason is None else None, "best": _best(probes)}
-    write_json(out, metrics)
-    write_provenance(provenance, stage="tribunal_probes", **base, **status)
+    write_json(out, files["metrics"])
+    write_provenance(files["provenance"], stage="tribunal_probes", **base, **status)
     return out
 
 
