@@ -292,3 +292,43 @@ def test_two_config_files_declaring_one_instance_stop_unless_the_later_is_an_ove
     for marker in ("# interpflow: overlay\n", "# interpflow: overlay (the rehearsal of p.yaml)\n"):
         check_layering(files=[("a.yaml", "", a), ("b.yaml", marker + "deception: ...", b)])
     check_layering(files=[("a.yaml", "", a), ("c.yaml", "", {"deception": {"other": {}}})])
+
+
+def test_layered_config_files_snakefile_first_then_the_command_line(tmp_path, monkeypatch):
+    from interpflow.config import layered_config_files
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.yaml").write_text("models: {stub: {source: stub}}\n")
+    (tmp_path / "preset.yaml").write_text("# interpflow: overlay\ntribunal: {mine: {}}\n")
+    (tmp_path / "empty.yaml").write_text("")
+    outside = tmp_path.parent / f"{tmp_path.name}_outside.yaml"
+    outside.write_text("steering: {}\n")
+    files = layered_config_files(
+        [tmp_path / "base.yaml", tmp_path / "preset.yaml"],  # snakemake lists the CLI's too
+        [tmp_path / "preset.yaml", "empty.yaml", outside],
+    )
+    assert [f[0] for f in files] == ["base.yaml", "preset.yaml", "empty.yaml", str(outside)]
+    assert files[1][1].startswith("# interpflow: overlay")
+    assert [f[2] for f in files] == [
+        {"models": {"stub": {"source": "stub"}}},
+        {"tribunal": {"mine": {}}},
+        {},  # an empty file loads as an empty mapping
+        {"steering": {}},
+    ]
+
+
+def test_fill_instance_defaults_from_each_study_schema():
+    from conftest import REPO
+
+    from interpflow.config import STUDIES, fill_instance_defaults
+
+    instances = {s: {} for s in STUDIES} | {"tribunal": {"mine": {"probes": {"seed": 7}}}}
+    out = fill_instance_defaults(instances, REPO / "workflow" / "schemas")
+    assert out is instances
+    schema = yaml.safe_load((REPO / "workflow/schemas/tribunal.schema.yaml").read_text())
+    defs = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+    expected = schema_defaults(schema, defs)
+    mine = instances["tribunal"]["mine"]
+    assert mine["probes"]["seed"] == 7  # given: kept
+    assert set(expected) <= set(mine)  # every top-level default filled
+    assert mine["probes"]["C"] == expected["probes"]["C"]

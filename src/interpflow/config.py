@@ -1,7 +1,7 @@
 """Study instances, sweeps, schema defaults and config -> dataclass conversion.
 
 Imported when the Snakefile is parsed (every SLURM job re-parses it), so it uses the standard
-library only.
+library only (and yaml, imported inside the two functions that read config and schema files).
 
 A config declares **models** once by name and, under each study's key, **instances** of that
 study by name::
@@ -143,6 +143,46 @@ def check_layering(*, files: Iterable[tuple[str, str, Mapping[str, Any]]]) -> No
                         f"or make {path} an overlay of {first} by starting it with the line "
                         f"'{OVERLAY_MARKERS[0]}'"
                     )
+
+
+def layered_config_files(
+    configfiles: Iterable[Any], overwrite: Iterable[Any] = ()
+) -> list[tuple[str, str, dict]]:
+    """``(path, text, loaded mapping)`` of every config file in the order snakemake layers
+    them: the Snakefile's ``configfiles`` (``workflow.configfiles``), then the command line's
+    (``--configfile``: ``workflow.overwrite_configfiles``); a path under the working directory
+    relative to it. yaml is read here, imported on the call."""
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    cli = [str(f) for f in overwrite]
+    files = [str(f) for f in configfiles if str(f) not in cli] + cli
+    return [
+        (os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd()) else f, text, cfg)
+        for f in files
+        for text in [Path(f).read_text()]
+        for cfg in [yaml.safe_load(text) or {}]
+    ]
+
+
+def fill_instance_defaults(instances: Mapping[str, Mapping[str, dict]], schemas: Any) -> Mapping:
+    """``instances`` (study -> name -> config), each filled in place with its study schema's
+    defaults (snakemake's validate() does not reach through the instance maps' ``$ref`` keys):
+    ``<schemas>/<study>.schema.yaml`` is the one place they live, the shared ``$defs`` in
+    ``<schemas>/config.schema.yaml``."""
+    from pathlib import Path
+
+    import yaml
+
+    schemas = Path(schemas)
+    defs = yaml.safe_load((schemas / "config.schema.yaml").read_text())["$defs"]
+    for study in STUDIES:
+        schema = yaml.safe_load((schemas / f"{study}.schema.yaml").read_text())
+        for inst in instances[study].values():
+            fill_defaults(inst, schema, defs)
+    return instances
 
 
 def resolve_instances(

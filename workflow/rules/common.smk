@@ -4,21 +4,19 @@
 # heavier), no big file reads. Models: model_sources.smk; judges: judges.smk; the checks that
 # stop a plan: planning_checks.smk.
 
-import json
 import os
 from pathlib import Path
 
-import yaml
 from snakemake.logging import logger
 from snakemake.utils import validate
 
 from interpflow.codehash import code_hash as _code_hash
 from interpflow.config import (
-    STUDIES,
     ConfigError,
     check_layering,
     declared_instances,
-    fill_defaults,
+    fill_instance_defaults,
+    layered_config_files,
     resolve_instances,
 )
 from interpflow.planning import schema_error_lines
@@ -31,20 +29,8 @@ os.environ.update(
 )
 
 
-def _config_files():
-    """(path, text, mapping) of every config file in the order they are layered: the
-    Snakefile's configfile, then the command line's (`--configfile`)."""
-    cli = [str(f) for f in workflow.overwrite_configfiles or []]
-    files = [str(f) for f in workflow.configfiles if str(f) not in cli] + cli
-    return [
-        (os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd()) else f, text, cfg)
-        for f in files
-        for text in [Path(f).read_text()]
-        for cfg in [yaml.safe_load(text) or {}]
-    ]
-
-
-_CONFIG_FILES = _config_files()
+# (path, text, mapping) of every config file, the Snakefile's first, then the command line's
+_CONFIG_FILES = layered_config_files(workflow.configfiles, workflow.overwrite_configfiles or [])
 
 
 def _cli_configs():
@@ -70,21 +56,11 @@ def _validate():
     validate(config, schema="../schemas/config.schema.yaml")
 
 
-def _fill_instance_defaults():
-    """Each instance gets its study schema's defaults (validate() does not reach through the
-    instance maps' $refs): workflow/schemas/<study>.schema.yaml is the one place they live."""
-    schemas = Path(workflow.current_basedir) / ".." / "schemas"
-    defs = yaml.safe_load((schemas / "config.schema.yaml").read_text())["$defs"]
-    for study in STUDIES:
-        schema = yaml.safe_load((schemas / f"{study}.schema.yaml").read_text())
-        for inst in INSTANCES[study].values():
-            fill_defaults(inst, schema, defs)
-
-
 _cli = _cli_configs()
 INSTANCES = resolve_instances(config, declared_instances(_cli) if _cli is not None else None)
 _validate()
-_fill_instance_defaults()
+# each instance gets its study schema's defaults: workflow/schemas/<study>.schema.yaml
+fill_instance_defaults(INSTANCES, Path(workflow.current_basedir) / ".." / "schemas")
 MODELS = config["models"]
 
 

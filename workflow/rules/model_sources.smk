@@ -4,6 +4,7 @@
 # (model_input, model_spec, model_id, model_threads, model_gpus). Every model resolves at
 # planning (check_instances, at the end). Standard library and light interpflow modules only.
 
+from interpflow.config import STUDIES
 from interpflow.hubdata import hub_source_message
 from interpflow.models import check_model_path, is_local_path
 from interpflow.packaged import PACKAGED, packaged_gguf

@@ -3,6 +3,8 @@
 # fits its GPUs (the memory table). The models' shapes and depths come from their config.json
 # where planning can read it (model_sources.smk says where each model loads from).
 
+import json
+
 from interpflow.kbit import check_family
 from interpflow.memory import shape_from_config
 from interpflow.memory_plan import atlas_jobs, check_fit, format_table, instance_jobs, plan_rows
