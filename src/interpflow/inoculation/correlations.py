@@ -194,7 +194,6 @@ def correlation_points(
     joined, points = scoped_points(heuristics, suppression, prompt_traits)
     points = cross_oriented(points, heuristics, prompt_traits)
     cols = [c for c in points.columns if c in CORRELATED or c.startswith(("ph_", "ppd_"))]
-    cols = [c for c in cols if c != "composite"]
     with_composite = all(c in joined.columns for c in COMPOSITE)
     if with_composite:
         cols.append("composite")
