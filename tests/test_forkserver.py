@@ -140,3 +140,8 @@ def test_log_to_in_the_server_writes_the_line(tmp_path, monkeypatch):
     with log_to(tmp_path / "job.log"):
         print("work")
     assert (tmp_path / "job.log").read_text().splitlines()[-1] == forkserver.WORKER_LINE
+
+
+def test_run_gives_the_command_a_server_and_returns_its_status():
+    check = "import os, sys; sys.exit(7 if os.path.exists(os.environ['INTERPFLOW_FORKSERVER']) else 5)"
+    assert forkserver.main(["run", "--", sys.executable, "-c", check]) == 7

@@ -18,12 +18,14 @@ The forked job reseeds Python's and NumPy's global generators as a fresh interpr
 server: snakemake's ``benchmark:`` measures the client's process tree, so that job's
 ``cpu_time`` and ``max_rss`` are not its own and the run ledger leaves them empty.
 
-    python -m interpflow.forkserver serve --socket /tmp/if.sock &
+    python -m interpflow.forkserver run -- snakemake --cores 2 all
+    python -m interpflow.forkserver serve --socket /tmp/if.sock &   # or by hand
     INTERPFLOW_FORKSERVER=/tmp/if.sock snakemake --cores 2 all
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -263,18 +265,31 @@ def _reseed() -> None:
         numpy.random.seed()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``serve`` (the server itself) or ``run -- <command>`` (a command whose
+    snakemake jobs use a server started for it); the command's exit status."""
     from interpflow.cli import parser as cli_parser
 
     ap = cli_parser(module="interpflow.forkserver", doc=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("serve", help="import the heavy libraries once and serve jobs")
-    run.add_argument("--socket", required=True, help="the unix socket to listen on")
+    srv = sub.add_parser("serve", help="import the heavy libraries once and serve jobs")
+    srv.add_argument("--socket", required=True, help="the unix socket to listen on")
+    run = sub.add_parser("run", help="run a command (e.g. snakemake) with a server for its jobs")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     args = ap.parse_args(argv)
-    serve(args.socket)
+    if args.command == "serve":
+        serve(args.socket)
+        return 0
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        ap.error("run: no command given (python -m interpflow.forkserver run -- snakemake ...)")
+    import subprocess
+
+    with running() as path:
+        return subprocess.run(cmd, env=os.environ | {ENV: path}, check=False).returncode
 
 
 if __name__ == "__main__":  # run the package's module, whose IN_SERVER the jobs read
     from interpflow.forkserver import main as package_main
 
-    package_main()
+    sys.exit(package_main())
