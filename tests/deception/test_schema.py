@@ -15,7 +15,7 @@ from interpflow.deception.common import MLPConfig, ProbeConfig
 from interpflow.deception.generate import DeceptionCapture, GenerationConfig
 from interpflow.deception.protocol import ProtocolConfig
 from interpflow.deception.quant_transfer import QuantConfig
-from interpflow.deception.transfer import TransferConfig
+from interpflow.deception.transfer import TrainVariant, TransferConfig, TransferTrainConfig
 from interpflow.generate import RunConfig, SamplingConfig
 from interpflow.probes import MLPProbe
 
@@ -39,6 +39,7 @@ def _defaults(*keys: str) -> dict:
         (("protocol",), ProtocolConfig),
         (("quant_transfer",), QuantConfig),
         (("transfer",), TransferConfig),
+        (("transfer", "train"), TransferTrainConfig),
     ],
     ids=lambda v: ".".join(v) if isinstance(v, tuple) else v.__name__,
 )
@@ -47,6 +48,13 @@ def test_schema_defaults_equal_the_dataclass_defaults(keys, cls):
     assert set(defaults) == {f.name for f in fields(cls)}, "the same keys"
     built = from_config(cls, defaults, "deception.default." + ".".join(keys))
     assert built == cls(), "the same values"
+
+
+def test_transfer_train_variant_defaults_are_the_schema_item_defaults():
+    item = SCHEMA["properties"]["transfer"]["properties"]["train"]["properties"]["variants"]
+    defaults = schema_defaults(item["additionalProperties"])
+    assert set(defaults) == {f.name for f in fields(TrainVariant)}
+    assert from_config(TrainVariant, defaults) == TrainVariant()
 
 
 def test_generation_splits_into_sampling_and_run():

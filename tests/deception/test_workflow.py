@@ -131,6 +131,31 @@ def test_transfer_on_stub(all_run):
         assert f"{verdict} out of distribution" in row["finding"]
 
 
+def test_transfer_train_on_stub(all_run):
+    """Rule deception_transfer_train on the stub: its ``bank`` variant is the transfer stage's
+    probe (the same train rows, layer and positions) and reads each set at the same AUROC; every
+    variant is read only on sets it did not train on; the layers variant concatenates the three
+    captured layers and the response variant reads the response positions alone."""
+    work, _ = all_run
+    res = work / "results/deception/default"
+    transfer = json.loads((res / "transfer/metrics.json").read_text())
+    train = json.loads((res / "transfer_train/metrics.json").read_text())["variants"]
+    assert list(train) == ["bank", "pooled", "layers", "response", "pooled_layers"]
+    for name in ("instructed", "roleplay"):
+        bank = train["bank"]["tests"][name]["readers"]["probe"]["auroc"]
+        assert bank == pytest.approx(transfer["sets"][name]["readers"]["probe"]["auroc"])
+        assert train["pooled"]["tests"][name]["train"] == [
+            "bank",
+            *({"instructed", "roleplay"} - {name}),
+        ]
+    assert train["layers"]["layers"] == [1, 2, 3]
+    assert all(p.startswith("response") for p in train["response"]["positions"])
+    table = pl.read_csv(res / "transfer_train/variants.csv")
+    assert table.height == 10
+    assert all(t not in tr.split("+") for t, tr in zip(table["test"], table["train"], strict=True))
+    assert (res / "transfer_train/variants.png").stat().st_size > 0
+
+
 def with_stub(work, stub_dir):
     """``work`` with the session's stub model in place: copied after the repository, so newer
     than its inputs, and snakemake does not build it again (the rule's output is identical)."""

@@ -172,4 +172,9 @@ deception_targets = lambda: [
     + (["quant_transfer/metrics.json"] if inst["quant_transfer"]["enabled"] else [])
     + (["protocol/metrics.json"] if inst["protocol"]["enabled"] else [])
     + (["transfer/metrics.json"] if inst["transfer"]["enabled"] else [])
+    + (
+        ["transfer_train/metrics.json"]
+        if inst["transfer"]["enabled"] and inst["transfer"]["train"]["enabled"]
+        else []
+    )
 ]

@@ -134,3 +134,48 @@ rule deception_transfer:
         "../../envs/cpu.yaml"
     script:
         "../../scripts/deception/transfer.py"
+
+
+# Train for transfer, measured: logistic probes trained by each variant of
+# transfer.train.variants (pooled leave-one-set-out, layers concatenated, response positions)
+# and the text baselines trained on the same prompts, read only on evaluation sets they were
+# not trained on (interpflow.deception.transfer_train). No model: local.
+rule deception_transfer_train:
+    input:
+        unpack(deception_nla),  # nla: the verbalizer's labels, if probes.target is verbalizer_label
+        captured=f"{DECEPTION}/transfer/activations.parquet",
+        captured_prompts=f"{DECEPTION}/transfer/prompts.parquet",
+        activations=f"{DECEPTION}/activations.parquet",
+        labels=f"{DECEPTION}/labels.parquet",
+        prompts=f"{DECEPTION}/prompts.parquet",
+        train=f"{DECEPTION}/probes/train_indices.npy",
+        test=f"{DECEPTION}/probes/test_indices.npy",
+        classes=f"{DECEPTION}/probes/label_classes.txt",
+    output:
+        metrics=f"{DECEPTION}/transfer_train/metrics.json",
+        table=report(
+            f"{DECEPTION}/transfer_train/variants.csv",
+            caption="../report/transfer_train.rst",
+            category="Deception probe",
+            subcategory="{instance}",
+        ),
+        figure=report(
+            f"{DECEPTION}/transfer_train/variants.png",
+            caption="../report/transfer_train.rst",
+            category="Deception probe",
+            subcategory="{instance}",
+        ),
+    log:
+        "logs/deception/{instance}/transfer_train.log",
+    benchmark:
+        "benchmarks/results/deception/{instance}/transfer_train.tsv"
+    params:
+        probes=setting("deception", "probes"),
+        capture=setting("deception", "capture"),
+        transfer=setting("deception", "transfer"),
+        code=code_hash("deception/transfer_train"),
+    localrule: True
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../../scripts/deception/transfer_train.py"

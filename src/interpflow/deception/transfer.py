@@ -49,6 +49,38 @@ IN_DISTRIBUTION = "in_distribution"
 PROBE = "probe"
 
 
+#: The default training variants of ``transfer.train.variants`` (schema default).
+DEFAULT_VARIANTS = {
+    "bank": {},
+    "pooled": {"pooled": True},
+    "layers": {"layers": "captured"},
+    "response": {"positions": "response"},
+    "pooled_layers": {"pooled": True, "layers": "captured"},
+}
+
+
+@dataclass(frozen=True)
+class TrainVariant:
+    """One way to train the probe for transfer (``transfer.train.variants.<name>``)."""
+
+    #: train on the bank and every evaluation set but the one read (leave one set out)
+    pooled: bool = False
+    #: "probe" (probes.layer), "captured" (every captured layer, concatenated) or layer numbers
+    layers: str | tuple[int, ...] = "probe"
+    #: "probe" (probes.positions), "last_prompt", "response" (every captured response[...]
+    #: position) or "all" (every captured position); each kept position is a row
+    positions: str = "probe"
+
+
+@dataclass(frozen=True)
+class TransferTrainConfig:
+    """``transfer.train``: the training variants of rule deception_transfer_train."""
+
+    enabled: bool = True
+    #: variant name -> :class:`TrainVariant` keys (a mapping: built by ``from_config``)
+    variants: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_VARIANTS))
+
+
 @dataclass(frozen=True)
 class TransferConfig:
     """``deception.<instance>.transfer`` (defaults: workflow/schemas/deception.schema.yaml)."""
@@ -64,6 +96,8 @@ class TransferConfig:
     control_bank: str = "resources/deception/transfer/control.txt"
     positive: str = "deceptive"  #: the class whose recall is read at the control set's FPR
     fpr: float = 0.01  #: false-positive rate allowed on the control set
+    #: train for transfer (rule deception_transfer_train; the transfer stage ignores it)
+    train: TransferTrainConfig = field(default_factory=TransferTrainConfig)
 
 
 @dataclass
@@ -393,10 +427,13 @@ def _figure(table: pl.DataFrame, cfg: TransferConfig, layer: int, png) -> None:
 
 __all__ = [
     "CONVENTION",
+    "DEFAULT_VARIANTS",
     "IN_DISTRIBUTION",
     "PROBE",
     "ReadSet",
+    "TrainVariant",
     "TransferConfig",
+    "TransferTrainConfig",
     "bank_sets",
     "capture_sets",
     "fit_text_baselines",
