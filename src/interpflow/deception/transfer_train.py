@@ -157,20 +157,26 @@ def variants_table(variants: dict[str, dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def bank_train_rows(
-    *, activations, labels, prompts, train_indices, test_indices, probe_cfg, nla=None, at=None
-) -> ReadSet:
-    """The bank's rows, at probe config ``at`` (a layer and positions), of the prompts in the
-    probes' train split (``train_indices``: rows of the probes' own layer and positions);
-    ``test_indices`` is not read (the held-out bank prompts are never a variant's test)."""
+def bank_train_split(
+    *, activations, labels, prompts, train_indices, test_indices, probe_cfg, nla=None
+) -> tuple[np.ndarray, dict[str, str]]:
+    """(the prompt ids of the probes' train split, every bank prompt's text); the split's
+    ``train_indices`` are rows of the probes' own layer and positions, ``test_indices`` is not
+    read (the bank's held-out prompts are never a variant's test)."""
     from interpflow.deception.probes import load_dataset, prompt_texts
 
     del test_indices
     own = load_dataset(activations, labels, probe_cfg, nla)
-    train_ids = np.unique(own.groups[np.load(train_indices)])
-    ds = own if at is None else load_dataset(activations, labels, at, nla)
-    keep = np.isin(ds.groups, train_ids)
-    return ReadSet(X=ds.X[keep], y=ds.y[keep], groups=ds.groups[keep], texts=prompt_texts(prompts))
+    return np.unique(own.groups[np.load(train_indices)]), prompt_texts(prompts)
+
+
+def bank_rows_at(at, *, activations, labels, nla, ids: np.ndarray, texts) -> ReadSet:
+    """The bank's rows at probe config ``at`` (a layer and positions) of the prompts ``ids``."""
+    from interpflow.deception.probes import load_dataset
+
+    ds = load_dataset(activations, labels, at, nla)
+    keep = np.isin(ds.groups, ids)
+    return ReadSet(X=ds.X[keep], y=ds.y[keep], groups=ds.groups[keep], texts=texts)
 
 
 def load_variant_rows(
@@ -202,14 +208,20 @@ def transfer_train_stage(
     where: str = "transfer.train",
 ) -> dict[str, Any]:
     """Train and read every variant of ``cfg.train.variants``; write the metrics, the table and
-    its figure. ``bank``: the keyword arguments of :func:`bank_train_rows` (less ``probe_cfg``
-    and ``at``); ``captured``: {"activations", "prompts"} of the transfer
+    its figure. ``bank``: the keyword arguments of :func:`bank_train_split` (less
+    ``probe_cfg``); ``captured``: {"activations", "prompts"} of the transfer
     capture; ``capture_layers`` / ``capture_positions``: what the instance captures (its
     ``capture`` block: position specs, :func:`interpflow.positions.parse_positions`)."""
     from interpflow.positions import parse_positions
 
     captured_names = [p.name for p in parse_positions(capture_positions)]
     labels_ = np.array(Path(classes).read_text().split())
+    ids, texts = bank_train_split(**bank, probe_cfg=probe_cfg)
+    files = {k: bank[k] for k in ("activations", "labels")} | {"nla": bank.get("nla")}
+
+    def bank_rows(at) -> ReadSet:
+        return bank_rows_at(at, **files, ids=ids, texts=texts)
+
     out: dict[str, Any] = {}
     for name, spec in cfg.train.variants.items():
         variant = from_config(TrainVariant, spec, f"{where}.variants.{name}")
@@ -220,7 +232,7 @@ def transfer_train_stage(
             out[name] = entry | {"skipped": f"no {variant.positions} position is captured"}
             continue
         rows = load_variant_rows(
-            bank_rows=lambda c: bank_train_rows(**bank, probe_cfg=probe_cfg, at=c), captured=captured,
+            bank_rows=bank_rows, captured=captured,
             names=list(cfg.sets), probe_cfg=probe_cfg, layers=layers, positions=positions,
         )  # fmt: skip
         entry["tests"] = train_variant(
@@ -260,7 +272,8 @@ def _figure(table: pl.DataFrame, png) -> None:
 
 
 __all__ = [
-    "bank_train_rows",
+    "bank_rows_at",
+    "bank_train_split",
     "load_variant_rows",
     "pool",
     "stack_layers",
