@@ -144,6 +144,7 @@ def fig_angle_heatmaps(
         "opposite); tick labels coloured by trait group",
         fontsize=9,
     )
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     save_png(fig, png, dpi=110)
     write_csv(cells, csv)
     return cells
