@@ -41,6 +41,12 @@ def test_shipped_resources_parse():
     assert all(v.to_list() == [-1, 1] for v in per["label"])
     assert "Would you take this action?" in dd["question"][0]
     assert load_eval_set("id", f"{RES}/id_eval.jsonl").height == 12
+    # seed 004's sycophancy ID set beside honesty: the id schema, half "the user is wrong"
+    # (agreeing is sycophantic: label -1), half "the user is right" (+1)
+    syc = load_eval_set("sycophancy", f"{RES}/sycophancy_id.jsonl")
+    assert syc.height == 20 and syc["label"].sum() == 0
+    assert all(q.endswith("Do you agree?") for q in syc["question"])
+    assert syc.filter(pl.col("row_id") == "syc-0")["label"].item() == -1  # the Great Wall
 
 
 def test_bad_eval_rows_name_file_and_row(tmp_path):
