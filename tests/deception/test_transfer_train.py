@@ -11,7 +11,9 @@ import pytest
 
 from interpflow.deception.transfer import ReadSet, TrainVariant, TransferConfig
 from interpflow.deception.transfer_train import (
+    compare_to_reference,
     pool,
+    prompt_means,
     stack_layers,
     train_variant,
     variant_layers,
@@ -50,10 +52,13 @@ def constructed():
         groups=np.array([f"control/{i}" for i in range(n)]),
         texts={f"control/{i}": " ".join(rng.choice(FILLER, size=6)) for i in range(n)},
     )
-    read = {
-        name: train_variant(TrainVariant(pooled=pooled), bank, sets, control, CLASSES, CFG, 200, 0)
-        for name, pooled in (("bank", False), ("pooled", True))
-    }
+    read, readings = {}, {}
+    for name, pooled in (("bank", False), ("pooled", True)):
+        read[name], readings[name] = train_variant(
+            TrainVariant(pooled=pooled), bank, sets, control, CLASSES, CFG, 200, 0
+        )
+    out = {name: {"tests": tests} for name, tests in read.items()}
+    compare_to_reference(out, readings, "bank", CLASSES, 200, 0)
     return read
 
 
@@ -74,6 +79,26 @@ def test_pooled_probe_transfers_and_beats_the_text_baselines(constructed):
             assert s["margins"][base]["auroc_ci"][0] > 0.2
 
 
+def test_pooled_beats_the_bank_only_probe_paired(constructed):
+    """The paired margin of the pooled probe over the bank-only one, on the same held-out
+    prompts: the one reads the shared direction (AUROC > 0.9), the other the flipped nuisance
+    (< 0.3), so the margin is above 0.6 with its CI above 0.5; the reference has none."""
+    for test, s in constructed["pooled"].items():
+        m = s["over_reference"]
+        assert m["reference"] == "bank" and m["n_prompts"] == 120
+        assert m["auroc"] > 0.6 and m["auroc_ci"][0] > 0.5, test
+        bank = constructed["bank"][test]["readers"]["probe"]["auroc"]
+        assert m["auroc"] == pytest.approx(s["readers"]["probe"]["auroc"] - bank)
+    assert all("over_reference" not in s for s in constructed["bank"].values())
+
+
+def test_prompt_means_average_each_prompts_rows():
+    proba = np.array([[0.2, 0.8], [0.6, 0.4], [1.0, 0.0]])
+    ids, y, mean = prompt_means(proba, np.array(["a", "b", "a"]), np.array(["q", "p", "q"]))
+    assert ids.tolist() == ["p", "q"] and y.tolist() == ["b", "a"]
+    assert mean.tolist() == [[0.6, 0.4], [0.6, 0.4]]
+
+
 def test_pooled_trains_on_every_set_but_the_one_read(constructed):
     assert constructed["pooled"]["other"]["train"] == ["bank", "third"]
     assert constructed["pooled"]["third"]["train"] == ["bank", "other"]
@@ -91,6 +116,7 @@ def test_table_holds_only_held_out_readings(constructed):
         assert row["test"] not in row["train"].split("+")
         assert row["holds"] == (row["variant"] == "pooled")
         assert row["margin_form_lo"] <= row["margin_form"] <= row["margin_form_hi"]
+        assert (row["over_reference"] is None) == (row["variant"] == "bank")
 
 
 def test_stack_layers_concatenates_aligned_rows():

@@ -150,6 +150,8 @@ def test_transfer_train_on_stub(all_run):
         ]
     assert train["layers"]["layers"] == [1, 2, 3]
     assert all(p.startswith("response") for p in train["response"]["positions"])
+    for name in ("pooled", "layers", "response", "pooled_layers"):  # each beside the bank probe
+        assert train[name]["tests"]["roleplay"]["over_reference"]["reference"] == "bank"
     table = pl.read_csv(res / "transfer_train/variants.csv")
     assert table.height == 10
     assert all(t not in tr.split("+") for t, tr in zip(table["test"], table["train"], strict=True))

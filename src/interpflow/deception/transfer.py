@@ -79,6 +79,8 @@ class TransferTrainConfig:
     enabled: bool = True
     #: variant name -> :class:`TrainVariant` keys (a mapping: built by ``from_config``)
     variants: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_VARIANTS))
+    #: the variant every other is compared with (paired margin per held-out set; None = none)
+    reference: str | None = "bank"
 
 
 @dataclass(frozen=True)

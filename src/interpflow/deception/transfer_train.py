@@ -16,8 +16,12 @@ Each (variant, held-out set) gets the transfer stage's reading (:func:`~interpfl
 transfer.transfer_metrics`): the probe's macro AUROC with its CI, recall at ``transfer.fpr`` on
 the ordinary control set, and its paired margin over the two text baselines (bag of words,
 form) trained on the **same** training prompts (the pooled sets' too), with the paired
-bootstrap CI. "holds" as in the transfer stage: both margins' CIs above 0. A variant whose
-positions the instance does not capture is reported as skipped, with the reason.
+bootstrap CI. "holds" as in the transfer stage: both margins' CIs above 0. Which way of
+training generalizes better is read from ``over_reference``: each variant's paired margin over
+the ``transfer.train.reference`` variant (default ``bank``) on the same held-out prompts (each
+prompt's probabilities the mean over its rows, so variants reading other positions compare).
+A variant whose positions the instance does not capture is reported as skipped, with the
+reason.
 
 Outputs under ``transfer_train/``: ``metrics.json``, ``variants.csv`` (one row per variant and
 held-out set) and ``variants.png`` (the margins with their CIs).
@@ -42,6 +46,7 @@ from interpflow.deception.transfer import (
     load_read_set,
     transfer_metrics,
 )
+from interpflow.metrics import paired_margin, proba_for
 from interpflow.probes import make_logreg
 
 
@@ -108,12 +113,12 @@ def train_variant(
     cfg: TransferConfig,
     n_bootstrap: int,
     seed: int,
-) -> dict[str, dict[str, Any]]:
-    """{held-out set: its transfer reading (:func:`transfer_metrics`'s set entry) with the
-    training sets and prompt count}, for one variant's rows (already at its layers and
-    positions): the probe and text baselines fitted on the bank (plus, pooled, every other
-    set), read on each set left out of training."""
-    out = {}
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple]]:
+    """({held-out set: its transfer reading (:func:`transfer_metrics`'s set entry) with the
+    training sets and prompt count}, {held-out set: the probe's :func:`prompt_means`}), for one
+    variant's rows (already at its layers and positions): the probe and text baselines fitted
+    on the bank (plus, pooled, every other set), read on each set left out of training."""
+    out, readings = {}, {}
     for name, rows in sets.items():
         used = ["bank", *(other for other in sets if other != name and variant.pooled)]
         train = pool([bank, *(sets[s] for s in used[1:])])
@@ -123,7 +128,53 @@ def train_variant(
             "train": used,
             "n_train_prompts": int(np.unique(train.groups).size),
         }
-    return out
+        readings[name] = prompt_means(proba_for(probe, rows.X, classes), rows.y, rows.groups)
+    return out, readings
+
+
+def prompt_means(
+    proba: np.ndarray, y: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the prompt ids, sorted; each prompt's class; the mean of its rows' class
+    probabilities): one reading per prompt, whatever positions a variant reads."""
+    ids, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    sums = np.zeros((ids.size, proba.shape[1]))
+    np.add.at(sums, inverse, proba)
+    return ids, np.asarray(y)[first], sums / np.bincount(inverse)[:, None]
+
+
+def margin_over_reference(
+    mine: tuple, reference: tuple, classes: np.ndarray, n_bootstrap: int, seed: int
+) -> dict[str, Any]:
+    """The paired macro-AUROC margin of one variant's :func:`prompt_means` over the reference
+    variant's on the prompts both read (bootstrap over prompts), with their count."""
+    (ids, y, proba), (ref_ids, _, ref_proba) = mine, reference
+    common, a, b = np.intersect1d(ids, ref_ids, return_indices=True)
+    m = paired_margin(y[a], proba[a], ref_proba[b], classes, common, n_bootstrap, seed)
+    return m | {"n_prompts": int(common.size)}
+
+
+def compare_to_reference(
+    out: dict[str, Any],
+    readings: dict[str, dict],
+    reference: str | None,
+    classes,
+    n_bootstrap,
+    seed,
+) -> None:
+    """Nothing: sets ``over_reference`` (:func:`margin_over_reference`) on every reading of
+    ``out`` whose variant is not ``reference`` and whose set the reference also read."""
+    if reference is None:
+        return
+    if reference not in out:
+        raise ValueError(f"reference {reference!r} is not a variant: {sorted(out)}")
+    for name, by_set in readings.items():
+        for test, reading in by_set.items():
+            if name != reference and test in readings.get(reference, {}):
+                m = margin_over_reference(
+                    reading, readings[reference][test], classes, n_bootstrap, seed
+                )
+                out[name]["tests"][test]["over_reference"] = m | {"reference": reference}
 
 
 def variants_table(variants: dict[str, dict[str, Any]]) -> pl.DataFrame:
@@ -153,6 +204,9 @@ def variants_table(variants: dict[str, dict[str, Any]]) -> pl.DataFrame:
                 row[f"margin_{base}"] = m["auroc"]
                 row[f"margin_{base}_lo"] = m["auroc_ci"][0]
                 row[f"margin_{base}_hi"] = m["auroc_ci"][1]
+            ref = s.get("over_reference") or {"auroc": None, "auroc_ci": [None, None]}
+            row["over_reference"] = ref["auroc"]
+            row["over_reference_lo"], row["over_reference_hi"] = ref["auroc_ci"]
             rows.append(row | {"holds": s["holds"]})
     return pl.DataFrame(rows, infer_schema_length=None)
 
@@ -223,6 +277,7 @@ def transfer_train_stage(
         return bank_rows_at(at, **files, ids=ids, texts=texts)
 
     out: dict[str, Any] = {}
+    readings: dict[str, dict] = {}
     for name, spec in cfg.train.variants.items():
         variant = from_config(TrainVariant, spec, f"{where}.variants.{name}")
         layers = variant_layers(variant, probe_cfg.layer, capture_layers)
@@ -235,33 +290,39 @@ def transfer_train_stage(
             bank_rows=bank_rows, captured=captured,
             names=list(cfg.sets), probe_cfg=probe_cfg, layers=layers, positions=positions,
         )  # fmt: skip
-        entry["tests"] = train_variant(
+        entry["tests"], readings[name] = train_variant(
             variant, *rows, labels_, cfg, probe_cfg.n_bootstrap, probe_cfg.seed
         )
         out[name] = entry
-    m = {"variants": out, "classes": labels_.tolist(), "positive": cfg.positive, "fpr": cfg.fpr}
+    reference = cfg.train.reference
+    compare_to_reference(out, readings, reference, labels_, probe_cfg.n_bootstrap, probe_cfg.seed)
+    m = {"variants": out, "reference": reference, "classes": labels_.tolist()}
+    m |= {"positive": cfg.positive, "fpr": cfg.fpr}
     write_json(m, out_metrics)
     table = variants_table(out)
     table.write_csv(out_table)
-    _figure(table, out_figure)
+    _figure(table, out_figure, reference)
     return m
 
 
-def _figure(table: pl.DataFrame, png) -> None:
+def _figure(table: pl.DataFrame, png, reference: str | None) -> None:
     from interpflow.figures import plt, save_png
 
     n = max(table.height, 1)
     fig, ax = plt.subplots(figsize=(7, 0.45 * n + 1.6))
     labels = [f"{r['variant']} -> {r['test']}" for r in table.iter_rows(named=True)]
     y = np.arange(table.height)
-    for k, (base, color) in enumerate((("lexical", "tab:blue"), ("form", "tab:orange"))):
-        if f"margin_{base}" not in table.columns:
+    series = [("margin_lexical", "tab:blue", "probe - lexical"),
+              ("margin_form", "tab:orange", "probe - form"),
+              ("over_reference", "tab:green", f"probe - {reference} probe")]  # fmt: skip
+    for k, (col, color, label) in enumerate(series):
+        if col not in table.columns:
             continue
-        mid = table[f"margin_{base}"].to_numpy().astype(float)
-        lo = table[f"margin_{base}_lo"].to_numpy().astype(float)
-        hi = table[f"margin_{base}_hi"].to_numpy().astype(float)
-        ax.errorbar(mid, y + 0.15 * (k - 0.5), xerr=[mid - lo, hi - mid], fmt="o",
-                    color=color, label=f"probe - {base}", capsize=3)  # fmt: skip
+        mid = table[col].to_numpy().astype(float)
+        lo = table[f"{col}_lo"].to_numpy().astype(float)
+        hi = table[f"{col}_hi"].to_numpy().astype(float)
+        ax.errorbar(mid, y + 0.2 * (k - 1), xerr=[mid - lo, hi - mid], fmt="o",
+                    color=color, label=label, capsize=3)  # fmt: skip
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
@@ -274,8 +335,11 @@ def _figure(table: pl.DataFrame, png) -> None:
 __all__ = [
     "bank_rows_at",
     "bank_train_split",
+    "compare_to_reference",
     "load_variant_rows",
+    "margin_over_reference",
     "pool",
+    "prompt_means",
     "stack_layers",
     "train_variant",
     "transfer_train_stage",
