@@ -37,6 +37,10 @@ include: "workflow/rules/inoculation_report.smk"
 include: "workflow/rules/inoculation_em.smk"
 include: "workflow/rules/inoculation_elicitation.smk"
 include: "workflow/rules/steering.smk"
+include: "workflow/rules/steering_data.smk"
+include: "workflow/rules/steering_train.smk"
+include: "workflow/rules/steering_eval.smk"
+include: "workflow/rules/steering_report.smk"
 include: "workflow/rules/atlas.smk"
 
 
