@@ -19,6 +19,7 @@ def main(smk):
         out_pmass=out.pmass,
         out_pmass_csv=out.pmass_csv,
         out_diagnostics=out.diagnostics,
+        out_projection=out.projection,
     )
     print(result)
 

@@ -96,3 +96,53 @@ def test_random_dw_control_has_dw_norms_and_base_at_alpha0(spec, pair, tmp_path)
     r1 = df.filter((pl.col("method") == "random") & (pl.col("alpha") == 1.0))
     w1 = df.filter((pl.col("method") == "weight") & (pl.col("alpha") == 1.0))
     assert not np.allclose(r1["logratio"].to_numpy(), w1["logratio"].to_numpy())
+
+
+@pytest.mark.parametrize("basis", ["residual", "block"])
+def test_diagnostics_with_a_full_basis_project_everything(spec, pair, tmp_path, basis):
+    """Known answer: with k = d_model the PCA basis spans everything, so the projection (raw and
+    norm-matched) steers exactly as the residual-write dW, and the complement as the base model;
+    the overlap table has every basis's column in [0, 1] (1 for the full activation bases)."""
+    from interpflow.steering.eval import DiagnosticsConfig, subspace_diagnostics
+
+    compute_dw(
+        model=spec,
+        pos_dir=pair / "pos",
+        neg_dir=pair / "neg",
+        out_dw=tmp_path / "dw.safetensors",
+        out_norms=tmp_path / "norms.json",
+    )
+    loaded = load_model(spec)
+    d = loaded[0].config.hidden_size
+    overlap, proj = subspace_diagnostics(
+        model=spec,
+        loaded=loaded,
+        dw=tmp_path / "dw.safetensors",
+        family="lora",
+        personas=f"{RES}/personas/honesty.json",
+        questions=f"{RES}/questions.txt",
+        eval_sets={"id": f"{RES}/id_eval.jsonl"},
+        out_overlap=tmp_path / "ov.parquet",
+        out_projection=tmp_path / "proj.parquet",
+        config=EvalConfig(alphas=(0.0, 1.0), n_rows=4, random_dw=False),
+        diagnostics=DiagnosticsConfig(k=d, n_questions=4, basis=basis),
+    )
+    writers = overlap.filter(pl.col("kind").is_in(["o_proj", "down_proj"]))
+    assert writers.height > 0
+    for col in ("overlap_act", "overlap_act_block"):
+        assert np.allclose(writers[col].to_numpy(), 1.0, atol=1e-4), col
+    for col in ("overlap_contrast", "overlap_ov_out"):
+        assert ((writers[col] >= 0) & (writers[col] <= 1 + 1e-6)).all(), col
+    readers = overlap.filter(pl.col("kind").is_in(["q_proj", "gate_proj"]))
+    assert readers["overlap_qk_in"].is_not_null().all()
+    at1 = {
+        v: proj.filter((pl.col("variant") == f"lora:{v}") & (pl.col("alpha") == 1.0))
+        .sort("row_id")["logratio"]
+        .to_numpy()
+        for v in ("residual_write", "projection", "projection_normmatched", "complement")
+    }
+    base = proj.filter((pl.col("variant") == "lora:full") & (pl.col("alpha") == 0.0))
+    assert np.allclose(at1["projection"], at1["residual_write"], atol=1e-3)
+    assert np.allclose(at1["projection_normmatched"], at1["residual_write"], atol=1e-3)
+    assert np.allclose(at1["complement"], base.sort("row_id")["logratio"].to_numpy(), atol=1e-3)
+    assert not np.allclose(at1["residual_write"], at1["complement"], atol=1e-3)

@@ -117,7 +117,7 @@ def test_paper_presets_sample_the_seeds_persona_data(preset):
         pos, neg = load_personas(REPO / f"resources/steering/personas/{inst['axis']}.json")
         assert data["samples_per_pair"] == 10, name
         sets = inst["eval"]["sets"]  # dilemmas first (the main set), sycophancy beside honesty
-        assert list(sets)[0] == "dilemmas" and sets["id"] and sets["sycophancy"], name
+        assert next(iter(sets)) == "dilemmas" and sets["id"] and sets["sycophancy"], name
         assert (REPO / sets["sycophancy"]).is_file()
         assert len(pool) * len(pos) * data["samples_per_pair"] == 1000, name
         assert len(pool) * len(neg) * data["samples_per_pair"] == 1000, name

@@ -35,6 +35,7 @@ rule steering_report:
         ),
         pmass_csv=f"{STEERING}/report/pmass.csv",
         diagnostics=f"{STEERING}/report/diagnostics.csv",
+        projection=f"{STEERING}/report/projection.csv",
     log:
         "logs/steering/{instance}/report.log",
     params:

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from interpflow.artifacts import write_parquet, write_provenance
-from interpflow.models import ModelSpec, chat_prompt, decoder_layers, load_model
+from interpflow.models import ModelSpec, chat_prompt, load_model
 from interpflow.steering.common import (
     EVAL_SCHEMA,
     EvalConfig,
@@ -30,6 +30,12 @@ from interpflow.steering.common import (
     random_like,
     score_rows,
     write_eval,
+)
+from interpflow.steering.subspace import (
+    activation_bases,
+    mechanistic_bases,
+    persona_pairs,
+    projection_parts,
 )
 
 #: Modules whose output is added to the residual stream (targets of the projection test).
@@ -45,7 +51,22 @@ OVERLAP_SCHEMA = {
     "chance_out": pl.Float64,
     "chance_in": pl.Float64,
     "overlap_act": pl.Float64,
+    "overlap_act_block": pl.Float64,
+    "overlap_contrast": pl.Float64,
+    "chance_contrast": pl.Float64,
+    "overlap_ov_out": pl.Float64,
+    "overlap_mlp_gate_in": pl.Float64,
+    "overlap_qk_in": pl.Float64,
 }
+#: Bases a residual writer's dW is compared with on its output side ({column: basis name}),
+#: and a residual reader's (q/k/v/gate/up: input dim d_model) on its input side.
+WRITE_BASES = {
+    "overlap_act": "residual",
+    "overlap_act_block": "block",
+    "overlap_contrast": "contrast",
+    "overlap_ov_out": "ov",
+}
+READ_BASES = {"overlap_mlp_gate_in": "mlp_gate", "overlap_qk_in": "qk"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +76,10 @@ class DiagnosticsConfig:
 
     k: int = 32
     n_questions: int | None = None
-    enabled: bool = True  # False: empty overlap / projection tables (saves 9 eval passes)
+    enabled: bool = True  # False: empty overlap / projection tables (saves the projection's passes)
+    # the projection's basis: "block" (the block's own write, seed 004's act_block) or
+    # "residual" (the block's output, the cumulative residual stream)
+    basis: str = "block"
 
 
 def eval_weight_steering(
@@ -107,43 +131,6 @@ def _overlap(basis, mat, side: str) -> float:
     return float((proj * proj).sum()) / total
 
 
-def activation_pca(model, tok, chats: list[str], k: int, batch_size: int = 16):
-    """``{layer: [d, k]}``: top-k principal directions of every block's output over all prompt tokens."""
-    import torch
-
-    from interpflow.sampling import tokenize_chats
-
-    _, layers = decoder_layers(model)
-    acts: dict[int, list] = {i: [] for i in range(len(layers))}
-    current_mask = {}
-
-    def hook_for(i):
-        def hook(_m, _a, out):
-            h = out[0] if isinstance(out, tuple) else out
-            acts[i].append(h[current_mask["m"]].detach().float().cpu())
-
-        return hook
-
-    handles = [layer.register_forward_hook(hook_for(i)) for i, layer in enumerate(layers)]
-    try:
-        for start in range(0, len(chats), batch_size):
-            enc = tokenize_chats(tok, chats[start : start + batch_size], model.device)
-            mask = enc["attention_mask"]
-            current_mask["m"] = mask.bool()
-            with torch.inference_mode():
-                model(**enc, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
-    finally:
-        for h in handles:
-            h.remove()
-    out = {}
-    for i, chunks in acts.items():
-        x = torch.cat(chunks)
-        x = x - x.mean(0)
-        _, _, vh = torch.linalg.svd(x, full_matrices=False)
-        out[i] = vh[:k].T.contiguous()
-    return out
-
-
 def _layer_of(name: str) -> int | None:
     """The decoder layer index in a parameter name (``model.layers.3.…`` -> 3), or None."""
     parts = name.split(".")
@@ -153,24 +140,27 @@ def _layer_of(name: str) -> int | None:
     return None
 
 
-def overlap_rows(lm, dw: Mapping, pca: Mapping, family: str, k: int):
+def overlap_rows(lm, dw: Mapping, bases: Mapping, family: str, k: int, basis: str = "block"):
     """(one overlap-table row per 2-D weight of ``dw``; {"full" | "residual_write" |
-    "projection" | "complement": that part of dW}): the residual writers' parts split by the
-    top-``k`` activation-PCA subspace ``pca`` of their block's output."""
+    "projection" | "projection_normmatched" | "complement": that part of dW}).
+
+    ``bases``: ``{name: {layer: [d, r]}}`` (:func:`~interpflow.steering.subspace.activation_bases`
+    and :func:`~interpflow.steering.subspace.mechanistic_bases`); residual writers are compared
+    on their output side with :data:`WRITE_BASES`, residual readers on their input side with
+    :data:`READ_BASES`; the writers' parts are split by ``bases[basis]``
+    (:func:`~interpflow.steering.subspace.projection_parts`)."""
     import torch
 
     d_model = lm.config.hidden_size
     params = dict(lm.named_parameters())
-    rows, proj_dw, comp_dw, write_dw = [], {}, {}, {}
+    rows, write_dw, write_basis = [], {}, {}
     for name, delta in dw.items():
         if not name.endswith(".weight") or delta.ndim != 2:
             continue
         w = params[name].detach().float().cpu()
         u, _, vh = torch.linalg.svd(w, full_matrices=False)
-        kk = min(k, u.shape[1])
-        layer = _layer_of(name)
-        kind = name.rsplit(".", 2)[-2]
-        row = {
+        kk, layer, kind = min(k, u.shape[1]), _layer_of(name), name.rsplit(".", 2)[-2]
+        row = dict.fromkeys(OVERLAP_SCHEMA) | {
             "family": family,
             "module": name,
             "layer": layer,
@@ -180,36 +170,39 @@ def overlap_rows(lm, dw: Mapping, pca: Mapping, family: str, k: int):
             "overlap_w_in": _overlap(vh[:kk].T, delta, "in"),
             "chance_out": kk / delta.shape[0],
             "chance_in": kk / delta.shape[1],
-            "overlap_act": None,
         }
+        at = {b: per.get(layer) for b, per in bases.items()}  # this layer's bases
         if kind in RESIDUAL_WRITERS and delta.shape[0] == d_model and layer is not None:
-            p = pca[layer]
-            row["overlap_act"] = _overlap(p, delta, "out")
-            inside = p @ (p.T @ delta)
-            write_dw[name], proj_dw[name], comp_dw[name] = delta, inside, delta - inside
+            for col, b in WRITE_BASES.items():
+                if at.get(b) is not None:
+                    row[col] = _overlap(at[b], delta, "out")
+            if at.get("contrast") is not None:
+                row["chance_contrast"] = at["contrast"].shape[1] / d_model
+            write_dw[name], write_basis[name] = delta, at.get(basis)
+        elif delta.shape[1] == d_model and layer is not None:
+            for col, b in READ_BASES.items():
+                if at.get(b) is not None:
+                    row[col] = _overlap(at[b], delta, "in")
         rows.append(row)
-    variants = {
-        "full": dw,
-        "residual_write": write_dw,
-        "projection": proj_dw,
-        "complement": comp_dw,
-    }
-    return rows, variants
+    variants = {"full": dw, "residual_write": write_dw}
+    return rows, variants | projection_parts(write_dw, write_basis)
 
 
-def variant_rows(steer, scorer, evals, variants: Mapping, alphas) -> pl.DataFrame:
-    """Eval rows (method ``projection``, variant = the part of dW) steering at each α with each
-    of ``variants``; α = 0 (the base model whatever the part) is scored once and listed under
-    every variant. The model is restored after."""
+def variant_rows(steer, scorer, evals, variants: Mapping, alphas, prefix: str = "") -> pl.DataFrame:
+    """Eval rows (method ``projection``, variant = the part of dW: ``<prefix><part>``) steering
+    at each α with each of ``variants``; α = 0 (the base model whatever the part) is scored once
+    and listed under every variant. The model is restored after."""
     parts = []
     for alpha in alphas:
         for vname, vdw in variants.items():
             if alpha == 0.0 and vname != "full":
                 continue  # α = 0 is the base model whatever the part
             steer.apply(alpha, vdw)
-            rows_a = score_rows(scorer, evals, "projection", vname, alpha)
+            rows_a = score_rows(scorer, evals, "projection", prefix + vname, alpha)
             if alpha == 0.0:
-                rows_a = pl.concat([rows_a.with_columns(variant=pl.lit(v)) for v in variants])
+                rows_a = pl.concat(
+                    [rows_a.with_columns(variant=pl.lit(prefix + v)) for v in variants]
+                )
             parts.append(rows_a)
     steer.restore()
     return pl.concat(parts)
@@ -233,36 +226,52 @@ def subspace_diagnostics(
 
     Overlap table (one row per dW weight): ``module, layer, kind, norm, overlap_w_out,
     overlap_w_in`` (fraction of ‖dW‖² in the top-k left / right singular subspace of the
-    pretrained W), ``chance_out``/``chance_in`` (k/dim, a random subspace's expectation),
-    ``overlap_act`` (residual writers only: fraction in the top-k activation-PCA subspace of
-    that block's output, persona prompts of both signs).
+    pretrained W), ``chance_out``/``chance_in`` (k/dim, a random subspace's expectation);
+    residual writers (o_proj / down_proj), output side: ``overlap_act`` (top-k PCA of the
+    block's output, persona prompts of both signs), ``overlap_act_block`` (of the block's own
+    write), ``overlap_contrast`` (the persona contrasts' span; ``chance_contrast`` its rank/d),
+    ``overlap_ov_out`` (attention's OV write); residual readers, input side:
+    ``overlap_mlp_gate_in`` (W_gate's read), ``overlap_qk_in`` (the QK form's query read)
+    (:mod:`interpflow.steering.subspace`).
 
     Projection table: eval rows (:data:`~interpflow.steering.common.EVAL_SCHEMA` + ``family``,
-    method ``projection``) steering at each
-    α with ``full`` dW, ``residual_write`` (only o_proj/down_proj parts), ``projection``
-    (P·dW of those) and ``complement`` ((I − P)·dW of those).
+    method ``projection``, variant ``<family>:<part>``) steering at each α with ``full`` dW,
+    ``residual_write`` (only o_proj/down_proj parts), ``projection`` (P·dW of those, P the
+    ``diagnostics.basis`` PCA of that block), ``projection_normmatched`` (the same, at the
+    residual-write dW's norm, matrix by matrix) and ``complement`` ((I − P)·dW of those).
     """
-    # deviation: seed analyses not ported
+    # deviation: weak-readout alignment and attention-selected token bases not ported
     from safetensors.torch import load_file
 
+    if diagnostics.basis not in ("block", "residual"):
+        raise ValueError(f"diagnostics.basis {diagnostics.basis!r}: one of block, residual")
     k = diagnostics.k
     dw_path, dw = dw, load_file(str(dw))
     lm, tok = loaded or load_model(model)  # the stage passes its one load
     pos, neg = load_personas(personas)
     pool = load_questions(questions, diagnostics.n_questions)
-    chats = [chat_prompt(tok, q, p) for p in pos + neg for q in pool]
-    d_model = lm.config.hidden_size
-    pca = activation_pca(lm, tok, chats, min(k, d_model))
-    rows, variants = overlap_rows(lm, dw, pca, family, k)
+    chats = [chat_prompt(tok, q, p) for p in pos + neg for q in pool]  # persona-major
+    cfg = lm.config
+    bases = activation_bases(
+        lm, tok, chats, persona_pairs(len(pos), len(neg), len(pool)), min(k, cfg.hidden_size)
+    ) | mechanistic_bases(
+        dict(lm.named_parameters()),
+        n_layers=cfg.num_hidden_layers,
+        n_heads=cfg.num_attention_heads,
+        n_kv_heads=getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads,
+        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+        k=k,
+    )
+    rows, variants = overlap_rows(lm, dw, bases, family, k, diagnostics.basis)
     overlap = pl.DataFrame(rows, schema=OVERLAP_SCHEMA)
     write_parquet(overlap, out_overlap)
 
     evals = load_eval_sets(eval_sets, config.n_rows)
     steer = WeightSteerer(lm, dw)
     scorer = YesNoScorer(lm, tok, config.answer_prefix, config.batch_size)
-    projection = variant_rows(steer, scorer, evals, variants, config.alphas).with_columns(
-        pl.lit(family).alias("family")
-    )
+    projection = variant_rows(
+        steer, scorer, evals, variants, config.alphas, prefix=f"{family}:"
+    ).with_columns(pl.lit(family).alias("family"))
     write_parquet(projection, out_projection)
     write_provenance(
         Path(out_overlap).with_name(Path(out_overlap).name + ".provenance.json"),

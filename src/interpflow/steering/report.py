@@ -17,6 +17,7 @@ import polars as pl
 
 from interpflow.artifacts import read_parquet, write_json, write_parquet
 from interpflow.steering.common import EVAL_SCHEMA, per_unit
+from interpflow.steering.subspace import ratio_table
 
 CI_METHOD = "paired 1.96*SE over units (a question; a dilemma's two actions averaged as one)"
 #: Methods with an α-sweep: dW, the random dW of the same norms (null control), RepE (mean
@@ -29,6 +30,12 @@ OVERLAP_COLUMNS = (
     "overlap_w_in",
     "chance_in",
     "overlap_act",
+    "overlap_act_block",
+    "overlap_contrast",
+    "chance_contrast",
+    "overlap_ov_out",
+    "overlap_mlp_gate_in",
+    "overlap_qk_in",
 )
 
 
@@ -228,12 +235,15 @@ def steering_report(
     out_pmass: str | Path,
     out_pmass_csv: str | Path,
     out_diagnostics: str | Path | None = None,
+    out_projection: str | Path | None = None,
     main_set: str = "dilemmas",
 ) -> dict:
     """Summary table + three figures (each with its CSV) + a JSON of the α = ±1 deltas.
 
     ``evals``: eval-row parquets (:data:`~interpflow.steering.common.EVAL_SCHEMA`);
-    ``overlaps``: the diagnostics' overlap tables, summarized into ``out_diagnostics``.
+    ``overlaps``: the diagnostics' overlap tables, summarized into ``out_diagnostics``;
+    ``out_projection``: the projection test's deltas and their "/ residual" ratios
+    (:func:`~interpflow.steering.subspace.ratio_table`).
     """
     from interpflow.figures import write_csv
 
@@ -245,6 +255,8 @@ def steering_report(
     summary = summarize(rows)
     write_parquet(summary, out_summary)
     write_csv(summary, out_summary_csv)
+    if out_projection is not None:
+        write_csv(ratio_table(summary), out_projection)
     sets = summary["eval_set"].unique().sort().to_list()
     main_set = main_set if main_set in sets else sets[0]  # e.g. an instance without dilemmas
     alpha_figure(summary, sets, out_alpha, out_alpha_csv)
