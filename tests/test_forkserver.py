@@ -27,6 +27,9 @@ print("warn", file=sys.stderr)
 if os.environ.get("IF_SLEEP"):
     print("sleeping", flush=True)
     time.sleep(60)
+if os.environ.get("IF_ATEXIT"):
+    import atexit
+    atexit.register(lambda: open(os.environ["IF_ATEXIT"], "w").write("ran"))
 if os.environ.get("IF_RAISE"):
     raise ValueError("the job's own error")
 sys.exit(int(os.environ.get("IF_CODE", "0")))
@@ -143,5 +146,19 @@ def test_log_to_in_the_server_writes_the_line(tmp_path, monkeypatch):
 
 
 def test_run_gives_the_command_a_server_and_returns_its_status():
-    check = "import os, sys; sys.exit(7 if os.path.exists(os.environ['INTERPFLOW_FORKSERVER']) else 5)"
+    check = (
+        "import os, sys; sys.exit(7 if os.path.exists(os.environ['INTERPFLOW_FORKSERVER']) else 5)"
+    )
     assert forkserver.main(["run", "--", sys.executable, "-c", check]) == 7
+
+
+def test_exit_handlers_run_and_a_broken_request_leaves_the_server_serving(server, script, tmp_path):
+    import socket
+
+    marker = tmp_path / "atexit.txt"
+    assert run(script, server, IF_ATEXIT=str(marker)).returncode == 0
+    assert marker.read_text() == "ran"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bad:
+        bad.connect(server)
+        bad.sendall(b"not a request")
+    assert run(script, server, IF_TEST="after").stdout.count("env after server True") == 1

@@ -158,11 +158,17 @@ def serve(path: str, preload: tuple[str, ...] = PRELOAD) -> None:
     try:
         while True:
             conn, _ = listener.accept()
-            if os.fork() == 0:
-                listener.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                os._exit(_supervise(conn))
+            if os.fork() == 0:  # the supervisor never returns into this loop
+                code = 1
+                try:
+                    listener.close()
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    code = _supervise(conn)
+                except BaseException:  # noqa: BLE001 (a broken request: said, and the server goes on)
+                    traceback.print_exc()
+                finally:
+                    os._exit(code)
             conn.close()
     finally:
         listener.close()
@@ -177,8 +183,11 @@ def _supervise(conn: socket.socket) -> int:
     request = json.loads(_recv_exactly(conn, size))
     pid = os.fork()
     if pid == 0:
-        conn.close()
-        _run_job(request, fds)
+        try:
+            conn.close()
+            _run_job(request, fds)
+        finally:  # a job that could not even start
+            os._exit(1)
     for fd in fds:
         os.close(fd)
     buffered = b""
@@ -247,6 +256,9 @@ def _run_job(request: dict, fds: list[int]) -> None:
         traceback.print_exc()
         code = 1
     finally:
+        import atexit
+
+        atexit._run_exitfuncs()  # what a fresh interpreter runs at exit (buffers, temp files)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
