@@ -140,9 +140,15 @@ def test_study_outputs(study):
     rates = pl.read_csv(res / "figures/em_inoculation.csv")
     assert set(rates["run"]) == set(em_runs) and set(rates["eval_set"]) == {"em", "id"}
     assert rates["ci_high"].is_between(0, 1).all() and (rates["ci_high"] > 0).all()  # Wilson
-    # the elicitation screen: each of the 3 prompts x 2 traits, paired over the 3 instructions
+    # the elicitation screen: each of the 3 prompts x 2 traits x (fixed prefix, a rephrasing
+    # per instruction), paired over the 3 instructions
     elic = pl.read_csv(res / "figures/elicitation.csv")
-    assert elic.height == 3 * 2 and (elic["n"] == 3).all()
+    assert elic.height == 3 * 2 * 2 and (elic["n"] == 3).all()
+    assert sorted(elic["prefix_type"].unique()) == ["fixed", "mix"]
+    # the correlations pooled across the config's inoculating instances (here: default alone)
+    pooled = pl.read_csv(work / "results/inoculation/_pooled/heuristic_correlations.csv")
+    assert set(pooled["trait"]) == {"pooled"} and set(pooled["experiments"]) == {1}
+    assert {"h9b_sv2_cross", "h10_sv2_tokens_cross"} <= set(pooled["heuristic"])
     # logs and benchmarks mirror the results, per instance
     for log in ("data/train", "logprobs", "heuristics", "train/none", "eval/none", "report"):
         assert (work / f"logs/inoculation/default/{log}.log").exists(), log
