@@ -38,6 +38,13 @@ for _name, _inst in INSTANCES["deception"].items():
             f"config key {_key}.positive: {_tr['positive']!r} is not one of deception."
             f"{_name}.banks {_inst['banks']}"
         )
+    _train = _tr.get("train", {})
+    _reference = _train.get("reference", "bank")
+    if _train.get("enabled", True) and _reference not in [None, *_train.get("variants", {})]:
+        raise ConfigError(
+            f"config key {_key}.train.reference: {_reference!r} is not one of "
+            f"{_key}.train.variants {sorted(_train.get('variants', {}))} (or null)"
+        )
 
 # The files the transfer capture reads: every evaluation set's <class>.txt files and the
 # control bank.
