@@ -13,7 +13,8 @@ from interpflow.steering.eval import _overlap, eval_weight_steering
 RES = "resources/steering"
 
 
-def test_weight_sweep_alpha0_is_base_and_alpha_moves_scores(spec, pair, tmp_path):
+def _dw(spec, pair, tmp_path):
+    """dW of the fixture's LoRA pair, written to ``tmp_path/dw.safetensors``."""
     compute_dw(
         model=spec,
         pos_dir=pair / "pos",
@@ -21,6 +22,10 @@ def test_weight_sweep_alpha0_is_base_and_alpha_moves_scores(spec, pair, tmp_path
         out_dw=tmp_path / "dw.safetensors",
         out_norms=tmp_path / "norms.json",
     )
+
+
+def test_weight_sweep_alpha0_is_base_and_alpha_moves_scores(spec, pair, tmp_path):
+    _dw(spec, pair, tmp_path)
     evals = {"id": f"{RES}/id_eval.jsonl"}
     cfg = EvalConfig(alphas=(-1.0, 0.0, 1.0), n_rows=6, random_dw=False)
     df = eval_weight_steering(
@@ -61,13 +66,7 @@ def test_random_dw_control_has_dw_norms_and_base_at_alpha0(spec, pair, tmp_path)
 
     from interpflow.steering.common import random_like
 
-    compute_dw(
-        model=spec,
-        pos_dir=pair / "pos",
-        neg_dir=pair / "neg",
-        out_dw=tmp_path / "dw.safetensors",
-        out_norms=tmp_path / "norms.json",
-    )
+    _dw(spec, pair, tmp_path)
     dw = load_file(str(tmp_path / "dw.safetensors"))
     rand = random_like(dw, seed=3)
     assert rand.keys() == dw.keys()
@@ -105,13 +104,7 @@ def test_diagnostics_with_a_full_basis_project_everything(spec, pair, tmp_path, 
     the overlap table has every basis's column in [0, 1] (1 for the full activation bases)."""
     from interpflow.steering.eval import DiagnosticsConfig, subspace_diagnostics
 
-    compute_dw(
-        model=spec,
-        pos_dir=pair / "pos",
-        neg_dir=pair / "neg",
-        out_dw=tmp_path / "dw.safetensors",
-        out_norms=tmp_path / "norms.json",
-    )
+    _dw(spec, pair, tmp_path)
     loaded = load_model(spec)
     d = loaded[0].config.hidden_size
     overlap, proj = subspace_diagnostics(
