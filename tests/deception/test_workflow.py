@@ -140,7 +140,7 @@ def test_transfer_train_on_stub(all_run):
     res = work / "results/deception/default"
     transfer = json.loads((res / "transfer/metrics.json").read_text())
     train = json.loads((res / "transfer_train/metrics.json").read_text())["variants"]
-    assert list(train) == ["bank", "pooled", "layers", "response", "pooled_layers"]
+    assert sorted(train) == ["bank", "layers", "pooled", "pooled_layers", "response"]
     for name in ("instructed", "roleplay"):
         bank = train["bank"]["tests"][name]["readers"]["probe"]["auroc"]
         assert bank == pytest.approx(transfer["sets"][name]["readers"]["probe"]["auroc"])
