@@ -3,7 +3,7 @@
 Preset config/studies/tribunal_smollm2.yaml samples two short chains of thought per harder
 problem (resources/tribunal/harder.jsonl: two-digit sums and differences, products, a + b - c
 chains, multi-step word problems; T = 0.7, 32-token cap) in rounds of 32 until the question
-is decided (stopping.decide_auroc 0.75: 32 correct and 32 incorrect traces, 8 of each held
+is decided (stopping.decide_auroc 0.70: 56 correct and 56 incorrect traces, 14 of each held
 out) or the cap of 512 attempts is hit, and probes layers 6, 12, 18, 24 (of 30) beside three
 controls: the trace's form, its words, and the random-init copy re-reading the same traces.
 
@@ -27,7 +27,7 @@ OUT = "results/tribunal/smollm2"
 LAYERS = (6, 12, 18, 24)
 AGGREGATIONS = ("response_mean", "last_response")
 CONTROLS = ("control", "form", "lexical")
-TARGET, CAP = 32, 512  # decide_auroc 0.75 at test_size 0.25; max_attempts
+TARGET, CAP = 56, 512  # decide_auroc 0.70 at test_size 0.25; max_attempts
 
 
 @pytest.fixture(scope="module")
