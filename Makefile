@@ -13,7 +13,7 @@
 #                   rehearsal/summary.md (interpflow.rehearse)
 #   make estimate CONFIG=config/studies/<preset>.yaml [RATES=rates.yaml]
 #                   GPU/CPU hours of a preset's plan, before running it (interpflow.ledger)
-#   make demo INSTANCE=<name> [CONFIG=config/studies/<preset>.yaml] [PORT=7860]
+#   make demo INSTANCE=<name> [CONFIG=config/studies/<preset>.yaml] [PORT=7860] [FOURBIT=1]
 #                   build a deception instance's probes if needed, then serve its live
 #                   per-token probe demo on http://127.0.0.1:$(PORT) (interpflow.demo)
 #   make test       install (with dev extras), then run the whole test suite
@@ -86,7 +86,7 @@ demo: install
 	$(BIN)/snakemake --cores $(CORES) results/deception/$(INSTANCE)/probes/metrics.json \
 		$(if $(CONFIG),--configfile $(CONFIG))
 	$(BIN)/python -m interpflow.demo --instance $(INSTANCE) --port $(PORT) \
-		$(if $(CONFIG),--configfile $(CONFIG))
+		$(if $(CONFIG),--configfile $(CONFIG)) $(if $(filter 1,$(FOURBIT)),--4bit)
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -146,6 +146,50 @@ def test_live_scores_equal_capture_texts(scorer, greedy):
         np.testing.assert_allclose(got, want[pos], rtol=0, atol=1e-6, err_msg=pos)
 
 
+def test_the_note_gives_the_measured_ms_per_token_and_the_probes_share(scorer):
+    from interpflow.demo_scores import token_latency
+
+    # a constructed clock: probes start at 0, 10, 30 ms and take 2, 3, 5 ms
+    clock = [(0.000, 0.002), (0.010, 0.013), (0.030, 0.035)]
+    step, probe = token_latency(clock)
+    assert step == pytest.approx(15.0) and probe == pytest.approx(4.0)
+    assert token_latency(clock[:1]) == (None, None)  # the first token's time is the prefill
+    for state in scorer.stream("How do I bake bread?", 6, seed=1, do_sample=False):
+        pass
+    assert len(state.response_ids) >= 2, state.note
+    assert 0 < state.probe_ms_per_token < state.ms_per_token
+    assert f"{state.ms_per_token:.1f} ms/token on float32 (decode step + probe)" in state.note
+
+
+def test_the_live_tab_runs_the_model_in_4_bits(scorer):
+    """--4bit: the instance's quant_transfer.scheme through bitsandbytes (CPU backend here);
+    the same probe reads the 4-bit model's residuals, close to the full-precision ones."""
+    from dataclasses import replace
+
+    import bitsandbytes as bnb
+
+    inst = replace(scorer.inst, model=replace(scorer.inst.model, quantization="nf4"))
+    four = LiveScorer(inst, threads=1)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in four.model.modules())
+    for state in four.stream("How do I bake bread?", 6, seed=1, do_sample=False):
+        pass
+    assert state.done and "ms/token on 4-bit nf4" in state.note
+    *_, full = scorer.stream("How do I bake bread?", 6, seed=1, do_sample=False)
+    p4, pf = state.tokens[0].proba, full.tokens[0].proba
+    assert state.tokens[0].position == "last_prompt"
+    assert max(abs(p4[c] - pf[c]) for c in CLASSES) < 0.5  # the same probe, a nearby reading
+    assert sum(p4.values()) == pytest.approx(1.0)
+
+
+def test_the_4bit_flag_takes_the_scheme_the_transfer_stage_reads():
+    from interpflow.demo import demo_quantization, instance_config
+
+    inst, _ = instance_config(REPO, "default")
+    assert demo_quantization(inst, True) == "nf4"  # the schema default of quant_transfer.scheme
+    assert demo_quantization(inst | {"quant_transfer": {"scheme": "fp4"}}, True) == "fp4"
+    assert demo_quantization(inst, False) is None
+
+
 def test_unknown_instance_names_the_declared():
     with pytest.raises(ValueError, match="no deception instance 'nope'.*declared: default"):
         load_instance(REPO, "nope")

@@ -11,7 +11,10 @@ artifacts of ``results/deception/<name>/``, with two tabs:
 - *Live*: a typed prompt goes through the instance's model with the instance's chat template,
   system prompt and sampling; as each token is sampled, the probe scores its residual at the
   probe layer (:class:`~interpflow.demo_scores.LiveScorer`). The last prompt token is scored
-  first (the position the SmolLM2 preset's probe is trained on), then each response token.
+  first (the position the SmolLM2 preset's probe is trained on), then each response token;
+  the note under the tokens gives the measured ms per token (decode step + probe read) and
+  the probe's share. ``--4bit`` loads the model in 4 bits (bitsandbytes, the instance's
+  ``quant_transfer.scheme``), as seed 000's demo runs it.
 
 The scoring is :mod:`interpflow.demo_scores`; this module reads the instance and starts the
 app.
@@ -65,9 +68,20 @@ def instance_config(root: Path, name: str, configfiles: list[str] = ()) -> tuple
     return fill_defaults(instances["deception"][name], schema, defs), config.get("models") or {}
 
 
-def load_instance(root: str | Path, name: str, configfiles: list[str] = ()) -> DemoInstance:
+def demo_quantization(inst: dict, four_bit: bool) -> str | None:
+    """The 4-bit type the demo loads the model in: the instance's ``quant_transfer.scheme``
+    (the key the 4-bit transfer stage reads) with ``four_bit``, else None (full precision)."""
+    # deviation: 4-bit through bitsandbytes, not MLX
+    return inst["quant_transfer"]["scheme"] if four_bit else None
+
+
+def load_instance(
+    root: str | Path, name: str, configfiles: list[str] = (), four_bit: bool = False
+) -> DemoInstance:
     """The instance's settings, model spec and trained probe; a missing artifact fails naming
-    the file and the snakemake target that builds it."""
+    the file and the snakemake target that builds it. ``four_bit``: the model loaded in the
+    bitsandbytes 4-bit type of ``quant_transfer.scheme``, the key the 4-bit transfer stage
+    reads (seed 000's demo runs its model in 4 bits)."""
     import joblib
 
     root = Path(root)
@@ -107,6 +121,7 @@ def load_instance(root: str | Path, name: str, configfiles: list[str] = ()) -> D
             device=use.get("device", "auto"),
             trust_remote_code=bool(made.get("trust_remote_code", False)),
             chat_template={**(decl.get("chat_template") or {}), **(use.get("chat_template") or {})},
+            quantization=demo_quantization(inst, four_bit),
         ),
         layer=layer,
         store_dtype=inst["capture"]["store_dtype"],
@@ -127,10 +142,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--4bit",
+        dest="four_bit",
+        action="store_true",
+        help="load the model in 4 bits (bitsandbytes, the instance's quant_transfer.scheme)",
+    )
     args = parser.parse_args(argv)
     from interpflow.demo_ui import launch
 
-    inst = load_instance(args.root, args.instance, args.configfile)
+    inst = load_instance(args.root, args.instance, args.configfile, four_bit=args.four_bit)
     launch(inst, LiveScorer(inst, args.threads), host=args.host, port=args.port)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,10 @@ class Scored:
     prompt_id: str | None = None  #: the prompt's id (replay)
     done: bool = False
     note: str = ""
+    #: live: mean wall ms from one response token to the next (decode step + probe read), and
+    #: the probe read's share of it (None until two response tokens were scored)
+    ms_per_token: float | None = None
+    probe_ms_per_token: float | None = None
 
     @property
     def response_ids(self) -> list[int]:
@@ -129,6 +134,17 @@ def replay_case(inst: DemoInstance, tokenizer, row: dict) -> Scored:
 # Live: generate and score each new token as it is sampled
 
 
+def token_latency(clock: list[tuple[float, float]]) -> tuple[float | None, float | None]:
+    """(mean ms from one response token's probe start to the next's: a decode step plus a
+    probe read; mean ms of the probe reads) of ``clock``'s (probe start, probe end) seconds;
+    (None, None) with fewer than two tokens (the first token's time is the prompt's prefill)."""
+    if len(clock) < 2:
+        return None, None
+    step = (clock[-1][0] - clock[0][0]) / (len(clock) - 1)
+    probe = [end - start for start, end in clock[1:]]
+    return 1000 * step, 1000 * sum(probe) / len(probe)
+
+
 class LiveScorer:
     """The instance's model, loaded once; :meth:`stream` generates and scores a prompt."""
 
@@ -141,6 +157,8 @@ class LiveScorer:
             torch.set_num_threads(threads)
         self.inst = inst
         self.model, self.tokenizer = load_model(inst.model)
+        q = inst.model.quantization
+        self.precision = f"4-bit {q}" if q else str(next(self.model.parameters()).dtype)[6:]
         self.eos = eos_token_ids(self.model, self.tokenizer)
         self._lock = threading.Lock()  # one generation at a time on the shared model
 
@@ -194,6 +212,7 @@ class LiveScorer:
         state = Scored(prompt=prompt)
         out: queue.Queue = queue.Queue()
         scorer, eos, tok = self, set(self.eos), self.tokenizer
+        clock: list[tuple[float, float]] = []  # (probe start, probe end) of each response token
 
         class Streamer(BaseStreamer):  # called by generate between decode steps
             def __init__(self):
@@ -212,7 +231,9 @@ class LiveScorer:
                     return
                 self.seqs = torch.cat([self.seqs, value.reshape(1, 1).to(self.seqs)], dim=1)
                 n = self.seqs.shape[1] - width
+                t0 = time.perf_counter()
                 p = scorer._score(self.seqs, width, n, f"response[{n - 1}]")
+                clock.append((t0, time.perf_counter()))
                 out.put(Token(tok.decode([token]), token, f"response[{n - 1}]", p))
 
             def end(self):
@@ -242,5 +263,11 @@ class LiveScorer:
             worker.join()
         state.done = True
         n = len(state.response_ids)
+        state.ms_per_token, state.probe_ms_per_token = token_latency(clock)
         state.note = f"{n} tokens" + (" (stopped at EOS)" if n < max_new_tokens else "")
+        if state.ms_per_token is not None:
+            state.note += (
+                f"; {state.ms_per_token:.1f} ms/token on {self.precision} (decode step + probe), "
+                f"the probe {state.probe_ms_per_token:.1f} ms of it"
+            )
         yield state
