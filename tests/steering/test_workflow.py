@@ -78,7 +78,14 @@ def test_report_has_every_family_both_signs_and_consistent_base(run):
     diag = pl.read_csv(run / f"{REPORT}/diagnostics.csv")
     assert set(diag["family"]) == set(FAMILIES)
     proj = pl.read_parquet(run / f"{RESULTS}/diagnostics/lora_projection.parquet")
-    assert set(proj["variant"]) == {"full", "residual_write", "projection", "complement"}
+    parts = ("full", "residual_write", "projection", "projection_normmatched", "complement")
+    assert set(proj["variant"]) == {f"lora:{p}" for p in parts}
+    ratios = pl.read_csv(run / f"{REPORT}/projection.csv")  # the seed's "/ residual" columns
+    assert set(ratios["family"]) == set(FAMILIES) and ratios.height == len(FAMILIES) * 4 * 2
+    assert (ratios["alpha"] != 0.0).all()
+    for part in ("projection", "projection_normmatched", "complement"):
+        want = ratios[part] / ratios["residual_write"]
+        assert (ratios[f"{part}_over_residual"] - want).abs().max() < 1e-9
     for name in ("alpha_vs_score", "baselines_vs_weight", "pmass"):
         assert (run / f"{REPORT}/{name}.png").stat().st_size > 1000
 
@@ -88,7 +95,8 @@ def test_persona_data_logs_and_repe_norms_live_under_the_instance(run):
         df = pl.read_parquet(run / f"{RESULTS}/data/{branch}.parquet")
         assert df.height == 4 * 5 * 1 and df["system"].null_count() == df.height  # config.yaml
     norms = json.loads((run / f"{RESULTS}/repe/directions.json").read_text())
-    assert len(norms["layer_norms"]) == 4 and norms["n_pos"] == norms["n_neg"] == 4 * 5
+    # RepE on the first persona pair (the default, as seed 004): 4 questions x 1 persona
+    assert len(norms["layer_norms"]) == 4 and norms["n_pos"] == norms["n_neg"] == 4 * 1
     logs = run / "logs/steering/default"
     assert {p.relative_to(logs).as_posix() for p in logs.rglob("*.log")} == {
         "data.log",
@@ -120,7 +128,7 @@ def test_findings_one_per_family_with_controls(run):
     assert [f.finding.split()[0] for f in findings] == FAMILIES
     for f in findings:
         assert f.study == "steering" and f.instance == "default" and f.model == "stub"
-        assert f.n == 24  # the dilemmas set (the first of eval.sets), paired by row
+        assert f.n == 40  # the dilemmas set (the first of eval.sets): 40 dilemmas, two actions each
         assert [c.name for c in f.controls] == [
             "random dW",
             "RepE",
