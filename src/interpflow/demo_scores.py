@@ -262,12 +262,17 @@ class LiveScorer:
                 yield state
             worker.join()
         state.done = True
-        n = len(state.response_ids)
         state.ms_per_token, state.probe_ms_per_token = token_latency(clock)
-        state.note = f"{n} tokens" + (" (stopped at EOS)" if n < max_new_tokens else "")
-        if state.ms_per_token is not None:
-            state.note += (
-                f"; {state.ms_per_token:.1f} ms/token on {self.precision} (decode step + probe), "
-                f"the probe {state.probe_ms_per_token:.1f} ms of it"
-            )
+        state.note = self.done_note(state, max_new_tokens)
         yield state
+
+    def done_note(self, state: Scored, max_new_tokens: int) -> str:
+        """The line under a finished generation: its tokens, and the measured latency."""
+        n = len(state.response_ids)
+        note = f"{n} tokens" + (" (stopped at EOS)" if n < max_new_tokens else "")
+        if state.ms_per_token is None:
+            return note
+        return note + (
+            f"; {state.ms_per_token:.1f} ms/token on {self.precision} (decode step + probe), "
+            f"the probe {state.probe_ms_per_token:.1f} ms of it"
+        )
