@@ -162,3 +162,27 @@ def test_exit_handlers_run_and_a_broken_request_leaves_the_server_serving(server
         bad.connect(server)
         bad.sendall(b"not a request")
     assert run(script, server, IF_TEST="after").stdout.count("env after server True") == 1
+
+
+def test_a_python_of_another_environment_is_refused_and_runs_where_it_is(server, script, tmp_path):
+    """A conda: rule's python (another sys.prefix) would find other packages in the server:
+    the server refuses it and the job runs in its own interpreter."""
+    venv = tmp_path / "other-env"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+    )
+    other = venv / "bin" / "python"
+    full = dict(os.environ) | {forkserver.ENV: server, "IF_TEST": "other"}
+    full["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    proc = subprocess.run(
+        [str(other), str(script)],
+        cwd=script.parents[2],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "env other server False" in proc.stdout

@@ -74,17 +74,27 @@ def delegate() -> None:
         conn.connect(path)
     except OSError:
         return
-    request = {"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ), "path": sys.path}
+    request = {
+        "argv": sys.argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "path": sys.path,
+        "prefix": sys.prefix,
+    }
     sys.stdout.flush()
     sys.stderr.flush()
     socket.send_fds(conn, [b"r"], [0, 1, 2])
     payload = json.dumps(request).encode()
     conn.sendall(_HEADER.pack(len(payload)) + payload)
-    os._exit(_await_status(conn))
+    status = _await_status(conn)
+    if status is not None:
+        os._exit(status)
+    conn.close()  # refused: another environment's python (a conda: rule) runs here
 
 
-def _await_status(conn: socket.socket) -> int:
-    """The job's exit status, read from its supervisor while signals are forwarded to it."""
+def _await_status(conn: socket.socket) -> int | None:
+    """The job's exit status, read from its supervisor while signals are forwarded to it;
+    None where the server refused the job (its python is another environment's)."""
 
     def forward(signum, _frame):
         try:
@@ -92,9 +102,11 @@ def _await_status(conn: socket.socket) -> int:
         except OSError:
             pass
 
+    reader = conn.makefile("r")
+    if reader.readline().strip() != "started":  # "refuse", or a server gone
+        return None
     for sig in FORWARDED:
         signal.signal(sig, forward)
-    reader = conn.makefile("r")
     for line in reader:
         kind, _, value = line.partition(" ")
         if kind == "exit":
@@ -181,6 +193,12 @@ def _supervise(conn: socket.socket) -> int:
     _, fds, _, _ = socket.recv_fds(conn, 1, 3)
     (size,) = _HEADER.unpack(_recv_exactly(conn, _HEADER.size))
     request = json.loads(_recv_exactly(conn, size))
+    if request.get("prefix") != sys.prefix:  # another environment's python: not ours to run
+        conn.sendall(b"refuse\n")
+        for fd in fds:
+            os.close(fd)
+        return 0
+    conn.sendall(b"started\n")
     pid = os.fork()
     if pid == 0:
         try:
