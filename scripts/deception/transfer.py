@@ -4,21 +4,14 @@ held-out prompts and on each evaluation set (interpflow.deception.transfer.trans
 from interpflow.artifacts import log_to
 from interpflow.config import from_config
 from interpflow.deception.common import ProbeConfig
-from interpflow.deception.transfer import TransferConfig, transfer_stage
+from interpflow.deception.transfer import TransferConfig, bank_files, transfer_stage
 
 
 def main(smk):
     key, inp = f"deception.{smk.wildcards.instance}", smk.input
     cfg = from_config(TransferConfig, smk.params.transfer, f"{key}.transfer")
     m = transfer_stage(
-        bank={
-            "activations": inp.activations,
-            "labels": inp.labels,
-            "prompts": inp.prompts,
-            "train_indices": inp.train,
-            "test_indices": inp.test,
-            "nla": inp.get("nla"),  # only with probes.target verbalizer_label
-        },
+        bank=bank_files(inp),
         probe=inp.probe,
         classes=inp.classes,
         sets=list(cfg.sets),

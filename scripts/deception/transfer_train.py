@@ -5,21 +5,14 @@ several layers, response positions), each read on the evaluation sets it was not
 from interpflow.artifacts import log_to
 from interpflow.config import from_config
 from interpflow.deception.common import ProbeConfig
-from interpflow.deception.transfer import TransferConfig
+from interpflow.deception.transfer import TransferConfig, bank_files
 from interpflow.deception.transfer_train import transfer_train_stage
 
 
 def main(smk):
     key, inp = f"deception.{smk.wildcards.instance}", smk.input
     m = transfer_train_stage(
-        bank={
-            "activations": inp.activations,
-            "labels": inp.labels,
-            "prompts": inp.prompts,
-            "train_indices": inp.train,
-            "test_indices": inp.test,
-            "nla": inp.get("nla"),  # only with probes.target verbalizer_label
-        },
+        bank=bank_files(inp),
         classes=inp.classes,
         captured={"activations": inp.captured, "prompts": inp.captured_prompts},
         capture_layers=list(smk.params.capture["layers"]),

@@ -329,6 +329,19 @@ def load_read_set(activations: str | Path, prompts: str | Path, name: str, probe
     return ReadSet(X=ds.X, y=ds.y, groups=ds.groups, texts=texts)
 
 
+def bank_files(inp) -> dict[str, Any]:
+    """The bank's files a transfer rule reads, by the names :func:`bank_sets` takes, from
+    the rule's snakemake ``input`` (``nla`` only with ``probes.target: verbalizer_label``)."""
+    return {
+        "activations": inp.activations,
+        "labels": inp.labels,
+        "prompts": inp.prompts,
+        "train_indices": inp.train,
+        "test_indices": inp.test,
+        "nla": inp.get("nla"),
+    }
+
+
 def bank_sets(
     *, activations, labels, prompts, train_indices, test_indices, probe_cfg, nla=None
 ) -> tuple[ReadSet, ReadSet]:
