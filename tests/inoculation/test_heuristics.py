@@ -452,3 +452,42 @@ def test_compute_heuristics_tables(tmp_path, monkeypatch):
     assert st["ph"].to_list() == pytest.approx(t["ph"].to_list())
     with pytest.raises(ValueError, match=r"in_traits.parquet: no rows .* \['German'\]"):
         heuristics_stage(**kw, trait_names=["Playful", "German"])
+
+
+def test_one_trained_prompt_gives_an_empty_angle_summary_with_its_columns(tmp_path):
+    """Exp 1's instance trains one prompt: no prompt pairs, so no summary rows; the table
+    keeps its columns and the report's angle bars draw from it (an empty panel)."""
+    from interpflow.inoculation import paper_figures as paper
+    from interpflow.inoculation.heuristics import ANGLE_SUMMARY_SCHEMA
+
+    rng = np.random.default_rng(2)
+    ex_rows, tok_rows = [], []
+    for cond, shift in {"none": 0.0, "a:fixed": 0.4}.items():
+        key, ptype = cond.split(":") if ":" in cond else (None, "none")
+        for k in range(4):
+            lp = rng.normal(-2.0, 0.5, size=3) + shift
+            rid = f"{cond}|e{k}"
+            ex_rows.append(
+                {"row_id": rid, "prefix_type": ptype, "prompt_key": key, "example_id": f"e{k}",
+                 "n_tokens": 3, "logprob_mean": float(lp.mean())}
+            )  # fmt: skip
+            tok_rows += [
+                {"row_id": rid, "token_index": i, "logprob": float(v)} for i, v in enumerate(lp)
+            ]
+    ex = pl.DataFrame(ex_rows, schema_overrides={"prompt_key": pl.String})
+    tok = pl.DataFrame(tok_rows, schema_overrides={"logprob": pl.Float32})
+    outs = {
+        n: tmp_path / f"{n}.parquet" for n in ("table", "embeddings", "angles", "angle_summary")
+    }
+    compute_heuristics(
+        train=ex, train_tokens=tok, neutral=ex, traits={"Playful": ex},
+        selfperp=pl.DataFrame({"prompt_key": ["a"], "selfperp_raw": [3.0]}),
+        prompt_traits={"a": "Playful"}, out_table=outs["table"],
+        out_embeddings=outs["embeddings"], out_angles=outs["angles"],
+        out_angle_summary=outs["angle_summary"], out_matrices=tmp_path / "W.safetensors",
+        out_meta=tmp_path / "W.json",
+    )  # fmt: skip
+    summary = pl.read_parquet(outs["angle_summary"])
+    assert summary.height == 0 and summary.schema == pl.Schema(ANGLE_SUMMARY_SCHEMA)
+    paper.fig_angle_bars(summary, tmp_path / "bars.png", tmp_path / "bars.csv")
+    assert (tmp_path / "bars.png").stat().st_size > 0

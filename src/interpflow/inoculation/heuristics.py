@@ -57,6 +57,17 @@ class HeuristicsConfig:
 #: Scalar heuristics of one W row (the keys of :func:`row_stats`).
 ROW_STATS = ("ph", "gamma", "sigma", "snr", "ppd")
 
+#: angle_summary.parquet's columns (experiment 19's pair kinds per W matrix and representation)
+ANGLE_SUMMARY_SCHEMA = {
+    "matrix": pl.String,
+    "representation": pl.String,
+    "pair": pl.String,
+    "kind": pl.String,
+    "mean": pl.Float64,
+    "std": pl.Float64,
+    "n": pl.Int64,
+}
+
 
 def w_matrix(
     examples: pl.DataFrame, prefix_type: str, value: str = "logprob_mean"
@@ -416,7 +427,8 @@ def compute_heuristics(
     write_parquet(table, out_table)
     write_parquet(pl.DataFrame(emb_rows), out_embeddings)
     write_parquet(pl.DataFrame(angle_rows), out_angles)
-    write_parquet(pl.DataFrame(summary_rows), out_angle_summary)
+    # one prompt has no pairs: the summary is then empty, with its columns
+    write_parquet(pl.DataFrame(summary_rows, schema=ANGLE_SUMMARY_SCHEMA), out_angle_summary)
     with atomic_path(out_matrices) as tmp:
         save_file(matrices, str(tmp))
     write_json(meta, out_meta)

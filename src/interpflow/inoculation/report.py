@@ -22,6 +22,7 @@ from interpflow.inoculation.correlations import (
     r_rows,
 )
 from interpflow.inoculation.fixed_vs_mix import fig_fixed_vs_mix
+from interpflow.inoculation.heuristics import ANGLE_SUMMARY_SCHEMA
 from interpflow.inoculation.selfperp_figures import fig_selfperp_pca, fig_selfperp_vs_suppression
 from interpflow.inoculation.study import FIGURES, parse_run
 
@@ -268,15 +269,7 @@ NO_HEURISTICS = {
         "prompt_b": pl.String,
         "angle": pl.Float64,
     },
-    "angle_summary": {
-        "matrix": pl.String,
-        "representation": pl.String,
-        "pair": pl.String,
-        "kind": pl.String,
-        "mean": pl.Float64,
-        "std": pl.Float64,
-        "n": pl.Int64,
-    },
+    "angle_summary": ANGLE_SUMMARY_SCHEMA,
 }
 
 
