@@ -57,7 +57,8 @@ class HeuristicsConfig:
 #: Scalar heuristics of one W row (the keys of :func:`row_stats`).
 ROW_STATS = ("ph", "gamma", "sigma", "snr", "ppd")
 
-#: angle_summary.parquet's columns (experiment 19's pair kinds per W matrix and representation)
+#: angle_summary.parquet's columns (experiment 19's pair kinds per W matrix and representation;
+#: written even with no rows: one trained prompt has no pairs)
 ANGLE_SUMMARY_SCHEMA = {
     "matrix": pl.String,
     "representation": pl.String,
@@ -427,7 +428,6 @@ def compute_heuristics(
     write_parquet(table, out_table)
     write_parquet(pl.DataFrame(emb_rows), out_embeddings)
     write_parquet(pl.DataFrame(angle_rows), out_angles)
-    # one prompt has no pairs: the summary is then empty, with its columns
     write_parquet(pl.DataFrame(summary_rows, schema=ANGLE_SUMMARY_SCHEMA), out_angle_summary)
     with atomic_path(out_matrices) as tmp:
         save_file(matrices, str(tmp))
