@@ -50,12 +50,14 @@ def script(tmp_path) -> Path:
     return path
 
 
-def run(script: Path, socket: str | None, **env) -> subprocess.CompletedProcess:
+def run(
+    script: Path, socket: str | None, python=sys.executable, **env
+) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k != forkserver.ENV} | env
     if socket:
         full[forkserver.ENV] = socket
     return subprocess.run(
-        [sys.executable, str(script), "a", "b c"],
+        [str(python), str(script), "a", "b c"],
         cwd=script.parents[2],
         env=full,
         capture_output=True,
@@ -172,17 +174,7 @@ def test_a_python_of_another_environment_is_refused_and_runs_where_it_is(server,
         [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
         check=True,
     )
-    other = venv / "bin" / "python"
-    full = dict(os.environ) | {forkserver.ENV: server, "IF_TEST": "other"}
-    full["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    proc = subprocess.run(
-        [str(other), str(script)],
-        cwd=script.parents[2],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    path = os.pathsep.join(p for p in sys.path if p)
+    proc = run(script, server, venv / "bin" / "python", IF_TEST="other", PYTHONPATH=path)
     assert proc.returncode == 0, proc.stderr
     assert "env other server False" in proc.stdout

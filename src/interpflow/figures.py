@@ -49,6 +49,18 @@ def save_png(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:
     return Path(path)
 
 
+def finish(
+    fig: plt.Figure, title: str, png, table: pl.DataFrame, csv, top: float = 0.96
+) -> pl.DataFrame:
+    """``table``, after titling ``fig`` (small, above its panels), saving it to ``png`` and
+    ``table`` to ``csv`` (the paper figures' common last step)."""
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    save_png(fig, png, dpi=110)
+    write_csv(table, csv)
+    return table
+
+
 def confusion_table(matrix: np.ndarray, classes: Sequence[str]) -> pl.DataFrame:
     """A confusion matrix as a table: a ``true`` column, then one count column per predicted class."""
     matrix = np.asarray(matrix)

@@ -121,7 +121,7 @@ def fig_angle_heatmaps(
 ) -> pl.DataFrame:  # fmt: skip
     """Experiment 19's heatmap figure (a row per W matrix, a column per representation of
     :data:`REPRESENTATIONS`) and its CSV (:func:`heatmap_cells`)."""
-    from interpflow.figures import plt, save_png, write_csv
+    from interpflow.figures import finish, plt
 
     cells = heatmap_cells(angles, emb, prompt_traits, prompt_groups, traits)
     mats = cells["matrix"].unique(maintain_order=True).to_list()
@@ -139,12 +139,8 @@ def fig_angle_heatmaps(
                 axes[i][j].set_axis_off()
     if not mats:
         axes[0][0].text(0.5, 0.5, "no angles", ha="center", transform=axes[0][0].transAxes)
-    fig.suptitle(
+    title = (
         "Experiment 19: pairwise angles (red 0 = aligned, yellow 90 = orthogonal, blue 180 = "
-        "opposite); tick labels coloured by trait group",
-        fontsize=9,
+        "opposite); tick labels coloured by trait group"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    save_png(fig, png, dpi=110)
-    write_csv(cells, csv)
-    return cells
+    return finish(fig, title, png, cells, csv)

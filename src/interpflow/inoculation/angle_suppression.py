@@ -175,7 +175,7 @@ def fig_dim_suppression(
 ) -> pl.DataFrame:
     """Experiment 19 Q1's figure (4 rows x on-/off-diagonal, two clouds a panel, an OLS line
     and the legend's r (p), n per cloud) and its CSV, :func:`clouds`."""
-    from interpflow.figures import plt, save_png, write_csv
+    from interpflow.figures import finish, plt
 
     table = clouds(points, traits)
     fig, axes = plt.subplots(len(ROWS), 2, figsize=(10, 3.4 * len(ROWS)), squeeze=False)
@@ -202,12 +202,8 @@ def fig_dim_suppression(
                 ax.legend(fontsize=5, loc="best")
             else:
                 ax.text(0.5, 0.5, "no points", transform=ax.transAxes, ha="center", fontsize=7)
-    fig.suptitle(
+    title = (
         "Experiment 19 Q1: signed coordinate vs suppression (on-diagonal: dim k vs dim k's "
-        "trait; off-diagonal: the swap)",
-        fontsize=9,
+        "trait; off-diagonal: the swap)"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
-    save_png(fig, png, dpi=110)
-    write_csv(table, csv)
-    return table
+    return finish(fig, title, png, table, csv, top=0.98)
